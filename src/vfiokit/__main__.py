@@ -1,0 +1,3 @@
+from vfiokit.cli import run
+
+run()

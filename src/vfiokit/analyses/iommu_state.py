@@ -1,0 +1,43 @@
+"""Why a host shows no IOMMU groups: firmware, kernel command line, or a VM. Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vfiokit.model import HostInfo
+
+
+@dataclass(frozen=True)
+class IommuDiagnosis:
+    #: "vm", "cmdline-off", "intel-needs-flag", "firmware-virt-off", "firmware-iommu-off"
+    cause: str
+    explanation: str
+
+
+def _kernel_version(release: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def diagnose(host: HostInfo) -> IommuDiagnosis:
+    """Best guess of why there are no IOMMU groups, from /sys/class/iommu, CPU flags, cmdline."""
+    flags = set(host.cpu_flags or ())
+    params = (host.cmdline or "").split()
+    off = [p for p in params if p in ("intel_iommu=off", "amd_iommu=off", "iommu=off")]
+    if "hypervisor" in flags:
+        return IommuDiagnosis("vm", "this looks like a virtual machine (CPU flag 'hypervisor') "
+                              "without a virtual IOMMU; run vfiokit on the Proxmox host itself")
+    if off:
+        return IommuDiagnosis("cmdline-off", f"the kernel command line turns it off ({' '.join(off)}); "
+                              "remove it with 'vfiokit boot remove " + " ".join(off) + "'")
+    version = _kernel_version(host.kernel_release)
+    if (host.cpu_vendor == "GenuineIntel" and version is not None and version < (6, 8)
+            and "intel_iommu=on" not in params and not host.iommu_units):
+        return IommuDiagnosis("intel-needs-flag", f"Intel CPU with kernel {host.kernel_release}: kernels "
+                              "before 6.8 need intel_iommu=on ('vfiokit boot iommu' adds it)")
+    if flags and not flags & {"vmx", "svm"}:
+        return IommuDiagnosis("firmware-virt-off", "the CPU shows no vmx/svm flag: virtualization "
+                              "(and with it VT-d / AMD-Vi) looks disabled in the firmware setup")
+    return IommuDiagnosis("firmware-iommu-off", "no IOMMU unit in /sys/class/iommu: enable VT-d "
+                          "(Intel) or IOMMU / AMD-Vi (AMD) in the firmware setup")

@@ -1,0 +1,46 @@
+"""What every read command shares: the source options and the pci.ids handle."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vfiokit.model import Topology
+
+
+def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --root / --snapshot / --sample; the command receives `source` (a loader)."""
+
+    @click.option("--root", type=click.Path(file_okay=False), default=None,
+                  help="Read the host from this folder instead of / (its sys/, proc/, etc/).")
+    @click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False), default=None,
+                  help="Read a snapshot file written by 'vfiokit snapshot'.")
+    @click.option("--sample", default=None, help="Read a bundled sample machine (see 'vfiokit samples').")
+    @functools.wraps(f)
+    def wrapper(*args: Any, root: str | None, snapshot_file: str | None, sample: str | None,
+                **kwargs: Any) -> Any:
+        chosen = [o for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample))
+                  if v is not None]
+        if len(chosen) > 1:
+            raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
+        kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample)
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def load_source(root: str | None, snapshot_file: str | None, sample: str | None) -> Topology:
+    if snapshot_file is not None:
+        from vfiokit.sources import snapshot
+
+        return snapshot.load(snapshot_file)
+    if sample is not None:
+        from vfiokit.sources import samples
+
+        return samples.load(sample)
+    from vfiokit.sources import sysfs
+
+    return sysfs.read_topology(root or "/")

@@ -1,0 +1,101 @@
+"""Commands that show what is there: `groups`, `snapshot`, `samples`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import click
+
+from vfiokit.cli.common import source_options
+from vfiokit.cli.output import note, print_markup
+from vfiokit.errors import NoIommu
+from vfiokit.model import Topology
+from vfiokit.pciids import PciIds
+
+
+def _no_iommu(top: Topology) -> NoIommu:
+    from vfiokit.analyses.iommu_state import diagnose
+
+    d = diagnose(top.host)
+    return NoIommu(f"{top.source or 'this host'} has no IOMMU groups: {d.explanation}",
+                   hint="to see what vfiokit shows, try 'vfiokit groups --sample asus-tuf-b550-plus'")
+
+
+@click.command()
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
+@click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
+              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines).")
+def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
+    """List every IOMMU group and its devices, named as lspci names them."""
+    top = source()
+    ids = PciIds.system()
+    if top.groups is None:
+        raise _no_iommu(top)
+    if as_json:
+        from vfiokit.render.envelope import envelope
+        from vfiokit.render.groups import groups_json
+
+        notes = [*top.notes, *filter(None, [ids.missing_note])]
+        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids)))
+        return
+    if fmt == "seed":
+        from vfiokit.render.groups import groups_seed
+
+        sys.stdout.write(groups_seed(top, ids))
+    else:
+        from vfiokit.render.groups import groups_text
+
+        print_markup(groups_text(top, ids))
+    for n in (*top.notes, *filter(None, [ids.missing_note])):
+        note(n)
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), required=True,
+              help="File to write ('-' for standard output).")
+@click.option("--root", type=click.Path(file_okay=False), default="/",
+              help="Read the host from this folder instead of /.")
+def snapshot(output: str, root: str) -> None:
+    """Save everything vfiokit reads from this host into one file (to share or keep)."""
+    from vfiokit.sources import snapshot as snap
+    from vfiokit.sources import sysfs
+
+    raw = sysfs.capture(root)
+    text = snap.dumps(raw)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        from vfiokit.edits.files import write_new_file
+
+        write_new_file(output, text)
+        n = len(raw["devices"])
+        g = len(raw["iommu_groups"] or {})
+        click.echo(f"vfiokit: wrote {output}: {n} devices, {g} IOMMU groups"
+                   f"{'' if raw['captured']['as_root'] else ' (not root: config space beyond 64 bytes missing)'}",
+                   err=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def samples(as_json: bool) -> None:
+    """List the bundled sample machines (use one with --sample NAME)."""
+    from vfiokit.sources import samples as bundled
+
+    items = [bundled.describe(n) for n in bundled.names()]
+    if as_json:
+        from vfiokit.render.envelope import envelope
+
+        sys.stdout.write(envelope("samples", "bundled", [], samples=items))
+        return
+    from rich.markup import escape
+
+    print_markup(f"[bold]{escape(i['name'])}[/bold]  {escape(i['title'])}" for i in items)
+
+
+def register(main: click.Group) -> None:
+    for cmd in (groups, snapshot, samples):
+        main.add_command(cmd)
+
+

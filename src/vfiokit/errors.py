@@ -1,0 +1,70 @@
+"""The project's own errors and the exit codes a script can rely on.
+
+Every failure that reaches the user is a `VfiokitError`: one line of text naming the file, line or
+device it failed on, and an `ExitCode`. OS errors are turned into these at the boundary (sources,
+writer), so the CLI never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of the `vfiokit` command (documented in the README; never renumber)."""
+
+    OK = 0
+    #: click's own code for a bad command line (unknown option, missing argument).
+    USAGE = 2
+    #: A file, snapshot, listing or tree could not be read or is malformed.
+    BAD_INPUT = 3
+    #: The device named on the command line is not on this host / in this source.
+    NOT_FOUND = 4
+    #: The host has no IOMMU groups (IOMMU off in firmware or kernel, or a VM without vIOMMU).
+    NO_IOMMU = 5
+    #: Permission denied (reading or writing needs root).
+    PERMISSION = 6
+    #: A write, refresh or remote call failed; nothing was changed (or it was rolled back).
+    WRITE_FAILED = 7
+    #: vfiokit refuses an unsafe change (say why, and the flag that overrides it, if any).
+    REFUSED = 8
+    #: The user answered "no" at a confirmation prompt.
+    ABORTED = 9
+    #: `check`: other devices leave the host with this one.
+    COSTLY = 10
+    #: `check`: the device or a group member is something the host cannot live without.
+    UNSAFE = 11
+    #: A concurrent edit was detected (Proxmox config digest mismatch).
+    CONFLICT = 12
+    #: A remote Proxmox API call failed (unreachable, timed out, no rights).
+    REMOTE = 13
+
+
+class VfiokitError(Exception):
+    """An error the user sees as one line `vfiokit: error: <message>` with `code` as exit code."""
+
+    code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, code: ExitCode | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.hint = hint
+
+
+class BadInput(VfiokitError):
+    """Malformed or unreadable input (snapshot, listing, sysfs tree, config file)."""
+
+    code = ExitCode.BAD_INPUT
+
+
+class DeviceNotFound(VfiokitError):
+    """A device address that is not in the topology."""
+
+    code = ExitCode.NOT_FOUND
+
+
+class NoIommu(VfiokitError):
+    """The source has no IOMMU groups."""
+
+    code = ExitCode.NO_IOMMU

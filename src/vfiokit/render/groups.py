@@ -1,0 +1,111 @@
+"""Views of a topology's IOMMU groups: the human view, JSON, and the article's script format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from vfiokit.model import Device, Topology
+from vfiokit.pciids import PciIds, lspci_line
+
+#: A function giving extra marks for a device (e.g. "host needs: root disk"), keyed by address.
+Marker = Callable[[Device], list[str]]
+
+
+def shows_domains(top: Topology) -> bool:
+    """lspci prints domains on every line as soon as one device has a non-zero domain."""
+    return any(d.address.domain for d in top.devices)
+
+
+def flags(dev: Device) -> list[str]:
+    out = []
+    if dev.is_bridge:
+        out.append("bridge")
+    if dev.boot_vga:
+        out.append("boot_vga")
+    if dev.physfn is not None:
+        out.append("sriov_vf")
+    return out
+
+
+def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str, Any]:
+    """One device as JSON: address with domain, ids, class, names, driver, flags."""
+    line = lspci_line(dev, ids)
+    klass, _, rest = line.partition(" ")[2].partition(": ")
+    name = rest.rsplit(" (rev ", 1)[0] if dev.revision else rest
+    return {
+        "address": str(dev.address),
+        "vendor_id": None if dev.vendor_id is None else f"{dev.vendor_id:04x}",
+        "device_id": None if dev.device_id is None else f"{dev.device_id:04x}",
+        "subsystem": None if dev.subsystem_vendor_id is None or dev.subsystem_device_id is None
+        else f"{dev.subsystem_vendor_id:04x}:{dev.subsystem_device_id:04x}",
+        "class": None if dev.class_id is None else f"{dev.class_id:04x}",
+        "class_name": klass,
+        "name": name,
+        "vendor_name": dev.vendor_name or (ids.vendor(dev.vendor_id) if dev.vendor_id is not None else None),
+        "device_name": dev.device_name or (ids.device(dev.vendor_id, dev.device_id)
+                                           if dev.vendor_id is not None and dev.device_id is not None
+                                           else None),
+        "revision": None if dev.revision is None else f"{dev.revision:02x}",
+        "driver": dev.driver,
+        "iommu_group": dev.iommu_group,
+        "flags": flags(dev),
+        "marks": list(marks),
+    }
+
+
+def groups_json(top: Topology, ids: PciIds, marker: Marker | None = None) -> dict[str, Any]:
+    mark = marker or (lambda d: [])
+    grouped = {a for g in top.groups or () for a in g.members}
+    return {
+        "groups": [
+            {"number": g.number,
+             "devices": [device_json(top.by_address[a], ids, mark(top.by_address[a]))
+                         for a in g.members if a in top.by_address]}
+            for g in top.groups or ()
+        ],
+        "ungrouped": [device_json(d, ids, mark(d)) for d in top.devices if d.address not in grouped],
+    }
+
+
+def groups_seed(top: Topology, ids: PciIds) -> str:
+    """What the article's script prints: `IOMMU Group N`, then TAB + `lspci -s ADDR` per member.
+
+    The script globs `devices/*`, so members come in the shell's sort order of their full
+    addresses, and `ls -v` orders the groups numerically.
+    """
+    domain = shows_domains(top)
+    out = []
+    for g in top.groups or ():
+        out.append(f"IOMMU Group {g.number}\n")
+        for a in sorted(g.members, key=str):
+            dev = top.by_address.get(a)
+            if dev is not None:
+                out.append(f"\t{lspci_line(dev, ids, domain=domain)}\n")
+    return "".join(out)
+
+
+def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> list[str]:
+    """Rich markup lines for the human view: one header per group, one line per device."""
+    from rich.markup import escape
+
+    mark = marker or (lambda d: [])
+    domain = shows_domains(top)
+    lines = []
+    for g in top.groups or ():
+        members = [top.by_address[a] for a in g.members if a in top.by_address]
+        size = "alone" if len(members) == 1 else f"{len(members)} devices"
+        lines.append(f"[bold]IOMMU group {g.number}[/bold] [dim]({size})[/dim]")
+        for dev in members:
+            text = lspci_line(dev, ids, numeric=True, domain=domain)
+            tags = []
+            if dev.driver:
+                tags.append(f"[cyan]driver {escape(dev.driver)}[/cyan]")
+            elif dev.driver == "":
+                tags.append("[dim]no driver[/dim]")
+            for f in flags(dev):
+                tags.append({"bridge": "[dim]bridge[/dim]", "boot_vga": "[magenta]boot VGA[/magenta]"}
+                            .get(f, f))
+            tags.extend(f"[yellow]{escape(m)}[/yellow]" for m in mark(dev))
+            lines.append(f"  {escape(text)}" + ("  " + " · ".join(tags) if tags else ""))
+    return lines

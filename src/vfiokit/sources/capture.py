@@ -1,0 +1,237 @@
+"""The raw capture: what a sysfs reader saw, as plain data, and the one function that models it.
+
+A capture is a JSON-ready dict. The live reader (`sysfs.capture`) produces one, a snapshot file is
+one written to disk, and `build_topology` turns either into the same `Topology`. Keeping "what was
+read" apart from "what it means" is what makes a snapshot load to exactly the model of the live tree
+it came from.
+
+Layout (version 1)::
+
+    {"format": "vfiokit-snapshot", "version": 1,
+     "captured": {"at": ISO-8601, "by": user, "as_root": bool, "vfiokit": version},
+     "host": {"kernel_release", "cmdline", "cpu_vendor", "cpu_flags", "iommu_units", "hostname",
+              "board", "dmesg"},                      # each may be null
+     "iommu_groups": {"<n>": ["DDDD:BB:DD.F", ...]} | null,
+     "devices": {"DDDD:BB:DD.F": {
+         "path": "pci0000:00/0000:00:01.1/0000:01:00.0",   # below /sys/devices
+         "attrs": {"vendor": "0x1022", ...},               # sysfs attribute text, stripped
+         "links": {"driver": "nvme", "physfn": "0000:..."}, # basenames of symlink targets
+         "files": ["reset", "pci_bus"],                    # presence-only entries
+         "config": "hex" | null}},                         # readable config space bytes
+     "read_notes": ["what the reader could not read", ...],
+     "host_usage": {...} | null}                          # what the host uses, when gathered
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vfiokit import pciconfig
+from vfiokit.errors import BadInput
+from vfiokit.model import (
+    PCIE_DOWNSTREAM_PORT,
+    PCIE_ROOT_PORT,
+    PCIE_UPSTREAM_PORT,
+    Device,
+    Group,
+    HostInfo,
+    PciAddress,
+    Topology,
+)
+
+FORMAT = "vfiokit-snapshot"
+VERSION = 1
+
+#: sysfs attributes read for every function (pciutils' sysfs access reads the same ones).
+ATTRS = (
+    "vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision", "irq",
+    "resource", "boot_vga", "reset_method", "numa_node", "sriov_totalvfs", "sriov_numvfs",
+)
+#: symlinks whose target's basename is kept.
+LINKS = ("driver", "iommu_group", "physfn")
+#: entries whose mere presence matters: `reset` (a reset exists), `pci_bus` (a bridge, which
+#: Proxmox's pci_dev_group_bind_to_vfio leaves alone).
+FILES = ("reset", "pci_bus")
+
+_HOST_KEYS = ("kernel_release", "cmdline", "cpu_vendor", "cpu_flags", "iommu_units", "hostname",
+              "board", "dmesg")
+
+
+def _int(text: str | None, where: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text, 0) if text.startswith("0x") else int(text)
+    except ValueError:
+        raise BadInput(f"{where}: '{text}' is not a number") from None
+
+
+def _address(text: str, where: str) -> PciAddress:
+    try:
+        return PciAddress.parse(text)
+    except BadInput as e:
+        raise BadInput(f"{where}: {e}") from None
+
+
+def _parent_of(path: str) -> PciAddress | None:
+    """The bridge above a device, from its /sys/devices path: the previous PCI component."""
+    parts = path.split("/")
+    for part in reversed(parts[:-1]):
+        try:
+            return PciAddress.parse(part)
+        except BadInput:
+            continue
+    return None
+
+
+def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str) -> Device:
+    where = f"{origin}: device {addr}"
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: entry is not an object")
+    attrs = raw.get("attrs") or {}
+    links = raw.get("links") or {}
+    path = raw.get("path")
+    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
+        raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
+    cfg_hex = raw.get("config")
+    cfg: bytes | None = None
+    if cfg_hex is not None:
+        try:
+            cfg = bytes.fromhex(cfg_hex)
+        except (ValueError, TypeError):
+            raise BadInput(f"{where}: 'config' is not hexadecimal") from None
+    facts = pciconfig.decode(cfg) if cfg else None
+
+    def attr_int(name: str) -> int | None:
+        return _int(attrs.get(name), f"{where}: attribute {name}")
+
+    class_attr = attr_int("class")
+    reset_method = attrs.get("reset_method")
+    boot_vga = attrs.get("boot_vga")
+    physfn = links.get("physfn")
+    files = raw.get("files")
+    return Device(
+        address=addr,
+        vendor_id=facts.vendor_id if facts else attr_int("vendor"),
+        device_id=facts.device_id if facts else attr_int("device"),
+        subsystem_vendor_id=attr_int("subsystem_vendor") if facts is None else
+        (facts.subsystem_vendor_id if facts.subsystem_vendor_id is not None
+         else attr_int("subsystem_vendor")),
+        subsystem_device_id=attr_int("subsystem_device") if facts is None else
+        (facts.subsystem_device_id if facts.subsystem_device_id is not None
+         else attr_int("subsystem_device")),
+        class_code=class_attr if class_attr is not None else (facts.class_code if facts else None),
+        revision=facts.revision if facts else attr_int("revision"),
+        # No `driver` link means no driver bound ("").
+        driver=links.get("driver", "") if "links" in raw else None,
+        iommu_group=_int(links.get("iommu_group"), f"{where}: link iommu_group"),
+        parent=_parent_of(path) if isinstance(path, str) else None,
+        sysfs_path=path if isinstance(path, str) else None,
+        header_type=facts.header_type if facts else None,
+        multifunction=(facts.multifunction or addr.function > 0) if facts else None,
+        is_pcie=facts.is_pcie if facts else None,
+        pcie_type=facts.pcie_type if facts else None,
+        acs=facts.acs if facts else None,
+        acs_known=facts.acs_known if facts else False,
+        boot_vga=None if boot_vga is None else boot_vga == "1",
+        reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
+        has_reset="reset" in files if files is not None else None,
+        config_size=len(cfg) if cfg is not None else None,
+        physfn=_address(physfn, f"{where}: link physfn") if physfn else None,
+    )
+
+
+def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
+    """Mirror probe.c set_pcie_port_type: a "downstream" port below a downstream port (or root
+    port) is really an upstream port, and an "upstream" port below an upstream port is really
+    a downstream port (some switches misreport)."""
+    from dataclasses import replace
+
+    for addr, dev in sorted(devices.items()):
+        parent = devices.get(dev.parent) if dev.parent else None
+        if parent is None or not parent.is_pcie or dev.pcie_type is None:
+            continue
+        if dev.pcie_type == PCIE_DOWNSTREAM_PORT and parent.pcie_type in (
+            PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT
+        ):
+            devices[addr] = replace(dev, pcie_type=PCIE_UPSTREAM_PORT)
+        elif dev.pcie_type == PCIE_UPSTREAM_PORT and parent.pcie_type == PCIE_UPSTREAM_PORT:
+            devices[addr] = replace(dev, pcie_type=PCIE_DOWNSTREAM_PORT)
+
+
+def _notes(devices: tuple[Device, ...], as_root: bool | None) -> tuple[str, ...]:
+    notes = []
+    short = [d for d in devices if d.config_size is not None and d.config_size <= 64]
+    missing = [d for d in devices if d.config_size is None]
+    if short:
+        who = "not read as root" if as_root is False else "only 64 bytes readable"
+        notes.append(
+            f"config space beyond 64 bytes unreadable for {len(short)} device(s) ({who}): "
+            "PCIe port type and ACS are unknown; run as root for the full picture"
+        )
+    if missing:
+        notes.append(f"no config space for {len(missing)} device(s): "
+                     f"{', '.join(str(d.address) for d in missing[:5])}"
+                     f"{' ...' if len(missing) > 5 else ''}")
+    return tuple(notes)
+
+
+def validate(raw: Any, origin: str) -> dict[str, Any]:
+    """Check the envelope of a capture read from `origin`; return it or raise BadInput."""
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise BadInput(f"{origin}: not a vfiokit snapshot (no \"format\": \"{FORMAT}\")")
+    version = raw.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise BadInput(f"{origin}: snapshot version {version!r} is not supported "
+                       f"(this vfiokit reads version {VERSION})")
+    if not isinstance(raw.get("devices"), dict):
+        raise BadInput(f"{origin}: snapshot has no 'devices' object")
+    groups = raw.get("iommu_groups")
+    if groups is not None and not isinstance(groups, dict):
+        raise BadInput(f"{origin}: 'iommu_groups' must be an object or null")
+    return raw
+
+
+def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
+    """Model a capture. Pure: the same capture always gives the same Topology."""
+    devices: dict[PciAddress, Device] = {}
+    for key, entry in raw["devices"].items():
+        addr = _address(key, f"{origin}: devices")
+        devices[addr] = _device(addr, entry, origin)
+    _correct_port_types(devices)
+
+    groups: tuple[Group, ...] | None = None
+    raw_groups = raw.get("iommu_groups")
+    if raw_groups:
+        built = []
+        for number, members in raw_groups.items():
+            n = _int(str(number), f"{origin}: iommu_groups")
+            if not isinstance(members, list):
+                raise BadInput(f"{origin}: iommu group {number}: members must be a list")
+            addrs = tuple(sorted(_address(m, f"{origin}: iommu group {number}") for m in members))
+            built.append(Group(n, addrs))
+        groups = tuple(sorted(built, key=lambda g: g.number))
+        # The group links of the devices and the group folders are two views of one fact; fill
+        # the device side from the folders where a device's link was not read.
+        from dataclasses import replace
+
+        for g in groups:
+            for a in g.members:
+                if a in devices and devices[a].iommu_group is None:
+                    devices[a] = replace(devices[a], iommu_group=g.number)
+
+    host_raw = raw.get("host") or {}
+    host = HostInfo(**{
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in host_raw.items() if k in _HOST_KEYS
+    })
+    ordered = tuple(devices[a] for a in sorted(devices))
+    captured = raw.get("captured") or {}
+    return Topology(
+        devices=ordered,
+        groups=groups,
+        host=host,
+        source=origin,
+        notes=tuple(raw.get("read_notes") or ()) + _notes(ordered, captured.get("as_root")),
+        host_usage=raw.get("host_usage"),
+    )

@@ -1,0 +1,40 @@
+"""Bundled sample machines: snapshot files shipped in the package (`vfiokit/samples/*.json`).
+
+Each is a snapshot with a `sample` object: `name`, `title`, `description` (where it comes from,
+and what was inferred rather than seen).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from vfiokit.errors import BadInput
+from vfiokit.model import Topology
+from vfiokit.sources import capture as cap
+from vfiokit.sources import snapshot
+
+
+def _folder():
+    return resources.files("vfiokit") / "samples"
+
+
+def names() -> list[str]:
+    return sorted(p.name[:-5] for p in _folder().iterdir() if p.name.endswith(".json"))
+
+
+def load_raw(name: str) -> dict[str, Any]:
+    path = _folder() / f"{name}.json"
+    if not path.is_file():
+        raise BadInput(f"no sample named '{name}' (vfiokit samples lists them: {', '.join(names())})")
+    with resources.as_file(path) as p:
+        return snapshot.load_raw(p)
+
+
+def load(name: str) -> Topology:
+    return cap.build_topology(load_raw(name), f"sample {name}")
+
+
+def describe(name: str) -> dict[str, str]:
+    meta = load_raw(name).get("sample") or {}
+    return {"name": name, "title": meta.get("title", ""), "description": meta.get("description", "")}

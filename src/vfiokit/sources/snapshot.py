@@ -1,0 +1,39 @@
+"""Snapshot files: a raw capture saved as JSON, to attach to a forum post or keep before a BIOS
+update. Loading one gives exactly the model of the live tree it was taken from."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from vfiokit.errors import BadInput
+from vfiokit.model import Topology
+from vfiokit.sources import capture as cap
+
+
+def dumps(raw: dict[str, Any]) -> str:
+    """The snapshot text: stable key order, one device per few lines, diff-friendly."""
+    return json.dumps(raw, indent=1, sort_keys=True) + "\n"
+
+
+def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a snapshot file; BadInput names the file and what is wrong with it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read snapshot ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not a vfiokit snapshot (not UTF-8 text)") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        what = "truncated" if e.pos >= len(text.rstrip()) else "not valid JSON"
+        raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})") from None
+    return cap.validate(raw, str(path))
+
+
+def load(path: str | os.PathLike[str]) -> Topology:
+    raw = load_raw(path)
+    return cap.build_topology(raw, f"snapshot {path}")
