@@ -17,7 +17,8 @@ Layout (version 1)::
          "attrs": {"vendor": "0x1022", ...},               # sysfs attribute text, stripped
          "links": {"driver": "nvme", "physfn": "0000:..."}, # basenames of symlink targets
          "files": ["reset", "pci_bus"],                    # presence-only entries
-         "config": "hex" | null}},                         # readable config space bytes
+         "config": "hex" | null,                           # readable config space bytes,
+         "config_size": int | null}},                      #  trailing zero bytes left out
      "read_notes": ["what the reader could not read", ...],
      "host_usage": {...} | null}                          # what the host uses, when gathered
 """
@@ -85,6 +86,25 @@ def _parent_of(path: str) -> PciAddress | None:
     return None
 
 
+def pack_config(data: bytes) -> dict[str, Any]:
+    """The capture's form of config space: hex without the trailing zeros, and the size read."""
+    return {"config": data.rstrip(b"\0").hex(), "config_size": len(data)}
+
+
+def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
+    """Config space bytes of a capture entry (inverse of `pack_config`); None when not read."""
+    cfg_hex, size = entry.get("config"), entry.get("config_size")
+    if cfg_hex is None:
+        return None
+    try:
+        data = bytes.fromhex(cfg_hex)
+    except (ValueError, TypeError):
+        raise BadInput(f"{where}: 'config' is not hexadecimal") from None
+    if not isinstance(size, int) or size < len(data) or size > 4096:
+        raise BadInput(f"{where}: 'config_size' {size!r} does not fit the config bytes")
+    return data.ljust(size, b"\0")
+
+
 def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str) -> Device:
     where = f"{origin}: device {addr}"
     if not isinstance(raw, Mapping):
@@ -94,13 +114,7 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str) -> Device:
     path = raw.get("path")
     if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
         raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
-    cfg_hex = raw.get("config")
-    cfg: bytes | None = None
-    if cfg_hex is not None:
-        try:
-            cfg = bytes.fromhex(cfg_hex)
-        except (ValueError, TypeError):
-            raise BadInput(f"{where}: 'config' is not hexadecimal") from None
+    cfg = config_bytes(raw, where)
     facts = pciconfig.decode(cfg) if cfg else None
 
     def attr_int(name: str) -> int | None:

@@ -116,7 +116,7 @@ def capture_of(specs: list[Spec], *, as_root: bool = True, host: dict[str, Any] 
             "attrs": attrs,
             "links": links,
             "files": (["pci_bus"] if s.is_bridge else []) + (["reset"] if s.reset_method else []),
-            "config": config_bytes(s, 4096 if as_root else 64).hex(),
+            **cap.pack_config(config_bytes(s, 4096 if as_root else 64)),
         }
     return {
         "format": cap.FORMAT,

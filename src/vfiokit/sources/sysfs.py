@@ -45,20 +45,20 @@ def _inside(root: str, link_dir: str, target: str) -> str:
     return os.path.normpath(os.path.join(link_dir, target))
 
 
-def _read_config(path: str, notes: list[str], addr: str) -> str | None:
+def _read_config(path: str, notes: list[str], addr: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = f.read(4096)
     except PermissionError:
         notes.append(f"{addr}: config space not readable (permission denied)")
-        return None
+        return {"config": None, "config_size": None}
     except OSError as e:
         if not os.path.exists(path):
             notes.append(f"{addr}: no config file")
         else:
             notes.append(f"{addr}: config space not readable ({e.strerror})")
-        return None
-    return data.hex()
+        return {"config": None, "config_size": None}
+    return cap.pack_config(data)
 
 
 def _device_entry(root: str, sysdevices: str, devdir: str, addr: str, notes: list[str]) -> dict:
@@ -88,8 +88,8 @@ def _device_entry(root: str, sysdevices: str, devdir: str, addr: str, notes: lis
         "attrs": attrs,
         "links": links,
         "files": [f for f in cap.FILES if f in entries],
-        "config": _read_config(os.path.join(devdir, "config"), notes, addr)
-        if "config" in entries else None,
+        **(_read_config(os.path.join(devdir, "config"), notes, addr) if "config" in entries
+           else {"config": None, "config_size": None}),
     }
 
 

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vfiokit.sources.capture import config_bytes
+
 # pciutils' sysfs access requires these (lib/sysfs.c sysfs_scan reads them unconditionally).
 _LSPCI_DEFAULTS = {"irq": "0", "resource": "\n".join(["0x0000000000000000 " * 2 + "0x0000000000000000"] * 13)}
 
@@ -36,8 +38,9 @@ def materialize(raw: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
         attrs = {**_LSPCI_DEFAULTS, **dev.get("attrs", {})}
         for name, value in attrs.items():
             (ddir / name).write_text(value + "\n")
-        if dev.get("config") is not None:
-            (ddir / "config").write_bytes(bytes.fromhex(dev["config"]))
+        cfg = config_bytes(dev, addr)
+        if cfg is not None:
+            (ddir / "config").write_bytes(cfg)
         for name in dev.get("files", ()):
             target = ddir / name
             if name == "pci_bus":
