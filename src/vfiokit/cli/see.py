@@ -72,9 +72,8 @@ def snapshot(output: str, root: str) -> None:
         write_new_file(output, text)
         n = len(raw["devices"])
         g = len(raw["iommu_groups"] or {})
-        click.echo(f"vfiokit: wrote {output}: {n} devices, {g} IOMMU groups"
-                   f"{'' if raw['captured']['as_root'] else ' (not root: config space beyond 64 bytes missing)'}",
-                   err=True)
+        partial = "" if raw["captured"]["as_root"] else " (not root: config space beyond 64 bytes missing)"
+        click.echo(f"vfiokit: wrote {output}: {n} devices, {g} IOMMU groups{partial}", err=True)
 
 
 @click.command()
