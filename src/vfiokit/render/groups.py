@@ -91,21 +91,29 @@ def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> lis
 
     mark = marker or (lambda d: [])
     domain = shows_domains(top)
+
+    def line(dev: Device) -> str:
+        text = lspci_line(dev, ids, numeric=True, domain=domain)
+        tags = []
+        if dev.driver:
+            tags.append(f"[cyan]driver {escape(dev.driver)}[/cyan]")
+        elif dev.driver == "":
+            tags.append("[dim]no driver[/dim]")
+        for f in flags(dev):
+            tags.append({"bridge": "[dim]bridge[/dim]", "boot_vga": "[magenta]boot VGA[/magenta]"}.get(f, f))
+        tags.extend(f"[yellow]{escape(m)}[/yellow]" for m in mark(dev))
+        return f"  {escape(text)}" + ("  " + " · ".join(tags) if tags else "")
+
     lines = []
     for g in top.groups or ():
         members = [top.by_address[a] for a in g.members if a in top.by_address]
         size = "alone" if len(members) == 1 else f"{len(members)} devices"
         lines.append(f"[bold]IOMMU group {g.number}[/bold] [dim]({size})[/dim]")
-        for dev in members:
-            text = lspci_line(dev, ids, numeric=True, domain=domain)
-            tags = []
-            if dev.driver:
-                tags.append(f"[cyan]driver {escape(dev.driver)}[/cyan]")
-            elif dev.driver == "":
-                tags.append("[dim]no driver[/dim]")
-            for f in flags(dev):
-                tags.append({"bridge": "[dim]bridge[/dim]", "boot_vga": "[magenta]boot VGA[/magenta]"}
-                            .get(f, f))
-            tags.extend(f"[yellow]{escape(m)}[/yellow]" for m in mark(dev))
-            lines.append(f"  {escape(text)}" + ("  " + " · ".join(tags) if tags else ""))
+        lines.extend(line(dev) for dev in members)
+    grouped = {a for g in top.groups or () for a in g.members}
+    loose = [d for d in top.devices if d.address not in grouped]
+    if loose:
+        lines.append("[bold]Not in any IOMMU group[/bold] [dim](the IOMMU does not translate for "
+                     "these; they cannot be passed through)[/dim]")
+        lines.extend(line(dev) for dev in loose)
     return lines

@@ -29,7 +29,9 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
-        what = "truncated" if e.pos >= len(text.rstrip()) else "not valid JSON"
+        # A cut-off file fails at its very end, or inside a string that never closes.
+        cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
+        what = "truncated" if cut else "not valid JSON"
         raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})") from None
     return cap.validate(raw, str(path))
 

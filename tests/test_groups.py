@@ -1,0 +1,109 @@
+"""`vfiokit groups` on real trees: names as lspci gives them, the article's script byte for byte,
+JSON for scripts, and what a host without IOMMU groups is told."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import cli
+from tests.machines import ZOO
+from tests.oracle import article_script, lspci
+from vfiokit.sources import samples
+from vfiokit.sources.synthetic import capture_of
+from vfiokit.sources.tree import materialize
+
+
+@pytest.fixture(params=["zoo", "asus-tuf-b550-plus"])
+def tree(request, tmp_path):
+    raw = capture_of(ZOO) if request.param == "zoo" else samples.load_raw(request.param)
+    return materialize(raw, tmp_path / "root")
+
+
+def test_seed_format_equals_the_articles_script(tree):
+    r = cli("groups", "--root", str(tree), "--format", "seed")
+    assert r.code == 0, r.err
+    assert r.out == article_script(tree)
+
+
+def test_human_view_names_each_device_as_lspci_nn(tree):
+    r = cli("groups", "--root", str(tree))
+    assert r.code == 0, r.err
+    for line in lspci(tree, "-nn").splitlines():
+        assert line in r.out
+
+
+def test_zoo_seed_shows_domains_and_unknown_names(tmp_path):
+    tree = materialize(capture_of(ZOO), tmp_path / "root")
+    out = cli("groups", "--root", str(tree), "--format", "seed").out
+    assert "\t0000:00:02.0 Bridge [0655]: NVIDIA Corporation Device fff1\n" in out
+    assert "\t0001:00:01.0 Non-Volatile memory controller:" in out
+
+
+def test_json_envelope_lists_groups_with_devices(tree):
+    r = cli("groups", "--root", str(tree), "--json")
+    data = json.loads(r.out)
+    assert (data["kind"], data["schema"]) == ("groups", 1)
+    numbers = [g["number"] for g in data["groups"]]
+    assert numbers == sorted(numbers)
+    first = data["groups"][0]["devices"][0]
+    assert {"address", "vendor_id", "device_id", "class", "class_name", "name", "driver", "flags"} <= set(first)
+    assert len(first["address"]) == 12  # with domain
+
+
+def test_b550_group_15_shows_the_gpu_nic_and_marvell_together():
+    data = json.loads(cli("groups", "--sample", "asus-tuf-b550-plus", "--json").out)
+    g15 = next(g for g in data["groups"] if g["number"] == 15)
+    addrs = {d["address"] for d in g15["devices"]}
+    assert {"0000:04:00.0", "0000:06:00.0", "0000:07:00.0", "0000:0a:00.0"} <= addrs
+    gpu = next(d for d in g15["devices"] if d["address"] == "0000:04:00.0")
+    assert "boot_vga" in gpu["flags"]
+    bridge = next(d for d in g15["devices"] if d["address"] == "0000:03:00.0")
+    assert "bridge" in bridge["flags"]
+
+
+def test_missing_pci_ids_degrades_to_numbers(tmp_path, monkeypatch):
+    from vfiokit.pciids import PciIds
+
+    monkeypatch.setenv("VFIOKIT_PCI_IDS", str(tmp_path / "absent"))
+    monkeypatch.setattr(PciIds, "_system", None)
+    tree = materialize(capture_of(ZOO), tmp_path / "root")
+    r = cli("groups", "--root", str(tree), "--format", "seed")
+    assert r.code == 0
+    assert "\t0000:01:00.0 Class 0300: Device 10de:1430 (rev a1)\n" in r.out
+    assert "no pci.ids found" in r.err
+
+
+def test_samples_are_listed():
+    r = cli("samples")
+    assert "asus-tuf-b550-plus" in r.out
+
+
+def _no_iommu_tree(tmp_path, cpuinfo: str, cmdline: str, release: str = "6.8.12-4-pve"):
+    raw = capture_of(ZOO, groups=False)
+    tree = materialize(raw, tmp_path / "root")
+    (tree / "proc").mkdir(exist_ok=True)
+    (tree / "proc/cpuinfo").write_text(cpuinfo)
+    (tree / "proc/cmdline").write_text(cmdline + "\n")
+    (tree / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
+    (tree / "proc/sys/kernel/osrelease").write_text(release + "\n")
+    return tree
+
+
+@pytest.mark.parametrize(("cpuinfo", "cmdline", "release", "says"), [
+    ("vendor_id\t: GenuineIntel\nflags\t\t: fpu vmx hypervisor\n", "quiet", "6.8.12-4-pve", "virtual machine"),
+    ("vendor_id\t: AuthenticAMD\nflags\t\t: fpu svm\n", "quiet amd_iommu=off", "6.8.12-4-pve", "amd_iommu=off"),
+    ("vendor_id\t: GenuineIntel\nflags\t\t: fpu vmx\n", "quiet", "6.5.13-1-pve", "intel_iommu=on"),
+    ("vendor_id\t: GenuineIntel\nflags\t\t: fpu sse\n", "quiet", "6.8.12-4-pve", "firmware"),
+    ("vendor_id\t: AuthenticAMD\nflags\t\t: fpu svm\n", "quiet", "6.8.12-4-pve", "AMD-Vi"),
+])
+def test_no_iommu_says_why_and_how_to_try_a_sample(tmp_path, cpuinfo, cmdline, release, says):
+    tree = _no_iommu_tree(tmp_path, cpuinfo, cmdline, release)
+    r = cli("groups", "--root", str(tree))
+    assert r.code == 5
+    assert r.out == ""
+    lines = r.err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("vfiokit: error: ") and says in lines[0]
+    assert "--sample" in lines[1]

@@ -1,0 +1,119 @@
+"""Snapshots: a live tree and its snapshot give the same model; bad files get one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import cli
+from tests.machines import ZOO
+from vfiokit.sources import samples, snapshot, sysfs
+from vfiokit.sources.capture import build_topology
+from vfiokit.sources.synthetic import capture_of
+from vfiokit.sources.tree import materialize
+
+
+def _same_model(a, b):
+    assert a.devices == b.devices
+    assert a.groups == b.groups
+    assert a.host == b.host
+    assert a.host_usage == b.host_usage
+
+
+@pytest.mark.parametrize("machine", ["zoo", "zoo-not-root", "asus-tuf-b550-plus"])
+def test_live_tree_and_its_snapshot_give_the_same_model(tmp_path, machine):
+    raw = samples.load_raw(machine) if machine == "asus-tuf-b550-plus" else capture_of(ZOO, as_root=machine == "zoo")
+    tree = materialize(raw, tmp_path / "root")
+    out = tmp_path / "snap.json"
+    r = cli("snapshot", "--root", str(tree), "-o", str(out))
+    assert r.code == 0, r.err
+    _same_model(sysfs.read_topology(tree), snapshot.load(out))
+    # ... and the same devices and groups as the machine the tree was laid out from.
+    origin = build_topology(raw, "origin")
+    assert (origin.devices, origin.groups) == (snapshot.load(out).devices, snapshot.load(out).groups)
+
+
+def test_snapshot_records_who_captured_it_and_the_kernel(tmp_path):
+    tree = materialize(samples.load_raw("asus-tuf-b550-plus"), tmp_path / "root")
+    out = tmp_path / "snap.json"
+    cli("snapshot", "--root", str(tree), "-o", str(out))
+    data = json.loads(out.read_text())
+    assert data["captured"]["as_root"] == (os.geteuid() == 0)
+    assert data["captured"]["by"]
+    assert data["host"]["kernel_release"] == "5.11.22-4-pve"
+    assert "root=/dev/mapper/pve-root" in data["host"]["cmdline"]
+    assert data["iommu_groups"]["15"]
+    assert len(data["devices"]["0000:07:00.0"]["config"]) > 128
+
+
+def test_not_root_fields_are_unknown_and_said(tmp_path):
+    tree = materialize(capture_of(ZOO, as_root=False), tmp_path / "root")
+    top = sysfs.read_topology(tree)
+    port = top.by_address[next(a for a in top.by_address if str(a) == "0000:00:01.0")]
+    assert port.config_size == 64 and port.pcie_type is None and port.acs is None and not port.acs_known
+    r = cli("groups", "--root", str(tree))
+    assert "beyond 64 bytes" in r.err
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ('{"format": "vfiokit-snapshot", "version": 1, "devi', "truncated"),
+    ('{"hello": "world"}', "not a vfiokit snapshot"),
+    ("IOMMU Group 1\n", "not valid JSON"),
+    ('{"format": "vfiokit-snapshot", "version": 99, "devices": {}}', "version 99"),
+    ('{"format": "vfiokit-snapshot", "version": 1, "devices": {"0000:zz:00.0": {}}}', "0000:zz:00.0"),
+    ('{"format": "vfiokit-snapshot", "version": 1, "devices": {"0000:01:00.0": {"config": "xyz", '
+     '"config_size": 64}}}', "not hexadecimal"),
+])
+def test_bad_snapshot_gives_one_line_naming_the_file(tmp_path, content, says):
+    f = tmp_path / "bad.json"
+    f.write_text(content)
+    r = cli("groups", "--snapshot", str(f))
+    assert r.code == 3
+    assert r.err.count("\n") == 1
+    assert r.err.startswith("vfiokit: error: ") and str(f) in r.err
+    assert says in r.err
+    assert "Traceback" not in r.err
+
+
+def test_missing_snapshot_file(tmp_path):
+    r = cli("groups", "--snapshot", str(tmp_path / "nope.json"))
+    assert r.code == 3 and "cannot read snapshot" in r.err
+
+
+def test_tree_with_missing_attribute_dangling_link_and_unreadable_config(tmp_path):
+    tree = materialize(capture_of(ZOO), tmp_path / "root")
+    dev = tree / "sys/devices/pci0000:00/0000:00:1f.2"
+    (dev / "class").unlink()
+    (dev / "config").unlink()
+    (dev / "config").mkdir()  # reading it fails even as root
+    os.symlink("../../../devices/pci0000:00/0000:00:09.0", tree / "sys/bus/pci/devices/0000:00:09.0")
+    r = cli("groups", "--root", str(tree))
+    assert r.code == 0
+    assert "0000:00:09.0" in r.err and "does not exist" in r.err
+    assert "0000:00:1f.2: sysfs attribute 'class' missing" in r.err
+    assert "0000:00:1f.2: config space not readable" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_root_without_pci_bus(tmp_path):
+    r = cli("groups", "--root", str(tmp_path))
+    assert r.code == 3 and "no PCI bus here" in r.err
+
+
+def test_snapshot_to_stdout_is_loadable(tmp_path):
+    tree = materialize(capture_of(ZOO), tmp_path / "root")
+    r = cli("snapshot", "--root", str(tree), "-o", "-")
+    f = tmp_path / "s.json"
+    f.write_text(r.out)
+    _same_model(snapshot.load(f), sysfs.read_topology(tree))
+
+
+def test_bundled_sample_is_what_its_script_builds():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts/make_sample_b550.py"
+    assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0
