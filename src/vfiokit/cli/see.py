@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_lines, print_markup
 from vfiokit.errors import NoIommu
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
@@ -47,7 +47,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
     else:
         from vfiokit.render.groups import groups_text
 
-        print_markup(groups_text(top, ids))
+        print_lines(groups_text(top, ids))
     for n in (*top.notes, *filter(None, [ids.missing_note])):
         note(n)
 

@@ -85,35 +85,41 @@ def groups_seed(top: Topology, ids: PciIds) -> str:
     return "".join(out)
 
 
-def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> list[str]:
-    """Rich markup lines for the human view: one header per group, one line per device."""
-    from rich.markup import escape
+#: A line of the human view: text segments with an optional rich style each.
+Line = list[tuple[str, str | None]]
 
+_FLAG_STYLE = {"bridge": ("bridge", "dim"), "boot_vga": ("boot VGA", "magenta"), "sriov_vf": ("SR-IOV VF", "dim")}
+
+
+def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> list[Line]:
+    """The human view: one header per group, one line per device, then ungrouped devices."""
     mark = marker or (lambda d: [])
     domain = shows_domains(top)
 
-    def line(dev: Device) -> str:
-        text = lspci_line(dev, ids, numeric=True, domain=domain)
-        tags = []
+    def line(dev: Device) -> Line:
+        tags: Line = []
         if dev.driver:
-            tags.append(f"[cyan]driver {escape(dev.driver)}[/cyan]")
+            tags.append((f"driver {dev.driver}", "cyan"))
         elif dev.driver == "":
-            tags.append("[dim]no driver[/dim]")
-        for f in flags(dev):
-            tags.append({"bridge": "[dim]bridge[/dim]", "boot_vga": "[magenta]boot VGA[/magenta]"}.get(f, f))
-        tags.extend(f"[yellow]{escape(m)}[/yellow]" for m in mark(dev))
-        return f"  {escape(text)}" + ("  " + " · ".join(tags) if tags else "")
+            tags.append(("no driver", "dim"))
+        tags.extend(_FLAG_STYLE.get(f, (f, None)) for f in flags(dev))
+        tags.extend((m, "yellow") for m in mark(dev))
+        out: Line = [("  " + lspci_line(dev, ids, numeric=True, domain=domain), None)]
+        for i, tag in enumerate(tags):
+            out.append(("  " if i == 0 else " · ", None))
+            out.append(tag)
+        return out
 
-    lines = []
+    lines: list[Line] = []
     for g in top.groups or ():
         members = [top.by_address[a] for a in g.members if a in top.by_address]
         size = "alone" if len(members) == 1 else f"{len(members)} devices"
-        lines.append(f"[bold]IOMMU group {g.number}[/bold] [dim]({size})[/dim]")
+        lines.append([(f"IOMMU group {g.number}", "bold"), (f" ({size})", "dim")])
         lines.extend(line(dev) for dev in members)
     grouped = {a for g in top.groups or () for a in g.members}
     loose = [d for d in top.devices if d.address not in grouped]
     if loose:
-        lines.append("[bold]Not in any IOMMU group[/bold] [dim](the IOMMU does not translate for "
-                     "these; they cannot be passed through)[/dim]")
+        lines.append([("Not in any IOMMU group", "bold"),
+                      (" (the IOMMU does not translate for these; they cannot be passed through)", "dim")])
         lines.extend(line(dev) for dev in loose)
     return lines

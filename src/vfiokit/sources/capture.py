@@ -44,13 +44,13 @@ from vfiokit.model import (
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
 
-#: sysfs attributes read for every function (pciutils' sysfs access reads the same ones).
-ATTRS = (
-    "vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision", "irq",
-    "resource", "boot_vga", "reset_method", "numa_node", "sriov_totalvfs", "sriov_numvfs",
-)
-#: symlinks whose target's basename is kept.
-LINKS = ("driver", "iommu_group", "physfn")
+#: sysfs attributes read for every function that has them.
+ATTRS = ("boot_vga", "reset_method")
+#: attributes that repeat config space bytes 0-63: read only when config space could not be.
+ID_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision")
+#: symlinks whose target's basename is kept. A device's `iommu_group` link is not read: the
+#: group folders say the same, for one listing per group instead of one readlink per device.
+LINKS = ("driver", "physfn")
 #: entries whose mere presence matters: `reset` (a reset exists), `pci_bus` (a bridge, which
 #: Proxmox's pci_dev_group_bind_to_vfio leaves alone).
 FILES = ("reset", "pci_bus")
@@ -105,7 +105,7 @@ def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     return data.ljust(size, b"\0")
 
 
-def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str) -> Device:
+def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:
     where = f"{origin}: device {addr}"
     if not isinstance(raw, Mapping):
         raise BadInput(f"{where}: entry is not an object")
@@ -135,11 +135,11 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str) -> Device:
         subsystem_device_id=attr_int("subsystem_device") if facts is None else
         (facts.subsystem_device_id if facts.subsystem_device_id is not None
          else attr_int("subsystem_device")),
-        class_code=class_attr if class_attr is not None else (facts.class_code if facts else None),
+        class_code=facts.class_code if facts else class_attr,
         revision=facts.revision if facts else attr_int("revision"),
         # No `driver` link means no driver bound ("").
         driver=links.get("driver", "") if "links" in raw else None,
-        iommu_group=_int(links.get("iommu_group"), f"{where}: link iommu_group"),
+        iommu_group=group,
         parent=_parent_of(path) if isinstance(path, str) else None,
         sysfs_path=path if isinstance(path, str) else None,
         header_type=facts.header_type if facts else None,
@@ -209,13 +209,8 @@ def validate(raw: Any, origin: str) -> dict[str, Any]:
 
 def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
     """Model a capture. Pure: the same capture always gives the same Topology."""
-    devices: dict[PciAddress, Device] = {}
-    for key, entry in raw["devices"].items():
-        addr = _address(key, f"{origin}: devices")
-        devices[addr] = _device(addr, entry, origin)
-    _correct_port_types(devices)
-
     groups: tuple[Group, ...] | None = None
+    group_of: dict[PciAddress, int] = {}
     raw_groups = raw.get("iommu_groups")
     if raw_groups:
         built = []
@@ -225,15 +220,14 @@ def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
                 raise BadInput(f"{origin}: iommu group {number}: members must be a list")
             addrs = tuple(sorted(_address(m, f"{origin}: iommu group {number}") for m in members))
             built.append(Group(n, addrs))
+            group_of.update((a, n) for a in addrs)
         groups = tuple(sorted(built, key=lambda g: g.number))
-        # The group links of the devices and the group folders are two views of one fact; fill
-        # the device side from the folders where a device's link was not read.
-        from dataclasses import replace
 
-        for g in groups:
-            for a in g.members:
-                if a in devices and devices[a].iommu_group is None:
-                    devices[a] = replace(devices[a], iommu_group=g.number)
+    devices: dict[PciAddress, Device] = {}
+    for key, entry in raw["devices"].items():
+        addr = _address(key, f"{origin}: devices")
+        devices[addr] = _device(addr, entry, origin, group_of.get(addr))
+    _correct_port_types(devices)
 
     host_raw = raw.get("host") or {}
     host = HostInfo(**{

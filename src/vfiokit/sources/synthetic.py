@@ -38,6 +38,8 @@ class Spec:
     #: Bridges: secondary bus number (header type 1 is implied).
     secondary_bus: int | None = None
     subordinate_bus: int | None = None
+    #: SR-IOV: the physical function of this virtual function.
+    physfn: str | None = None
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -92,15 +94,7 @@ def capture_of(specs: list[Spec], *, as_root: bool = True, host: dict[str, Any] 
     devices = {}
     iommu_groups: dict[str, list[str]] = {}
     for addr, s in sorted(by_addr.items()):
-        attrs = {
-            "vendor": f"0x{s.vendor:04x}",
-            "device": f"0x{s.device:04x}",
-            "class": f"0x{s.class_code:06x}",
-            "revision": f"0x{s.revision:02x}",
-            "subsystem_vendor": f"0x{(s.subsystem or (0, 0))[0]:04x}",
-            "subsystem_device": f"0x{(s.subsystem or (0, 0))[1]:04x}",
-            **s.extra_attrs,
-        }
+        attrs = dict(s.extra_attrs)
         if s.boot_vga is not None:
             attrs["boot_vga"] = "1" if s.boot_vga else "0"
         if s.reset_method is not None:
@@ -108,8 +102,9 @@ def capture_of(specs: list[Spec], *, as_root: bool = True, host: dict[str, Any] 
         links = {}
         if s.driver:
             links["driver"] = s.driver
+        if s.physfn:
+            links["physfn"] = str(PciAddress.parse(s.physfn))
         if s.group is not None and groups:
-            links["iommu_group"] = str(s.group)
             iommu_groups.setdefault(str(s.group), []).append(addr)
         devices[addr] = {
             "path": path_of(addr),

@@ -10,6 +10,7 @@ are listed once. No pci.ids lookups here (names are the renderer's business).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import getpass
 import os
@@ -25,17 +26,15 @@ from vfiokit.sources import capture as cap
 def _read(path: str) -> str | None:
     """Text of a small file, stripped; None when it does not exist or cannot be read."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
-
-
-def _link_basename(path: str) -> str | None:
     try:
-        return os.path.basename(os.readlink(path))
+        return os.read(fd, 65536).decode("utf-8", "replace").strip()
     except OSError:
         return None
+    finally:
+        os.close(fd)
 
 
 def _inside(root: str, link_dir: str, target: str) -> str:
@@ -45,52 +44,77 @@ def _inside(root: str, link_dir: str, target: str) -> str:
     return os.path.normpath(os.path.join(link_dir, target))
 
 
-def _read_config(path: str, notes: list[str], addr: str) -> dict[str, Any]:
+def _read_config(path: str, notes: list[str], addr: str) -> bytes | None:
+    # os.open/os.read rather than open(): a third of the cost, and this runs once per function.
     try:
-        with open(path, "rb") as f:
-            data = f.read(4096)
+        fd = os.open(path, os.O_RDONLY)
     except PermissionError:
         notes.append(f"{addr}: config space not readable (permission denied)")
-        return {"config": None, "config_size": None}
+        return None
     except OSError as e:
-        if not os.path.exists(path):
-            notes.append(f"{addr}: no config file")
-        else:
-            notes.append(f"{addr}: config space not readable ({e.strerror})")
-        return {"config": None, "config_size": None}
-    return cap.pack_config(data)
-
-
-def _device_entry(root: str, sysdevices: str, devdir: str, addr: str, notes: list[str]) -> dict:
-    entries: set[str] = set()
+        notes.append(f"{addr}: config space not readable ({e.strerror})")
+        return None
     try:
-        with os.scandir(devdir) as it:
-            entries = {e.name for e in it}
+        return os.read(fd, 4096)
     except OSError as e:
-        raise BadInput(f"{devdir}: cannot list device folder ({e.strerror})") from None
+        notes.append(f"{addr}: config space not readable ({e.strerror})")
+        return None
+    finally:
+        os.close(fd)
+
+
+def _device_entry(devdir: str, relpath: str, addr: str, entries: set[str], notes: list[str]) -> dict:
+    config = _read_config(f"{devdir}/config", notes, addr) if "config" in entries else None
+    if "config" not in entries:
+        notes.append(f"{addr}: no config file in {devdir}")
+    # The ids, class and revision are the first 64 bytes of config space, which anyone may read;
+    # their sysfs attributes are read only when that failed.
+    wanted = cap.ATTRS if config is not None and len(config) >= 64 else cap.ATTRS + cap.ID_ATTRS
     attrs = {}
-    for name in cap.ATTRS:
+    for name in wanted:
         if name in entries:
-            value = _read(os.path.join(devdir, name))
+            value = _read(f"{devdir}/{name}")
             if value is not None:
                 attrs[name] = value
-    for required in ("vendor", "device", "class"):
-        if required not in attrs:
-            notes.append(f"{addr}: sysfs attribute '{required}' missing in {devdir}")
+    if wanted is not cap.ATTRS:
+        for required in ("vendor", "device", "class"):
+            if required not in attrs:
+                notes.append(f"{addr}: sysfs attribute '{required}' missing in {devdir}")
     links = {}
     for name in cap.LINKS:
         if name in entries:
-            target = _link_basename(os.path.join(devdir, name))
-            if target is not None:
-                links[name] = target
-    return {
-        "path": os.path.relpath(devdir, sysdevices),
-        "attrs": attrs,
-        "links": links,
-        "files": [f for f in cap.FILES if f in entries],
-        **(_read_config(os.path.join(devdir, "config"), notes, addr) if "config" in entries
-           else {"config": None, "config_size": None}),
-    }
+            with contextlib.suppress(OSError):
+                links[name] = os.path.basename(os.readlink(f"{devdir}/{name}"))
+    packed = cap.pack_config(config) if config is not None else {"config": None, "config_size": None}
+    return {"path": relpath, "attrs": attrs, "links": links,
+            "files": [f for f in cap.FILES if f in entries], **packed}
+
+
+def _is_address(name: str) -> bool:
+    return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
+
+
+def _walk(sysdevices: str, notes: list[str]) -> dict[str, dict]:
+    """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
+    the functions behind it, so the walk learns each path without a readlink per device."""
+    try:
+        roots = sorted(e for e in os.listdir(sysdevices) if e.startswith("pci"))
+    except OSError:
+        return {}
+    devices: dict[str, dict] = {}
+    stack = [(f"{sysdevices}/{r}", r) for r in reversed(roots)]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            entries = set(os.listdir(folder))
+        except OSError as e:
+            notes.append(f"{folder}: cannot list ({e.strerror})")
+            continue
+        name = rel.rpartition("/")[2]
+        if _is_address(name):
+            devices[name] = _device_entry(folder, rel, name, entries, notes)
+        stack.extend((f"{folder}/{e}", f"{rel}/{e}") for e in sorted(entries, reverse=True) if _is_address(e))
+    return devices
 
 
 def _read_groups(root: str) -> dict[str, list[str]] | None:
@@ -163,17 +187,19 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     except OSError as e:
         raise BadInput(f"{buspci}: cannot list ({e.strerror})") from None
     notes: list[str] = []
-    devices = {}
+    devices = _walk(sysdevices, notes)
+    # /sys/bus/pci/devices links every function into the tree walked above; a name there that the
+    # walk did not meet is a dangling link or points elsewhere.
     for name in names:
-        link = os.path.join(buspci, name)
-        try:
-            target = _inside(root, buspci, os.readlink(link))
-        except OSError:
-            target = link  # a real folder, not a link (some test trees); read it as is
-        if not os.path.isdir(target):
-            notes.append(f"{name}: {link} points to {target}, which does not exist; device left out")
-            continue
-        devices[name] = _device_entry(root, sysdevices, target, name, notes)
+        if name not in devices:
+            link = os.path.join(buspci, name)
+            try:
+                target = _inside(root, buspci, os.readlink(link))
+            except OSError:
+                target = link
+            why = "which does not exist" if not os.path.isdir(target) else f"outside {sysdevices}"
+            notes.append(f"{name}: {link} points to {target}, {why}; device left out")
+    devices = {name: devices[name] for name in sorted(devices)}
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

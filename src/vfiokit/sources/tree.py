@@ -17,6 +17,14 @@ from vfiokit.sources.capture import config_bytes
 _LSPCI_DEFAULTS = {"irq": "0", "resource": "\n".join(["0x0000000000000000 " * 2 + "0x0000000000000000"] * 13)}
 
 
+def _id_attrs(cfg: bytes) -> dict[str, str]:
+    """The sysfs attributes the kernel derives from config space (drivers/pci/pci-sysfs.c)."""
+    word = lambda off: int.from_bytes(cfg[off : off + 2], "little")  # noqa: E731
+    return {"vendor": f"0x{word(0):04x}", "device": f"0x{word(2):04x}",
+            "class": f"0x{int.from_bytes(cfg[9:12], 'little'):06x}", "revision": f"0x{cfg[8]:02x}",
+            "subsystem_vendor": f"0x{word(0x2C):04x}", "subsystem_device": f"0x{word(0x2E):04x}"}
+
+
 def materialize(raw: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
     """Write the capture's devices and groups below `dest`; return `dest`."""
     dest = Path(dest)
@@ -32,13 +40,15 @@ def materialize(raw: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
             path = raw["devices"].get(m, {}).get("path")
             if path:
                 os.symlink(os.path.relpath(sysdev / path, gdir), gdir / m)
+                (sysdev / path).mkdir(parents=True, exist_ok=True)
+                os.symlink(os.path.relpath(gdir.parent, sysdev / path), sysdev / path / "iommu_group")
     for addr, dev in raw["devices"].items():
         ddir = sysdev / dev["path"]
         ddir.mkdir(parents=True, exist_ok=True)
-        attrs = {**_LSPCI_DEFAULTS, **dev.get("attrs", {})}
+        cfg = config_bytes(dev, addr)
+        attrs = {**_LSPCI_DEFAULTS, **(_id_attrs(cfg) if cfg else {}), **dev.get("attrs", {})}
         for name, value in attrs.items():
             (ddir / name).write_text(value + "\n")
-        cfg = config_bytes(dev, addr)
         if cfg is not None:
             (ddir / "config").write_bytes(cfg)
         for name in dev.get("files", ()):
@@ -52,10 +62,6 @@ def materialize(raw: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
             drv = dest / "sys/bus/pci/drivers" / links["driver"]
             drv.mkdir(parents=True, exist_ok=True)
             os.symlink(os.path.relpath(drv, ddir), ddir / "driver")
-        if "iommu_group" in links:
-            g = groups_dir / links["iommu_group"]
-            g.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.path.relpath(g, ddir), ddir / "iommu_group")
         if "physfn" in links:
             pf = raw["devices"].get(links["physfn"], {}).get("path")
             if pf:
