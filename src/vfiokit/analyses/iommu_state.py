@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vfiokit.errors import ExitCode, VfiokitError
 from vfiokit.model import HostInfo
 
 
@@ -15,7 +16,7 @@ class IommuDiagnosis:
     explanation: str
 
 
-def _kernel_version(release: str | None) -> tuple[int, int] | None:
+def kernel_version(release: str | None) -> tuple[int, int] | None:
     m = re.match(r"(\d+)\.(\d+)", release or "")
     return (int(m[1]), int(m[2])) if m else None
 
@@ -31,7 +32,7 @@ def diagnose(host: HostInfo) -> IommuDiagnosis:
     if off:
         return IommuDiagnosis("cmdline-off", f"the kernel command line turns it off ({' '.join(off)}); "
                               "remove it with 'vfiokit boot remove " + " ".join(off) + "'")
-    version = _kernel_version(host.kernel_release)
+    version = kernel_version(host.kernel_release)
     if (host.cpu_vendor == "GenuineIntel" and version is not None and version < (6, 8)
             and "intel_iommu=on" not in params and not host.iommu_units):
         return IommuDiagnosis("intel-needs-flag", f"Intel CPU with kernel {host.kernel_release}: kernels "
@@ -41,3 +42,25 @@ def diagnose(host: HostInfo) -> IommuDiagnosis:
                               "(and with it VT-d / AMD-Vi) looks disabled in the firmware setup")
     return IommuDiagnosis("firmware-iommu-off", "no IOMMU unit in /sys/class/iommu: enable VT-d "
                           "(Intel) or IOMMU / AMD-Vi (AMD) in the firmware setup")
+
+
+def iommu_params(host: HostInfo, pt: bool) -> tuple[list[str], str]:
+    """The kernel parameters that turn the IOMMU on for this host, and why (Proxmox
+    `qm-pci-passthrough.adoc`: on by default on AMD, and on Intel since kernel 6.8; nothing is
+    needed where `/sys/class/iommu` already lists units). `pt` adds `iommu=pt` on request."""
+    extra = ["iommu=pt"] if pt else []
+    if host.iommu_units:
+        return extra, f"the IOMMU is already on ({', '.join(host.iommu_units)} in /sys/class/iommu)"
+    version = kernel_version(host.kernel_release)
+    if host.cpu_vendor == "GenuineIntel" and version is not None and version < (6, 8):
+        return ["intel_iommu=on", *extra], (f"Intel CPU and kernel {host.kernel_release}: before 6.8 the "
+                                            "Intel IOMMU is off unless intel_iommu=on is given")
+    if host.cpu_vendor == "GenuineIntel" and version is not None:
+        return extra, (f"kernel {host.kernel_release} turns the Intel IOMMU on by default; no IOMMU unit is "
+                       "listed, so VT-d is probably disabled in the firmware setup")
+    if host.cpu_vendor == "AuthenticAMD":
+        return extra, ("the AMD IOMMU is on by default; no IOMMU unit is listed, so IOMMU / AMD-Vi is "
+                       "probably disabled in the firmware setup")
+    raise VfiokitError("cannot tell which IOMMU parameter this host needs (CPU vendor or kernel version "
+                       "unknown: /proc/cpuinfo, /proc/sys/kernel/osrelease)", ExitCode.REFUSED,
+                       hint="add it yourself: 'vfiokit boot add intel_iommu=on'")

@@ -22,9 +22,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import see
+    from vfiokit.cli import boot, see
 
     see.register(main)
+    boot.register(main)
 
 
 _register()

@@ -1,30 +1,23 @@
-"""Writing a file the user named (a snapshot, a report): whole or not at all."""
+"""Writing a file the user named (a snapshot, a report): whole or not at all, through the writer."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 
+from vfiokit.edits.writer import FileChange, Plan, apply, read_text
 from vfiokit.errors import ExitCode, VfiokitError
 
 
 def write_new_file(path: str, text: str) -> None:
-    """Write `text` to `path` atomically: a temp file in the same folder, fsync, rename.
+    """Write `text` to `path` with the safe writer's atomic steps (temp file in the same folder,
+    fsync, rename), without backup: the user asked for this file to be (re)written.
 
     A crash or a full disk leaves either the old file or the new one, never half of one.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+        old = read_text(path)
+    except IsADirectoryError:
+        raise VfiokitError(f"{path}: is a folder", ExitCode.WRITE_FAILED) from None
     except OSError as e:
         raise VfiokitError(f"{path}: cannot write ({e.strerror})", ExitCode.WRITE_FAILED) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise VfiokitError(f"{path}: cannot write ({e.strerror})", ExitCode.WRITE_FAILED) from None
+    apply(Plan((FileChange(os.path.abspath(path), old, text),), root=None, kind="output"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from vfiokit import __version__
 from vfiokit.errors import BadInput, ExitCode, VfiokitError
-from vfiokit.model import Topology
+from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
 
 
@@ -170,6 +170,12 @@ def _host(root: str) -> dict[str, Any]:
         "board": board or None,
         "dmesg": None,
     }
+
+
+def read_host(root: str | os.PathLike[str] = "/") -> HostInfo:
+    """Only the facts about the machine (kernel, command line, CPU, IOMMU units), no PCI tree."""
+    raw = _host(os.path.abspath(root))
+    return HostInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
 def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:

@@ -1,0 +1,233 @@
+"""`vfiokit boot`: see and change the kernel command line of the next boot, safely.
+
+Every change is a plan first (diff, refresh command, reboot note); `--dry-run` stops there,
+otherwise the user confirms (or passes `--yes`) and the one safe writer applies it.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from vfiokit.cli.output import note
+from vfiokit.errors import ExitCode, VfiokitError
+
+ACS_WARNING = (
+    "pcie_acs_override tells the kernel to believe PCIe ports isolate devices when the hardware "
+    "does not say so: devices then split into separate IOMMU groups although they can still reach "
+    "each other's memory by peer-to-peer DMA without hardware isolation. A VM given one of them may "
+    "read or corrupt memory of the host or of another VM. The option only exists in patched kernels "
+    "(such as Proxmox's); elsewhere it is ignored."
+)
+
+
+def _root_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--root", type=click.Path(file_okay=False), default="/", show_default=True,
+                        help="Folder standing for / (its etc/, proc/, sys/, boot/).")(f)
+
+
+def _change_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    @_root_option
+    @click.option("--dry-run", is_flag=True, help="Show the plan (diff, refresh command) and stop.")
+    @click.option("-y", "--yes", is_flag=True, help="Apply without asking.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
+    """Show `plan`, then apply it unless this is a dry run or the user says no."""
+    from vfiokit.edits import writer
+
+    if plan.empty:
+        click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
+        return
+    sys.stdout.write(plan.diff())
+    for argv in plan.commands:
+        click.echo(f"then run: {' '.join(argv)}")
+    for n in plan.notes:
+        note(n)
+    if dry_run:
+        click.echo("vfiokit: dry run: nothing written", err=True)
+        return
+    if not yes and not click.confirm("Apply this change?", default=False, err=True):
+        raise VfiokitError("nothing changed (answered no)", ExitCode.ABORTED)
+    done = writer.apply(plan)
+    ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
+    kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
+    click.echo(f"vfiokit: wrote {', '.join(done.files)}{kept}{ran}", err=True)
+
+
+def _change(root: str, add: Sequence[str], remove: Sequence[str], dry_run: bool, yes: bool) -> None:
+    from vfiokit.edits import bootline
+    from vfiokit.sources.boot import read_boot
+
+    setup = read_boot(root)
+    what = " ".join([*add, *(f"-{p}" for p in remove)])
+    _execute(bootline.plan(setup, add, remove), dry_run, yes,
+             f"the command line already reads that way ({what})")
+
+
+@click.group()
+def boot() -> None:
+    """The kernel command line: GRUB or proxmox-boot-tool, changed safely."""
+
+
+@boot.command()
+@_root_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
+def status(root: str, as_json: bool) -> None:
+    """Which boot path, which file decides, what is configured, running and pending."""
+    from vfiokit.analyses.boot_state import boot_state
+    from vfiokit.edits import bootline
+    from vfiokit.sources.boot import read_boot
+
+    setup = read_boot(root)
+    conf = bootline.configured(setup)
+    full = f"{conf.linux or ''} {conf.value}".strip()
+    state = boot_state(full, setup.running, setup.generated)
+
+    def shown(path: str) -> str:
+        return "/" + path[len(setup.root):].lstrip("/") if setup.root != "/" else path
+
+    data = {
+        "path": setup.path, "label": setup.label, "firmware": setup.firmware,
+        "distribution": setup.distro, "evidence": list(setup.evidence),
+        "deciding_file": shown(conf.path), "deciding_line": conf.line,
+        "overridden_files": list(conf.overridden), "configured": conf.value,
+        "grub_cmdline_linux": conf.linux, "grub_cmdline_linux_note": conf.linux_note,
+        "running": setup.running, "refresh_command": list(setup.refresh),
+        "pending_refresh": None if state.refresh_adds is None else
+        {"add": list(state.refresh_adds), "remove": list(state.refresh_removes or ())},
+        "pending_reboot": None if state.reboot_adds is None else
+        {"add": list(state.reboot_adds), "remove": list(state.reboot_removes or ())},
+    }
+    if as_json:
+        from vfiokit.render.envelope import envelope
+
+        sys.stdout.write(envelope("boot-status", f"tree {setup.root}" if setup.root != "/" else "live host",
+                                  [], boot=data))
+        return
+    where = f"{data['deciding_file']}" + (f" line {conf.line}" if conf.line else " (not set there yet)")
+    var = "" if setup.uses_kernel_cmdline else "GRUB_CMDLINE_LINUX_DEFAULT in "
+    lines = [f"boot path:    {setup.label}" + (f" on {setup.distro}" if setup.distro else ""),
+             *(f"              {e}" for e in setup.evidence),
+             f"decided by:   {var}{where}"]
+    if conf.overridden:
+        lines.append(f"              (overrides {', '.join(conf.overridden)})")
+    lines.append(f"configured:   {conf.value or '(empty)'}")
+    if not setup.uses_kernel_cmdline:
+        linux = conf.linux if conf.linux is not None else conf.linux_note
+        lines.append(f"also (GRUB_CMDLINE_LINUX): {linux}")
+    running = setup.running if setup.running is not None else "(unknown: no /proc/cmdline)"
+    lines.append(f"running:      {running}")
+    if state.refresh_adds or state.refresh_removes:
+        lines.append(f"pending '{' '.join(setup.refresh)}': "
+                     + " ".join([*(f"+{p}" for p in state.refresh_adds or ()),
+                                 *(f"-{p}" for p in state.refresh_removes or ())]))
+    if state.reboot_adds or state.reboot_removes:
+        lines.append("pending reboot: " + " ".join([*(f"+{p}" for p in state.reboot_adds or ()),
+                                                    *(f"-{p}" for p in state.reboot_removes or ())]))
+    elif state.reboot_adds is not None:
+        lines.append("pending reboot: nothing (the running kernel has every configured parameter)")
+    click.echo("\n".join(lines))
+
+
+@boot.command()
+@click.argument("params", nargs=-1, required=True)
+@_change_options
+def add(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
+    """Add kernel parameters (a=1 replaces a=2; list values such as vfio-pci.ids merge)."""
+    _change(root, params, (), dry_run, yes)
+
+
+@boot.command()
+@click.argument("params", nargs=-1, required=True)
+@_change_options
+def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
+    """Remove kernel parameters: KEY removes it whatever its value, KEY=VALUE only that value."""
+    _change(root, (), params, dry_run, yes)
+
+
+@boot.command()
+@click.option("--pt", is_flag=True, help="Also add iommu=pt (host devices skip IOMMU translation).")
+@_change_options
+def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
+    """Turn the IOMMU on where the kernel needs a parameter for it (Intel before kernel 6.8)."""
+    from vfiokit.analyses.iommu_state import iommu_params
+    from vfiokit.sources.boot import read_boot
+
+    setup = read_boot(root)
+    params, why = iommu_params(setup.host, pt)
+    note(why)
+    if not params:
+        click.echo("vfiokit: nothing to add", err=True)
+        return
+    _change(root, params, (), dry_run, yes)
+
+
+def predicted_groups(root: str, modes: str) -> list[str] | None:
+    """Before/after group summary from `vfiokit.analyses.grouping` (the simulate issue's model),
+    or None when this build does not have it or the tree below `root` has no PCI devices.
+
+    The one seam between `boot acs-override` and the group prediction."""
+    try:
+        from vfiokit.analyses.grouping import parse_override, predict_groups
+    except ImportError:
+        return None
+    from vfiokit.sources import sysfs
+
+    try:
+        top = sysfs.read_topology(root)
+    except VfiokitError:
+        return None
+    if top.groups is None:
+        return None
+    after = predict_groups(top, parse_override(modes))
+
+    def shared(groups: Sequence[Any]) -> int:
+        return sum(1 for g in groups if len(g.members) > 1)
+
+    return [f"today:  {len(top.groups)} IOMMU groups, {shared(top.groups)} shared by several devices",
+            f"with pcie_acs_override={modes}: {len(after)} groups, {shared(after)} shared "
+            "(vfiokit simulate shows which devices move)"]
+
+
+@boot.command("acs-override")
+@click.argument("modes", default="downstream,multifunction")
+@_change_options
+def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
+    """Add pcie_acs_override=MODES (default downstream,multifunction), with a warning."""
+    words = [w for w in modes.split(",") if w]
+    for w in words:
+        if w not in ("downstream", "multifunction") and not w.startswith("id:"):
+            raise VfiokitError(f"'{w}': unknown pcie_acs_override mode (downstream, multifunction, "
+                               "id:vvvv:dddd)", ExitCode.BAD_INPUT)
+    click.echo(f"vfiokit: warning: {ACS_WARNING}", err=True)
+    summary = predicted_groups(root, ",".join(words))
+    if summary is None:
+        note("no group prediction here: it needs the PCI tree below --root and the simulate model")
+    else:
+        for line in summary:
+            note(line)
+    _change(root, [f"pcie_acs_override={','.join(words)}"], (), dry_run, yes)
+
+
+@boot.command()
+@_change_options
+def undo(root: str, dry_run: bool, yes: bool) -> None:
+    """Restore the files the last 'vfiokit boot' change wrote (shown as a diff first)."""
+    from vfiokit.edits import writer
+
+    plan, _ = writer.undo_plan(root, "boot")
+    _execute(plan, dry_run, yes, "the files already hold their previous content")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(boot)

@@ -1,0 +1,107 @@
+"""Plans that change the next boot's kernel command line, in the file that really decides it. Pure:
+it reads the texts a `BootSetup` carries and returns a writer `Plan`; nothing is written here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vfiokit.edits import cmdline, grub
+from vfiokit.edits.writer import FileChange, Plan
+from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.sources.boot import BootSetup
+
+
+@dataclass(frozen=True)
+class Configured:
+    """The configured command line: the file and line that decide it and its value."""
+
+    #: File on disk (below the root).
+    path: str
+    #: 1-based line of the deciding assignment (None: the variable is never set).
+    line: int | None
+    value: str
+    #: GRUB only: earlier files whose own value is overridden by `path`.
+    overridden: tuple[str, ...] = ()
+    #: GRUB only: `GRUB_CMDLINE_LINUX` (also given to the kernel), or why it cannot be read.
+    linux: str | None = None
+    linux_note: str | None = None
+
+
+def _shown(setup: BootSetup, path: str) -> str:
+    return "/" + os.path.relpath(path, setup.root)
+
+
+def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
+    """(path, first line, rest of the file) of /etc/kernel/cmdline, refusing what
+    proxmox-boot-tool would refuse."""
+    assert setup.kernel_cmdline is not None
+    path, text = setup.kernel_cmdline
+    first, nl, rest = text.partition("\n")
+    if rest.strip():
+        raise VfiokitError(f"{_shown(setup, path)}: has more than one line; proxmox-boot-tool uses one line",
+                           ExitCode.REFUSED)
+    if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
+        raise VfiokitError(f"{_shown(setup, path)}: has no root= parameter; proxmox-boot-tool refuses such a "
+                           "file and the host would not find its root file system", ExitCode.REFUSED)
+    return path, first, nl + rest
+
+
+def configured(setup: BootSetup) -> Configured:
+    """Where the next boot's command line comes from, and what it says."""
+    if setup.uses_kernel_cmdline:
+        path, first, _ = _kernel_cmdline_line(setup)
+        return Configured(path, 1, first)
+    s = grub.deciding(setup.grub_files)
+    main_path = setup.grub_files[0][0]
+    overridden: tuple[str, ...] = ()
+    if s is not None:
+        before = setup.grub_files[: [p for p, _ in setup.grub_files].index(s.path)]
+        overridden = tuple(_shown(setup, p) for p, text in before if grub.scan(p, text))
+    try:
+        lin = grub.deciding(setup.grub_files, "GRUB_CMDLINE_LINUX")
+        linux, linux_note = (lin.value if lin else ""), None
+    except grub.Refused as e:
+        linux, linux_note = None, str(e).split("; vfiokit")[0]
+    if s is None:
+        return Configured(main_path, None, "", (), linux, linux_note)
+    return Configured(s.path, s.line, s.value, overridden, linux, linux_note)
+
+
+def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Plan:
+    """The plan that adds then removes parameters in the deciding file (empty when nothing
+    changes), with the refresh command and a reboot note."""
+    for p in (*add, *remove):
+        cmdline.check_param(p)
+    notes: list[str] = []
+    if setup.uses_kernel_cmdline:
+        path, first, rest = _kernel_cmdline_line(setup)
+        new_first = cmdline.remove(cmdline.add(first, add), remove)
+        if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(new_first)):
+            raise VfiokitError(f"removing root= from {_shown(setup, path)} would leave the host unbootable",
+                               ExitCode.REFUSED)
+        old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
+        change = FileChange(path, old_text, new_first + rest)
+    else:
+        s = grub.deciding(setup.grub_files)
+        texts = dict(setup.grub_files)
+        if s is None:
+            path = setup.grub_files[0][0]
+            value = cmdline.remove(cmdline.add("", add), remove)
+            new = grub.append_assignment(texts[path], value) if value else texts[path]
+        else:
+            path = s.path
+            value = cmdline.remove(cmdline.add(s.value, add), remove)
+            new = grub.set_value(texts[path], s, value)
+        change = FileChange(path, texts[path], new)
+        conf = configured(setup)
+        if conf.linux:
+            for p in remove:
+                if any(cmdline.key_of(t) == cmdline.key_of(p) for t in cmdline.tokens(conf.linux)):
+                    notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX, which vfiokit leaves "
+                                 "alone; remove it there by hand if it must go")
+    if change.changes:
+        notes.append(f"reboot to apply: the running kernel keeps its command line until then "
+                     f"('{' '.join(setup.refresh)}' runs first)")
+    return Plan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
