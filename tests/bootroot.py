@@ -42,8 +42,8 @@ def grub_host(root: Path, corpus: str, *, uefi: bool = False, running: str | Non
 
 def pbt_host(root: Path, cmdline: str, *, loader: str = "systemd-boot") -> Path:
     """A Proxmox ZFS host with ESPs managed by proxmox-boot-tool, booted by `loader` on UEFI."""
-    grub_host(root, "proxmox8-zfs", uefi=True, running="initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve "
-              + cmdline.strip())
+    initrd = "initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve"
+    grub_host(root, "proxmox8-zfs", uefi=True, running=f"{initrd} {cmdline.strip()}")
     write(root, "etc/kernel/cmdline", cmdline)
     write(root, "etc/kernel/proxmox-boot-uuids", "7B51-1A2C\n")
     if loader == "systemd-boot":
@@ -71,7 +71,8 @@ class Standins:
         for name in REFRESH_COMMANDS:
             p = folder / name
             p.write_text(f'#!/bin/sh\necho "{name} $*" >> "{self.log}"\n'
-                         'if [ -n "$STANDIN_FAIL" ]; then echo "E: $STANDIN_MSG" >&2; exit "$STANDIN_FAIL"; fi\n')
+                         'if [ -n "$STANDIN_FAIL" ]; then\n'
+                         '  echo "E: $STANDIN_MSG" >&2; exit "$STANDIN_FAIL"\nfi\n')
             p.chmod(p.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     def calls(self) -> list[str]:

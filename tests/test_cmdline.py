@@ -43,7 +43,7 @@ def test_remove(text: str, params: list[str], want: str) -> None:
 
 @pytest.mark.parametrize("bad", ['a="b c"', "a=$(reboot)", "x`y`", "a b", "", "a=b\\c", "--"])
 def test_a_parameter_vfiokit_cannot_write_is_named(bad: str) -> None:
-    with pytest.raises(BadInput, match="kernel parameter|separates"):
+    with pytest.raises(BadInput, match=r"kernel parameter|separates"):
         cmdline.check_param(bad)
 
 
@@ -85,7 +85,8 @@ def test_add_is_idempotent(text: str, params: list[str]) -> None:
 
 
 @given(_line(), st.lists(_param, min_size=1, max_size=3), st.booleans())
-def test_parameters_not_named_are_never_touched_or_reordered(text: str, params: list[str], adding: bool) -> None:
+def test_parameters_not_named_are_never_touched_or_reordered(text: str, params: list[str],
+                                                             adding: bool) -> None:
     after = cmdline.add(text, params) if adding else cmdline.remove(text, params)
     _untouched(text, after, params)
 
