@@ -23,7 +23,8 @@ class BootState:
     #: Configured but not in the boot loader's generated config yet (None: unknown here).
     refresh_adds: tuple[str, ...] | None
     refresh_removes: tuple[str, ...] | None
-    #: Configured but not in the running kernel's command line (None: /proc/cmdline unknown).
+    #: Configured but not in the running kernel's command line (None: /proc/cmdline unknown;
+    #: removals are None too when part of the configuration could not be read).
     reboot_adds: tuple[str, ...] | None
     reboot_removes: tuple[str, ...] | None
 
@@ -36,10 +37,14 @@ def _diff(have: str, want: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return adds, removes
 
 
-def boot_state(configured: str, running: str | None, generated: str | None) -> BootState:
+def boot_state(configured: str, running: str | None, generated: str | None,
+               complete: bool = True) -> BootState:
     """`configured`: every parameter the configuration gives the kernel (for GRUB
     `GRUB_CMDLINE_LINUX` then `GRUB_CMDLINE_LINUX_DEFAULT`); `generated`: the parameters of the
-    boot loader's generated entry, when readable."""
+    boot loader's generated entry, when readable; `complete`: False when part of the
+    configuration could not be read (then nothing is said about removals)."""
     ref = _diff(generated, configured) if generated is not None else (None, None)
     reb = _diff(running, configured) if running is not None else (None, None)
+    if not complete:
+        ref, reb = (ref[0], None), (reb[0], None)
     return BootState(ref[0], ref[1], reb[0], reb[1])

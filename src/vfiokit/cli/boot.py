@@ -91,7 +91,8 @@ def status(root: str, as_json: bool) -> None:
     setup = read_boot(root)
     conf = bootline.configured(setup)
     full = f"{conf.linux or ''} {conf.value}".strip()
-    state = boot_state(full, setup.running, setup.generated)
+    complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
+    state = boot_state(full, setup.running, setup.generated, complete)
 
     def shown(path: str) -> str:
         return "/" + path[len(setup.root):].lstrip("/") if setup.root != "/" else path
@@ -101,12 +102,15 @@ def status(root: str, as_json: bool) -> None:
         "distribution": setup.distro, "evidence": list(setup.evidence),
         "deciding_file": shown(conf.path), "deciding_line": conf.line,
         "overridden_files": list(conf.overridden), "configured": conf.value,
+        "not_editable_because": conf.refusal,
         "grub_cmdline_linux": conf.linux, "grub_cmdline_linux_note": conf.linux_note,
         "running": setup.running, "refresh_command": list(setup.refresh),
         "pending_refresh": None if state.refresh_adds is None else
-        {"add": list(state.refresh_adds), "remove": list(state.refresh_removes or ())},
+        {"add": list(state.refresh_adds),
+         "remove": None if state.refresh_removes is None else list(state.refresh_removes)},
         "pending_reboot": None if state.reboot_adds is None else
-        {"add": list(state.reboot_adds), "remove": list(state.reboot_removes or ())},
+        {"add": list(state.reboot_adds),
+         "remove": None if state.reboot_removes is None else list(state.reboot_removes)},
     }
     if as_json:
         from vfiokit.render.envelope import envelope
@@ -121,9 +125,11 @@ def status(root: str, as_json: bool) -> None:
              f"decided by:   {var}{where}"]
     if conf.overridden:
         lines.append(f"              (overrides {', '.join(conf.overridden)})")
-    lines.append(f"configured:   {conf.value or '(empty)'}")
+    if conf.refusal:
+        lines.append(f"              vfiokit will not edit it: {conf.refusal}")
+    lines.append(f"configured:   {conf.value.strip() or '(empty)'}")
     if not setup.uses_kernel_cmdline:
-        linux = conf.linux if conf.linux is not None else conf.linux_note
+        linux = (conf.linux.strip() or "(empty)") if conf.linux is not None else conf.linux_note
         lines.append(f"also (GRUB_CMDLINE_LINUX): {linux}")
     running = setup.running if setup.running is not None else "(unknown: no /proc/cmdline)"
     lines.append(f"running:      {running}")
@@ -136,6 +142,9 @@ def status(root: str, as_json: bool) -> None:
                                                     *(f"-{p}" for p in state.reboot_removes or ())]))
     elif state.reboot_adds is not None:
         lines.append("pending reboot: nothing (the running kernel has every configured parameter)")
+    if state.reboot_adds is not None and state.reboot_removes is None:
+        lines.append("              (what the next boot drops is unknown: part of the configuration "
+                     "is built by shell code)")
     click.echo("\n".join(lines))
 
 

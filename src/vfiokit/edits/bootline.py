@@ -27,6 +27,10 @@ class Configured:
     #: GRUB only: `GRUB_CMDLINE_LINUX` (also given to the kernel), or why it cannot be read.
     linux: str | None = None
     linux_note: str | None = None
+    #: Why vfiokit cannot edit the deciding assignment (None: it can).
+    refusal: str | None = None
+    #: False when the value depends on shell code vfiokit does not run.
+    known: bool = True
 
 
 def _shown(setup: BootSetup, path: str) -> str:
@@ -53,20 +57,19 @@ def configured(setup: BootSetup) -> Configured:
     if setup.uses_kernel_cmdline:
         path, first, _ = _kernel_cmdline_line(setup)
         return Configured(path, 1, first)
-    s = grub.deciding(setup.grub_files)
-    main_path = setup.grub_files[0][0]
-    overridden: tuple[str, ...] = ()
-    if s is not None:
-        before = setup.grub_files[: [p for p, _ in setup.grub_files].index(s.path)]
-        overridden = tuple(_shown(setup, p) for p, text in before if grub.scan(p, text))
-    try:
-        lin = grub.deciding(setup.grub_files, "GRUB_CMDLINE_LINUX")
-        linux, linux_note = (lin.value if lin else ""), None
-    except grub.Refused as e:
-        linux, linux_note = None, str(e).split("; vfiokit")[0]
-    if s is None:
-        return Configured(main_path, None, "", (), linux, linux_note)
-    return Configured(s.path, s.line, s.value, overridden, linux, linux_note)
+    value, last = grub.effective(setup.grub_files)
+    linux, lin = grub.effective(setup.grub_files, "GRUB_CMDLINE_LINUX")
+    linux_note = (f"{_shown(setup, lin.path)} line {lin.line}: {lin.reason}"
+                  if linux is None and isinstance(lin, grub.Unfollowable) else None)
+    if last is None:
+        return Configured(setup.grub_files[0][0], None, "", (), linux, linux_note)
+    before = setup.grub_files[: [p for p, _ in setup.grub_files].index(last.path)]
+    overridden = tuple(_shown(setup, p) for p, text in before if grub.scan(p, text))
+    if isinstance(last, grub.Unfollowable) and last.appends is not None:
+        overridden = ()  # it adds to them
+    refusal = last.reason if isinstance(last, grub.Unfollowable) else None
+    return Configured(last.path, last.line, value if value is not None else "(unknown)", overridden, linux,
+                      linux_note, refusal, value is not None)
 
 
 def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Plan:

@@ -53,6 +53,9 @@ class Unfollowable:
     path: str
     line: int
     reason: str
+    #: For `VAR="$VAR more"` (a drop-in appending, as Ubuntu's kdump-tools and the Proxmox
+    #: installer write them): " more", so the value can still be shown.
+    appends: str | None = None
 
 
 def _parse_value(path: str, n: int, line: str, pos: int, offset: int, var: str) -> Setting | Unfollowable:
@@ -60,6 +63,10 @@ def _parse_value(path: str, n: int, line: str, pos: int, offset: int, var: str) 
     if rest[:1] == '"':
         close = rest.find('"', 1)
         body = rest[1:close] if close >= 0 else rest[1:]
+        m = re.fullmatch(rf"\$(?:{var}|\{{{var}\}})(\s[^$`\\]*)?", body)
+        if m and close >= 0:
+            return Unfollowable(path, n, f"{var} is built from other variables or commands",
+                                m.group(1) or "")
         if "$" in body or "`" in body:
             return Unfollowable(path, n, f"{var} is built from other variables or commands")
         if "\\" in body:
@@ -119,6 +126,24 @@ def deciding(files: Sequence[tuple[str, str]], var: str = VAR) -> Setting | None
                       hint="edit that line by hand, or make it a plain value such as "
                            f'{var}="quiet" and run vfiokit again')
     return last
+
+
+def effective(files: Sequence[tuple[str, str]], var: str = VAR) -> tuple[str | None,
+                                                                       Setting | Unfollowable | None]:
+    """The value sh ends with (None: not knowable without running the files) and the last
+    assignment. Plain values and `VAR="$VAR more"` appends are followed; nothing is executed."""
+    value: str | None = ""
+    last: Setting | Unfollowable | None = None
+    for path, text in files:
+        for item in scan(path, text, var):
+            last = item
+            if isinstance(item, Setting):
+                value = item.value
+            elif item.appends is not None and value is not None:
+                value += item.appends
+            else:
+                value = None
+    return value, last
 
 
 def _quoted(quote: str, value: str) -> str:
