@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests.bootroot import Standins, cpu, grub_host, pbt_host, sh_value, write
 from tests.conftest import cli
-
 from vfiokit.edits import writer
 
 ZFS_CMDLINE = "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.bootroot import FIXTURES, Standins, grub_host, sh_value
 from tests.conftest import cli
 

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.bootroot import write
 
+from tests.bootroot import write
 from vfiokit.edits import writer
 from vfiokit.edits.files import write_new_file
 from vfiokit.edits.writer import FileChange, Hooks, Plan
