@@ -252,3 +252,21 @@ def test_status_shows_a_value_it_will_not_edit(tmp_path: Path) -> None:
     crash = "crashkernel=2G-4G:320M,4G-32G:512M,32G-64G:1024M,64G-128G:2048M,128G-:4096M"
     assert b["configured"] == f"quiet splash {crash}"  # the append is followed, not run
     assert b["pending_reboot"] == {"add": ["splash", crash], "remove": []}
+
+
+def test_acs_override_says_when_it_cannot_predict(tmp_path: Path, standins: Standins) -> None:
+    r = cli("boot", "acs-override", "--root", str(_grub(tmp_path)), "--dry-run")
+    assert r.code == 0 and "no group prediction here" in r.err
+
+
+def test_acs_override_shows_what_simulate_predicts(tmp_path: Path) -> None:
+    grouping = pytest.importorskip("vfiokit.analyses.grouping", reason="the simulate model is not merged yet")
+    from vfiokit.sources import samples, sysfs, tree
+
+    root = tmp_path / "root"
+    tree.materialize(samples.load_raw("asus-tuf-b550-plus"), root)
+    grub_host(root, "proxmox8")
+    after = grouping.predict_groups(sysfs.read_topology(root), grouping.parse_override("downstream,multifunction"))
+    r = cli("boot", "acs-override", "--root", str(root), "--dry-run")
+    assert r.code == 0, r.err
+    assert f"with pcie_acs_override=downstream,multifunction: {len(after)} groups" in r.err
