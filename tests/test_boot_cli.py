@@ -270,3 +270,14 @@ def test_acs_override_shows_what_simulate_predicts(tmp_path: Path) -> None:
     r = cli("boot", "acs-override", "--root", str(root), "--dry-run")
     assert r.code == 0, r.err
     assert f"with pcie_acs_override=downstream,multifunction: {len(after)} groups" in r.err
+
+
+def test_a_read_only_grub_file_is_one_line_and_untouched(tmp_path: Path, standins: Standins) -> None:
+    root = _grub(tmp_path)
+    main = root / "etc/default/grub"
+    before = main.read_bytes()
+    main.chmod(0o444)
+    r = cli("boot", "add", "iommu=pt", "--root", str(root), "--yes")
+    (error,) = [ln for ln in r.err.splitlines() if ln.startswith("vfiokit: error: ")]
+    assert r.code == 7 and error.endswith("/etc/default/grub: is read-only (mode 0444); not changed")
+    assert main.read_bytes() == before and standins.calls() == []

@@ -96,3 +96,17 @@ def test_remove_leaves_none_of_the_removed_keys(text: str, params: list[str]) ->
     bare = [p.partition("=")[0] for p in params]
     after = cmdline.remove(text, bare)
     assert not {cmdline.key_of(t) for t in cmdline.tokens(after)} & {cmdline.key_of(p) for p in bare}
+
+
+_id = st.from_regex(r"[0-9a-f]{4}:[0-9a-f]{4}", fullmatch=True)
+
+
+@given(_line(), st.lists(_id, min_size=1, max_size=3, unique=True), _id, st.sampled_from(["-", "_"]))
+def test_a_list_value_takes_an_item_and_gives_it_back(text: str, ids: list[str], new: str, dash: str) -> None:
+    start = cmdline.add(text, [f"vfio-pci.ids={','.join(ids)}"])
+    if new in ids:
+        return
+    grown = cmdline.add(start, [f"vfio{dash}pci.ids={new}"])
+    assert [t for t in cmdline.tokens(grown) if cmdline.key_of(t) == "vfio_pci.ids"] == [
+        f"vfio-pci.ids={','.join([*ids, new])}"]
+    assert cmdline.remove(grown, [f"vfio{dash}pci.ids={new}"]) == start
