@@ -176,11 +176,11 @@ def test_undo_restores_step_by_step(tmp_path: Path) -> None:
     writer.apply(_plan(tmp_path), hooks)
     third = NEW.replace("on", "on iommu=pt")
     writer.apply(_plan(tmp_path, third), hooks)
-    plan, notes = writer.undo_plan(str(tmp_path), "boot")
-    assert notes == [] and "-GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on iommu=pt\"" in plan.diff()
+    plan = writer.undo_plan(str(tmp_path), "boot")
+    assert plan.notes == () and "-GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on iommu=pt\"" in plan.diff()
     writer.apply(plan, hooks)
     assert target.read_text() == NEW
-    writer.apply(writer.undo_plan(str(tmp_path), "boot")[0], hooks)
+    writer.apply(writer.undo_plan(str(tmp_path), "boot"), hooks)
     assert target.read_text() == OLD
     with pytest.raises(VfiokitError, match="nothing to undo"):
         writer.undo_plan(str(tmp_path), "boot")
@@ -192,7 +192,7 @@ def test_undo_of_a_created_file_removes_it(tmp_path: Path) -> None:
     writer.apply(Plan((FileChange(str(path), None, "options vfio-pci ids=10de:1b80\n"),), root=str(tmp_path),
                       kind="modprobe"))
     assert path.stat().st_mode & 0o777 == 0o644
-    writer.apply(writer.undo_plan(str(tmp_path), "modprobe")[0])
+    writer.apply(writer.undo_plan(str(tmp_path), "modprobe"))
     assert not path.exists()
 
 
@@ -204,3 +204,16 @@ def test_write_new_file_goes_through_the_writer(tmp_path: Path) -> None:
     write_new_file(str(out), "[]\n")
     assert out.read_text() == "[]\n" and out.stat().st_mode & 0o777 == 0o600
     assert _leftovers(tmp_path) == [] and not (tmp_path / "var").exists()
+
+
+def test_undo_warns_about_a_later_hand_edit_and_non_utf8_bytes_survive(tmp_path: Path) -> None:
+    target = write(tmp_path, "etc/default/grub", b'# caf\xe9 (latin-1)\n' + OLD.encode())
+    old = writer.read_text(str(target))
+    writer.apply(Plan((FileChange(str(target), old, old + "# vfiokit\n"),), root=str(tmp_path), kind="boot"))
+    with open(target, "ab") as f:
+        f.write(b"# by hand\n")
+    plan = writer.undo_plan(str(tmp_path), "boot")
+    assert "-# by hand\n" in plan.diff() and "# caf\ufffd (latin-1)" in plan.diff()
+    assert plan.notes == ("/etc/default/grub was changed after vfiokit wrote it; undo also discards that",)
+    writer.apply(plan)
+    assert target.read_bytes() == b'# caf\xe9 (latin-1)\n' + OLD.encode()

@@ -234,8 +234,7 @@ def undo(root: str, dry_run: bool, yes: bool) -> None:
     """Restore the files the last 'vfiokit boot' change wrote (shown as a diff first)."""
     from vfiokit.edits import writer
 
-    plan, _ = writer.undo_plan(root, "boot")
-    _execute(plan, dry_run, yes, "the files already hold their previous content")
+    _execute(writer.undo_plan(root, "boot"), dry_run, yes, "the files already hold their previous content")
 
 
 def register(main: click.Group) -> None:

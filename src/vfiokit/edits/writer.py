@@ -107,12 +107,16 @@ class Plan:
         return "/" if rel == os.curdir else "/" + rel
 
     def diff(self) -> str:
-        """Unified diff of every file that changes."""
-        out = []
+        """Unified diff of every file that changes (bytes that are not UTF-8 shown as U+FFFD)."""
+        def lines(text: str | None) -> list[str]:
+            shown = (text or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return shown.splitlines(keepends=True)
+
+        out: list[str] = []
         for c in self.effective:
             name = self.shown_path(c.path)
             out.extend(difflib.unified_diff(
-                (c.old_text or "").splitlines(keepends=True), (c.new_text or "").splitlines(keepends=True),
+                lines(c.old_text), lines(c.new_text),
                 fromfile=name if c.old_text is not None else "/dev/null",
                 tofile=name if c.new_text is not None else "/dev/null"))
             if out and not out[-1].endswith("\n"):
@@ -289,7 +293,7 @@ def _backup(plan: Plan, change: FileChange, stamp: str) -> str | None:
 
 
 def _sha(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+    return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _journal(plan: Plan, entry: dict) -> None:
@@ -390,9 +394,10 @@ def read_journal(root: str) -> list[dict]:
     return entries
 
 
-def undo_plan(root: str, kind: str | None = None) -> tuple[Plan, list[str]]:
-    """A plan that restores the files of the last journal entry (of `kind`) not yet undone, and
-    notes about files changed by someone else since. Raises VfiokitError when there is none."""
+def undo_plan(root: str, kind: str | None = None) -> Plan:
+    """A plan that restores the files of the last journal entry (of `kind`) not yet undone; its
+    notes name files someone changed since vfiokit wrote them. Raises VfiokitError when there is
+    nothing to undo."""
     entries = read_journal(root)
     undone = {e["undoes"] for e in entries if e.get("undoes")}
     for entry in reversed(entries):
@@ -412,8 +417,7 @@ def undo_plan(root: str, kind: str | None = None) -> tuple[Plan, list[str]]:
             if _sha(current) != f["written_sha256"]:
                 notes.append(f"{f['path']} was changed after vfiokit wrote it; undo also discards that")
             changes.append(FileChange(real, current, old, f.get("mode", 0o644)))
-        plan = Plan(tuple(changes), tuple(tuple(a) for a in entry["commands"]), tuple(notes), root,
+        return Plan(tuple(changes), tuple(tuple(a) for a in entry["commands"]), tuple(notes), root,
                     entry.get("kind", "edit"), entry["id"])
-        return plan, notes
     raise VfiokitError(f"nothing to undo: no {kind + ' ' if kind else ''}change in "
                        f"{os.path.join(root, BACKUP_DIR, JOURNAL)}", ExitCode.NOT_FOUND)
