@@ -281,3 +281,12 @@ def test_a_read_only_grub_file_is_one_line_and_untouched(tmp_path: Path, standin
     (error,) = [ln for ln in r.err.splitlines() if ln.startswith("vfiokit: error: ")]
     assert r.code == 7 and error.endswith("/etc/default/grub: is read-only (mode 0444); not changed")
     assert main.read_bytes() == before and standins.calls() == []
+
+
+def test_older_hosts_refresh_with_pve_efiboot_tool(tmp_path: Path, standins: Standins,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (standins.bin / "proxmox-boot-tool").unlink()  # PVE 6.3 and older only have the old name
+    monkeypatch.setenv("PATH", f"{standins.bin}:/usr/bin:/bin")
+    root = pbt_host(tmp_path / "root", ZFS_CMDLINE)
+    assert cli("boot", "add", "iommu=pt", "--root", str(root), "--yes").code == 0
+    assert standins.calls() == ["pve-efiboot-tool refresh"]
