@@ -26,7 +26,7 @@ ACS_WARNING = (
 
 
 def _root_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--root", type=click.Path(file_okay=False), default="/", show_default=True,
+    return click.option("--root", type=click.Path(file_okay=False, exists=True), default="/", show_default=True,
                         help="Folder standing for / (its etc/, proc/, sys/, boot/).")(f)
 
 
