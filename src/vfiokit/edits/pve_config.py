@@ -1,0 +1,407 @@
+"""Proxmox VE VM configs as text: parse them, read `hostpciN`, and plan an edit that keeps every byte.
+
+Pure: no I/O. The file format is qemu-server's `parse_vm_config` (PVE/QemuServer.pm): `key: value`
+lines, a description as leading `#` lines, then sections `[PENDING]`, `[special:cloudinit]` and one
+`[snapname]` per snapshot. An edit touches only the main section (or, for a running VM, `[PENDING]`,
+which qemu-server writes right after the main section), and only the one line it changes; snapshots,
+comments, blank lines and the order of other keys stay byte for byte.
+
+The `hostpciN` value grammar is qemu-server's `$hostpci_fmt` (PVE/QemuServer/PCI.pm), parsed the way
+`PVE::JSONSchema::parse_property_string` parses it; errors use Proxmox's own wording where it has one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from vfiokit.errors import BadInput
+
+#: qemu-server's $MAX_HOSTPCI_DEVICES.
+MAX_HOSTPCI = 16
+HOSTPCI_KEYS = tuple(f"hostpci{i}" for i in range(MAX_HOSTPCI))
+
+#: One host PCI id as qemu-server accepts it ($PCIRE): optional domain, no function = whole slot.
+PCI_ID_RE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
+_HOST_RE = re.compile(rf"^{PCI_ID_RE}(?:;{PCI_ID_RE})*$")
+#: PVE::JSONSchema::pve_verify_configid, the format of a mapping id.
+CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
+_HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{4}$")
+
+_BOOL_TRUE = ("1", "on", "yes", "true")
+_BOOL_FALSE = ("0", "off", "no", "false")
+
+#: The options of $hostpci_fmt besides host/mapping, in the order we write them, with their kind.
+#: Booleans are normalized to 1/0 as PVE::JSONSchema does when it checks a property string.
+HOSTPCI_OPTIONS: dict[str, str] = {
+    "pcie": "bool",
+    "x-vga": "bool",
+    "rombar": "bool",
+    "romfile": "romfile",
+    "legacy-igd": "bool",
+    "mdev": "mdev",
+    "driver": "driver",
+    "vendor-id": "hexid",
+    "device-id": "hexid",
+    "sub-vendor-id": "hexid",
+    "sub-device-id": "hexid",
+}
+
+
+@dataclass(frozen=True)
+class HostPci:
+    """One `hostpciN` value: host ids (`;`-separated alternatives of one device) or a mapping id."""
+
+    host: tuple[str, ...] = ()
+    mapping: str | None = None
+    #: Other options as (key, value) in the order written; values normalized (booleans 1/0).
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, key: str) -> str | None:
+        return dict(self.options).get(key)
+
+    def flag(self, key: str) -> bool:
+        return self.option(key) == "1"
+
+    def render(self) -> str:
+        """The value as qemu-server prints a property string: default key first, bare."""
+        head = [";".join(self.host)] if self.host else [f"mapping={self.mapping}"]
+        return ",".join(head + [f"{k}={v}" for k, v in self.options])
+
+
+def _normalize(key: str, value: str, where: str) -> str:
+    kind = HOSTPCI_OPTIONS[key]
+    if kind == "bool":
+        low = value.lower()
+        if low in _BOOL_TRUE:
+            return "1"
+        if low in _BOOL_FALSE:
+            return "0"
+        raise BadInput(f"{where}: {key}: type check ('boolean') failed - got '{value}'")
+    if kind == "hexid" and not _HEX_ID_RE.match(value):
+        raise BadInput(f"{where}: {key}: value does not match the regex pattern (expected 0x followed "
+                       f"by 4 hex digits, got '{value}')")
+    if kind == "mdev" and not re.fullmatch(r"[^/.:]+", value):
+        raise BadInput(f"{where}: mdev: value does not match the regex pattern (got '{value}')")
+    if kind == "driver" and value not in ("vfio", "keep"):
+        raise BadInput(f"{where}: driver: value '{value}' does not have a value in the enumeration "
+                       "'vfio, keep'")
+    if kind == "romfile":
+        return check_romfile(value, where)
+    return value
+
+
+def check_romfile(value: str, where: str = "romfile") -> str:
+    """A ROM file name under /usr/share/kvm/ (qemu-server passes `/usr/share/kvm/$romfile` to QEMU).
+
+    `/usr/share/kvm/x.rom` is accepted and written as `x.rom`; any other absolute path, or a path
+    climbing out with `..`, is refused rather than silently pointing somewhere else.
+    """
+    if value.startswith("/usr/share/kvm/"):
+        value = value[len("/usr/share/kvm/"):]
+    if not value or value.startswith("/") or ".." in value.split("/") or not re.fullmatch(r"[^,;]+", value):
+        raise BadInput(f"{where}: '{value}': the ROM file must be a file name under /usr/share/kvm/ "
+                       "(qemu-server looks nowhere else)")
+    return value
+
+
+def parse_hostpci(value: str, where: str = "hostpci") -> HostPci:
+    """Parse a `hostpciN` value; `BadInput` naming `where` and the offending key otherwise."""
+    host: str | None = None
+    mapping: str | None = None
+    opts: dict[str, str] = {}
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, eq, val = part.partition("=")
+        if not eq:
+            key, val = "host", part
+        if key == "host":
+            if host is not None:
+                raise BadInput(f"{where}: duplicate key in comma-separated list property: host")
+            if not _HOST_RE.match(val):
+                raise BadInput(f"{where}: host: value does not match the regex pattern (expected "
+                               f"[DDDD:]BB:DD[.F] in lowercase hex, ';' between ids; got '{val}')")
+            host = val
+        elif key == "mapping":
+            if mapping is not None:
+                raise BadInput(f"{where}: duplicate key in comma-separated list property: mapping")
+            if not CONFIGID_RE.match(val):
+                raise BadInput(f"{where}: mapping: invalid configuration ID '{val}'")
+            mapping = val
+        elif key in HOSTPCI_OPTIONS:
+            if key in opts:
+                raise BadInput(f"{where}: duplicate key in comma-separated list property: {key}")
+            opts[key] = _normalize(key, val, where)
+        else:
+            raise BadInput(f"{where}: invalid key in comma-separated list property: {key}")
+    # qemu-server parse_hostpci: exactly one of host and mapping.
+    if host is not None and mapping is not None:
+        raise BadInput(f"{where}: Cannot set both 'host' and 'mapping'.")
+    if host is None and mapping is None:
+        raise BadInput(f"{where}: Either 'host' or 'mapping' must be set.")
+    return HostPci(tuple(host.split(";")) if host else (), mapping, tuple(opts.items()))
+
+
+def make_hostpci(host: Iterable[str] = (), mapping: str | None = None,
+                 **options: str | int | bool | None) -> HostPci:
+    """Build a value from keyword options (`x_vga=True` is `x-vga=1`), checked like a parsed one."""
+    parts = [";".join(host)] if host else ([f"mapping={mapping}"] if mapping else [])
+    for name in HOSTPCI_OPTIONS:
+        v = options.pop(name.replace("-", "_"), None)
+        if v is None:
+            continue
+        parts.append(f"{name}={int(v) if isinstance(v, bool) else v}")
+    if options:
+        raise TypeError(f"unknown hostpci options: {', '.join(options)}")
+    return parse_hostpci(",".join(parts))
+
+
+def host_functions(host_id: str) -> str:
+    """A host id as the full `DDDD:BB:DD[.F]` (qemu-server normalizes a missing domain to 0000)."""
+    return host_id if host_id.count(":") == 2 else f"0000:{host_id}"
+
+
+def covers(host_id: str, address: str) -> bool:
+    """Whether a `hostpciN` host id takes the function at `address` (`DDDD:BB:DD.F`).
+
+    A slot id without function (`01:00`) takes every function of the slot (lspci filter match in
+    PVE::SysFSTools::lspci).
+    """
+    full = host_functions(host_id.lower())
+    return address == full if "." in full else address.rsplit(".", 1)[0] == full
+
+
+# --- the config file -------------------------------------------------------------------------------
+
+_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
+_KEY_RE = re.compile(r"^([a-z][a-z_]*\d*):\s*(.*?)\s*$")
+MAIN = ""
+PENDING = "PENDING"
+
+
+@dataclass
+class Section:
+    name: str
+    #: Index in the line list of the section header (-1 for the main section) and one past its end.
+    start: int
+    end: int
+    values: dict[str, str] = field(default_factory=dict)
+    #: Line index of each key.
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class VmConfig:
+    """A VM config file as lines, with where each section and key is."""
+
+    text: str
+    lines: list[str]
+    sections: list[Section]
+
+    @property
+    def digest(self) -> str:
+        """SHA1 of the file, what qemu-server calls the config's `digest`."""
+        return hashlib.sha1(self.text.encode()).hexdigest()
+
+    def section(self, name: str) -> Section | None:
+        return next((s for s in self.sections if s.name == name), None)
+
+    @property
+    def main(self) -> Section:
+        return self.sections[0]
+
+    @property
+    def pending(self) -> dict[str, str]:
+        s = self.section(PENDING)
+        return dict(s.values) if s else {}
+
+    @property
+    def pending_deletes(self) -> set[str]:
+        """Keys `[PENDING]` will delete at the next start (`delete: a,b`; `!` marks forced ones)."""
+        raw = self.pending.get("delete", "")
+        return {k.strip().lstrip("!") for k in re.split(r"[,;\s]+", raw) if k.strip()}
+
+    def value(self, key: str) -> str | None:
+        return self.main.values.get(key)
+
+    def effective(self, key: str) -> str | None:
+        """The value the VM gets at its next start: the pending one if any, else the current one."""
+        if key in self.pending_deletes:
+            return None
+        return self.pending.get(key, self.value(key))
+
+    def hostpci(self, where: str = "") -> dict[str, HostPci]:
+        """Every `hostpciN`, current or pending (pending wins), parsed."""
+        out = {}
+        for key in HOSTPCI_KEYS:
+            value = self.pending.get(key, self.value(key))
+            if value is not None:
+                out[key] = parse_hostpci(value, f"{where}{key}")
+        return out
+
+    def used_keys(self) -> set[str]:
+        return set(self.main.values) | set(self.pending) | self.pending_deletes
+
+    def is_q35(self) -> bool:
+        """qemu-server machine_type_is_q35: the `machine` type contains q35."""
+        machine = (self.effective("machine") or "").split(",")[0]
+        if machine.startswith("type="):
+            machine = machine[5:]
+        return "q35" in machine
+
+    def bios(self) -> str:
+        return self.effective("bios") or "seabios"
+
+
+def parse_config(text: str, where: str = "config") -> VmConfig:
+    """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read."""
+    lines = text.splitlines(keepends=True)
+    sections = [Section(MAIN, -1, len(lines))]
+    for i, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        m = _SECTION_RE.match(body)
+        if m:
+            sections[-1].end = i
+            sections.append(Section(m.group(1), i, len(lines)))
+            continue
+        if not body.strip() or body.startswith("#"):
+            continue
+        m = _KEY_RE.match(body)
+        if not m:
+            raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')")
+        key, value = m.groups()
+        cur = sections[-1]
+        if key in cur.values:
+            raise BadInput(f"{where}:{i + 1}: '{key}' appears twice in section "
+                           f"{'[' + cur.name + ']' if cur.name else 'main'}")
+        cur.values[key] = value
+        cur.lines[key] = i
+    return VmConfig(text, lines, sections)
+
+
+def first_free_index(conf: VmConfig) -> str:
+    """The first `hostpciN` key not used now, pending, or pending deletion; `BadInput` when all 16 are."""
+    used = conf.used_keys()
+    for key in HOSTPCI_KEYS:
+        if key not in used:
+            return key
+    raise BadInput(f"all {MAX_HOSTPCI} hostpci slots (hostpci0..hostpci15) are used in this VM")
+
+
+def _newline(conf: VmConfig) -> str:
+    return "\r\n" if conf.lines and conf.lines[0].endswith("\r\n") else "\n"
+
+
+def _insert_at(conf: VmConfig, sec: Section) -> int:
+    """Where a new key goes: after the section's last non-blank line (before trailing blank lines)."""
+    i = sec.end
+    while i > sec.start + 1 and not conf.lines[i - 1].strip():
+        i -= 1
+    return i
+
+
+def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str) -> None:
+    nl = _newline(conf)
+    if key in sec.lines:
+        lines[sec.lines[key]] = f"{key}: {value}{nl}"
+        return
+    at = _insert_at(conf, sec)
+    if at > 0 and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += nl
+    lines.insert(at, f"{key}: {value}{nl}")
+
+
+def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> str:
+    """The config text after `qm set VMID --KEY VALUE`, every other byte kept.
+
+    A stopped VM gets the value in its main section. A running VM gets it under `[PENDING]`
+    (hostpci is not hot-pluggable, qemu-server keeps it there until the next start), created right
+    after the main section when missing; a pending deletion of the same key is cancelled.
+    """
+    lines = list(conf.lines)
+    if not running:
+        _set_in(conf, lines, conf.main, key, value)
+        pend = conf.section(PENDING)
+        if pend is not None and key in pend.lines:  # qm set on a stopped VM applies pending too
+            del lines[pend.lines[key]]
+        return "".join(lines)
+    pend = conf.section(PENDING)
+    if pend is None:
+        nl = _newline(conf)
+        at = _insert_at(conf, conf.main)
+        if at > 0 and not lines[at - 1].endswith("\n"):
+            lines[at - 1] += nl
+        lines[at:at] = [nl, f"[PENDING]{nl}", f"{key}: {value}{nl}"]
+        return "".join(lines)
+    if key in conf.pending_deletes:
+        rest = sorted(conf.pending_deletes - {key})
+        line = pend.lines["delete"]
+        if rest:
+            lines[line] = f"delete: {','.join(rest)}{_newline(conf)}"
+        else:
+            lines[line] = ""
+    _set_in(conf, lines, pend, key, value)
+    return "".join(lines)
+
+
+def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
+    """The config text after `qm set VMID --delete KEY`, every other byte kept.
+
+    A stopped VM loses the line (and any pending value of it). A running VM keeps it until the next
+    start: `[PENDING]` gets `delete: KEY` (qemu-server vmconfig_delete_pending_option).
+    """
+    lines = list(conf.lines)
+    pend = conf.section(PENDING)
+    if not running:
+        drop = [conf.main.lines.get(key)]
+        if pend is not None:
+            drop.append(pend.lines.get(key))
+        for i in sorted((i for i in drop if i is not None), reverse=True):
+            del lines[i]
+        return "".join(lines)
+    if pend is not None and key in pend.lines:
+        lines[pend.lines[key]] = ""
+    if key not in conf.main.values:
+        return "".join(lines)
+    deletes = sorted(conf.pending_deletes | {key})
+    if pend is None:
+        nl = _newline(conf)
+        at = _insert_at(conf, conf.main)
+        lines[at:at] = [nl, f"[PENDING]{nl}", f"delete: {','.join(deletes)}{nl}"]
+        return "".join(lines)
+    _set_in(conf, lines, pend, "delete", ",".join(deletes))
+    return "".join(lines)
+
+
+def unified_diff(old: str, new: str, name: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        f"a/{name}", f"b/{name}"))
+
+
+def users_of(configs: Mapping[str, VmConfig], address: str,
+             mapping_paths: Mapping[str, list[str]] | None = None) -> list[tuple[str, str, str]]:
+    """VMs that already take the function at `address` (`DDDD:BB:DD.F`): (vmid, key, value).
+
+    `mapping_paths` gives, for each mapping id, the device paths it maps on this node, so a VM
+    using `mapping=NAME` is found too.
+    """
+    out = []
+    for vmid, conf in sorted(configs.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
+        seen = set()
+        for key in HOSTPCI_KEYS:
+            for value in (conf.value(key), conf.pending.get(key)):
+                if value is None or (key, value) in seen:
+                    continue
+                seen.add((key, value))
+                hp = parse_hostpci(value, f"VM {vmid}: {key}")
+                ids = list(hp.host)
+                if hp.mapping is not None:
+                    ids = [p for path in (mapping_paths or {}).get(hp.mapping, []) for p in path.split(";")]
+                if any(covers(i, address) for i in ids):
+                    out.append((vmid, key, value))
+    return out

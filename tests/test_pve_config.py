@@ -1,0 +1,231 @@
+"""The VM config editor against the documented hostpci grammar and the config file format.
+
+The sample config is shaped like the ones qemu-server writes (description as `#` lines, main
+section, `[PENDING]`, `[special:cloudinit]`, snapshots with `parent`/`snaptime`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput
+
+CONFIG = """\
+#Media server%3A Jellyfin
+#GPU for transcoding
+agent: 1
+boot: order=scsi0;net0
+cores: 4
+hostpci0: 0000:0a:00,pcie=1
+machine: q35
+memory: 8192
+name: media
+net0: virtio=BC:24:11:5E:0F:01,bridge=vmbr0
+parent: before-upgrade
+scsi0: local-lvm:vm-101-disk-0,size=32G
+scsihw: virtio-scsi-single
+
+[PENDING]
+memory: 16384
+
+[special:cloudinit]
+ipconfig0: ip=dhcp
+
+[before-upgrade]
+#state before the upgrade
+boot: order=scsi0;net0
+cores: 2
+hostpci3: 0000:0b:00.0
+machine: q35
+memory: 4096
+name: media
+scsi0: local-lvm:vm-101-disk-0,size=32G
+snaptime: 1732700000
+"""
+
+
+def sections_except(text: str, keep: str) -> dict[str, str]:
+    """Every section's text except `keep`, to show an edit left them byte-identical."""
+    parts = re.split(r"(?m)^(?=\[)", text)
+    out = {}
+    for p in parts:
+        name = p.split("]")[0][1:] if p.startswith("[") else ""
+        if name != keep:
+            out[name] = p
+    return out
+
+
+def test_parse_sections_and_pending():
+    conf = pc.parse_config(CONFIG)
+    assert [s.name for s in conf.sections] == ["", "PENDING", "special:cloudinit", "before-upgrade"]
+    assert conf.value("memory") == "8192"
+    assert conf.effective("memory") == "16384"
+    assert conf.is_q35() and conf.bios() == "seabios"
+    assert set(conf.hostpci()) == {"hostpci0"}  # the snapshot's hostpci3 is not the VM's
+
+
+def test_add_to_stopped_vm_keeps_every_other_byte():
+    conf = pc.parse_config(CONFIG)
+    key = pc.first_free_index(conf)
+    assert key == "hostpci1"
+    new = pc.set_option(conf, key, "0000:07:00.0,pcie=1")
+    diff = pc.unified_diff(CONFIG, new, "101.conf")
+    assert [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")] == [
+        "+hostpci1: 0000:07:00.0,pcie=1"]
+    assert sections_except(new, "") == sections_except(CONFIG, "")
+    # and back: deleting the line restores the original exactly
+    assert pc.delete_option(pc.parse_config(new), key) == CONFIG
+
+
+def test_running_vm_change_goes_to_pending():
+    conf = pc.parse_config(CONFIG)
+    new = pc.set_option(conf, "hostpci1", "0000:07:00.0", running=True)
+    again = pc.parse_config(new)
+    assert again.value("hostpci1") is None
+    assert again.pending["hostpci1"] == "0000:07:00.0"
+    assert sections_except(new, "PENDING") == sections_except(CONFIG, "PENDING")
+
+
+def test_running_vm_without_pending_section_gets_one_after_main():
+    text = "cores: 2\nmemory: 2048\n\n[snap1]\ncores: 1\nsnaptime: 1\n"
+    new = pc.set_option(pc.parse_config(text), "hostpci0", "01:00", running=True)
+    assert new == "cores: 2\nmemory: 2048\n\n[PENDING]\nhostpci0: 01:00\n\n[snap1]\ncores: 1\nsnaptime: 1\n"
+
+
+def test_running_vm_delete_is_pending_delete():
+    conf = pc.parse_config(CONFIG)
+    new = pc.delete_option(conf, "hostpci0", running=True)
+    again = pc.parse_config(new)
+    assert again.value("hostpci0") == "0000:0a:00,pcie=1"
+    assert again.pending_deletes == {"hostpci0"}
+    assert again.effective("hostpci0") is None
+    # the deleted index is still taken until the next start
+    assert pc.first_free_index(again) == "hostpci1"
+    # setting it again cancels the pending delete
+    back = pc.parse_config(pc.set_option(again, "hostpci0", "0000:0a:00", running=True))
+    assert back.pending_deletes == set() and back.pending["hostpci0"] == "0000:0a:00"
+
+
+def test_config_without_final_newline_and_crlf():
+    new = pc.set_option(pc.parse_config("cores: 2"), "hostpci0", "01:00.0")
+    assert new == "cores: 2\nhostpci0: 01:00.0\n"
+    crlf = "cores: 2\r\nmemory: 512\r\n"
+    assert pc.set_option(pc.parse_config(crlf), "hostpci0", "01:00.0") == crlf + "hostpci0: 01:00.0\r\n"
+
+
+def test_all_sixteen_used():
+    text = "".join(f"hostpci{i}: 0000:{i + 1:02x}:00.0\n" for i in range(16))
+    with pytest.raises(BadInput, match="all 16 hostpci slots"):
+        pc.first_free_index(pc.parse_config(text))
+
+
+def test_bad_config_line_names_the_line():
+    with pytest.raises(BadInput, match=r"101.conf:2: cannot read 'this is not a key'"):
+        pc.parse_config("cores: 2\nthis is not a key\n", "101.conf")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("01:00.0,mapping=gpu", "Cannot set both 'host' and 'mapping'"),
+    ("pcie=1", "Either 'host' or 'mapping' must be set"),
+    ("01:00.0,pcie=maybe", "type check ('boolean') failed"),
+    ("01:00.0,colour=red", "invalid key in comma-separated list property: colour"),
+    ("01:00.0,pcie=1,pcie=0", "duplicate key"),
+    ("01:00.0,vendor-id=10de", "0x followed by 4 hex digits"),
+    ("01:00.0,romfile=/boot/vbios.rom", "under /usr/share/kvm/"),
+    ("01:00.0,romfile=../../etc/shadow", "under /usr/share/kvm/"),
+    ("01:00.0,driver=nouveau", "enumeration 'vfio, keep'"),
+    ("01:0.0", "value does not match the regex pattern"),
+    ("01:00.0,mapping=9gpu", "invalid configuration ID"),
+])
+def test_bad_hostpci_values(value, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        pc.parse_hostpci(value)
+
+
+def test_documented_examples_parse():
+    # the examples of pve-docs qm-pci-passthrough.adoc
+    assert pc.parse_hostpci("00:02.0").host == ("00:02.0",)
+    hp = pc.parse_hostpci("02:00,pcie=on,x-vga=on")
+    assert hp.flag("pcie") and hp.flag("x-vga") and hp.render() == "02:00,pcie=1,x-vga=1"
+    hp = pc.parse_hostpci("02:00,device-id=0x10f6,sub-vendor-id=0x0000")
+    assert hp.option("device-id") == "0x10f6"
+    assert pc.parse_hostpci("00:02.0,mdev=i915-GVTg_V5_4").option("mdev") == "i915-GVTg_V5_4"
+    assert pc.parse_hostpci("mapping=gpu0,pcie=1").mapping == "gpu0"
+    assert pc.parse_hostpci("0000:01:00.0,romfile=/usr/share/kvm/vbios.rom").option("romfile") == "vbios.rom"
+
+
+def test_covers_slot_and_function():
+    assert pc.covers("01:00", "0000:01:00.1")
+    assert pc.covers("0000:01:00.0", "0000:01:00.0")
+    assert not pc.covers("01:00.0", "0000:01:00.1")
+    assert not pc.covers("0001:01:00", "0000:01:00.0")
+
+
+def test_users_of_finds_host_and_mapping():
+    confs = {
+        "100": pc.parse_config("hostpci0: 01:00,pcie=1\n"),
+        "101": pc.parse_config("hostpci2: mapping=nic\n"),
+        "102": pc.parse_config("cores: 1\n\n[PENDING]\nhostpci0: 0000:05:00.0\n"),
+    }
+    maps = {"nic": ["0000:03:00.0;0000:03:00.1"]}
+    assert pc.users_of(confs, "0000:01:00.1") == [("100", "hostpci0", "01:00,pcie=1")]
+    assert pc.users_of(confs, "0000:03:00.1", maps) == [("101", "hostpci2", "mapping=nic")]
+    assert pc.users_of(confs, "0000:05:00.0") == [("102", "hostpci0", "0000:05:00.0")]
+    assert pc.users_of(confs, "0000:09:00.0", maps) == []
+
+
+# --- property: every line we write parses back with the same options --------------------------------
+
+hexd = st.sampled_from("0123456789abcdef")
+pci_id = st.builds(
+    lambda dom, bus, slot, fn: (f"{dom}:" if dom else "") + f"{bus}:{slot}" + (f".{fn}" if fn else ""),
+    st.one_of(st.none(), st.text(hexd, min_size=4, max_size=4)),
+    st.text(hexd, min_size=2, max_size=2),
+    st.text(hexd, min_size=2, max_size=2),
+    st.one_of(st.none(), st.sampled_from("01234567")),
+)
+hex_id = st.text(st.sampled_from("0123456789abcdefABCDEF"), min_size=4, max_size=4).map(lambda s: "0x" + s)
+options = st.fixed_dictionaries({}, optional={
+    "pcie": st.booleans(), "x_vga": st.booleans(), "rombar": st.booleans(), "legacy_igd": st.booleans(),
+    "romfile": st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}\.rom", fullmatch=True),
+    "mdev": st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True),
+    "driver": st.sampled_from(["vfio", "keep"]),
+    "vendor_id": hex_id, "device_id": hex_id, "sub_vendor_id": hex_id, "sub_device_id": hex_id,
+})
+target = st.one_of(
+    st.lists(pci_id, min_size=1, max_size=3).map(lambda ids: {"host": ids}),
+    st.from_regex(r"[a-z][a-z0-9_-]{1,15}", fullmatch=True).map(lambda m: {"mapping": m}),
+)
+
+
+@given(target, options)
+def test_every_written_value_parses_back_the_same(tgt, opts):
+    hp = pc.make_hostpci(**tgt, **opts)
+    line = hp.render()
+    again = pc.parse_hostpci(line)
+    assert again == hp
+    assert again.render() == line
+    for name, v in opts.items():
+        key = name.replace("_", "-")
+        assert again.option(key) == (str(int(v)) if isinstance(v, bool) else v)
+    # and through a config file: the same line reads back from the main section
+    conf = pc.parse_config("cores: 2\n\n[snap]\ncores: 1\n")
+    new = pc.parse_config(pc.set_option(conf, pc.first_free_index(conf), line))
+    assert pc.parse_hostpci(new.value("hostpci0")) == hp
+
+
+@given(st.lists(st.sampled_from(pc.HOSTPCI_KEYS), unique=True, max_size=15), st.booleans())
+def test_add_then_delete_restores_the_file(used, running):
+    text = CONFIG.replace("hostpci0: 0000:0a:00,pcie=1\n", "".join(f"{k}: 0000:01:00.0\n" for k in used))
+    conf = pc.parse_config(text)
+    key = pc.first_free_index(conf)
+    assert key not in used
+    added = pc.parse_config(pc.set_option(conf, key, "0000:02:00.0", running=running))
+    assert added.effective(key) == "0000:02:00.0"
+    if not running:
+        assert pc.delete_option(added, key) == text
