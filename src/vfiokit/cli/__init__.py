@@ -22,10 +22,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import boot, see
+    from vfiokit.cli import attach, boot, see
 
     see.register(main)
     boot.register(main)
+    attach.register(main)
 
 
 _register()

@@ -1,0 +1,193 @@
+"""The VM side of giving a device to a Proxmox VM: which `hostpciN`, which value, and what refuses.
+
+Pure: configs and the topology come in, a plan (the exact config change and what to say about it)
+comes out. The rules are qemu-server's (PVE/QemuServer/PCI.pm parse_hostpci_devices and
+print_hostpci_devices) and the advice is pve-docs qm-pci-passthrough.adoc's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+from vfiokit.model import PciAddress, Topology
+
+
+class Refused(VfiokitError):
+    code = ExitCode.REFUSED
+
+
+@dataclass(frozen=True)
+class AttachRequest:
+    vmid: str
+    #: The function named on the command line (None when attaching a mapping).
+    device: PciAddress | None = None
+    mapping: str | None = None
+    pcie: bool = False
+    primary_gpu: bool = False
+    all_functions: bool = False
+    rombar: bool | None = None
+    romfile: str | None = None
+    #: Proceed although another VM already has the device.
+    force: bool = False
+
+
+@dataclass
+class Plan:
+    vmid: str
+    key: str
+    #: The new value, or None for a deletion.
+    value: str | None
+    old_text: str
+    new_text: str
+    #: The change waits under [PENDING] for the VM's next start.
+    pending: bool
+    #: Addresses (DDDD:BB:DD.F) the entry takes from the host.
+    functions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def diff(self, name: str) -> str:
+        return pc.unified_diff(self.old_text, self.new_text, name)
+
+
+def _functions(top: Topology | None, dev: PciAddress, all_functions: bool) -> list[PciAddress]:
+    if top is None:
+        return [dev]
+    top.device(dev)  # DeviceNotFound names the address and the source
+    if not all_functions:
+        return [dev]
+    return sorted(d.address for d in top.devices if d.address.same_slot(dev))
+
+
+def _is_display(top: Topology | None, addr: PciAddress) -> bool | None:
+    if top is None:
+        return None
+    base = top.device(addr).base_class
+    return None if base is None else base == 0x03
+
+
+def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
+                others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> Plan:
+    """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
+
+    `others` are the other VMs' configs on the same node, `mapping_paths` the paths each cluster
+    mapping has on that node; `top` the node's devices (None when unknown: no device checks).
+    """
+    notes: list[str] = []
+    where = f"VM {req.vmid}"
+    if req.mapping is not None:
+        if not pc.CONFIGID_RE.match(req.mapping):
+            raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
+        if req.mapping not in mapping_paths:
+            raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}' for this node",
+                                 hint="'vfiokit cluster map NAME DEVICE@NODE' creates one")
+        functions = [p for path in mapping_paths[req.mapping] for p in path.split(";")]
+        target = {"mapping": req.mapping}
+    else:
+        assert req.device is not None
+        addrs = _functions(top, req.device, req.all_functions)
+        functions = [str(a) for a in addrs]
+        slot = f"{req.device.domain:04x}:{req.device.bus:02x}:{req.device.slot:02x}"
+        target = {"host": [slot if req.all_functions else str(req.device)]}
+        if top is not None and not req.all_functions:
+            siblings = [d for d in top.devices if d.address.same_slot(req.device) and d.address != req.device
+                        and d.iommu_group is not None and d.iommu_group == top.device(req.device).iommu_group]
+            if siblings:
+                notes.append(f"{', '.join(str(d.address) for d in siblings)} share the slot and the IOMMU "
+                             "group: Proxmox binds them to vfio-pci too; --all-functions gives them to "
+                             "the VM as well")
+
+    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
+    for key, hp in conf.hostpci(f"{where}: ").items():
+        ids = list(hp.host) if hp.mapping is None else [
+            p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
+        if hp.mapping is not None and hp.mapping == req.mapping:
+            raise Refused(f"mapping '{req.mapping}' assigned more than once ({where} {key})")
+        for f in functions:
+            if any(pc.covers(i, f) for i in ids):
+                raise Refused(f"device '{f}' assigned more than once ({where} already has "
+                              f"{key}: {hp.render()})")
+    # another VM that has it: only one of them can start (pci-id-reservations), the other fails.
+    for f in functions:
+        for vmid, key, value in pc.users_of({k: v for k, v in others.items() if k != req.vmid}, f,
+                                            mapping_paths):
+            msg = f"{f} is already given to VM {vmid} ({key}: {value})"
+            if not req.force:
+                raise Refused(msg, hint="detach it there first ('vfiokit detach'), or --force if the "
+                                        "two VMs never run at the same time")
+            notes.append(msg + "; only one of the two VMs can run at a time")
+
+    options: dict[str, object] = {}
+    if req.pcie:
+        # parse_hostpci_devices: die "q35 machine model is not enabled" if !$q35 && $d->{pcie}
+        if not conf.is_q35():
+            raise Refused(f"{where}: q35 machine model is not enabled (--pcie needs it)",
+                          hint=f"'qm set {req.vmid} --machine q35' first (the guest sees new hardware)")
+        options["pcie"] = True
+    if req.primary_gpu:
+        if req.device is not None and _is_display(top, req.device) is False:
+            raise BadInput(f"--primary-gpu: {req.device} is not a display controller "
+                           f"(class {top.device(req.device).class_id:04x})")  # type: ignore[union-attr]
+        for key, hp in conf.hostpci().items():
+            if hp.flag("x-vga"):
+                raise Refused(f"{where} already has a primary GPU ({key}: {hp.render()})",
+                              hint="a VM has one primary VGA device; detach the other one first")
+        options["x_vga"] = True
+        # print_hostpci_devices: x-vga=on reaches QEMU only without OVMF; with x-vga the vga
+        # option is ignored (pve-docs). pve-docs: OVMF needs a UEFI-capable ROM (GOP).
+        if conf.bios() == "ovmf":
+            notes.append("OVMF: the GPU needs a UEFI-capable ROM (GOP), otherwise the VM shows nothing; "
+                         "use SeaBIOS for a card without one")
+        else:
+            notes.append("SeaBIOS: the card's legacy VGA ROM runs at boot; pve-docs advise q35 + OVMF + "
+                         "pcie for GPUs whose ROM is UEFI-capable")
+        if not req.pcie:
+            notes.append("a GPU usually works best as PCIe (--pcie, q35 machine)")
+        if conf.effective("vga") not in (None, "none"):
+            notes.append(f"the VM's 'vga: {conf.effective('vga')}' is ignored while a primary GPU is set")
+    if req.rombar is not None:
+        options["rombar"] = req.rombar
+    if req.romfile is not None:
+        options["romfile"] = pc.check_romfile(req.romfile, "--romfile")
+
+    value = pc.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
+    key = pc.first_free_index(conf)
+    new = pc.set_option(conf, key, value, running=running)
+    if running:
+        notes.append(f"VM {req.vmid} is running: hostpci is not hot-pluggable, the change waits under "
+                     "[PENDING] and applies at the next start (a reboot from inside the guest is not enough)")
+    return Plan(req.vmid, key, value, conf.text, new, running, functions, notes)
+
+
+def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress | None,
+                key: str | None, mapping: str | None,
+                mapping_paths: Mapping[str, list[str]]) -> Plan:
+    """Remove the `hostpciN` entries that take `device` (or the one named `key`, or using `mapping`)."""
+    entries = conf.hostpci(f"VM {vmid}: ")
+    if key is not None:
+        if key not in entries:
+            raise DeviceNotFound(f"VM {vmid} has no {key}")
+        keys = [key]
+    elif mapping is not None:
+        keys = [k for k, hp in entries.items() if hp.mapping == mapping]
+    else:
+        assert device is not None
+        keys = [k for k, hp in entries.items()
+                if any(pc.covers(i, str(device)) for i in (list(hp.host) or [
+                    p for path in mapping_paths.get(hp.mapping or "", []) for p in path.split(";")]))]
+    if not keys:
+        what = f"mapping '{mapping}'" if mapping is not None else str(device)
+        raise DeviceNotFound(f"VM {vmid} has no hostpci entry for {what}")
+    text = conf.text
+    notes = []
+    for k in keys:
+        text = pc.delete_option(pc.parse_config(text), k, running=running)
+        hp = entries[k]
+        if device is not None and len(hp.host) > 1:
+            notes.append(f"{k} also names {', '.join(h for h in hp.host if not pc.covers(h, str(device)))}: "
+                         "the whole entry goes")
+    if running:
+        notes.append(f"VM {vmid} is running: the device stays until the next start ([PENDING] delete)")
+    return Plan(vmid, ",".join(keys), None, conf.text, text, running, [], notes)

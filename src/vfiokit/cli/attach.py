@@ -1,0 +1,293 @@
+"""`vfiokit attach` / `vfiokit detach`: give a PCI device to a Proxmox VM, or take it back.
+
+Local mode (on the node) reads `/etc/pve` and writes with `qm set`; remote mode (`--host`) does both
+through the API. Either way: the device is judged first (`check`), the VM side is checked, the change
+is shown as a diff, `--dry-run` stops there, and the write carries the config's digest.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from vfiokit.analyses.vm_attach import AttachRequest, Plan, Refused, plan_attach, plan_detach
+from vfiokit.cli.output import note, print_markup
+from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.model import PciAddress, Topology
+
+
+def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--host and what a remote call needs; the token secret only from the environment or a file."""
+
+    @click.option("--host", default=None, help="A Proxmox VE node to reach through its API (HOST[:PORT]).")
+    @click.option("--token-id", default=None, envvar="VFIOKIT_PVE_TOKEN_ID",
+                  help="API token id, USER@REALM!NAME (or VFIOKIT_PVE_TOKEN_ID). The secret comes from "
+                       "VFIOKIT_PVE_TOKEN or --token-file, never from the command line.")
+    @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+                  help="File holding the API token secret.")
+    @click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
+                  help="CA certificate to trust (a node's /etc/pve/pve-root-ca.pem).")
+    @click.option("--insecure", is_flag=True, help="Do not verify the node's TLS certificate.")
+    @click.option("--timeout", type=float, default=10.0, show_default=True,
+                  help="Seconds to wait for each API answer.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, host: str | None, token_id: str | None, token_file: str | None,
+                ca_file: str | None, insecure: bool, timeout: float, **kwargs: Any) -> Any:
+        kwargs["connect"] = None
+        if host is not None:
+            kwargs["connect"] = functools.partial(connect, host, token_id, token_file, ca_file, insecure,
+                                                  timeout)
+        elif token_id or token_file or ca_file or insecure:
+            raise click.UsageError("--token-id, --token-file, --ca-file and --insecure need --host")
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def connect(host: str, token_id: str | None, token_file: str | None, ca_file: str | None, insecure: bool,
+            timeout: float):  # -> PveApi
+    from vfiokit.sources.proxmox_api import Credentials, PveApi, read_secret
+
+    if not token_id:
+        raise BadInput("--host needs --token-id USER@REALM!NAME (or VFIOKIT_PVE_TOKEN_ID)")
+    verify: bool | str = False if insecure else (ca_file or True)
+    return PveApi(Credentials(host, token_id, read_secret(token_file), verify, timeout))
+
+
+@dataclass
+class Target:
+    """Where the VM lives and how to read and write it (this node, or a node through the API)."""
+
+    where: str
+    config: Callable[[str], tuple[pc.VmConfig, str]]
+    running: Callable[[str], bool]
+    others: Callable[[], dict[str, pc.VmConfig]]
+    mapping_paths: Callable[[], dict[str, list[str]]]
+    topology: Callable[[], Topology]
+    apply: Callable[[Plan, str], None]
+    remote: bool
+
+
+def local_target(root: str, qm: str = "qm") -> Target:
+    from vfiokit.edits.pve_apply import apply_local
+    from vfiokit.sources import sysfs
+    from vfiokit.sources.pve_local import LocalPve
+
+    node = LocalPve(root, qm)
+
+    def config(vmid: str) -> tuple[pc.VmConfig, str]:
+        conf = node.config(vmid)
+        return conf, conf.digest
+
+    return Target("this node", config, node.running, node.configs, node.mapping_paths,
+                  lambda: sysfs.read_topology(root), lambda plan, d: apply_local(node, plan, d), False)
+
+
+def remote_target(api, vmid: str, node: str | None) -> Target:
+    from vfiokit.edits.pve_apply import apply_remote
+    from vfiokit.sources.proxmox_api import topology_from_pci
+    from vfiokit.sources.pve_local import paths_on_node
+
+    node = node or api.vm_node(vmid)
+
+    def mapping_paths() -> dict[str, list[str]]:
+        return paths_on_node({k: list(v.get("map", [])) for k, v in api.mappings().items()}, node)
+
+    return Target(f"node {node} via {api.host}", lambda v: api.vm_config(node, v),
+                  lambda v: api.running(node, v), lambda: api.node_configs(node), mapping_paths,
+                  lambda: topology_from_pci(api.node_pci(node), node, api.host),
+                  lambda plan, d: apply_remote(api, node, plan, d), True)
+
+
+def parse_device(text: str) -> tuple[PciAddress, bool]:
+    """`01:00.0` / `0000:01:00.0`, or a slot `01:00` (all functions, as Proxmox accepts it)."""
+    t = text.strip().lower()
+    if t.count(".") == 0 and t.count(":") in (1, 2):
+        return PciAddress.parse(t + ".0"), True
+    return PciAddress.parse(t), False
+
+
+def show_plan(plan: Plan, target: Target) -> None:
+    from rich.markup import escape
+
+    name = f"qemu-server/{plan.vmid}.conf"
+    lines = []
+    for ln in plan.diff(name).splitlines():
+        colour = "green" if ln.startswith("+") and not ln.startswith("+++") else \
+            "red" if ln.startswith("-") and not ln.startswith("---") else "dim" if ln.startswith("@@") else ""
+        lines.append(f"[{colour}]{escape(ln)}[/{colour}]" if colour else escape(ln))
+    print_markup(lines)
+    for n in plan.notes:
+        note(n)
+
+
+def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
+    """Judge what the passthrough takes from the host (`vfiokit check`), and refuse what is not accepted.
+
+    Unsafe (the host cannot live without a member) refuses unless --force, after saying what breaks;
+    costly (other devices leave the host) needs --accept-siblings, after listing them.
+    """
+    try:
+        from vfiokit.analyses import passthrough
+    except ImportError:  # a build without `check`: never write blind unless told to
+        if not force:
+            raise Refused("cannot judge the device: this vfiokit has no 'check' analysis",
+                          hint="--force writes without the judgement") from None
+        note("not judged (no 'check' analysis in this vfiokit): --force given")
+        return
+    verdict = passthrough.judge(top, [PciAddress.parse(f) for f in functions])
+    serious = [r.text for r in verdict.reasons if r.level >= passthrough.Level.COSTLY]
+    for n in verdict.notes:
+        note(n)
+    if verdict.level == passthrough.Level.UNSAFE:
+        for r in serious:
+            note(f"breaks: {r}")
+        if not force:
+            raise Refused(f"unsafe: {passthrough.headline(verdict)}",
+                          hint="--force overrides, once you know what breaks")
+        note(f"unsafe, forced: {passthrough.headline(verdict)}")
+    elif verdict.level == passthrough.Level.COSTLY:
+        for r in serious:
+            note(f"leaves the host: {r}")
+        if not accept_siblings:
+            raise Refused(f"costly: {passthrough.headline(verdict)}",
+                          hint="--accept-siblings accepts that they leave the host with it")
+        note(f"costly, accepted: {passthrough.headline(verdict)}")
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if yes:
+        return
+    if not click.confirm(f"{what}?", default=False, err=True):
+        raise VfiokitError("nothing changed", ExitCode.ABORTED)
+
+
+def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root: str | None) -> Target:
+    if connect is None:
+        if node is not None:
+            raise click.UsageError("--node needs --host (locally the VM is on this node)")
+        return local_target(root or "/")
+    if root is not None:
+        raise click.UsageError("--root is for local mode; remove it or --host")
+    return remote_target(connect(), vmid, node)
+
+
+def _vmid(vmid: str) -> str:
+    if not vmid.isdigit() or not 100 <= int(vmid) <= 999999999:
+        raise BadInput(f"'{vmid}' is not a VM id (a number from 100 to 999999999)")
+    return vmid
+
+
+common = [
+    click.option("--node", default=None, help="With --host: the VM's node (default: found in the cluster)."),
+    click.option("--root", type=click.Path(file_okay=False), default=None,
+                 help="Local mode: read the node below this folder instead of / (tests)."),
+    click.option("--dry-run", is_flag=True, help="Show the change and stop."),
+    click.option("-y", "--yes", is_flag=True, help="Do not ask before writing."),
+]
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(common):
+        f = opt(f)
+    return remote_options(f)
+
+
+@click.command()
+@click.argument("vmid")
+@click.argument("device", required=False)
+@click.option("--mapping", default=None, help="Use a cluster PCI mapping (hostpciN: mapping=NAME).")
+@click.option("--pcie", is_flag=True, help="Pass as PCIe (needs the q35 machine).")
+@click.option("--primary-gpu", is_flag=True, help="Make it the VM's primary GPU (x-vga=1).")
+@click.option("--all-functions", is_flag=True, help="All functions of the slot (like 01:00).")
+@click.option("--rombar", type=click.Choice(["0", "1"]), default=None,
+              help="Show the device ROM to the guest (1) or hide it (0).")
+@click.option("--romfile", default=None, help="ROM file under /usr/share/kvm/.")
+@click.option("--force", is_flag=True, help="Proceed although check says unsafe, or another VM has it.")
+@click.option("--accept-siblings", is_flag=True, help="Accept that the group's other devices leave the host.")
+@_common
+def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, primary_gpu: bool,
+           all_functions: bool, rombar: str | None, romfile: str | None, force: bool, accept_siblings: bool,
+           node: str | None, root: str | None, dry_run: bool, yes: bool, connect: Any) -> None:
+    """Give PCI DEVICE (or --mapping NAME) to Proxmox VM VMID as the first free hostpciN."""
+    vmid = _vmid(vmid)
+    if (device is None) == (mapping is None):
+        raise click.UsageError("give either DEVICE or --mapping NAME")
+    addr = None
+    if device is not None:
+        addr, slot = parse_device(device)
+        all_functions = all_functions or slot
+    target = _target(connect, vmid, node, root)
+    conf, digest = target.config(vmid)
+    running = target.running(vmid)
+    top = target.topology()
+    req = AttachRequest(vmid, addr, mapping, pcie, primary_gpu, all_functions,
+                        None if rombar is None else rombar == "1", romfile, force)
+    plan = plan_attach(req, conf, running, top, target.others(), target.mapping_paths())
+    if addr is not None:
+        if top.groups is None:
+            note(f"{top.source}: no IOMMU groups: Proxmox refuses to start the VM "
+                 "('cannot prepare PCI pass-through, IOMMU not present')")
+        else:
+            _gate(top, plan.functions, force, accept_siblings)
+    click.echo(f"VM {vmid} on {target.where}: {plan.key}: {plan.value}", err=True)
+    show_plan(plan, target)
+    if target.remote and addr is not None:
+        # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
+        # id; an API token needs a mapping and Mapping.Use on it.
+        raise Refused("an API token cannot give a raw PCI device to a VM (Proxmox: \"only root can set "
+                      f"'{plan.key}' config for non-mapped devices\")",
+                      hint=f"map it first: 'vfiokit cluster map NAME {device}@NODE', then "
+                           f"'vfiokit attach {vmid} --mapping NAME', or run vfiokit on the node")
+    if dry_run:
+        note("dry run: nothing written")
+        return
+    _confirm(yes, f"Write {plan.key} to VM {vmid}")
+    target.apply(plan, digest)
+    click.echo(f"vfiokit: VM {vmid}: {plan.key} set"
+               + (" (pending: applies at the next start)" if plan.pending else ""), err=True)
+
+
+@click.command()
+@click.argument("vmid")
+@click.argument("device")
+@_common
+def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: bool, yes: bool,
+           connect: Any) -> None:
+    """Take PCI DEVICE (an address, a slot, a hostpciN key or a mapping name) back from VM VMID."""
+    vmid = _vmid(vmid)
+    target = _target(connect, vmid, node, root)
+    conf, digest = target.config(vmid)
+    running = target.running(vmid)
+    key = device if device in pc.HOSTPCI_KEYS else None
+    addr = mapping = None
+    if key is None:
+        try:
+            addr, _ = parse_device(device)
+        except BadInput:
+            if not pc.CONFIGID_RE.match(device):
+                raise BadInput(f"'{device}' is neither a PCI address, a hostpciN key nor a mapping name") \
+                    from None
+            mapping = device
+    plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths())
+    click.echo(f"VM {vmid} on {target.where}: remove {plan.key}", err=True)
+    show_plan(plan, target)
+    if dry_run:
+        note("dry run: nothing written")
+        return
+    _confirm(yes, f"Remove {plan.key} from VM {vmid}")
+    target.apply(plan, digest)
+    click.echo(f"vfiokit: VM {vmid}: {plan.key} removed"
+               + (" (pending: the device stays until the next start)" if plan.pending else ""), err=True)
+    sys.stdout.flush()
+
+
+def register(main: click.Group) -> None:
+    main.add_command(attach)
+    main.add_command(detach)

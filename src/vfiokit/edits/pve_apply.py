@@ -1,0 +1,37 @@
+"""Apply a VM config plan the way Proxmox wants it: `qm set` on the node, or a PUT through the API.
+
+Never a write to `/etc/pve` behind pmxcfs' back: `qm set` and the API lock the config, check it,
+and keep the cluster file system consistent. Both carry the `digest` of the config vfiokit read, so
+an edit made meanwhile (GUI, another admin, a script) makes Proxmox refuse ours (qemu-server
+update_vm_api: "checksum mismatch (file change by other user?)"), reported as CONFLICT.
+"""
+
+from __future__ import annotations
+
+from vfiokit.analyses.vm_attach import Plan
+from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.sources.proxmox_api import Conflict, PveApi
+from vfiokit.sources.pve_local import LocalPve
+
+
+def qm_args(plan: Plan, digest: str) -> list[str]:
+    """The `qm set` command line for `plan` (digest: SHA1 of the config file that was read)."""
+    change = ["--delete", plan.key] if plan.value is None else [f"--{plan.key}", plan.value]
+    return ["set", plan.vmid, *change, "--digest", digest]
+
+
+def apply_local(node: LocalPve, plan: Plan, digest: str) -> None:
+    r = node.run_qm(*qm_args(plan, digest))
+    if r.returncode != 0:
+        text = (r.stderr or r.stdout).strip().splitlines()
+        msg = text[-1] if text else f"exit {r.returncode}"
+        if "checksum mismatch" in msg:
+            raise Conflict(f"qm set {plan.vmid}: {msg}: the config changed since vfiokit read it; nothing "
+                           "was written", hint="run the command again to see the new config")
+        raise VfiokitError(f"qm set {plan.vmid}: {msg}", ExitCode.WRITE_FAILED)
+
+
+def apply_remote(api: PveApi, node: str, plan: Plan, digest: str) -> None:
+    change = {"delete": plan.key} if plan.value is None else {plan.key: plan.value}
+    # PUT is synchronous (POST would return a task): the answer says whether it was written.
+    api.call("PUT", f"/nodes/{node}/qemu/{plan.vmid}/config", digest=digest, **change)

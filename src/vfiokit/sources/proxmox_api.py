@@ -1,0 +1,253 @@
+"""A Proxmox VE cluster through its HTTPS API (proxmoxer): nodes, PCI devices, VM configs, mappings.
+
+The API token secret never comes from the command line (it would sit in `ps` and shell history):
+it is read from `VFIOKIT_PVE_TOKEN` or from a file. Every failure becomes one line and an exit code:
+unreachable or timed out or no rights is `REMOTE`; a config changed meanwhile (the `digest` check of
+PVE::Tools::assert_if_modified / qemu-server update_vm_api) is `CONFLICT`.
+
+`GET /nodes/{node}/hardware/pci` (pve-manager PVE/API2/Hardware/PCI.pm, PVE::SysFSTools::lspci) gives
+per function: `id` (`0000:01:00.0`), `class` (`0x030000`), `vendor`/`device` (`0x10de`), `iommugroup`
+(-1 without IOMMU) and, verbose, subsystem ids and pci.ids names. Nothing about drivers, bridges above
+a device or config space: a topology built from it leaves those `None`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
+
+TOKEN_ENV = "VFIOKIT_PVE_TOKEN"
+TOKEN_ID_ENV = "VFIOKIT_PVE_TOKEN_ID"
+
+#: Messages Proxmox answers a stale `digest` with (qemu-server update_vm_api; PVE::Tools).
+_CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
+
+
+class RemoteError(VfiokitError):
+    code = ExitCode.REMOTE
+
+
+class Conflict(VfiokitError):
+    code = ExitCode.CONFLICT
+
+
+@dataclass(frozen=True)
+class Credentials:
+    host: str
+    token_id: str
+    secret: str
+    #: True, False, or a CA bundle path (requests' `verify`).
+    verify: bool | str = True
+    timeout: float = 10.0
+
+
+def read_secret(token_file: str | None) -> str:
+    """The token secret from `--token-file` or `VFIOKIT_PVE_TOKEN`; `BadInput` when neither has it."""
+    if token_file is not None:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                secret = f.read().strip()
+        except OSError as e:
+            raise BadInput(f"{token_file}: cannot read the API token ({e.strerror})") from None
+        if not secret:
+            raise BadInput(f"{token_file}: empty (expected the API token secret)")
+        return secret
+    secret = os.environ.get(TOKEN_ENV, "").strip()
+    if not secret:
+        raise BadInput(f"no API token secret: set {TOKEN_ENV} or give --token-file FILE "
+                       "(never on the command line)")
+    return secret
+
+
+def split_token_id(token_id: str) -> tuple[str, str]:
+    """`root@pam!vfiokit` -> (`root@pam`, `vfiokit`), as Proxmox shows a token id."""
+    user, bang, name = token_id.partition("!")
+    if not bang or "@" not in user or not name:
+        raise BadInput(f"--token-id '{token_id}': expected USER@REALM!TOKENNAME (e.g. root@pam!vfiokit)")
+    return user, name
+
+
+def _describe(e: BaseException, what: str, host: str) -> VfiokitError:
+    """Turn a proxmoxer/requests failure into our one line."""
+    import requests
+    from proxmoxer.core import ResourceException
+
+    if isinstance(e, ResourceException):
+        text = str(e.content or e.status_message).strip()
+        if e.errors:
+            text += " - " + "; ".join(f"{k}: {str(v).strip()}" for k, v in dict(e.errors).items())
+        if any(m in text for m in _CONFLICT_MARKS):
+            return Conflict(f"{what}: {text}: the config changed since vfiokit read it; nothing was "
+                            "written", hint="run the command again to see the new config")
+        if e.status_code == 401:
+            return RemoteError(f"{what}: authentication failed ({e.status_code} {text})",
+                               hint="check --token-id and the token secret")
+        if e.status_code == 403:
+            return RemoteError(f"{what}: no rights ({e.status_code} {text})",
+                               hint="give the token the privilege named (and uncheck 'Privilege Separation' "
+                                    "or grant the token itself)")
+        return RemoteError(f"{what}: {e.status_code} {text}")
+    if isinstance(e, requests.exceptions.SSLError):
+        return RemoteError(f"{host}: TLS certificate not trusted ({what})",
+                           hint="give the node's CA with --ca-file (/etc/pve/pve-root-ca.pem) or --insecure")
+    if isinstance(e, requests.exceptions.Timeout):
+        return RemoteError(f"{host}: timed out ({what})")
+    if isinstance(e, requests.exceptions.ConnectionError):
+        reason = str(e.args[0]) if e.args else str(e)
+        reason = reason.split("Caused by ")[-1].strip("()'\" ") if "Caused by" in reason else reason
+        return RemoteError(f"{host}: unreachable ({what}): {reason}")
+    return RemoteError(f"{host}: {what}: {e}")
+
+
+class PveApi:
+    """A connection to one Proxmox VE API endpoint, with vfiokit's error handling."""
+
+    def __init__(self, creds: Credentials) -> None:
+        try:
+            from proxmoxer import ProxmoxAPI
+        except ImportError:
+            raise VfiokitError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'",
+                               ExitCode.REMOTE) from None
+        user, name = split_token_id(creds.token_id)
+        self.host = creds.host
+        self.creds = creds
+        self._api = ProxmoxAPI(creds.host, user=user, token_name=name, token_value=creds.secret,
+                               verify_ssl=creds.verify, timeout=creds.timeout, service="PVE")
+
+    def call(self, method: str, path: str, **params: Any) -> Any:
+        what = f"{method} {path}"
+        try:
+            return getattr(self._api(path.lstrip("/")), method.lower())(**params)
+        except Exception as e:  # proxmoxer/requests errors: turned into ours, with the request named
+            if isinstance(e, VfiokitError):
+                raise
+            raise _describe(e, what, self.host) from None
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return sorted(self.call("GET", "/nodes"), key=lambda n: n.get("node", ""))
+
+    def node_pci(self, node: str) -> list[dict[str, Any]]:
+        # an empty blacklist shows bridges too (pve-docs: pvesh get ... --pci-class-blacklist "")
+        return self.call("GET", f"/nodes/{node}/hardware/pci", **{"pci-class-blacklist": ""})
+
+    def vm_node(self, vmid: str) -> str:
+        for r in self.call("GET", "/cluster/resources", type="vm"):
+            if str(r.get("vmid")) == str(vmid) and r.get("type") == "qemu":
+                return str(r["node"])
+        raise VfiokitError(f"VM {vmid}: no such QEMU VM in the cluster at {self.host}", ExitCode.NOT_FOUND)
+
+    def vm_config(self, node: str, vmid: str) -> tuple[pc.VmConfig, str]:
+        """The VM's config as text (current values, then [PENDING]) and the digest Proxmox gave."""
+        current = self.call("GET", f"/nodes/{node}/qemu/{vmid}/config", current=1)
+        pending = self.call("GET", f"/nodes/{node}/qemu/{vmid}/pending")
+        digest = str(current.pop("digest", ""))
+        return pc.parse_config(config_text(current, pending), f"{node}/qemu-server/{vmid}.conf"), digest
+
+    def running(self, node: str, vmid: str) -> bool:
+        return self.call("GET", f"/nodes/{node}/qemu/{vmid}/status/current").get("status") == "running"
+
+    def node_configs(self, node: str) -> dict[str, pc.VmConfig]:
+        out = {}
+        for vm in self.call("GET", f"/nodes/{node}/qemu"):
+            vmid = str(vm["vmid"])
+            out[vmid] = self.vm_config(node, vmid)[0]
+        return out
+
+    def mappings(self) -> dict[str, dict[str, Any]]:
+        return {m["id"]: m for m in self.call("GET", "/cluster/mapping/pci")}
+
+
+def config_text(current: dict[str, Any], pending: Iterable[dict[str, Any]]) -> str:
+    """A config file as qemu-server writes it (sorted keys, description as `#` lines, [PENDING])."""
+    lines = [f"#{d}\n" for d in str(current.get("description", "")).splitlines()] \
+        if current.get("description") else []
+    lines += [f"{k}: {v}\n" for k, v in sorted(current.items()) if k not in ("description", "digest")]
+    pend = {p["key"]: p["pending"] for p in pending if "pending" in p}
+    deletes = sorted(p["key"] for p in pending if p.get("delete"))
+    if pend or deletes:
+        lines.append("\n[PENDING]\n")
+        if deletes:
+            lines.append(f"delete: {','.join(deletes)}\n")
+        lines += [f"{k}: {v}\n" for k, v in sorted(pend.items())]
+    return "".join(lines)
+
+
+def _hex(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        raise BadInput(f"{where}: '{value}' is not a hex number") from None
+
+
+def topology_from_pci(items: list[dict[str, Any]], node: str, host: str = "") -> Topology:
+    """The Topology of one node from its `/hardware/pci` answer (with an empty class blacklist)."""
+    devices = []
+    groups: dict[int, list[PciAddress]] = {}
+    for n, it in enumerate(items):
+        where = f"{node}: /hardware/pci item {n}"
+        try:
+            addr = PciAddress.parse(str(it["id"]))
+            group = int(it["iommugroup"])
+        except KeyError as e:
+            raise BadInput(f"{where}: missing '{e.args[0]}'") from None
+        except (BadInput, ValueError):
+            raise BadInput(f"{where}: unreadable id or iommugroup ({it.get('id')!r}, "
+                           f"{it.get('iommugroup')!r})") from None
+        if group >= 0:
+            groups.setdefault(group, []).append(addr)
+        devices.append(Device(
+            address=addr,
+            vendor_id=_hex(it.get("vendor"), where),
+            device_id=_hex(it.get("device"), where),
+            subsystem_vendor_id=_hex(it.get("subsystem_vendor"), where),
+            subsystem_device_id=_hex(it.get("subsystem_device"), where),
+            class_code=_hex(it.get("class"), where),
+            iommu_group=group if group >= 0 else None,
+            vendor_name=it.get("vendor_name"),
+            device_name=it.get("device_name"),
+        ))
+    devices.sort(key=lambda d: d.address)
+    group_list = tuple(Group(g, tuple(sorted(m))) for g, m in sorted(groups.items()))
+    src = f"node {node}" + (f" via {host}" if host else "")
+    notes = ("read through the Proxmox API: no drivers, bridge positions, config space (PCIe, ACS) or "
+             "host usage, so verdicts rest on group membership and device classes only",)
+    return Topology(tuple(devices), group_list if groups else None, HostInfo(hostname=node), src, notes)
+
+
+@dataclass
+class NodeResult:
+    node: str
+    topology: Topology | None = None
+    error: VfiokitError | None = None
+
+
+def inventory(api: PveApi, nodes: list[str], progress: Callable[[str, NodeResult], None] | None = None,
+              workers: int = 4) -> list[NodeResult]:
+    """Every node's topology, asked in parallel; a node that fails is a result with its error."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def one(node: str) -> NodeResult:
+        try:
+            return NodeResult(node, topology_from_pci(api.node_pci(node), node, api.host))
+        except VfiokitError as e:
+            return NodeResult(node, error=e)
+
+    results: dict[str, NodeResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(nodes)))) as pool:
+        futures = {pool.submit(one, n): n for n in nodes}
+        for fut in as_completed(futures):
+            r = fut.result()
+            results[r.node] = r
+            if progress is not None:
+                progress(r.node, r)
+    return [results[n] for n in nodes]

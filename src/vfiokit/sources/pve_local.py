@@ -1,0 +1,130 @@
+"""What a Proxmox VE node says about its VMs, read locally: configs, mappings, running state.
+
+Files are read below a root folder (`--root`), like every source: `etc/pve/qemu-server/*.conf` (the
+local node's VMs, a link into pmxcfs' `nodes/<node>/`), `etc/pve/mapping/pci.cfg` (cluster PCI
+mappings, pve-guest-common PVE/Mapping/PCI.pm), `etc/hostname` (PVE::INotify::nodename). Whether a
+VM runs is asked of `qm status`, Proxmox's own answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise VfiokitError(f"{path}: permission denied (run as root on the Proxmox node)",
+                           ExitCode.PERMISSION) from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+
+
+def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg") -> dict[str, list[str]]:
+    """Each mapping id and its `map` entries (property strings), from the SectionConfig file.
+
+    A section is a header line `<id>` then indented `key value` lines; the array `map` is written
+    as one `map ...` line per entry.
+    """
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            current = line.strip()
+            out[current] = []
+            continue
+        key, _, value = line.strip().partition(" ")
+        if current is None:
+            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'")
+        if key == "map":
+            out[current].append(value.strip())
+    return out
+
+
+def parse_map_entry(entry: str) -> dict[str, str]:
+    """`node=pve1,path=0000:01:00.0,id=10de:1c82,...` as a dict."""
+    return dict(part.partition("=")[::2] for part in entry.split(",") if part)
+
+
+def paths_on_node(mappings: dict[str, list[str]], node: str) -> dict[str, list[str]]:
+    """For each mapping, the device paths it maps on `node` (get_node_mapping: alternatives in order)."""
+    return {name: [e["path"] for e in map(parse_map_entry, entries) if e.get("node") == node and "path" in e]
+            for name, entries in mappings.items()}
+
+
+@dataclass
+class LocalPve:
+    """This Proxmox node, read below `root`; `qm` is the command that answers for VMs."""
+
+    root: str = "/"
+    qm: str = "qm"
+
+    @property
+    def _pve(self) -> Path:
+        return Path(self.root) / "etc/pve"
+
+    def nodename(self) -> str:
+        text = read_text(Path(self.root) / "etc/hostname").strip()
+        return text.split(".")[0]
+
+    def config_path(self, vmid: str) -> Path:
+        return self._pve / "qemu-server" / f"{vmid}.conf"
+
+    def config(self, vmid: str) -> pc.VmConfig:
+        path = self.config_path(vmid)
+        if not path.is_file():
+            if not (self._pve / "qemu-server").is_dir():
+                raise VfiokitError(f"{self._pve / 'qemu-server'} does not exist: this is not a Proxmox VE "
+                                   "node", ExitCode.NOT_FOUND,
+                                   hint="use --host to reach a Proxmox node through its API")
+            raise DeviceNotFound(f"VM {vmid}: no {path} on this node")
+        return pc.parse_config(read_text(path), str(path))
+
+    def configs(self) -> dict[str, pc.VmConfig]:
+        folder = self._pve / "qemu-server"
+        out = {}
+        for p in sorted(folder.glob("*.conf")) if folder.is_dir() else []:
+            if re.fullmatch(r"\d+\.conf", p.name):
+                out[p.stem] = pc.parse_config(read_text(p), str(p))
+        return out
+
+    def mappings(self) -> dict[str, list[str]]:
+        path = self._pve / "mapping/pci.cfg"
+        return parse_mapping_cfg(read_text(path), str(path)) if path.is_file() else {}
+
+    def mapping_paths(self) -> dict[str, list[str]]:
+        return paths_on_node(self.mappings(), self.nodename())
+
+    def qm_command(self) -> str:
+        found = shutil.which(self.qm)
+        if found is None:
+            raise VfiokitError(f"'{self.qm}' not found: this is not a Proxmox VE node", ExitCode.NOT_FOUND,
+                               hint="use --host to reach a Proxmox node through its API")
+        return found
+
+    def run_qm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run([self.qm_command(), *args], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "LC_ALL": "C"})
+        except subprocess.TimeoutExpired:
+            raise VfiokitError(f"'qm {' '.join(args)}' did not answer within 120 s",
+                               ExitCode.WRITE_FAILED) from None
+
+    def running(self, vmid: str) -> bool:
+        """`qm status VMID` prints `status: running` or `status: stopped`."""
+        r = self.run_qm("status", vmid)
+        if r.returncode != 0:
+            said = (r.stderr or r.stdout).strip() or f"exit {r.returncode}"
+            raise VfiokitError(f"qm status {vmid}: {said}", ExitCode.NOT_FOUND)
+        return r.stdout.split(":", 1)[-1].strip() == "running"
