@@ -1,0 +1,225 @@
+"""`vfiokit attach/detach` on a Proxmox node: the real CLI, a real sysfs tree, and a `qm` stand-in.
+
+Proxmox itself cannot run here, so `qm` is a stand-in (tests/standins/qm) that records its
+arguments and edits the config in a temp /etc/pve as qemu-server would. The machine is hand-made
+(one rule at a time): a GPU with its audio function alone in group 2, a SATA controller sharing
+group 4 with a NIC, a host bridge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+from vfiokit.errors import ExitCode
+from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
+from vfiokit.sources import synthetic, tree
+from vfiokit.sources.synthetic import Spec
+
+STANDINS = Path(__file__).parent / "standins"
+
+MACHINE = [
+    Spec("00:00.0", 0x1022, 0x1480, 0x060000, group=0),
+    Spec("00:01.1", 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT, acs=(0x5F, 0x5D), secondary_bus=1,
+         subordinate_bus=1, group=1, driver="pcieport"),
+    Spec("01:00.0", 0x10DE, 0x1C82, 0x030000, revision=0xA1, parent="00:01.1", pcie_type=PCIE_ENDPOINT,
+         multifunction=True, group=2, driver="vfio-pci", reset_method="flr bus"),
+    Spec("01:00.1", 0x10DE, 0x0FB9, 0x040300, revision=0xA1, parent="00:01.1", pcie_type=PCIE_ENDPOINT,
+         multifunction=True, group=2, driver="vfio-pci", reset_method="flr bus"),
+    Spec("00:02.1", 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT, acs=(0x5F, 0x5D), secondary_bus=4,
+         subordinate_bus=5, group=3, driver="pcieport"),
+    Spec("04:00.0", 0x1B4B, 0x9230, 0x010601, revision=0x11, parent="00:02.1", pcie_type=PCIE_ENDPOINT,
+         group=4, driver="ahci", reset_method="bus"),
+    Spec("05:00.0", 0x8086, 0x1539, 0x020000, revision=0x03, parent="00:02.1", pcie_type=PCIE_ENDPOINT,
+         group=4, driver="igb", reset_method="flr"),
+]
+
+VM101 = """\
+#Jellyfin
+boot: order=scsi0
+bios: ovmf
+cores: 4
+machine: q35
+memory: 8192
+name: media
+scsi0: local-lvm:vm-101-disk-0,size=32G
+
+[snap1]
+cores: 2
+machine: q35
+snaptime: 1732700000
+"""
+VM102 = "cores: 2\nhostpci0: 0000:04:00.0\nmemory: 2048\nname: nas\n"
+VM103 = "cores: 2\nmemory: 2048\nname: old-pc\nostype: l26\n"  # i440fx, SeaBIOS
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    tree.materialize(synthetic.capture_of(MACHINE), root)
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc/hostname").write_text("pve1\n")
+    qs = root / "etc/pve/qemu-server"
+    qs.mkdir(parents=True)
+    for vmid, text in (("101", VM101), ("102", VM102), ("103", VM103)):
+        (qs / f"{vmid}.conf").write_text(text)
+    (root / "run/qemu-server").mkdir(parents=True)
+    log = tmp_path / "qm.log"
+    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("QM_ROOT", str(root))
+    monkeypatch.setenv("QM_LOG", str(log))
+    return root
+
+
+def qm_calls(root: Path) -> list[list[str]]:
+    log = Path(os.environ["QM_LOG"])
+    return [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []
+
+
+def conf(root: Path, vmid: str) -> str:
+    return (root / f"etc/pve/qemu-server/{vmid}.conf").read_text()
+
+
+def judged():
+    pytest.importorskip("vfiokit.analyses.passthrough", reason="needs the check analysis (branch check)")
+
+
+def test_attach_gpu_with_all_functions_pcie_primary(node):
+    judged()
+    before = conf(node, "101")
+    r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    value = "0000:01:00,pcie=1,x-vga=1"
+    assert "+hostpci0: " + value in r.out
+    assert "UEFI-capable ROM" in r.err  # OVMF VM: the card needs a GOP ROM
+    digest = hashlib.sha1(before.encode()).hexdigest()
+    assert qm_calls(node) == [["status", "101"], ["set", "101", "--hostpci0", value, "--digest", digest]]
+    assert f"hostpci0: {value}\n" in conf(node, "101")
+    assert conf(node, "101").endswith("[snap1]\ncores: 2\nmachine: q35\nsnaptime: 1732700000\n")
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(node):
+    judged()
+    r = cli("attach", "101", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci0: 0000:01:00.0" in r.out
+    assert "01:00.1 share the slot and the IOMMU group" in r.err or "0000:01:00.1" in r.err
+    assert "dry run" in r.err
+    assert [c[0] for c in qm_calls(node)] == ["status"]
+    assert conf(node, "101") == VM101
+
+
+def test_running_vm_gets_it_pending(node):
+    judged()
+    (node / "run/qemu-server/101.pid").write_text("4242\n")
+    r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "next start" in r.err
+    text = conf(node, "101")
+    assert "[PENDING]\nhostpci0: 0000:01:00\n" in text
+    assert "hostpci0" not in text.split("[PENDING]")[0]
+
+
+def test_pcie_needs_q35(node):
+    r = cli("attach", "103", "01:00", "--pcie", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert "q35 machine model is not enabled" in r.err
+    assert [c[0] for c in qm_calls(node)] == ["status"]
+
+
+def test_device_of_another_vm_is_refused(node):
+    r = cli("attach", "101", "04:00.0", "--root", str(node), "--yes", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED
+    assert "0000:04:00.0 is already given to VM 102 (hostpci0: 0000:04:00.0)" in r.err
+    assert conf(node, "101") == VM101
+
+
+def test_primary_gpu_must_be_a_display(node):
+    r = cli("attach", "101", "05:00.0", "--primary-gpu", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "05:00.0 is not a display controller (class 0200)" in r.err
+
+
+def test_romfile_outside_usr_share_kvm(node):
+    r = cli("attach", "101", "01:00", "--romfile", "/root/vbios.rom", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "under /usr/share/kvm/" in r.err
+
+
+def test_costly_group_needs_accept_siblings(node):
+    judged()
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\n")
+    r = cli("attach", "101", "05:00.0", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert "costly" in r.err and "04:00.0" in r.err
+    assert "--accept-siblings" in r.err
+    r = cli("attach", "101", "05:00.0", "--root", str(node), "--yes", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "hostpci0: 0000:05:00.0\n" in conf(node, "101")
+
+
+def test_unsafe_needs_force_and_says_what_breaks(node):
+    judged()
+    r = cli("attach", "101", "00:00.0", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert "unsafe" in r.err and "--force" in r.err
+    assert conf(node, "101") == VM101
+    r = cli("attach", "101", "00:00.0", "--root", str(node), "--yes", "--force")
+    assert r.code == 0, r.err
+    assert "breaks:" in r.err
+
+
+def test_concurrent_edit_is_a_conflict(node, monkeypatch):
+    judged()
+    # someone edits the config between vfiokit's read and its qm set: qm refuses the stale digest
+    real = STANDINS / "qm"
+    wrapper = node.parent / "bin"
+    wrapper.mkdir()
+    (wrapper / "qm").write_text(f"#!/bin/sh\n[ \"$1\" = set ] && echo 'cores: 8' >> {node}/etc/pve/qemu-server/101.conf\n"
+                                f"exec {real} \"$@\"\n")
+    (wrapper / "qm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper}{os.pathsep}{os.environ['PATH']}")
+    r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.CONFLICT
+    assert "checksum mismatch (file change by other user?)" in r.err
+    assert "hostpci" not in conf(node, "101")
+
+
+def test_detach_removes_the_entry(node):
+    r = cli("detach", "102", "04:00.0", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "-hostpci0: 0000:04:00.0" in r.out
+    assert qm_calls(node)[-1][:4] == ["set", "102", "--delete", "hostpci0"]
+    assert conf(node, "102") == "cores: 2\nmemory: 2048\nname: nas\n"
+
+
+def test_detach_on_running_vm_is_pending(node):
+    (node / "run/qemu-server/102.pid").write_text("4243\n")
+    r = cli("detach", "102", "hostpci0", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "stays until the next start" in r.err
+    assert "[PENDING]\ndelete: hostpci0\n" in conf(node, "102")
+
+
+def test_detach_unknown_device(node):
+    r = cli("detach", "101", "01:00.0", "--root", str(node), "--yes")
+    assert r.code == ExitCode.NOT_FOUND
+    assert "VM 101 has no hostpci entry for 0000:01:00.0" in r.err
+
+
+def test_not_a_proxmox_node(tmp_path):
+    r = cli("attach", "101", "01:00", "--root", str(tmp_path), "--yes")
+    assert r.code == ExitCode.NOT_FOUND
+    assert "not a Proxmox VE node" in r.err
+
+
+def test_unknown_vm_and_bad_vmid(node):
+    r = cli("attach", "999", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.NOT_FOUND and "VM 999" in r.err
+    r = cli("attach", "abc", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT and "'abc' is not a VM id" in r.err
