@@ -83,7 +83,13 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         if req.mapping not in mapping_paths:
             raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}' for this node",
                                  hint="'vfiokit cluster map NAME DEVICE@NODE' creates one")
-        functions = [p for path in mapping_paths[req.mapping] for p in path.split(";")]
+        functions = []
+        for path in mapping_paths[req.mapping][:1]:  # the first alternative is the one judged
+            for part in path.split(";"):
+                if top is None or "." in part:
+                    functions.append(pc.host_functions(part))
+                else:  # a whole slot: every function of it on this node
+                    functions += [str(d.address) for d in top.devices if pc.covers(part, str(d.address))]
         target = {"mapping": req.mapping}
     else:
         assert req.device is not None
@@ -95,9 +101,9 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
             siblings = [d for d in top.devices if d.address.same_slot(req.device) and d.address != req.device
                         and d.iommu_group is not None and d.iommu_group == top.device(req.device).iommu_group]
             if siblings:
-                notes.append(f"{', '.join(str(d.address) for d in siblings)} share the slot and the IOMMU "
-                             "group: Proxmox binds them to vfio-pci too; --all-functions gives them to "
-                             "the VM as well")
+                notes.append(f"{', '.join(str(d.address) for d in siblings)} "
+                             f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
+                             "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
     # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
     for key, hp in conf.hostpci(f"{where}: ").items():

@@ -22,11 +22,17 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import attach, boot, see
+    from vfiokit.cli import attach, boot, cluster, see
 
     see.register(main)
     boot.register(main)
     attach.register(main)
+    cluster.register(main)
+
+    see.register(main)
+    boot.register(main)
+    attach.register(main)
+    cluster.register(main)
 
 
 _register()

@@ -230,7 +230,7 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
     req = AttachRequest(vmid, addr, mapping, pcie, primary_gpu, all_functions,
                         None if rombar is None else rombar == "1", romfile, force)
     plan = plan_attach(req, conf, running, top, target.others(), target.mapping_paths())
-    if addr is not None:
+    if plan.functions:
         if top.groups is None:
             note(f"{top.source}: no IOMMU groups: Proxmox refuses to start the VM "
                  "('cannot prepare PCI pass-through, IOMMU not present')")
@@ -241,10 +241,13 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
     if target.remote and addr is not None:
         # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
         # id; an API token needs a mapping and Mapping.Use on it.
-        raise Refused("an API token cannot give a raw PCI device to a VM (Proxmox: \"only root can set "
+        refusal = Refused("an API token cannot give a raw PCI device to a VM (Proxmox: \"only root can set "
                       f"'{plan.key}' config for non-mapped devices\")",
                       hint=f"map it first: 'vfiokit cluster map NAME {device}@NODE', then "
                            f"'vfiokit attach {vmid} --mapping NAME', or run vfiokit on the node")
+        if not dry_run:
+            raise refusal
+        note(f"the write would be refused: {refusal}")
     if dry_run:
         note("dry run: nothing written")
         return
