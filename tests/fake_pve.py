@@ -169,7 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client gave up (a timeout test): nothing to answer to
+            self.close_connection = True
 
     def _serve(self, method: str) -> None:
         path, pairs = self._params()
@@ -250,7 +253,7 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
             if "digest" in p and len(p["digest"]) > 40:
                 raise PveError(400, "Parameter verification failed.", {"digest": "value may only be 40 characters long"})
             if c.before_put is not None:
-                c.before_put(c, node, vmid)
+                c.before_put(c, path)
             # qemu-server update_vm_api: the digest first, then check_hostpci_perm per option.
             if p.get("digest") and p["digest"] != vm.digest:
                 raise PveError(500, "checksum mismatch (file change by other user?)")
@@ -330,6 +333,8 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
             return {**c.mappings[mid], "digest": c.mapping_digest()}
         if method == "PUT":
             _need(privs, f"/mapping/pci/{mid}", "Mapping.Modify")
+            if c.before_put is not None:
+                c.before_put(c, path)
             _only(p, {"description", "map", "mdev", "digest", "delete", "live-migration-capable"})
             if p.get("digest") and p["digest"] != c.mapping_digest():
                 raise PveError(500, "update hardware mapping failed: detected modified configuration - "
