@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from vfiokit.analyses.vm_attach import AttachRequest, Plan, Refused, plan_attach, plan_detach
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, ExitCode, VfiokitError
 from vfiokit.model import PciAddress, Topology
@@ -114,15 +114,18 @@ def parse_device(text: str) -> tuple[PciAddress, bool]:
 
 
 def show_plan(plan: Plan, target: Target) -> None:
-    from rich.markup import escape
-
-    name = f"qemu-server/{plan.vmid}.conf"
+    """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
-    for ln in plan.diff(name).splitlines():
-        colour = "green" if ln.startswith("+") and not ln.startswith("+++") else \
-            "red" if ln.startswith("-") and not ln.startswith("---") else "dim" if ln.startswith("@@") else ""
-        lines.append(f"[{colour}]{escape(ln)}[/{colour}]" if colour else escape(ln))
-    print_markup(lines)
+    for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").splitlines():
+        style = None
+        if ln.startswith("+") and not ln.startswith("+++"):
+            style = "green"
+        elif ln.startswith("-") and not ln.startswith("---"):
+            style = "red"
+        elif ln.startswith("@@"):
+            style = "dim"
+        lines.append([(ln, style)])
+    print_lines(lines)
     for n in plan.notes:
         note(n)
 

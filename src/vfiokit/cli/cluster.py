@@ -9,7 +9,7 @@ import click
 
 from vfiokit.analyses.vm_attach import Refused
 from vfiokit.cli.attach import parse_device, remote_options
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_lines
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
 from vfiokit.model import Device, Topology
 
@@ -77,17 +77,15 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
                 "failed": [{"node": r.node, "error": str(r.error)} for r in failed]}
         sys.stdout.write(envelope("cluster-inventory", api.host, [], **body))
     else:
-        from rich.markup import escape
-
         for r in results:
             if r.topology is None:
                 continue
             top = r.topology
-            print_markup([f"[bold underline]Node {escape(r.node)}[/bold underline]"])
+            print_lines([[(f"Node {r.node}", "bold underline")]])
             if top.groups is None:
-                print_markup(["  [red]no IOMMU groups[/red] (every device has iommugroup -1)"])
+                print_lines([[("  no IOMMU groups", "red"), (" (every device has iommugroup -1)", None)]])
             else:
-                print_markup(groups_text(top, ids, _marker(top)))
+                print_lines(groups_text(top, ids, _marker(top)))
         if results and results[0].topology is not None:
             note(results[0].topology.notes[0])
     for r in failed:
@@ -163,12 +161,10 @@ def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: 
         kept = [e for e in old_entries if parse_map_entry(e).get("node") not in nodes]
     final = kept + new_entries
     click.echo(f"mapping '{name}' ({'new' if existing is None else 'update'}) at {api.host}:", err=True)
-    from rich.markup import escape
-
-    lines = [f"[red]- map {escape(e)}[/red]" for e in old_entries if e not in final]
-    lines += [f"  map {escape(e)}" for e in final if e in old_entries]
-    lines += [f"[green]+ map {escape(e)}[/green]" for e in final if e not in old_entries]
-    print_markup(lines)
+    lines = [[(f"- map {e}", "red")] for e in old_entries if e not in final]
+    lines += [[(f"  map {e}", None)] for e in final if e in old_entries]
+    lines += [[(f"+ map {e}", "green")] for e in final if e not in old_entries]
+    print_lines(lines)
     if final == old_entries and (description is None or description == (existing or {}).get("description")):
         note("nothing to change")
         return
