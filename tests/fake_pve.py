@@ -41,7 +41,8 @@ ALL_PRIVS = {"Sys.Audit", "Sys.Modify", "VM.Audit", "VM.Config.HWType", "Mapping
 
 # The schema facts the fake checks (apidata.js): parameter names per method and their patterns.
 _PCIRE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
-_MAP_PATH = r"(?:[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:.[a-f0-9])?;)*[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:.[a-f0-9])?"
+_MAP_ID = r"[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:.[a-f0-9])?"  # the schema's `.` is unescaped, as here
+_MAP_PATH = rf"(?:{_MAP_ID};)*{_MAP_ID}"
 _HOSTPCI_KEYS = {"host", "mapping", "device-id", "driver", "legacy-igd", "mdev", "pcie", "rombar", "romfile",
                  "sub-device-id", "sub-vendor-id", "vendor-id", "x-vga"}
 _CONFIG_PUT = {"node", "vmid", "digest", "delete", "revert", "skiplock", "machine", "bios", "vga"}
@@ -251,7 +252,8 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
             _need(privs, f"/vms/{vmid}", "VM.Config.HWType")
             _only(p, _CONFIG_PUT, hostpci=True)
             if "digest" in p and len(p["digest"]) > 40:
-                raise PveError(400, "Parameter verification failed.", {"digest": "value may only be 40 characters long"})
+                raise PveError(400, "Parameter verification failed.",
+                               {"digest": "value may only be 40 characters long"})
             if c.before_put is not None:
                 c.before_put(c, path)
             # qemu-server update_vm_api: the digest first, then check_hostpci_perm per option.

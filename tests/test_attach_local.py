@@ -180,8 +180,8 @@ def test_concurrent_edit_is_a_conflict(node, monkeypatch):
     real = STANDINS / "qm"
     wrapper = node.parent / "bin"
     wrapper.mkdir()
-    (wrapper / "qm").write_text(f"#!/bin/sh\n[ \"$1\" = set ] && echo 'cores: 8' >> {node}/etc/pve/qemu-server/101.conf\n"
-                                f"exec {real} \"$@\"\n")
+    edit = f"echo 'cores: 8' >> {node}/etc/pve/qemu-server/101.conf"
+    (wrapper / "qm").write_text(f"#!/bin/sh\n[ \"$1\" = set ] && {edit}\nexec {real} \"$@\"\n")
     (wrapper / "qm").chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper}{os.pathsep}{os.environ['PATH']}")
     r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
