@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages vfiokit's tests use: pciutils (lspci, the oracle for our names),
-# pci.ids (the names themselves), and the QEMU lab's parts (qemu-system-x86, busybox-static, cpio).
+# pci.ids (the names themselves), the QEMU lab's parts (qemu-system-x86, busybox-static, cpio), and
+# openssl (the fake Proxmox API's self-signed certificate).
 set -euo pipefail
-pkgs=(pciutils pci.ids qemu-system-x86 busybox-static cpio)
+pkgs=(pciutils pci.ids qemu-system-x86 busybox-static cpio openssl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -223,3 +223,11 @@ def test_unknown_vm_and_bad_vmid(node):
     assert r.code == ExitCode.NOT_FOUND and "VM 999" in r.err
     r = cli("attach", "abc", "01:00", "--root", str(node), "--yes")
     assert r.code == ExitCode.BAD_INPUT and "'abc' is not a VM id" in r.err
+
+
+def test_answering_no_writes_nothing(node):
+    r = cli("detach", "102", "04:00.0", "--root", str(node), stdin="n\n")
+    assert r.code == ExitCode.ABORTED
+    assert "-hostpci0: 0000:04:00.0" in r.out  # the plan was shown before the question
+    assert conf(node, "102") == VM102
+    assert [c[0] for c in qm_calls(node)] == ["status"]

@@ -216,3 +216,10 @@ def test_attach_token_without_hwtype(fake):
 def test_secret_is_never_an_option(fake):
     r = cli("attach", "100", "--mapping", "x", "--host", fake.host, "--token", SECRET)
     assert r.code == ExitCode.USAGE
+
+
+def test_detach_raw_device_with_a_token_says_what_proxmox_said(fake):
+    r = remote(fake, "detach", "201", "03:00.0", "--yes")
+    assert r.code == ExitCode.REMOTE
+    assert "only root can set 'hostpci0' config for non-mapped devices" in r.err
+    assert fake.cluster.vms["pve2"]["201"].config["hostpci0"] == "0000:03:00.0"

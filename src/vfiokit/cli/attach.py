@@ -8,7 +8,6 @@ is shown as a diff, `--dry-run` stops there, and the write carries the config's 
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,7 +112,7 @@ def parse_device(text: str) -> tuple[PciAddress, bool]:
     return PciAddress.parse(t), False
 
 
-def show_plan(plan: Plan, target: Target) -> None:
+def show_plan(plan: Plan) -> None:
     """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
     for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").splitlines():
@@ -148,27 +147,33 @@ def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: boo
     serious = [r.text for r in verdict.reasons if r.level >= passthrough.Level.COSTLY]
     for n in verdict.notes:
         note(n)
-    if verdict.level == passthrough.Level.UNSAFE:
-        for r in serious:
-            note(f"breaks: {r}")
-        if not force:
-            raise Refused(f"unsafe: {passthrough.headline(verdict)}",
-                          hint="--force overrides, once you know what breaks")
-        note(f"unsafe, forced: {passthrough.headline(verdict)}")
-    elif verdict.level == passthrough.Level.COSTLY:
-        for r in serious:
-            note(f"leaves the host: {r}")
-        if not accept_siblings:
-            raise Refused(f"costly: {passthrough.headline(verdict)}",
-                          hint="--accept-siblings accepts that they leave the host with it")
-        note(f"costly, accepted: {passthrough.headline(verdict)}")
-
-
-def _confirm(yes: bool, what: str) -> None:
-    if yes:
+    level = passthrough.Level
+    rules = {  # level: (what each reason means, the word, whether accepted, the override, how)
+        level.UNSAFE: ("breaks", "unsafe", force, "--force overrides, once you know what breaks", "forced"),
+        level.COSTLY: ("leaves the host", "costly", accept_siblings,
+                       "--accept-siblings accepts that they leave the host with it", "accepted"),
+    }
+    if verdict.level not in rules:
         return
-    if not click.confirm(f"{what}?", default=False, err=True):
+    meaning, word, accepted, hint, how = rules[verdict.level]
+    for r in serious:
+        note(f"{meaning}: {r}")
+    if not accepted:
+        raise Refused(f"{word}: {passthrough.headline(verdict)}", hint=hint)
+    note(f"{word}, {how}: {passthrough.headline(verdict)}")
+
+
+def _write(plan: Plan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
+           when_pending: str) -> None:
+    """After the plan was shown: stop (dry run), ask unless --yes, apply with the digest, say so."""
+    if dry_run:
+        note("dry run: nothing written")
+        return
+    if not yes and not click.confirm(f"{question}?", default=False, err=True):
         raise VfiokitError("nothing changed", ExitCode.ABORTED)
+    target.apply(plan, digest)
+    click.echo(f"vfiokit: VM {plan.vmid}: {done}" + (f" (pending: {when_pending})" if plan.pending else ""),
+               err=True)
 
 
 def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root: str | None) -> Target:
@@ -240,7 +245,7 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
         else:
             _gate(top, plan.functions, force, accept_siblings)
     click.echo(f"VM {vmid} on {target.where}: {plan.key}: {plan.value}", err=True)
-    show_plan(plan, target)
+    show_plan(plan)
     if target.remote and addr is not None:
         # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
         # id; an API token needs a mapping and Mapping.Use on it.
@@ -251,13 +256,8 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
         if not dry_run:
             raise refusal
         note(f"the write would be refused: {refusal}")
-    if dry_run:
-        note("dry run: nothing written")
-        return
-    _confirm(yes, f"Write {plan.key} to VM {vmid}")
-    target.apply(plan, digest)
-    click.echo(f"vfiokit: VM {vmid}: {plan.key} set"
-               + (" (pending: applies at the next start)" if plan.pending else ""), err=True)
+    _write(plan, target, digest, dry_run, yes, f"Write {plan.key} to VM {vmid}",
+           f"{plan.key} set", "applies at the next start")
 
 
 @click.command()
@@ -283,15 +283,9 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
             mapping = device
     plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths())
     click.echo(f"VM {vmid} on {target.where}: remove {plan.key}", err=True)
-    show_plan(plan, target)
-    if dry_run:
-        note("dry run: nothing written")
-        return
-    _confirm(yes, f"Remove {plan.key} from VM {vmid}")
-    target.apply(plan, digest)
-    click.echo(f"vfiokit: VM {vmid}: {plan.key} removed"
-               + (" (pending: the device stays until the next start)" if plan.pending else ""), err=True)
-    sys.stdout.flush()
+    show_plan(plan)
+    _write(plan, target, digest, dry_run, yes, f"Remove {plan.key} from VM {vmid}",
+           f"{plan.key} removed", "the device stays until the next start")
 
 
 def register(main: click.Group) -> None:
