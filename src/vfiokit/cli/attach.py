@@ -238,14 +238,14 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
     req = AttachRequest(vmid, addr, mapping, pcie, primary_gpu, all_functions,
                         None if rombar is None else rombar == "1", romfile, force)
     plan = plan_attach(req, conf, running, top, target.others(), target.mapping_paths())
+    click.echo(f"VM {vmid} on {target.where}: {plan.key}: {plan.value}", err=True)
+    show_plan(plan)
     if plan.functions:
         if top.groups is None:
             note(f"{top.source}: no IOMMU groups: Proxmox refuses to start the VM "
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
             _gate(top, plan.functions, force, accept_siblings)
-    click.echo(f"VM {vmid} on {target.where}: {plan.key}: {plan.value}", err=True)
-    show_plan(plan)
     if target.remote and addr is not None:
         # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
         # id; an API token needs a mapping and Mapping.Use on it.
