@@ -231,3 +231,30 @@ def test_answering_no_writes_nothing(node):
     assert "-hostpci0: 0000:04:00.0" in r.out  # the plan was shown before the question
     assert conf(node, "102") == VM102
     assert [c[0] for c in qm_calls(node)] == ["status"]
+
+
+PCI_CFG = """\
+gpu
+\tmap id=10de:1c82,iommugroup=2,node=pve1,path=0000:01:00,subsystem-id=0000:0000
+\tmap id=10de:1c82,iommugroup=20,node=pve2,path=0000:02:00,subsystem-id=0000:0000
+\tdescription GTX 1050 Ti on both nodes
+
+nic
+\tmap id=8086:1539,node=pve2,path=0000:05:00.0
+"""
+
+
+def test_attach_by_mapping_locally(node):
+    judged()
+    (node / "etc/pve/mapping").mkdir()
+    (node / "etc/pve/mapping/pci.cfg").write_text(PCI_CFG)
+    r = cli("attach", "101", "--mapping", "gpu", "--pcie", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert qm_calls(node)[-1][:4] == ["set", "101", "--hostpci0", "mapping=gpu,pcie=1"]
+    # the mapping's device on this node (pve1) is now VM 101's: a raw attach elsewhere is refused
+    r = cli("attach", "103", "01:00.1", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert "0000:01:00.1 is already given to VM 101 (hostpci0: mapping=gpu,pcie=1)" in r.err
+    # a mapping with nothing on this node
+    r = cli("attach", "103", "--mapping", "nic", "--root", str(node), "--yes")
+    assert r.code == ExitCode.NOT_FOUND and "no device on this node" in r.err

@@ -81,8 +81,13 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         if not pc.CONFIGID_RE.match(req.mapping):
             raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
         if req.mapping not in mapping_paths:
-            raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}' for this node",
+            raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}'",
                                  hint="'vfiokit cluster map NAME DEVICE@NODE' creates one")
+        if not mapping_paths[req.mapping]:
+            # qemu-server parse_hostpci: find_on_current_node finds nothing and the VM fails to start.
+            raise DeviceNotFound(f"mapping '{req.mapping}' has no device on this node (Proxmox would fail "
+                                 f"at VM start: PCI device mapping not found for '{req.mapping}')",
+                                 hint=f"'vfiokit cluster map {req.mapping} DEVICE@NODE' adds this node")
         functions = []
         for path in mapping_paths[req.mapping][:1]:  # the first alternative is the one judged
             for part in path.split(";"):
