@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vfiokit.edits import pve_config as pc
@@ -229,3 +229,35 @@ def test_add_then_delete_restores_the_file(used, running):
     assert added.effective(key) == "0000:02:00.0"
     if not running:
         assert pc.delete_option(added, key) == text
+
+
+keys = st.sampled_from(["cores", "memory", "name", "net0", "scsi0", "boot", "agent", "machine", "bios", "vga"])
+values = st.from_regex(r"[A-Za-z0-9=,;:._/-]{1,24}", fullmatch=True)
+block = st.dictionaries(keys, values, max_size=6).map(lambda d: "".join(f"{k}: {v}\n" for k, v in d.items()))
+configs = st.builds(
+    lambda desc, main, pending, cloud, snaps: (
+        "".join(f"#{d}\n" for d in desc) + main
+        + ("\n[PENDING]\n" + pending if pending is not None else "")
+        + ("\n[special:cloudinit]\n" + cloud if cloud is not None else "")
+        + "".join(f"\n[{name}]\n{body}snaptime: 1700000000\n" for name, body in snaps.items())),
+    st.lists(st.from_regex(r"[^\n\r]{0,30}", fullmatch=True), max_size=2),
+    block, st.one_of(st.none(), block), st.one_of(st.none(), block),
+    st.dictionaries(st.from_regex(r"snap[a-z0-9]{1,6}", fullmatch=True), block, max_size=3),
+)
+
+
+@settings(max_examples=60)
+@given(configs, st.booleans(), st.sampled_from(["0000:01:00", "mapping=gpu,pcie=1"]))
+def test_an_edit_keeps_every_other_section_byte_for_byte(text, running, value):
+    conf = pc.parse_config(text)
+    key = pc.first_free_index(conf)
+    new = pc.set_option(conf, key, value, running=running)
+    edited = "PENDING" if running else ""
+    before, after = sections_except(text, edited), sections_except(new, edited)
+    if running and "[PENDING]" not in text:  # a new [PENDING] is set apart by one blank line
+        before[""], after[""] = before[""].rstrip("\n"), after[""].rstrip("\n")
+    assert after == before
+    old_lines, new_lines = text.split("\n"), new.split("\n")
+    added = [ln for ln in new_lines if ln not in old_lines]
+    assert f"{key}: {value}" in added and set(added) <= {f"{key}: {value}", "[PENDING]", ""}
+    assert pc.parse_config(new).effective(key) == value

@@ -260,7 +260,8 @@ class VmConfig:
 
 def parse_config(text: str, where: str = "config") -> VmConfig:
     """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read."""
-    lines = text.splitlines(keepends=True)
+    # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
+    lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]
     sections = [Section(MAIN, -1, len(lines))]
     for i, line in enumerate(lines):
         body = line.rstrip("\r\n")
@@ -316,6 +317,15 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     lines.insert(at, f"{key}: {value}{nl}")
 
 
+def _add_pending(conf: VmConfig, lines: list[str], line: str) -> None:
+    """A new `[PENDING]` section holding `line`, right after the main section (write_vm_config's place)."""
+    nl = _newline(conf)
+    at = _insert_at(conf, conf.main)
+    if at > 0 and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += nl
+    lines[at:at] = ([nl] if at > 0 else []) + [f"[PENDING]{nl}", f"{line}{nl}"]
+
+
 def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> str:
     """The config text after `qm set VMID --KEY VALUE`, every other byte kept.
 
@@ -332,11 +342,7 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
         return "".join(lines)
     pend = conf.section(PENDING)
     if pend is None:
-        nl = _newline(conf)
-        at = _insert_at(conf, conf.main)
-        if at > 0 and not lines[at - 1].endswith("\n"):
-            lines[at - 1] += nl
-        lines[at:at] = [nl, f"[PENDING]{nl}", f"{key}: {value}{nl}"]
+        _add_pending(conf, lines, f"{key}: {value}")
         return "".join(lines)
     if key in conf.pending_deletes:
         rest = sorted(conf.pending_deletes - {key})
@@ -370,17 +376,17 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
         return "".join(lines)
     deletes = sorted(conf.pending_deletes | {key})
     if pend is None:
-        nl = _newline(conf)
-        at = _insert_at(conf, conf.main)
-        lines[at:at] = [nl, f"[PENDING]{nl}", f"delete: {','.join(deletes)}{nl}"]
+        _add_pending(conf, lines, f"delete: {','.join(deletes)}")
         return "".join(lines)
     _set_in(conf, lines, pend, "delete", ",".join(deletes))
     return "".join(lines)
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        f"a/{name}", f"b/{name}"))
+    def split(t: str) -> list[str]:
+        return [ln for ln in re.split(r"(?<=\n)", t) if ln]
+
+    return "".join(difflib.unified_diff(split(old), split(new), f"a/{name}", f"b/{name}"))
 
 
 def users_of(configs: Mapping[str, VmConfig], address: str,
