@@ -223,3 +223,20 @@ def test_detach_raw_device_with_a_token_says_what_proxmox_said(fake):
     assert r.code == ExitCode.REMOTE
     assert "only root can set 'hostpci0' config for non-mapped devices" in r.err
     assert fake.cluster.vms["pve2"]["201"].config["hostpci0"] == "0000:03:00.0"
+
+
+def test_a_node_with_malformed_hardware_data_is_reported(fake):
+    fake.cluster.pci["pve2"] = [{"id": "zz:00.0", "class": "0x030000", "vendor": "0x10de", "device": "0x1c82",
+                                 "iommugroup": 3}]
+    r = remote(fake, "cluster", "inventory", "--node", "pve1", "--node", "pve2")
+    assert r.code == 0, r.err
+    assert "Node pve1" in r.out and "Node pve2" not in r.out
+    assert "node pve2: pve2: /hardware/pci item 0: unreadable id or iommugroup ('zz:00.0', 3)" in r.err
+
+
+def test_no_iommu_node(fake):
+    fake.cluster.pci["pve1"] = [{**d, "iommugroup": -1} for d in PVE1]
+    r = remote(fake, "cluster", "inventory", "--node", "pve1", "--json")
+    data = json.loads(r.out)
+    assert data["nodes"][0]["iommu"] is False and data["nodes"][0]["groups"] == []
+    assert len(data["nodes"][0]["ungrouped"]) == len(PVE1)

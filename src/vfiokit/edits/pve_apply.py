@@ -1,7 +1,9 @@
 """Apply a VM config plan the way Proxmox wants it: `qm set` on the node, or a PUT through the API.
 
 Never a write to `/etc/pve` behind pmxcfs' back: `qm set` and the API lock the config, check it,
-and keep the cluster file system consistent. Both carry the `digest` of the config vfiokit read, so
+and keep the cluster file system consistent. That is why these edits do not go through the file
+writer (`edits/writer.py`): pmxcfs is not a file system to rename temp files into, and Proxmox's own
+lock and digest play the writer's lock-and-reread role. Both carry the `digest` of the config vfiokit read, so
 an edit made meanwhile (GUI, another admin, a script) makes Proxmox refuse ours (qemu-server
 update_vm_api: "checksum mismatch (file change by other user?)"), reported as CONFLICT.
 """
