@@ -258,3 +258,11 @@ def test_attach_by_mapping_locally(node):
     # a mapping with nothing on this node
     r = cli("attach", "103", "--mapping", "nic", "--root", str(node), "--yes")
     assert r.code == ExitCode.NOT_FOUND and "no device on this node" in r.err
+
+
+def test_unknown_device_and_rom_options(node):
+    r = cli("attach", "101", "09:00.0", "--root", str(node), "--yes")
+    assert r.code == ExitCode.NOT_FOUND and "no PCI device at 0000:09:00.0" in r.err
+    r = cli("attach", "101", "01:00", "--rombar", "0", "--romfile", "/usr/share/kvm/gp107.rom", "--root", str(node),
+            "--dry-run")
+    assert "+hostpci0: 0000:01:00,rombar=0,romfile=gp107.rom" in r.out
