@@ -68,3 +68,21 @@ class NoIommu(VfiokitError):
     """The source has no IOMMU groups."""
 
     code = ExitCode.NO_IOMMU
+
+
+class Refused(VfiokitError):
+    """vfiokit will not make an unsafe change; the message says why, the hint what overrides it."""
+
+    code = ExitCode.REFUSED
+
+
+class Conflict(VfiokitError):
+    """Someone else changed the thing meanwhile (a Proxmox config digest that no longer matches)."""
+
+    code = ExitCode.CONFLICT
+
+
+class RemoteError(VfiokitError):
+    """A Proxmox API call failed: unreachable, timed out, no rights, or an error answer."""
+
+    code = ExitCode.REMOTE

@@ -11,12 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vfiokit.edits import pve_config as pc
-from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, DeviceNotFound, Refused
 from vfiokit.model import PciAddress, Topology
-
-
-class Refused(VfiokitError):
-    code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True)

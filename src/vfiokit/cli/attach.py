@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from vfiokit.analyses.vm_attach import AttachRequest, Plan, Refused, plan_attach, plan_detach
+from vfiokit.analyses.vm_attach import AttachRequest, Plan, plan_attach, plan_detach
 from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
 
 

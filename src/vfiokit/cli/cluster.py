@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from vfiokit.analyses.vm_attach import Refused
 from vfiokit.cli.attach import parse_device, remote_options
 from vfiokit.cli.output import note, print_lines
-from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, Refused, VfiokitError
 from vfiokit.model import Device, Topology
 
 

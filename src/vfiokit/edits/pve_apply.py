@@ -11,8 +11,8 @@ update_vm_api: "checksum mismatch (file change by other user?)"), reported as CO
 from __future__ import annotations
 
 from vfiokit.analyses.vm_attach import Plan
-from vfiokit.errors import ExitCode, VfiokitError
-from vfiokit.sources.proxmox_api import Conflict, PveApi
+from vfiokit.errors import Conflict, ExitCode, VfiokitError
+from vfiokit.sources.proxmox_api import PveApi
 from vfiokit.sources.pve_local import LocalPve
 
 

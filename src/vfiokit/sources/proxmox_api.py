@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfiokit.edits import pve_config as pc
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, Conflict, ExitCode, RemoteError, VfiokitError
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
 
 TOKEN_ENV = "VFIOKIT_PVE_TOKEN"
@@ -27,14 +27,6 @@ TOKEN_ID_ENV = "VFIOKIT_PVE_TOKEN_ID"
 
 #: Messages Proxmox answers a stale `digest` with (qemu-server update_vm_api; PVE::Tools).
 _CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
-
-
-class RemoteError(VfiokitError):
-    code = ExitCode.REMOTE
-
-
-class Conflict(VfiokitError):
-    code = ExitCode.CONFLICT
 
 
 @dataclass(frozen=True)
