@@ -115,5 +115,7 @@ def test_bundled_sample_is_what_its_script_builds():
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "scripts/make_sample_b550.py"
-    assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0
+    repo = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    script = repo / "scripts/make_sample_b550.py"
+    assert subprocess.run([sys.executable, str(script), "--check"], env=env).returncode == 0
