@@ -55,6 +55,21 @@ PLATFORM_CLASSES = {
 }
 
 
+#: What the host loses with a function its driver uses, by class, when no host fact says more.
+_CLASS_LOSS = {0x01: "the disks", 0x02: "the network", 0x03: "the display", 0x0C03: "the USB ports",
+               0x0403: "the sound"}
+
+
+def _class_need(dev: Device) -> HostNeed | None:
+    """A device the host has a driver on is used by it, even when no fact says for what."""
+    if not dev.driver or dev.driver in _PARKED or dev.class_id is None:
+        return None
+    loss = _CLASS_LOSS.get(dev.class_id) or _CLASS_LOSS.get(dev.class_id >> 8)
+    if loss is None:
+        return None
+    return HostNeed(dev.address, "driver", False, loss, f"driver {dev.driver}")
+
+
 @dataclass(frozen=True)
 class Member:
     """One function of a judged group: its role, and what the host loses with it."""
@@ -187,6 +202,8 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
             if dev.class_id in PLATFORM_CLASSES:
                 n += (HostNeed(a, "platform", True, f"the {PLATFORM_CLASSES[dev.class_id]}",
                                "a platform device the host cannot give away"),)
+            if a not in targets and not dev.is_bridge and not any(x.kind != "vm" for x in n):
+                n += tuple(filter(None, [_class_need(dev)]))
             critical = any(x.critical for x in n)
             role = _role(dev, targets, critical)
             members.append(Member(dev, role, n, role == SAME_CARD))
@@ -213,6 +230,9 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
             if m.role == TARGET:
                 verb = "is" if x.kind == "platform" else "itself carries"
                 say(lvl, f"{a.short} {verb} {x.loss}: {x.detail}", a)
+            elif x.kind == "driver":
+                say(lvl, f"{a.short} leaves the host with {names}: the host's {x.detail} uses it now "
+                    f"({x.loss})", a)
             else:
                 say(lvl, f"{a.short} leaves the host with {names}, and with it {x.loss}: {x.detail}", a)
         for x in vm_needs:
@@ -263,22 +283,28 @@ def headline(v: Verdict) -> str:
     if v.level == Level.HARMLESS:
         return (f"{names} shares IOMMU group {group} only with bridges, which Proxmox leaves to the host: "
                 "harmless")
-    parts = []
+    major, minor = [], []
     for loss, ms in v.losses:
         briefs = []
         for m in ms:
-            first = next(n for n in m.needs if n.loss == loss)
+            # The loss's most serious reason for this member: a fact that makes it critical first.
+            first = sorted((n for n in m.needs if n.loss == loss), key=lambda n: not n.critical)[0]
             briefs.append(f"{m.address.short}, {_brief(first)}")
-        parts.append(f"{loss} ({'; '.join(briefs)})")
+        critical = any(n.critical for m in ms for n in m.needs if n.loss == loss)
+        (major if critical else minor).append(f"{loss} ({'; '.join(briefs)})")
     others = [_what(m.device) for m in v.members
               if m.role in (LEAVES, CRITICAL) and not any(n.kind != "vm" for n in m.needs)]
-    if not parts:
-        return f"passing {names} takes {', '.join(others)} from the host (IOMMU group {group})"
-    what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    text = f"passing {names} takes {what} from the host (IOMMU group {group})"
-    if others:
-        text += f"; {', '.join(others)} {'leaves' if len(others) == 1 else 'leave'} with it too"
+    minor += others
+    if not major:
+        major, minor = minor, []
+    text = f"passing {names} takes {_and(major)} from the host (IOMMU group {group})"
+    if minor:
+        text += f"; also {_and(minor)}"
     return text
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _brief(n: HostNeed) -> str:

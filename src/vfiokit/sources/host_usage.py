@@ -458,7 +458,7 @@ def gather(root: str | os.PathLike[str] = "/", zpool_status: ZpoolStatus | None 
 
 #: What the host loses, per storage role (words used in `check`'s verdict line).
 _STORAGE_LOSS = {"root": "the root file system", "boot": "the /boot file system",
-                 "efi": "the EFI system partition", "swap": "the swap", "mount": "its disks"}
+                 "efi": "the EFI system partition", "swap": "the swap", "mount": "the disks"}
 
 #: Proxmox's host id (qemu-server PCI.pm $PCIRE): domain optional, function optional (= all).
 HOSTPCI_ID_RE = re.compile(r"^(?:([0-9a-f]{4,}):)?([0-9a-f]{2}):([0-9a-f]{2})(?:\.([0-9a-f]))?$", re.I)
@@ -473,7 +473,7 @@ class HostNeed:
     kind: str
     #: The host cannot live without it (root/boot/EFI/swap, default route, console).
     critical: bool
-    #: What the host loses, in words: "the network", "the display", "its disks", "VM 100".
+    #: What the host loses, in words: "the network", "the display", "the disks", "VM 100".
     loss: str
     #: Why, with the chain: "default route (ipv4) via vmbr0 -> enp6s0 -> 0000:06:00.0".
     detail: str
@@ -524,7 +524,7 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
         role = s.get("role", "mount")
         what = {"root": "/ (root)", "boot": "/boot", "efi": f"{s.get('use')} (EFI)",
                 "swap": f"swap {s.get('use')}"}.get(role, s.get("use"))
-        add(_address(s.get("pci")), "storage", role != "mount", _STORAGE_LOSS.get(role, "its disks"),
+        add(_address(s.get("pci")), "storage", role != "mount", _STORAGE_LOSS.get(role, "the disks"),
             f"{what} is on {_arrow(s.get('chain') or ())}")
     for n in facts.get("network") or ():
         routes = n.get("default_route") or ()
@@ -533,7 +533,7 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
             add(_address(n.get("pci")), "network", True, "the network",
                 f"default route ({r.get('family')}) via {_arrow(path)}")
         if not routes:
-            add(_address(n.get("pci")), "network", False, f"the network interface {n.get('interface')}",
+            add(_address(n.get("pci")), "network", False, "the network",
                 f"interface {_arrow(n.get('chain') or ())} ({n.get('operstate') or 'state unknown'})")
     for c in facts.get("console") or ():
         add(_address(c.get("pci")), "console", True, "the display",
