@@ -85,13 +85,25 @@ def test_bridge_only_company_is_harmless_and_gpu_audio_must_come_along(tmp_path)
     assert "01:00.0, 01:00.1 shares IOMMU group 1 only with bridges" in r.out
 
 
+def test_own_card_functions_do_not_make_it_costly(tmp_path):
+    specs = [Spec("00:01.0", 0x8086, 0x1901, 0x060400, pcie_type=PCIE_ROOT_PORT, secondary_bus=1, group=1),
+             Spec("01:00.0", 0x10DE, 0x1B80, 0x030000, parent="00:01.0", pcie_type=PCIE_ENDPOINT,
+                  multifunction=True, group=2, driver="nouveau", reset_method="bus"),
+             Spec("01:00.1", 0x10DE, 0x10F0, 0x040300, parent="00:01.0", pcie_type=PCIE_ENDPOINT,
+                  multifunction=True, group=2, driver="snd_hda_intel")]
+    r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, specs, {"version": 1}))
+    assert r.code == 0
+    assert r.out.startswith("Verdict: alone")
+    assert "01:00.1 is another function of the same card: pass it along (all functions of 01:00)" in r.out
+
+
 def test_costly_when_a_device_without_host_use_leaves(tmp_path):
     specs = [*ALONE_NVME,
-             Spec("01:00.1", 0x8086, 0x1533, 0x020000, parent="00:01.0", pcie_type=PCIE_ENDPOINT, group=2,
+             Spec("01:01.0", 0x8086, 0x1533, 0x020000, parent="00:01.0", pcie_type=PCIE_ENDPOINT, group=2,
                   driver="igb")]
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, specs, {"version": 1}))
     assert r.code == 10
-    assert "Verdict: shares, costly - passing 01:00.0 takes the network (01:00.1, driver igb)" in r.out
+    assert "Verdict: shares, costly - passing 01:00.0 takes the network (01:01.0, driver igb)" in r.out
 
 
 def test_target_without_reset_and_already_in_a_vm_is_said(tmp_path):

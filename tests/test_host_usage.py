@@ -74,6 +74,20 @@ def test_swap_partition_and_data_mount_are_told_apart(host):
     assert "0000:08:00.0" not in got  # a disk nobody mounts is no host need
 
 
+def test_mountinfo_by_major_minor_with_escaped_mount_point_and_swap_file(host):
+    disk = host.disk("02:00.1", "sda", via=SATA, parts=1)
+    majmin = (disk / "sda1/dev").read_text().strip()
+    # /dev/root is what the kernel shows without an initramfs: only major:minor finds the disk.
+    host.write("proc/self/mountinfo",
+               f"22 1 {majmin} / / rw,relatime shared:1 - ext4 /dev/root rw\n"
+               f"23 22 {majmin} /srv /mnt/my\\040disk rw - ext4 /dev/root rw\n"
+               "24 22 0:5 / /proc rw - proc proc rw\n")
+    host.write("proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n/swapfile  file  1048572  0  -2\n")
+    got = {(s["use"], s["role"]): s["chain"] for s in facts(host)["storage"]}
+    chain = ["sda1", "sda", "ata1", "0000:02:00.1"]
+    assert got == {("/", "root"): chain, ("/mnt/my disk", "mount"): chain, ("/swapfile", "swap"): chain}
+
+
 def test_zfs_mirror_members_from_zpool_status(host):
     host.disk("02:00.1", "sda", via=SATA, parts=3)
     host.disk("08:00.0", "nvme1n1", via="nvme/nvme1", parts=3)

@@ -202,7 +202,9 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
             if dev.class_id in PLATFORM_CLASSES:
                 n += (HostNeed(a, "platform", True, f"the {PLATFORM_CLASSES[dev.class_id]}",
                                "a platform device the host cannot give away"),)
-            if a not in targets and not dev.is_bridge and not any(x.kind != "vm" for x in n):
+            # The target's own other functions (a GPU's audio) go with it by design: not a loss.
+            own_card = any(a.same_slot(t) for t in targets)
+            if not own_card and not dev.is_bridge and not any(x.kind != "vm" for x in n):
                 n += tuple(filter(None, [_class_need(dev)]))
             critical = any(x.critical for x in n)
             role = _role(dev, targets, critical)
@@ -224,7 +226,6 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
         if m.role == BRIDGE:
             say(Level.HARMLESS, f"{a.short} is a bridge: Proxmox leaves it bound to the host", a)
             continue
-        subject = "it" if m.role == TARGET else a.short
         for x in host_needs:
             lvl = Level.UNSAFE if x.critical else Level.COSTLY
             if m.role == TARGET:
@@ -259,7 +260,7 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
             continue
         if m.role == LEAVES and not host_needs and not vm_needs:
             used_now = dev.driver and dev.driver not in _PARKED
-            say(Level.COSTLY, f"{subject} leaves the host with {names}"
+            say(Level.COSTLY, f"{a.short} leaves the host with {names}"
                 + (f": the host's driver {dev.driver} uses it now" if used_now else
                    " (nothing on the host is known to use it)"), a)
     # Worst first, so the first lines say what matters (sorted() is stable within a level).
