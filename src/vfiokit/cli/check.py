@@ -33,7 +33,8 @@ def verdict_json(v, ids: PciIds) -> dict:  # v: passthrough.Verdict
         "summary": headline(v),
         "targets": [str(a) for a in v.targets],
         "groups": list(v.groups),
-        "reasons": [{"level": r.level.name.lower(), "text": r.text,
+        # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
+        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": r.text,
                      "device": None if r.address is None else str(r.address)} for r in v.reasons],
         "members": [
             {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
