@@ -312,4 +312,4 @@ def _brief(n: HostNeed) -> str:
     """A need's detail without what the parentheses already say (the address)."""
     if n.kind == "console" and n.detail.startswith("boot VGA"):
         return "boot VGA"
-    return re.sub(r" -> [0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$", "", n.detail)
+    return re.sub(r" -> [0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b", "", n.detail)
