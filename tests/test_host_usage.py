@@ -66,9 +66,11 @@ def test_lvm_on_md_over_two_controllers_makes_both_critical(host):
 def test_swap_partition_and_data_mount_are_told_apart(host):
     host.disk("02:00.1", "sda", via=SATA, parts=2)
     host.disk("08:00.0", "nvme1n1", via="nvme/nvme1")
-    host.mounts("/dev/sda2 /mnt/data xfs")
+    host.virtual_block("loop0", [])
+    host.mounts("/dev/sda2 /mnt/data xfs", "/dev/loop0 /snap/core squashfs")
     host.swaps("/dev/sda1")
     host.write("dev/sda1", "")
+    assert {s["use"] for s in facts(host)["storage"]} == {"/mnt/data", "/dev/sda1"}  # no loop mount
     got = needs_by_address(host)
     assert {(n.loss, n.critical) for n in got["0000:02:00.1"]} == {("the swap", True), ("the disks", False)}
     assert "0000:08:00.0" not in got  # a disk nobody mounts is no host need
@@ -183,7 +185,9 @@ def test_console_framebuffer_on_a_gpu_that_is_not_boot_vga(host):
 
 def test_proxmox_vm_configs_and_mappings(host):
     host.write("etc/hostname", "pve\n")
-    host.write("etc/pve/qemu-server/100.conf",
+    (host.root / "etc/pve/nodes/pve").mkdir(parents=True)
+    (host.root / "etc/pve/qemu-server").symlink_to("nodes/pve/qemu-server")  # as pmxcfs shows it
+    host.write("etc/pve/nodes/pve/qemu-server/100.conf",
                "boot: order=scsi0\nhostpci0: 0000:06:00,pcie=1\nname: router\n"
                "[PENDING]\nhostpci1: mapping=nas-sata\n[snap1]\nhostpci2: 04:00.0\n")
     host.write("etc/pve/mapping/pci.cfg", "nas-sata\n\tmap node=other,path=0000:02:00.1,id=1022:43eb\n"

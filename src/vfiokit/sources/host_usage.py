@@ -107,7 +107,10 @@ def resolve(root: str, path: str) -> str | None:
             hops += 1
             if hops > 40:  # a loop; the kernel gives up at 40 too (MAXSYMLINKS)
                 return None
-            target = os.readlink(nxt)
+            try:
+                target = os.readlink(nxt)
+            except OSError:  # vanished or unreadable meanwhile
+                return None
             if target.startswith("/"):
                 cur = root
             parts = [q for q in target.split("/") if q] + parts
@@ -231,6 +234,8 @@ def _storage(root: str, zpool_status: ZpoolStatus | None, notes: list[str]) -> t
     def add(use: str, role: str, source: str, fstype: str, chains: list[list[str]]) -> None:
         for chain in chains:
             pci = chain[-1] if _PCI_RE.match(chain[-1]) else None
+            if pci is None and role == "mount":
+                continue  # a loop or zram mount: no PCI device to lose, only noise in a snapshot
             entry = {"use": use, "role": role, "source": source, "fstype": fstype, "chain": chain, "pci": pci}
             if entry not in entries:
                 entries.append(entry)
@@ -396,7 +401,8 @@ _HOSTPCI_RE = re.compile(r"^(hostpci\d+):\s*(.+?)\s*$")
 
 
 def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
-    confdir = os.path.join(root, "etc/pve/qemu-server")
+    # On Proxmox /etc/pve/qemu-server is pmxcfs' link to nodes/<this node>/qemu-server.
+    confdir = resolve(root, "/etc/pve/qemu-server") or os.path.join(root, "etc/pve/qemu-server")
     mapfile = os.path.join(root, "etc/pve/mapping/pci.cfg")
     if not os.path.isdir(confdir) and not os.path.exists(mapfile):
         return None
