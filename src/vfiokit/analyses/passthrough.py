@@ -183,7 +183,7 @@ def _role(dev: Device, targets: list[PciAddress], critical: bool) -> str:
 
 
 def _what(dev: Device) -> str:
-    return f"{dev.address.short}" + (f" ({dev.driver})" if dev.driver else "")
+    return dev.address.short + (f" ({dev.driver})" if dev.driver else " (no driver)" if dev.driver == "" else "")
 
 
 def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
