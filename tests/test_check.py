@@ -227,7 +227,7 @@ def test_device_in_no_group_is_refused():
 def test_host_without_iommu_says_so(tmp_path):
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, ALONE_NVME, groups=False))
     assert r.code == 5 and not r.out
-    assert "has no IOMMU groups: 0000:01:00.0 cannot be passed through" in r.err
+    assert "has no IOMMU groups, so 0000:01:00.0 cannot be passed through: " in r.err
 
 
 def test_no_traceback_for_a_tree_without_host_facts(tmp_path):

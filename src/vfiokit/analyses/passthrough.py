@@ -161,9 +161,10 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
                 f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
                 f"name a device behind it instead (behind it: {kids})")
     if top.groups is None:
-        raise NoIommu(f"{top.source or 'this host'} has no IOMMU groups: {targets[0]} cannot be passed "
-                      "through until the IOMMU is on",
-                      hint="'vfiokit groups' says why the IOMMU looks off")
+        from vfiokit.analyses.iommu_state import diagnose
+
+        raise NoIommu(f"{top.source or 'this host'} has no IOMMU groups, so {targets[0]} cannot be passed "
+                      f"through: {diagnose(top.host).explanation}")
     for a in targets:
         if top.group_of(a) is None:
             raise BadInput(f"{a} is in no IOMMU group: the kernel does not isolate it (an IOMMU's own "
