@@ -279,6 +279,10 @@ def headline(v: Verdict) -> str:
     """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
     the network (06:00.0, ...) from the host"."""
     names = ", ".join(a.short for a in v.targets)
+    first = v.targets[0]
+    if len(v.targets) > 1 and all(a.same_slot(first) for a in v.targets) \
+            and not any(m.role == SAME_CARD for m in v.members):
+        names = f"{first.short[:5]} (all functions)"
     group = ", ".join(str(g) for g in v.groups)
     if v.level == Level.ALONE:
         return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
