@@ -22,17 +22,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import attach, boot, cluster, see
+    from vfiokit.cli import attach, boot, check, cluster, see
 
     see.register(main)
     boot.register(main)
     attach.register(main)
     cluster.register(main)
-
-    see.register(main)
-    boot.register(main)
-    attach.register(main)
-    cluster.register(main)
+    check.register(main)
 
 
 _register()

@@ -33,12 +33,15 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
     ids = PciIds.system()
     if top.groups is None:
         raise _no_iommu(top)
+    from vfiokit.cli.check import host_marker
+
+    marker = host_marker(top)
     if as_json:
         from vfiokit.render.envelope import envelope
         from vfiokit.render.groups import groups_json
 
         notes = [*top.notes, *filter(None, [ids.missing_note])]
-        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids)))
+        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
         return
     if fmt == "seed":
         from vfiokit.render.groups import groups_seed
@@ -47,7 +50,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
     else:
         from vfiokit.render.groups import groups_text
 
-        print_lines(groups_text(top, ids))
+        print_lines(groups_text(top, ids, marker))
     for n in (*top.notes, *filter(None, [ids.missing_note])):
         note(n)
 

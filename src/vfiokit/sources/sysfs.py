@@ -21,6 +21,7 @@ from vfiokit import __version__
 from vfiokit.errors import BadInput, ExitCode, VfiokitError
 from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
+from vfiokit.sources import host_usage
 
 
 def _read(path: str) -> str | None:
@@ -224,6 +225,7 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
         "iommu_groups": _read_groups(root),
         "devices": devices,
         "read_notes": notes,
+        "host_usage": host_usage.gather(root),
     }
     return raw
 

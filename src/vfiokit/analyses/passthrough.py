@@ -1,0 +1,320 @@
+"""What a passthrough takes from the host: judge the IOMMU group(s) of the devices one wants to pass.
+
+Why a group and not a device: when a Proxmox VM starts, qemu-server PCI.pm `prepare_pci_device`
+calls pve-common SysFSTools.pm `pci_dev_group_bind_to_vfio`, which unbinds every device of the
+IOMMU group except those with a `pci_bus` folder (bridges) and binds them to vfio-pci, without
+asking whether the host uses them. The kernel requires it: a group is viable only when all its
+non-bridge members are owned by vfio (drivers/vfio/group.c). So every non-bridge member leaves
+the host with the target.
+
+Pure: a `Topology` (with its host-usage facts) in, a `Verdict` out. Errors about the user's
+choice of device (malformed, unknown, a bridge, no group) are raised as `VfiokitError`s.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
+from vfiokit.model import Device, PciAddress, Topology
+from vfiokit.sources.host_usage import HostNeed, needs, slot_functions
+
+
+class Level(enum.IntEnum):
+    """How much a passthrough costs the host, ordered: a worse level compares greater."""
+
+    #: The device (with its own other functions) is its group.
+    ALONE = 0
+    #: The other members are bridges, which Proxmox leaves alone.
+    HARMLESS = 1
+    #: Other devices leave the host with it.
+    COSTLY = 2
+    #: A member (or the device itself) is something the host cannot live without.
+    UNSAFE = 3
+
+
+TARGET = "target"
+SAME_CARD = "same card"
+BRIDGE = "bridge left alone"
+LEAVES = "leaves the host"
+CRITICAL = "host-critical"
+
+#: Drivers that mean "not used by the host": vfio-pci owns it already, or pci-stub parks it.
+_PARKED = {"vfio-pci", "pci-stub"}
+
+#: Platform functions the host cannot give away, by class (base, sub): TrueNAS' list of
+#: "System Critical" classes; PCI bridges (0x0604) are left out because Proxmox skips them.
+PLATFORM_CLASSES = {
+    0x0600: "host bridge",
+    0x0601: "ISA bridge (LPC: firmware, TPM, legacy I/O)",
+    0x0500: "RAM controller",
+    0x0C05: "SMBus controller (sensors, memory SPD)",
+}
+
+
+#: What the host loses with a function its driver uses, by class, when no host fact says more.
+_CLASS_LOSS = {0x01: "the disks", 0x02: "the network", 0x03: "the display", 0x0C03: "the USB ports",
+               0x0403: "the sound"}
+
+
+def _class_need(dev: Device) -> HostNeed | None:
+    """A device the host has a driver on is used by it, even when no fact says for what."""
+    if not dev.driver or dev.driver in _PARKED or dev.class_id is None:
+        return None
+    loss = _CLASS_LOSS.get(dev.class_id) or _CLASS_LOSS.get(dev.class_id >> 8)
+    if loss is None:
+        return None
+    return HostNeed(dev.address, "driver", False, loss, f"driver {dev.driver}")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One function of a judged group: its role, and what the host loses with it."""
+
+    device: Device
+    role: str
+    #: Why the host (or a VM) needs it; empty when nothing is known to use it.
+    needs: tuple[HostNeed, ...]
+    #: Must go to the same VM (functions of the target's card: Proxmox's "All Functions").
+    pass_along: bool
+
+    @property
+    def address(self) -> PciAddress:
+        return self.device.address
+
+    @property
+    def critical(self) -> bool:
+        return any(n.critical for n in self.needs)
+
+    @property
+    def leaves_host(self) -> bool:
+        return self.role != BRIDGE
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One sentence of the verdict, with the level it points to and the device it is about."""
+
+    level: Level
+    text: str
+    address: PciAddress | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: Level
+    targets: tuple[PciAddress, ...]
+    groups: tuple[int, ...]
+    members: tuple[Member, ...]
+    reasons: tuple[Reason, ...]
+    #: What the judgement could not see (no host-usage facts in this source).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def losses(self) -> list[tuple[str, list[Member]]]:
+        """What the host loses, in words, with the members it loses it through (first seen first)."""
+        out: dict[str, list[Member]] = {}
+        for m in self.members:
+            for n in m.needs:
+                if n.kind != "vm" and m not in out.setdefault(n.loss, []):
+                    out[n.loss].append(m)
+        return list(out.items())
+
+
+# -- the user's device argument ----------------------------------------------------------------
+
+_ID_HINT = "expected [DDDD:]BB:DD.F, or BB:DD for all functions of a slot (e.g. 07:00.0, 0000:07:00, 01:00)"
+
+
+def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
+    """The functions the user named: addresses with or without domain, several (also `;`-joined as
+    in a Proxmox hostpci value), or `01:00` for every function of a slot. BadInput for a
+    malformed one, DeviceNotFound for one that is not in `top`."""
+    out: list[PciAddress] = []
+    where = f" in {top.source}" if top.source else ""
+    for text in texts:
+        for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
+            found = slot_functions(part, top)
+            if found is None:
+                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})")
+            if not found:
+                addr = PciAddress.parse(part) if "." in part else None
+                what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
+                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices")
+            out.extend(a for a in found if a not in out)
+    if not out:
+        raise BadInput(f"no device given ({_ID_HINT})")
+    return out
+
+
+# -- the judgement -----------------------------------------------------------------------------
+
+def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
+    for a in targets:
+        dev = top.device(a)
+        if dev.is_bridge:
+            kids = ", ".join(d.address.short for d in top.children(a)[:4]) or "none"
+            raise BadInput(
+                f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
+                f"name a device behind it instead (behind it: {kids})")
+    if top.groups is None:
+        from vfiokit.analyses.iommu_state import diagnose
+
+        raise NoIommu(f"{top.source or 'this host'} has no IOMMU groups, so {targets[0]} cannot be passed "
+                      f"through: {diagnose(top.host).explanation}")
+    for a in targets:
+        if top.group_of(a) is None:
+            raise BadInput(f"{a} is in no IOMMU group: the kernel does not isolate it (an IOMMU's own "
+                           "function or a device the IOMMU driver skipped), so it cannot be passed through")
+
+
+def _role(dev: Device, targets: list[PciAddress], critical: bool) -> str:
+    if dev.address in targets:
+        return TARGET
+    if dev.is_bridge:
+        return BRIDGE
+    if critical:
+        return CRITICAL
+    if any(dev.address.same_slot(t) for t in targets):
+        return SAME_CARD
+    return LEAVES
+
+
+def _what(dev: Device) -> str:
+    return dev.address.short + (f" ({dev.driver})" if dev.driver else " (no driver)" if dev.driver == "" else "")
+
+
+def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
+    """Judge passing `targets` (all, to one VM): which group members leave the host, and at what
+    cost. Raises for a bridge target, a target without group, a source without IOMMU."""
+    _check_targets(top, targets)
+    used = needs(top.host_usage, top)
+    group_numbers = sorted({top.group_of(a).number for a in targets})  # type: ignore[union-attr]
+    members: list[Member] = []
+    for number in group_numbers:
+        for a in top.by_group[number].members:
+            dev = top.by_address.get(a)
+            if dev is None:
+                continue
+            n = tuple(used.get(a, ()))
+            if dev.class_id in PLATFORM_CLASSES:
+                n += (HostNeed(a, "platform", True, f"the {PLATFORM_CLASSES[dev.class_id]}",
+                               "a platform device the host cannot give away"),)
+            # The target's own other functions (a GPU's audio) go with it by design: not a loss.
+            own_card = any(a.same_slot(t) for t in targets)
+            if not own_card and not dev.is_bridge and not any(x.kind != "vm" for x in n):
+                n += tuple(filter(None, [_class_need(dev)]))
+            critical = any(x.critical for x in n)
+            role = _role(dev, targets, critical)
+            members.append(Member(dev, role, n, role == SAME_CARD))
+
+    reasons: list[Reason] = []
+    level = Level.ALONE
+    names = ", ".join(a.short for a in targets)
+
+    def say(lvl: Level, text: str, addr: PciAddress | None = None) -> None:
+        nonlocal level
+        level = max(level, lvl)
+        reasons.append(Reason(lvl, text, addr))
+
+    for m in members:
+        dev, a = m.device, m.address
+        host_needs = [x for x in m.needs if x.kind != "vm"]
+        vm_needs = [x for x in m.needs if x.kind == "vm"]
+        if m.role == BRIDGE:
+            say(Level.HARMLESS, f"{a.short} is a bridge: Proxmox leaves it bound to the host", a)
+            continue
+        for x in host_needs:
+            lvl = Level.UNSAFE if x.critical else Level.COSTLY
+            if m.role == TARGET:
+                verb = "is" if x.kind == "platform" else "itself carries"
+                say(lvl, f"{a.short} {verb} {x.loss}: {x.detail}", a)
+            elif x.kind == "driver":
+                say(lvl, f"{a.short} leaves the host with {names}: the host's {x.detail} uses it now "
+                    f"({x.loss})", a)
+            else:
+                say(lvl, f"{a.short} leaves the host with {names}, and with it {x.loss}: {x.detail}", a)
+        for x in vm_needs:
+            if m.role == TARGET:
+                say(Level.ALONE, f"{a.short} is already given to a VM: {x.detail}", a)
+            else:
+                say(Level.COSTLY, f"{a.short} is given to another VM ({x.detail}): that VM and this one "
+                    "cannot run at the same time", a)
+        if m.role == TARGET:
+            if dev.driver and dev.driver not in _PARKED:
+                say(Level.ALONE, f"{a.short} is bound to {dev.driver} now: the host uses it until the VM "
+                    "starts and Proxmox moves it to vfio-pci", a)
+            if dev.has_reset is False or dev.reset_methods == ():
+                say(Level.ALONE, f"{a.short} has no reset method (sysfs reset/reset_method): the VM may see "
+                    "it in a stale state after a restart", a)
+            if dev.boot_vga:
+                say(Level.UNSAFE, f"{a.short} is the boot GPU: vfio-pci cannot reserve its memory while the "
+                    "host framebuffer holds it ('BAR 0: can't reserve'); make another GPU primary in the "
+                    "firmware", a)
+            continue
+        if m.role == SAME_CARD:
+            say(Level.ALONE, f"{a.short} is another function of the same card: pass it along "
+                f"(all functions of {a.short[:5]})", a)
+            continue
+        if m.role == LEAVES and not host_needs and not vm_needs:
+            used_now = dev.driver and dev.driver not in _PARKED
+            say(Level.COSTLY, f"{a.short} leaves the host with {names}"
+                + (f": the host's driver {dev.driver} uses it now" if used_now else
+                   " (nothing on the host is known to use it)"), a)
+    # Worst first, so the first lines say what matters (sorted() is stable within a level).
+    reasons.sort(key=lambda r: -r.level)
+    if level == Level.ALONE and any(m.role == BRIDGE for m in members):
+        level = Level.HARMLESS
+    notes = ()
+    if top.host_usage is None:
+        notes = ("this source has no host-usage facts (mounts, routes, console): only drivers, classes "
+                 "and boot_vga were judged; take a fresh snapshot with this vfiokit to see more",)
+    return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), notes)
+
+
+def headline(v: Verdict) -> str:
+    """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
+    the network (06:00.0, ...) from the host"."""
+    names = ", ".join(a.short for a in v.targets)
+    first = v.targets[0]
+    if len(v.targets) > 1 and all(a.same_slot(first) for a in v.targets) \
+            and not any(m.role == SAME_CARD for m in v.members):
+        names = f"{first.short[:5]} (all functions)"
+    group = ", ".join(str(g) for g in v.groups)
+    if v.level == Level.ALONE:
+        return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
+    if v.level == Level.HARMLESS:
+        return (f"{names} shares IOMMU group {group} only with bridges, which Proxmox leaves to the host: "
+                "harmless")
+    major, minor = [], []
+    for loss, ms in v.losses:
+        briefs = []
+        for m in ms:
+            # The loss's most serious reason for this member: a fact that makes it critical first.
+            first = sorted((n for n in m.needs if n.loss == loss), key=lambda n: not n.critical)[0]
+            briefs.append(f"{m.address.short}, {_brief(first)}")
+        critical = any(n.critical for m in ms for n in m.needs if n.loss == loss)
+        (major if critical else minor).append(f"{loss} ({'; '.join(briefs)})")
+    others = [_what(m.device) for m in v.members
+              if m.role in (LEAVES, CRITICAL) and not any(n.kind != "vm" for n in m.needs)]
+    minor += others
+    if not major:
+        major, minor = minor, []
+    text = f"passing {names} takes {_and(major)} from the host (IOMMU group {group})"
+    if minor:
+        text += f"; also {_and(minor)}"
+    return text
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _brief(n: HostNeed) -> str:
+    """A need's detail without what the parentheses already say (the address)."""
+    if n.kind == "console" and n.detail.startswith("boot VGA"):
+        return "boot VGA"
+    return re.sub(r" -> [0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b", "", n.detail)

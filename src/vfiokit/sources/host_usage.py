@@ -1,0 +1,569 @@
+"""What the host itself uses, down to PCI functions: disks under its file systems and swap, the NIC
+under its default route, its console GPU, its USB keyboard, and what Proxmox VMs already hold.
+
+Why: at VM start Proxmox binds EVERY non-bridge member of the passed device's IOMMU group to
+vfio-pci without asking whether the host needs it (qemu-server PCI.pm `prepare_pci_device` ->
+pve-common SysFSTools.pm `pci_dev_group_bind_to_vfio`). Only facts from the host itself tell which
+members the host lives on.
+
+Two halves:
+- `gather(root)` reads below `root` (`/` on a live host) and returns JSON-ready facts, stored in a
+  capture as raw["host_usage"], so snapshots and samples carry them and `check` works offline.
+- `needs(facts, top)` is pure: it maps those facts (and the topology's boot_vga flags) to the PCI
+  addresses the host needs, each with the reason and the chain that led there.
+
+Layout of the facts (version 1). Every list may be empty; readers ignore unknown keys. `chain` is
+the names walked from the use down to the PCI function (last item = that address); `pci` is the
+address ("DDDD:BB:DD.F") or null when the chain ends off PCI (a loop device, a PS/2 keyboard)::
+
+    {"version": 1,
+     "storage": [{"use": "/", "role": "root" | "boot" | "efi" | "swap" | "mount",
+                  "source": "/dev/nvme0n1p2", "fstype": "ext4",
+                  "chain": ["nvme0n1p2", "nvme0n1", "nvme0", "0000:01:00.0"], "pci": "0000:01:00.0"}],
+     "network": [{"interface": "enp6s0", "operstate": "up",
+                  "chain": ["enp6s0", "0000:06:00.0"], "pci": "0000:06:00.0",
+                  "default_route": [{"family": "ipv4", "via": ["vmbr0", "enp6s0"]}]}],
+     "console": [{"what": "fb0", "name": "bochsdrmfb", "chain": ["fb0", "0000:04:00.0"],
+                  "pci": "0000:04:00.0"}],
+     "input":   [{"what": "keyboard" | "mouse", "name": "USB Keyboard",
+                  "chain": ["input3", "usb1", "0000:02:00.0"], "pci": "0000:02:00.0"}],
+     "proxmox": {"node": "pve",
+                 "vms": [{"vmid": "100", "key": "hostpci0", "value": "0000:07:00.0,pcie=1",
+                          "pending": false}],
+                 "mappings": [{"id": "sata", "node": "pve", "path": "0000:07:00.0"}]},
+     "zfs": {"rpool": "text of `zpool status -P rpool`"},
+     "notes": ["what could not be read"]}
+
+Storage roles root, boot, efi and swap are host-critical; "mount" is any other file system on a
+block device (a loss, not fatal). One storage entry per (use, PCI leaf): a root on md or LVM over
+two controllers gives two entries for "/". The boot VGA is not repeated here: it is the device
+attribute `boot_vga` of the capture.
+
+Cost of `gather`: a few dozen small reads and readlinks; `zpool status -P` is run only on a live
+host (root `/`) that mounts ZFS, because ZFS exposes no vdev membership in /sys or
+/proc/spl/kstat/zfs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vfiokit.model import PciAddress, Topology
+
+VERSION = 1
+
+_PCI_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+#: Path components worth showing in a chain: named kernel objects like nvme0, ata1, usb2,
+#: virtio0, md0, sda1. SCSI targets (0:0:0:0), USB ports (1-1:1.0), HID ids and class folders
+#: (block, net, nvme, input, graphics) say nothing to a user and are left out.
+_NAMED_RE = re.compile(r"^[A-Za-z][A-Za-z_]*\d+[A-Za-z0-9_]*$")
+_UNNAMED = re.compile(r"^(host|target|port|phy|end_device|expander|rport|session|card)\d")
+
+ZpoolStatus = Callable[[str], "str | None"]
+
+
+# -- reading below root ------------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def resolve(root: str, path: str) -> str | None:
+    """Follow `path` (as seen on the host) symlink by symlink with `root` standing for `/`.
+
+    Returns the real path below `root`, or None when a component is missing. An absolute link
+    target restarts at `root`, so a copied tree resolves the same anywhere.
+    """
+    parts = [p for p in path.split("/") if p]
+    cur = root
+    hops = 0
+    while parts:
+        p = parts.pop(0)
+        if p == ".":
+            continue
+        if p == "..":
+            if cur != root:
+                cur = os.path.dirname(cur)
+            continue
+        nxt = os.path.join(cur, p)
+        if os.path.islink(nxt):
+            hops += 1
+            if hops > 40:  # a loop; the kernel gives up at 40 too (MAXSYMLINKS)
+                return None
+            try:
+                target = os.readlink(nxt)
+            except OSError:  # vanished or unreadable meanwhile
+                return None
+            if target.startswith("/"):
+                cur = root
+            parts = [q for q in target.split("/") if q] + parts
+            continue
+        if not os.path.lexists(nxt):
+            return None
+        cur = nxt
+    return cur
+
+
+def _pci_chain(root: str, real: str) -> tuple[list[str], str | None]:
+    """From a resolved /sys/devices path: the named objects between the nearest PCI function and
+    the leaf (nearest first, leaf excluded), then that function; and the function's address."""
+    rel = os.path.relpath(real, os.path.join(root, "sys/devices"))
+    parts = rel.split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if _PCI_RE.match(parts[i]):
+            between = [c for c in reversed(parts[i + 1:-1]) if _NAMED_RE.match(c) and not _UNNAMED.match(c)]
+            return [*between, parts[i]], parts[i]
+    return [], None
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+def _block_chains(root: str, name: str, seen: frozenset[str] = frozenset()) -> list[list[str]]:
+    """Chains from block device `name` down to PCI: partition -> disk, dm/md -> `slaves/`."""
+    if name in seen:
+        return [[name]]
+    seen = seen | {name}
+    real = resolve(root, f"/sys/class/block/{name}")
+    if real is None:
+        return [[name]]
+    if os.path.exists(os.path.join(real, "partition")):
+        # A partition's folder sits inside its disk's folder (block/genhd.c add_partition).
+        disk = os.path.basename(os.path.dirname(real))
+        return [[name, *c] for c in _block_chains(root, disk, seen)]
+    slaves = _listdir(os.path.join(real, "slaves"))
+    if slaves:  # device-mapper (LVM, LUKS) and md list what they sit on here
+        return [[name, *c] for s in slaves for c in _block_chains(root, s, seen)]
+    below, _ = _pci_chain(root, real)
+    return [[name, *below]]
+
+
+def _block_name(root: str, source: str, majmin: str | None) -> str | None:
+    """The block device under a mount source: by major:minor (/sys/dev/block), else by resolving
+    the /dev path (/dev/mapper/x and /dev/disk/by-* are udev symlinks), else by its basename."""
+    if majmin:
+        real = resolve(root, f"/sys/dev/block/{majmin}")
+        if real is not None:
+            return os.path.basename(real)
+    if not source.startswith("/dev/"):
+        return None
+    real = resolve(root, source)
+    for candidate in filter(None, (real and os.path.basename(real), os.path.basename(source))):
+        if resolve(root, f"/sys/class/block/{candidate}") is not None:
+            return candidate
+    return None
+
+
+def _mounts(root: str) -> list[tuple[str, str, str, str | None]]:
+    """(mount point, source, fstype, major:minor or None), from mountinfo when there, else mounts."""
+    out = []
+    info = _read(os.path.join(root, "proc/self/mountinfo"))
+    if info is not None:
+        # proc(5): ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        for line in info.splitlines():
+            left, sep, right = line.partition(" - ")
+            f, r = left.split(), right.split()
+            if sep and len(f) >= 5 and len(r) >= 2:
+                out.append((_unescape(f[4]), _unescape(r[1]), r[0], f[2]))
+        return out
+    for line in (_read(os.path.join(root, "proc/self/mounts")) or "").splitlines():
+        f = line.split()
+        if len(f) >= 3:
+            out.append((_unescape(f[1]), _unescape(f[0]), f[2], None))
+    return out
+
+
+def _unescape(text: str) -> str:
+    # /proc mount tables escape space, tab, newline and backslash as octal (fs/proc_namespace.c).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
+
+
+def _role(mountpoint: str) -> str:
+    return {"/": "root", "/boot": "boot", "/boot/efi": "efi", "/efi": "efi"}.get(mountpoint, "mount")
+
+
+def zpool_vdevs(status: str) -> list[str]:
+    """Leaf vdev paths from `zpool status -P` text (the config table's first column)."""
+    out, in_config = [], False
+    for line in status.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("config:"):
+            in_config = True
+        elif stripped.startswith("errors:"):
+            in_config = False
+        elif in_config and stripped.startswith("/"):
+            out.append(stripped.split()[0])
+    return out
+
+
+def _run_zpool_status(pool: str) -> str | None:
+    exe = shutil.which("zpool")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, "status", "-P", pool], capture_output=True, text=True, timeout=15,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _storage(root: str, zpool_status: ZpoolStatus | None, notes: list[str]) -> tuple[list, dict]:
+    entries: list[dict[str, Any]] = []
+    zfs: dict[str, str] = {}
+    mounts = _mounts(root)
+    if not mounts:
+        notes.append("no mount table (/proc/self/mountinfo or /proc/self/mounts): disks in use unknown")
+
+    def add(use: str, role: str, source: str, fstype: str, chains: list[list[str]]) -> None:
+        for chain in chains:
+            pci = chain[-1] if _PCI_RE.match(chain[-1]) else None
+            if pci is None and role == "mount":
+                continue  # a loop or zram mount: no PCI device to lose, only noise in a snapshot
+            entry = {"use": use, "role": role, "source": source, "fstype": fstype, "chain": chain, "pci": pci}
+            if entry not in entries:
+                entries.append(entry)
+
+    by_point: dict[str, tuple[str, str, list[list[str]]]] = {}
+    for point, source, fstype, majmin in mounts:
+        if fstype == "zfs":
+            pool = source.split("/")[0]
+            if pool not in zfs:
+                text = (zpool_status or _live_zpool(root))(pool)
+                if text is None:
+                    notes.append(f"ZFS pool {pool}: its disks are unknown (no `zpool status -P` output)")
+                zfs[pool] = text or ""
+            chains = [[pool, *c] for v in zpool_vdevs(zfs[pool])
+                      for c in _block_chains(root, _block_name(root, v, None) or os.path.basename(v))]
+        else:
+            name = _block_name(root, source, majmin if majmin and not majmin.startswith("0:") else None)
+            if name is None:
+                continue  # proc, sysfs, tmpfs, overlay...: no block device under them
+            chains = _block_chains(root, name)
+        by_point[point] = (source, fstype, chains)
+        add(point, _role(point), source, fstype, chains)
+
+    swaps = (_read(os.path.join(root, "proc/swaps")) or "").splitlines()[1:]
+    for line in swaps:
+        f = line.split()
+        if len(f) < 2:
+            continue
+        path, kind = _unescape(f[0]), f[1]
+        if kind == "file":
+            # A swap file lives on the file system of the longest mount point above it.
+            points = [p for p in by_point if path.startswith(p.rstrip("/") + "/")]
+            if points:
+                _, fstype, chains = by_point[max(points, key=len)]
+                add(path, "swap", path, "swap", chains)
+            continue
+        name = _block_name(root, path, None)
+        if name is not None:
+            add(path, "swap", path, "swap", _block_chains(root, name))
+    return entries, zfs
+
+
+def _live_zpool(root: str) -> ZpoolStatus:
+    # `zpool` speaks to the running kernel: its answer is only true for the live root.
+    if os.path.abspath(root) == "/":
+        return _run_zpool_status
+    return lambda pool: None
+
+
+# -- network -----------------------------------------------------------------------------------
+
+def _default_route_ifaces(root: str) -> list[tuple[str, str]]:
+    """(family, interface) of every default route, from /proc/net/route and /proc/net/ipv6_route."""
+    out = []
+    for line in (_read(os.path.join(root, "proc/net/route")) or "").splitlines()[1:]:
+        f = line.split()
+        # Iface Destination Gateway Flags RefCnt Use Metric Mask ... (net/ipv4/fib_trie.c)
+        if len(f) >= 8 and f[1] == "00000000" and f[7] == "00000000" and ("ipv4", f[0]) not in out:
+            out.append(("ipv4", f[0]))
+    for line in (_read(os.path.join(root, "proc/net/ipv6_route")) or "").splitlines():
+        f = line.split()
+        # dest plen src splen nexthop metric refcnt use flags iface (net/ipv6/route.c);
+        # the kernel keeps unreachable defaults on lo: not a way out.
+        if len(f) >= 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo" and ("ipv6", f[9]) not in out:
+            out.append(("ipv6", f[9]))
+    return out
+
+
+def _lower_ifaces(root: str, iface: str) -> list[str]:
+    """Interfaces under `iface`: bridge ports, bond slaves, a VLAN's (or macvlan's) parent."""
+    base = os.path.join(root, "sys/class/net", iface)
+    lowers = _listdir(os.path.join(base, "brif"))  # net/bridge/br_sysfs_if.c
+    lowers += (_read(os.path.join(base, "bonding/slaves")) or "").split()  # bonding_sysfs.c
+    lowers += [n[len("lower_"):] for n in _listdir(base) if n.startswith("lower_")]  # netdev_adjacent
+    if not lowers:
+        # Older kernels without lower_* links: /proc/net/vlan/config "name | VID | parent".
+        for line in (_read(os.path.join(root, "proc/net/vlan/config")) or "").splitlines()[2:]:
+            f = [x.strip() for x in line.split("|")]
+            if len(f) == 3 and f[0] == iface:
+                lowers.append(f[2])
+    return list(dict.fromkeys(lowers))
+
+
+def _down_paths(root: str, iface: str, seen: frozenset[str] = frozenset()) -> list[list[str]]:
+    """Paths from `iface` down to interfaces with nothing under them (the physical ones)."""
+    if iface in seen:
+        return []
+    lowers = _lower_ifaces(root, iface)
+    if not lowers:
+        return [[iface]]
+    return [[iface, *p] for low in lowers for p in _down_paths(root, low, seen | {iface})]
+
+
+def _network(root: str) -> list[dict[str, Any]]:
+    routes: dict[str, list[dict[str, Any]]] = {}
+    for family, iface in _default_route_ifaces(root):
+        for path in _down_paths(root, iface):
+            routes.setdefault(path[-1], []).append({"family": family, "via": path})
+    out = []
+    for iface in _listdir(os.path.join(root, "sys/class/net")):
+        real = resolve(root, f"/sys/class/net/{iface}")
+        if real is None:
+            continue
+        below, pci = _pci_chain(root, real)
+        if pci is None:
+            continue  # lo, bridges, bonds, VLANs: virtual
+        state = _read(os.path.join(real, "operstate"))
+        out.append({"interface": iface, "operstate": state.strip() if state else None,
+                    "chain": [iface, *below], "pci": pci, "default_route": routes.get(iface, [])})
+    return out
+
+
+# -- console and input -------------------------------------------------------------------------
+
+def _console(root: str) -> list[dict[str, Any]]:
+    """Framebuffers on PCI devices. With DRM drivers fb0 is the DRM fbdev emulation and its parent
+    is the GPU (drm_fb_helper sets info->device), so this also finds the DRM console."""
+    out = []
+    for fb in _listdir(os.path.join(root, "sys/class/graphics")):
+        real = resolve(root, f"/sys/class/graphics/{fb}")
+        if not fb.startswith("fb") or real is None:
+            continue
+        below, pci = _pci_chain(root, real)
+        if pci is not None:
+            name = _read(os.path.join(real, "name"))
+            out.append({"what": fb, "name": name.strip() if name else None,
+                        "chain": [fb, *below], "pci": pci})
+    return out
+
+
+_EV_KEY, _EV_REP = 1 << 0x01, 1 << 0x14  # include/uapi/linux/input-event-codes.h
+
+
+def _input(root: str) -> list[dict[str, Any]]:
+    """Keyboards (keys with autorepeat) and mice on PCI (USB) devices, up to their controller."""
+    out = []
+    for dev in _listdir(os.path.join(root, "sys/class/input")):
+        real = resolve(root, f"/sys/class/input/{dev}")
+        if not dev.startswith("input") or real is None:
+            continue
+        try:
+            ev = int((_read(os.path.join(real, "capabilities/ev")) or "0").split()[-1], 16)
+        except (ValueError, IndexError):
+            ev = 0
+        children = _listdir(real)
+        if ev & _EV_KEY and ev & _EV_REP:
+            what = "keyboard"
+        elif any(c.startswith("mouse") for c in children):
+            what = "mouse"
+        else:
+            continue
+        below, pci = _pci_chain(root, real)
+        if pci is not None:
+            name = _read(os.path.join(real, "name"))
+            out.append({"what": what, "name": name.strip() if name else None,
+                        "chain": [dev, *below], "pci": pci})
+    return out
+
+
+# -- Proxmox -----------------------------------------------------------------------------------
+
+_HOSTPCI_RE = re.compile(r"^(hostpci\d+):\s*(.+?)\s*$")
+
+
+def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
+    # On Proxmox /etc/pve/qemu-server is pmxcfs' link to nodes/<this node>/qemu-server.
+    confdir = resolve(root, "/etc/pve/qemu-server") or os.path.join(root, "etc/pve/qemu-server")
+    mapfile = os.path.join(root, "etc/pve/mapping/pci.cfg")
+    if not os.path.isdir(confdir) and not os.path.exists(mapfile):
+        return None
+    vms = []
+    for name in _listdir(confdir):
+        if not name.endswith(".conf"):
+            continue
+        pending = False
+        for line in (_read(os.path.join(confdir, name)) or "").splitlines():
+            if line.startswith("["):
+                # [PENDING] is applied at next start; snapshots ([name]) and [special:cloudinit]
+                # are not the VM's current configuration.
+                if line.strip() != "[PENDING]":
+                    break
+                pending = True
+                continue
+            m = _HOSTPCI_RE.match(line)
+            if m:
+                vms.append({"vmid": name[:-5], "key": m[1], "value": m[2], "pending": pending})
+    mappings = []
+    current = None
+    # pve-guest-common Mapping/PCI.pm: a SectionConfig whose header line is the bare id, then
+    # indented `map node=...,path=...,id=...` lines.
+    for line in (_read(mapfile) or "").splitlines():
+        if line and not line[0].isspace():
+            current = line.strip()
+        elif current and line.strip().startswith("map "):
+            props = dict(kv.split("=", 1) for kv in line.strip()[4:].split(",") if "=" in kv)
+            if "path" in props:
+                mappings.append({"id": current, "node": props.get("node"), "path": props["path"]})
+    return {"node": node, "vms": vms, "mappings": mappings}
+
+
+def gather(root: str | os.PathLike[str] = "/", zpool_status: ZpoolStatus | None = None) -> dict[str, Any]:
+    """Read what the host uses, below `root`. Never raises on a missing or unreadable source: what
+    could not be read is said in "notes". `zpool_status(pool)` gives `zpool status -P` text
+    (default: run `zpool` when `root` is `/`)."""
+    root = os.path.abspath(root)
+    notes: list[str] = []
+    storage, zfs = _storage(root, zpool_status, notes)
+    node = (_read(os.path.join(root, "proc/sys/kernel/hostname"))
+            or _read(os.path.join(root, "etc/hostname")) or "").strip().split(".")[0] or None
+    facts: dict[str, Any] = {
+        "version": VERSION,
+        "storage": storage,
+        "network": _network(root),
+        "console": _console(root),
+        "input": _input(root),
+        "proxmox": _proxmox(root, node),
+        "zfs": zfs,
+        "notes": notes,
+    }
+    if not os.path.exists(os.path.join(root, "proc/net/route")):
+        notes.append("no /proc/net/route: the default route's NIC is unknown")
+    return facts
+
+
+# -- the pure interpreter ----------------------------------------------------------------------
+
+#: What the host loses, per storage role (words used in `check`'s verdict line).
+_STORAGE_LOSS = {"root": "the root file system", "boot": "the /boot file system",
+                 "efi": "the EFI system partition", "swap": "the swap", "mount": "the disks"}
+
+#: Proxmox's host id (qemu-server PCI.pm $PCIRE): domain optional, function optional (= all).
+HOSTPCI_ID_RE = re.compile(r"^(?:([0-9a-f]{4,}):)?([0-9a-f]{2}):([0-9a-f]{2})(?:\.([0-9a-f]))?$", re.I)
+
+
+@dataclass(frozen=True)
+class HostNeed:
+    """One reason the host (or a VM) needs a PCI function."""
+
+    address: PciAddress
+    #: "storage", "network", "console", "input", "vm"
+    kind: str
+    #: The host cannot live without it (root/boot/EFI/swap, default route, console).
+    critical: bool
+    #: What the host loses, in words: "the network", "the display", "the disks", "VM 100".
+    loss: str
+    #: Why, with the chain: "default route (ipv4) via vmbr0 -> enp6s0 -> 0000:06:00.0".
+    detail: str
+
+
+def slot_functions(text: str, top: Topology) -> list[PciAddress] | None:
+    """Addresses a Proxmox host id names: one function, or all functions of a slot (`01:00`).
+    None when `text` is not a host id; [] when it names nothing in `top`."""
+    m = HOSTPCI_ID_RE.match(text.strip())
+    if not m:
+        return None
+    domain, bus, slot = int(m[1] or "0", 16), int(m[2], 16), int(m[3], 16)
+    if m[4] is not None:
+        if int(m[4], 16) > 7:
+            return None
+        addr = PciAddress(domain, bus, slot, int(m[4], 16))
+        return [addr] if addr in top.by_address else []
+    return [a for a in sorted(top.by_address) if (a.domain, a.bus, a.slot) == (domain, bus, slot)]
+
+
+def _address(text: Any) -> PciAddress | None:
+    try:
+        return PciAddress.parse(str(text))
+    except Exception:  # a malformed entry in hand-edited facts is skipped, not fatal
+        return None
+
+
+def _arrow(chain: Iterable[str]) -> str:
+    return " -> ".join(chain)
+
+
+def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, list[HostNeed]]:
+    """Map host-usage facts (and boot_vga flags) to the PCI functions the host needs. Pure."""
+    out: dict[PciAddress, list[HostNeed]] = {}
+
+    def add(addr: PciAddress | None, *args: Any) -> None:
+        if addr is not None:
+            need = HostNeed(addr, *args)
+            if need not in out.setdefault(addr, []):
+                out[addr].append(need)
+
+    for dev in top.devices:
+        if dev.boot_vga:
+            add(dev.address, "console", True, "the display",
+                "boot VGA: the firmware started the console on it")
+    facts = facts or {}
+    for s in facts.get("storage") or ():
+        role = s.get("role", "mount")
+        what = {"root": "/ (root)", "boot": "/boot", "efi": f"{s.get('use')} (EFI)",
+                "swap": f"swap {s.get('use')}"}.get(role, s.get("use"))
+        add(_address(s.get("pci")), "storage", role != "mount", _STORAGE_LOSS.get(role, "the disks"),
+            f"{what} is on {_arrow(s.get('chain') or ())}")
+    for n in facts.get("network") or ():
+        routes = n.get("default_route") or ()
+        for r in routes:
+            path = [*r.get("via", ()), *n.get("chain", ())[1:]]
+            add(_address(n.get("pci")), "network", True, "the network",
+                f"default route ({r.get('family')}) via {_arrow(path)}")
+        if not routes:
+            add(_address(n.get("pci")), "network", False, "the network",
+                f"interface {_arrow(n.get('chain') or ())} ({n.get('operstate') or 'state unknown'})")
+    for c in facts.get("console") or ():
+        add(_address(c.get("pci")), "console", True, "the display",
+            f"console framebuffer {_arrow(c.get('chain') or ())}"
+            + (f" ({c['name']})" if c.get("name") else ""))
+    for i in facts.get("input") or ():
+        add(_address(i.get("pci")), "input", False, f"the USB {i.get('what', 'input device')}",
+            f"{i.get('name') or i.get('what')}: {_arrow(i.get('chain') or ())}")
+    pve = facts.get("proxmox") or {}
+    for vm in pve.get("vms") or ():
+        value = str(vm.get("value", ""))
+        later = " (pending, at its next start)" if vm.get("pending") else ""
+        for part in value.split(","):
+            key, eq, val = part.partition("=")
+            if eq and key == "mapping":
+                for mp in pve.get("mappings") or ():
+                    if mp.get("id") == val and mp.get("node") in (None, pve.get("node")):
+                        for path in str(mp.get("path", "")).split(";"):
+                            for a in slot_functions(path, top) or ():
+                                add(a, "vm", False, f"VM {vm.get('vmid')}",
+                                    f"VM {vm.get('vmid')} uses it: {vm.get('key')}: mapping={val}{later}")
+            elif not eq or key == "host":
+                for hostid in (val if eq else key).split(";"):
+                    for a in slot_functions(hostid, top) or ():
+                        add(a, "vm", False, f"VM {vm.get('vmid')}",
+                            f"VM {vm.get('vmid')} uses it: {vm.get('key')}: {value}{later}")
+    return out
