@@ -39,7 +39,8 @@ class AcsOverride:
         return not (self.downstream or self.multifunction or self.ids)
 
     def __str__(self) -> str:
-        parts = [n for n, on in (("downstream", self.downstream), ("multifunction", self.multifunction)) if on]
+        flags = (("downstream", self.downstream), ("multifunction", self.multifunction))
+        parts = [name for name, on in flags if on]
         parts += [f"id:{v:04x}:{d:04x}" for v, d in self.ids]
         return ",".join(parts) or "none"
 
@@ -51,7 +52,8 @@ class AcsOverride:
 
     def union(self, other: AcsOverride) -> AcsOverride:
         ids = tuple(dict.fromkeys((*self.ids, *other.ids)))
-        return AcsOverride(self.downstream or other.downstream, self.multifunction or other.multifunction, ids)
+        return AcsOverride(self.downstream or other.downstream,
+                           self.multifunction or other.multifunction, ids)
 
 
 NONE = AcsOverride()

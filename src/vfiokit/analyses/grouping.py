@@ -248,7 +248,8 @@ def add_order(top: Topology) -> list[Device]:
     when sriov_numvfs is written, so they come last."""
     vfs = [d for d in top.devices if d.physfn is not None]
     out: list[Device] = []
-    roots = [d for d in top.devices if d.physfn is None and (d.parent is None or d.parent not in top.by_address)]
+    roots = [d for d in top.devices
+             if d.physfn is None and (d.parent is None or d.parent not in top.by_address)]
     by_bus: dict[tuple[int, int], list[Device]] = {}
     for d in roots:
         by_bus.setdefault((d.address.domain, d.address.bus), []).append(d)

@@ -22,17 +22,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import attach, boot, cluster, see
+    from vfiokit.cli import attach, boot, cluster, predict, see
 
     see.register(main)
     boot.register(main)
     attach.register(main)
     cluster.register(main)
-
-    see.register(main)
-    boot.register(main)
-    attach.register(main)
-    cluster.register(main)
+    predict.register(main)
 
 
 _register()

@@ -14,6 +14,8 @@ import contextlib
 import datetime
 import getpass
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,53 @@ def _cpu(root: str) -> tuple[str | None, list[str] | None]:
     return vendor, flags
 
 
+#: Kernel log lines worth keeping: the ACS override patch's warning, a stock kernel's "Unknown
+#: kernel command line parameters" line, IOMMU and ACS quirk messages.
+_LOG_KEEP = re.compile(
+    r"ACS overrides enabled|Unknown kernel command line parameters|pcie_acs_override|"
+    r"DMAR: IOMMU enabled|DMAR: Intel\(R\) Virtualization|AMD-Vi: |iommu: Default domain type|"
+    r"Intel PCH root port ACS workaround|Failed to enable Intel PCH ACS quirk|ACS redirect"
+)
+#: Reading a kern.log that holds many boots: only its tail matters (the last boot).
+_LOG_TAIL_BYTES = 8 << 20
+
+
+def _tail(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _kernel_log(root: str) -> list[str] | None:
+    """The relevant lines of the current boot's kernel log: live `dmesg` on the host itself (it
+    may need root), else `/var/log/dmesg` or `/var/log/kern.log` below `root`; None when none can
+    be read. Never /dev/kmsg: it blocks, and belongs to the running system only."""
+    text = None
+    if os.path.abspath(root) == "/":
+        try:
+            done = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5, check=False)
+            if done.returncode == 0 and done.stdout:
+                text = done.stdout
+        except (OSError, subprocess.SubprocessError):
+            text = None
+    for name in ("var/log/dmesg", "var/log/kern.log"):
+        if text is not None:
+            break
+        text = _tail(os.path.join(root, name))
+        if text is not None:
+            # A kern.log holds several boots; keep the last one (it starts with "Linux version").
+            last = text.rfind("Linux version")
+            text = text[last:] if last >= 0 else text
+    if text is None:
+        return None
+    return [line.strip() for line in text.splitlines() if _LOG_KEEP.search(line)][:200]
+
+
 def _host(root: str) -> dict[str, Any]:
     vendor, flags = _cpu(root)
     try:
@@ -168,7 +217,7 @@ def _host(root: str) -> dict[str, Any]:
         "iommu_units": units,
         "hostname": hostname,
         "board": board or None,
-        "dmesg": None,
+        "dmesg": _kernel_log(root),
     }
 
 
