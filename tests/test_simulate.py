@@ -112,6 +112,7 @@ def test_alone_finds_the_smallest_override_for_the_marvell_controller():
     (advice,) = json.loads(r.out)["alone"]
     # the upstream port (43e9) and the downstream ports (43ea) are what keep it in group 15
     assert advice["override"] == "id:1022:43e9,id:1022:43ea"
+    assert "0000:04:00.0" in advice["dma_peers"]  # still reachable by peer-to-peer DMA
     top = samples.load(B550)
     groups = predict_groups(top, parse_override(advice["override"]))
     assert any([a.short for a in g.members] == ["07:00.0"] for g in groups)

@@ -218,6 +218,9 @@ class AloneAdvice:
     also_affected: tuple[PciAddress, ...]
     #: Why no override can isolate it (when `override` is None), or what limits the answer.
     blockers: tuple[str, ...]
+    #: Its group-mates without any override: the devices that can still reach it by peer-to-peer
+    #: DMA whatever override isolates it.
+    dma_peers: tuple[PciAddress, ...] = ()
 
 
 _FULL = "all of downstream, multifunction and the ids around it"
@@ -257,6 +260,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     mates = [top.by_address[a] for a, n in natural.items() if n == natural[address] and a != address]
     if not mates:
         return AloneAdvice(address, True, NONE, (), ())
+    peers = tuple(sorted(m.address for m in mates))
     involved = {d.address: d for d in (target, *mates)}
     for d in list(involved.values()):
         for anc in top.ancestors(d.address):
@@ -265,7 +269,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     if unknown:
         return AloneAdvice(address, False, None, (), (
             f"config space of {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''} is unreadable "
-            "(not root): whether an override applies cannot be told; run as root",))
+            "(not root): whether an override applies cannot be told; run as root",), peers)
     # Only the device's natural group and the bridges above it decide (an override only splits).
     sub = replace(top, devices=tuple(d for d in top.devices if d.address in involved))
     sub_natural = predict_partition(sub, NONE, facts)
@@ -284,11 +288,11 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
             if best is None or key < best[0]:
                 best = (key, o, affected)
         if best is not None:
-            return AloneAdvice(address, False, best[1], best[2], ())
+            return AloneAdvice(address, False, best[1], best[2], (), peers)
     everything = _combine(tuple(atoms))
     part = predict_partition(sub, everything, facts)
     still = [m for m in mates if part.get(m.address) == part[address]]
-    return AloneAdvice(address, False, None, (), _blockers(sub, everything, facts, target, still))
+    return AloneAdvice(address, False, None, (), _blockers(sub, everything, facts, target, still), peers)
 
 
 def _describe(d: Device) -> str:

@@ -121,6 +121,8 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
                        f"{escape(str(advice.override))}[/bold]"]
         if advice.also_affected:
             lines.append(f"  it also changes the groups of: {_shorts(advice.also_affected)}")
+        lines.append(f"  [red]assumed, not enforced: {_shorts(advice.dma_peers)} can still reach it by "
+                     "peer-to-peer DMA[/red]")
         return lines
     return [head, "  [red]no ACS override can make it alone:[/red]",
             *(f"  - {escape(b)}" for b in advice.blockers)]
@@ -129,7 +131,8 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
 def alone_json(advice: AloneAdvice) -> dict[str, Any]:
     return {"address": str(advice.address), "already_alone": advice.already_alone,
             "override": None if advice.override is None else str(advice.override),
-            "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers)}
+            "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers),
+            "dma_peers": [str(a) for a in advice.dma_peers]}
 
 
 MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, Switchtec NTB), a device "
