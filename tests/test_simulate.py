@@ -245,3 +245,32 @@ def test_prediction_equals_the_real_kernels_groups(capture):
     top = snapshot.load(capture)
     check = check_model(top)
     assert check.matches, "\n".join(check.differences)
+
+
+def test_what_the_kernel_joined_beyond_config_space_stays_joined(tmp_path):
+    # Say the firmware declares 0b:00.0 a DMA alias of 01:00.0 (AMD IVRS can): the kernel put
+    # them in one group, config space does not show why, and no override separates them.
+    raw = json.loads(json.dumps(samples.load_raw(B550)))
+    raw["iommu_groups"]["14"].append("0000:0b:00.0")
+    del raw["iommu_groups"]["16"]
+    raw["devices"]["0000:0b:00.0"]["links"]["iommu_group"] = "14"
+    path = tmp_path / "ivrs-alias.json"
+    path.write_text(snapshot.dumps(raw))
+    data = json.loads(cli("simulate", "--snapshot", str(path), "--json").out)
+    assert any(g["devices"] == ["0000:01:00.0", "0000:0b:00.0"] for g in data["predicted"])
+    check = json.loads(cli("groups", "--snapshot", str(path), "--predict", "--json").out)
+    assert not check["matches"]  # the model alone cannot see it, and says so
+
+
+def test_a_host_without_iommu_gets_the_groups_it_will_have(tmp_path):
+    raw = json.loads(json.dumps(samples.load_raw(B550)))
+    raw["iommu_groups"] = None
+    for entry in raw["devices"].values():
+        entry["links"].pop("iommu_group", None)
+    path = tmp_path / "no-iommu.json"
+    path.write_text(snapshot.dumps(raw))
+    r = cli("simulate", "--snapshot", str(path), "--acs-override", "none", "--json")
+    data = json.loads(r.out)
+    assert data["current"] is None and any("once the IOMMU is on" in n for n in data["notes"])
+    gpu = next(g["devices"] for g in data["predicted"] if "0000:04:00.0" in g["devices"])
+    assert "0000:07:00.0" in gpu and "0000:0a:00.0" in gpu

@@ -117,15 +117,30 @@ def _limited(top: Topology) -> bool:
 
 
 def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | None = None,
-                  facts: KernelFacts | None = None) -> Partition:
-    """The groups `top` gets with `override`. When some config space is unreadable (non-root),
-    unknown devices count as not isolating, and the result is intersected with the real groups
-    if the override can only split them (it covers the boot one): only provable splits remain."""
+                  facts: KernelFacts | None = None) -> tuple[Partition, tuple[int, ...]]:
+    """The groups `top` gets with `override`, and the real groups kept whole.
+
+    When the override covers the one the host booted with, it can only split today's groups, so
+    the prediction is intersected with the real ones (without root, where unknown devices count
+    as not isolating, only provable splits remain). A real group that the model of today's boot
+    would itself split was joined for a reason config space does not show (a DMA alias the
+    firmware declares): no override undoes that, so such a group is kept whole."""
     baseline = effective_override(top.host) if baseline is None else baseline
     part = predict_partition(top, override, facts)
-    if _limited(top) and top.groups and override.covers(baseline):
-        part = _meet(top, _real(top), part)
-    return part
+    if not (top.groups and override.covers(baseline)):
+        return part, ()
+    real = _real(top)
+    part = _meet(top, real, part)
+    today = predict_partition(top, baseline, facts) if override != baseline else part
+    kept: list[int] = []
+    for g in top.groups:
+        if len({today.get(a) for a in g.members}) > 1:
+            kept.append(g.number)
+            first = next((part[a] for a in g.members if a in part), None)
+            for a in g.members:
+                if a in part and first is not None:
+                    part[a] = first
+    return (_renumber(top, part) if kept else part), tuple(kept)
 
 
 def _mates(part: Partition) -> dict[PciAddress, frozenset[PciAddress]]:
@@ -150,14 +165,18 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
     limited = _limited(top)
-    predicted_part = partition_for(top, override, baseline, facts)
+    predicted_part, kept = partition_for(top, override, baseline, facts)
     predicted = groups_of(predicted_part)
     real = _real(top)
     current = top.groups
     # The hardware's own isolation: the real groups if the host booted without an override,
     # else the prediction without one.
-    natural_part = real if (current and baseline.empty) else partition_for(top, NONE, baseline, facts)
+    natural_part = real if (current and baseline.empty) else partition_for(top, NONE, baseline, facts)[0]
     notes: list[str] = []
+    if kept:
+        notes.append(f"kernel group(s) {', '.join(map(str, kept))} hold devices that vfiokit's model would "
+                     "separate (a DMA alias the firmware declares, or a quirk vfiokit lacks): kept whole, "
+                     "as no override separates what ACS did not join")
     if limited:
         if override.covers(baseline):
             notes.append("config space beyond 64 bytes was unreadable (not root): the prediction starts "
@@ -252,7 +271,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     then fewest other devices affected, `id:` preferred to the broad options on a tie."""
     target = top.device(address)
     facts = KernelFacts.of(top)
-    natural = partition_for(top, NONE, NONE, facts)
+    natural = partition_for(top, NONE, None, facts)[0]
     if address not in natural:
         return AloneAdvice(address, False, None, (), ("the kernel gives this device no IOMMU group at all "
                                                       "(an AMD IOMMU leaves its own function and a few "
