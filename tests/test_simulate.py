@@ -149,6 +149,10 @@ def test_a_host_booted_with_an_override_is_shown_its_natural_groups(tmp_path):
     assert (data["override"], data["baseline"]) == ("none", "downstream,multifunction")
     merged = next(m for m in data["merges"] if m["predicted"] == 15)
     assert merged["from"] == list(range(15, 31))
+    # and it says that today's small groups are only assumed
+    (today,) = data["assumed_isolation_today"]
+    assert "0000:07:00.0" in today["devices"] and today["groups"] == list(range(15, 31))
+    assert data["assumed_isolation"] == []
     assert data["kernel_support"]["evidence"].startswith("the kernel log says")
     assert cli("groups", "--snapshot", str(path), "--predict").out.startswith("the prediction matches")
 

@@ -84,7 +84,10 @@ class Simulation:
     #: Predicted group -> today's groups it joins (going back from an override).
     merges: tuple[tuple[Group, tuple[int, ...]], ...]
     changes: tuple[DeviceChange, ...]
+    #: Hardware groups the asked override cuts.
     assumed: tuple[AssumedIsolation, ...]
+    #: Hardware groups today's groups already cut (a host booted with an override).
+    assumed_today: tuple[AssumedIsolation, ...]
     #: Config space beyond 64 bytes was unreadable for some device: only provable splits are shown.
     limited: bool
     notes: tuple[str, ...]
@@ -205,16 +208,25 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
             if len(olds) > 1:
                 merges.append((g, olds))
 
-    assumed = []
-    natural_groups = groups_of(natural_part)
-    for n, gs in _pieces(natural_part, predicted_part, predicted).items():
+    assumed = _assumed(top, natural_part, predicted_part, predicted, override)
+    assumed_today = (_assumed(top, natural_part, real, current, baseline)
+                     if current is not None and not baseline.empty else ())
+    return Simulation(override, baseline, kernel_support(top.host), current, predicted, tuple(splits),
+                      tuple(merges), tuple(changes), assumed, assumed_today, limited, tuple(notes))
+
+
+def _assumed(top: Topology, natural: Partition, part: Partition, groups: tuple[Group, ...],
+             override: AcsOverride) -> tuple[AssumedIsolation, ...]:
+    """The hardware groups `part` cuts into pieces, and the devices the override declares isolating."""
+    out = []
+    natural_groups = {g.number: g for g in groups_of(natural)}
+    for n, gs in _pieces(natural, part, groups).items():
         if len(gs) > 1:
-            members = next(g.members for g in natural_groups if g.number == n)
+            members = natural_groups[n].members
             because = tuple((a, why) for a in members
                             if (why := override_applies(top.by_address[a], override)) is not None)
-            assumed.append(AssumedIsolation(members, tuple(gs), because))
-    return Simulation(override, baseline, kernel_support(top.host), current, predicted, tuple(splits),
-                      tuple(merges), tuple(changes), tuple(assumed), limited, tuple(notes))
+            out.append(AssumedIsolation(members, tuple(gs), because))
+    return tuple(out)
 
 
 def with_groups(top: Topology, groups: tuple[Group, ...]) -> Topology:
@@ -240,6 +252,8 @@ class AloneAdvice:
     #: Its group-mates without any override: the devices that can still reach it by peer-to-peer
     #: DMA whatever override isolates it.
     dma_peers: tuple[PciAddress, ...] = ()
+    #: False when the answer could not be worked out (config space unreadable).
+    known: bool = True
 
 
 _FULL = "all of downstream, multifunction and the ids around it"
@@ -288,7 +302,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     if unknown:
         return AloneAdvice(address, False, None, (), (
             f"config space of {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''} is unreadable "
-            "(not root): whether an override applies cannot be told; run as root",), peers)
+            "(not root): whether an override applies cannot be told; run as root",), peers, known=False)
     # Only the device's natural group and the bridges above it decide (an override only splits).
     sub = replace(top, devices=tuple(d for d in top.devices if d.address in involved))
     sub_natural = predict_partition(sub, NONE, facts)

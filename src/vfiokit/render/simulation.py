@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from vfiokit.analyses.simulation import AloneAdvice, ModelCheck, Simulation
+from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, ModelCheck, Simulation
 from vfiokit.model import Group, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 
@@ -65,14 +65,24 @@ def summary_lines(top: Topology, sim: Simulation) -> list[str]:
     return out
 
 
+def _assumed_lines(items: tuple[AssumedIsolation, ...]) -> list[str]:
+    out = []
+    for item in items:
+        because = ", ".join(f"{a.short} ({why})" for a, why in item.because)
+        out.append(f"  [red]{_shorts(item.devices)}[/red]  [dim]one hardware group cut into "
+                   f"{len(item.pieces)}; assumed isolating: {escape(because) or 'none'}[/dim]")
+    return out
+
+
 def warning_lines(sim: Simulation) -> list[str]:
     out = []
     if sim.assumed:
         out.append(f"[bold red]{escape(ASSUMED_HEAD)}[/bold red]")
-        for item in sim.assumed:
-            because = ", ".join(f"{a.short} ({why})" for a, why in item.because)
-            out.append(f"  [red]{_shorts(item.devices)}[/red]  [dim]one hardware group cut into "
-                       f"{len(item.pieces)}; assumed isolating: {escape(because) or 'none'}[/dim]")
+        out += _assumed_lines(sim.assumed)
+    if sim.assumed_today:
+        out.append(f"[bold red]Today, with pcie_acs_override={escape(str(sim.baseline))}: "
+                   f"{escape(ASSUMED_HEAD)}[/bold red]")
+        out += _assumed_lines(sim.assumed_today)
     support = sim.support
     tone = {True: "dim", False: "bold red", None: "yellow"}[support.patched]
     if not sim.override.empty or not sim.baseline.empty:
@@ -84,6 +94,12 @@ def _groups_json(groups: tuple[Group, ...] | None) -> list[dict[str, Any]] | Non
     if groups is None:
         return None
     return [{"number": g.number, "devices": [str(a) for a in g.members]} for g in groups]
+
+
+def _assumed_json(items: tuple[AssumedIsolation, ...]) -> list[dict[str, Any]]:
+    return [{"devices": [str(a) for a in item.devices], "groups": [g.number for g in item.pieces],
+             "because": [{"address": str(a), "option": why} for a, why in item.because]}
+            for item in items]
 
 
 def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,11 +119,8 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
              "alone_now": c.alone_now, "alone_then": c.alone_then}
             for c in sim.changes
         ],
-        "assumed_isolation": [
-            {"devices": [str(a) for a in item.devices], "predicted_groups": [g.number for g in item.pieces],
-             "because": [{"address": str(a), "option": why} for a, why in item.because]}
-            for item in sim.assumed
-        ],
+        "assumed_isolation": _assumed_json(sim.assumed),
+        "assumed_isolation_today": _assumed_json(sim.assumed_today),
         "devices": devices,
     }
 
@@ -124,6 +137,8 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
         lines.append(f"  [red]assumed, not enforced: {_shorts(advice.dma_peers)} can still reach it by "
                      "peer-to-peer DMA[/red]")
         return lines
+    if not advice.known:
+        return [head, *(f"  [yellow]cannot tell:[/yellow] {escape(b)}" for b in advice.blockers)]
     return [head, "  [red]no ACS override can make it alone:[/red]",
             *(f"  - {escape(b)}" for b in advice.blockers)]
 
@@ -131,6 +146,7 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
 def alone_json(advice: AloneAdvice) -> dict[str, Any]:
     return {"address": str(advice.address), "already_alone": advice.already_alone,
             "override": None if advice.override is None else str(advice.override),
+            "known": advice.known,
             "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers),
             "dma_peers": [str(a) for a in advice.dma_peers]}
 
