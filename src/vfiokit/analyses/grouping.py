@@ -15,6 +15,9 @@ The rules mirrored here, each named after its kernel function:
   get_pci_function_alias_group; `_device_group` = pci_device_group.
 
 Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
+(Kernels from 5.5 to late 2024 wrote the corrected type into the wrong bits of the PCIe flags, so
+a mislabelled "upstream" port below an upstream port read as an endpoint there, which isolates:
+a difference the lab's real kernel would show.)
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def override_applies(dev: Device, override: AcsOverride) -> str | None:
         return "id"
     if dev.pcie_type in _PORTS and override.downstream:
         return "downstream"
-    if dev.pcie_type in _MF_TYPES and override.multifunction and dev.multifunction:
+    # dev->multifunction, which an SR-IOV virtual function never has (pci_iov_add_virtfn)
+    if dev.pcie_type in _MF_TYPES and override.multifunction and dev.multifunction and dev.physfn is None:
         return "multifunction"
     return None
 
