@@ -15,9 +15,9 @@ The rules mirrored here, each named after its kernel function:
   get_pci_function_alias_group; `_device_group` = pci_device_group.
 
 Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
-(Kernels from 5.5 to late 2024 wrote the corrected type into the wrong bits of the PCIe flags, so
-a mislabelled "upstream" port below an upstream port read as an endpoint there, which isolates:
-a difference the lab's real kernel would show.)
+(Between commit ca78410403dd and its fix, discussed on linux-pci in November 2024, the kernel wrote
+the corrected type into the wrong bits of the PCIe flags, so a mislabelled "upstream" port below an
+upstream port read as an endpoint, which isolates: a difference a real kernel of that range shows.)
 """
 
 from __future__ import annotations
