@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import console, note, print_markup
+from vfiokit.errors import VfiokitError
 from vfiokit.model import PciAddress, Topology
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.simulation import Simulation
 from vfiokit.pciids import PciIds
 
 #: What the article enabled; the default when the host runs without an override.
 DEFAULT_OVERRIDE = "downstream,multifunction"
+
+
+def _level(judged: Callable[[], Any]) -> str:
+    try:
+        level = judged().level
+    except VfiokitError as e:  # e.g. a bridge, which `check` does not judge
+        return f"not judged ({e})"
+    return getattr(level, "name", str(level)).lower()
 
 
 def _verdict_levels(top: Topology, predicted: Topology, address: PciAddress) -> tuple[str, str] | None:
@@ -24,10 +36,12 @@ def _verdict_levels(top: Topology, predicted: Topology, address: PciAddress) -> 
         from vfiokit.analyses.passthrough import judge  # type: ignore[import-not-found]
     except ImportError:
         return None
-    return str(judge(top, (address,)).level), str(judge(predicted, (address,)).level)
+    now = _level(lambda: judge(top, [address])) if top.groups is not None else "no IOMMU groups today"
+    return now, _level(lambda: judge(predicted, [address]))
 
 
-def _device_report(top: Topology, predicted_top: Topology, sim: Any, address: PciAddress) -> dict[str, Any]:
+def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
+                   address: PciAddress) -> dict[str, Any]:
     top.device(address)
     change = next((c for c in sim.changes if c.address == address), None)
     now = next((g for g in sim.current or () if address in g.members), None)
