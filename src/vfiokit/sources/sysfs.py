@@ -160,7 +160,10 @@ _LOG_KEEP = re.compile(
     r"Intel PCH root port ACS workaround|Failed to enable Intel PCH ACS quirk|ACS redirect"
 )
 #: Reading a kern.log that holds many boots: only its tail matters (the last boot).
-_LOG_TAIL_BYTES = 8 << 20
+_LOG_TAIL_BYTES = 4 << 20
+#: The running kernel's log: its ring buffer first; journald's copy of this boot when the ring
+#: buffer no longer reaches back to the boot messages (a long-running host) or is not readable.
+_LIVE_LOGS = (("dmesg",), ("journalctl", "-k", "-b", "-o", "cat", "--no-pager", "-q"))
 
 
 def _tail(path: str) -> str | None:
@@ -175,17 +178,21 @@ def _tail(path: str) -> str | None:
 
 
 def _kernel_log(root: str) -> list[str] | None:
-    """The relevant lines of the current boot's kernel log: live `dmesg` on the host itself (it
-    may need root), else `/var/log/dmesg` or `/var/log/kern.log` below `root`; None when none can
-    be read. Never /dev/kmsg: it blocks, and belongs to the running system only."""
+    """The relevant lines of the current boot's kernel log: on the host itself `dmesg` or
+    `journalctl -k -b` (either may need root), else `/var/log/dmesg` or `/var/log/kern.log` below
+    `root`; None when none can be read. Never /dev/kmsg: it blocks, and belongs to the running
+    system only."""
     text = None
     if os.path.abspath(root) == "/":
-        try:
-            done = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5, check=False)
+        for cmd in _LIVE_LOGS:
+            try:
+                done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=5, check=False)
+            except (OSError, subprocess.SubprocessError):
+                continue
             if done.returncode == 0 and done.stdout:
                 text = done.stdout
-        except (OSError, subprocess.SubprocessError):
-            text = None
+                if "Linux version" in text:
+                    break
     for name in ("var/log/dmesg", "var/log/kern.log"):
         if text is not None:
             break
