@@ -22,13 +22,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import attach, boot, check, cluster, see
+    from vfiokit.cli import attach, boot, check, cluster, predict, see
 
     see.register(main)
     boot.register(main)
     attach.register(main)
     cluster.register(main)
     check.register(main)
+    predict.register(main)
 
 
 _register()

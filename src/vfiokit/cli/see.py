@@ -27,12 +27,18 @@ def _no_iommu(top: Topology) -> NoIommu:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 @click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
               help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines).")
-def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
+@click.option("--predict", is_flag=True,
+              help="Check vfiokit's group model against the kernel: predict the groups from config space "
+                   "and compare them with the real ones.")
+def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them."""
     top = source()
     ids = PciIds.system()
     if top.groups is None:
         raise _no_iommu(top)
+    if predict:
+        _predict(top, as_json)
+        return
     from vfiokit.cli.check import host_marker
 
     marker = host_marker(top)
@@ -52,6 +58,25 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str) -> None:
 
         print_lines(groups_text(top, ids, marker))
     for n in (*top.notes, *filter(None, [ids.missing_note])):
+        note(n)
+
+
+def _predict(top: Topology, as_json: bool) -> None:
+    from vfiokit.analyses.simulation import check_model
+    from vfiokit.render.simulation import model_check_json, model_check_lines
+
+    check = check_model(top)
+    notes = list(top.notes)
+    if check.limited:
+        notes.append("config space beyond 64 bytes was unreadable (not root): devices of unknown PCIe type "
+                     "count as not isolating, so differences may come from that; run as root")
+    if as_json:
+        from vfiokit.render.envelope import envelope
+
+        sys.stdout.write(envelope("groups-predict", top.source, notes, **model_check_json(check)))
+        return
+    print_markup(model_check_lines(check))
+    for n in notes:
         note(n)
 
 

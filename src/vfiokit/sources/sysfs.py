@@ -14,6 +14,8 @@ import contextlib
 import datetime
 import getpass
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,60 @@ def _cpu(root: str) -> tuple[str | None, list[str] | None]:
     return vendor, flags
 
 
+#: Kernel log lines worth keeping: the ACS override patch's warning, a stock kernel's "Unknown
+#: kernel command line parameters" line, IOMMU and ACS quirk messages.
+_LOG_KEEP = re.compile(
+    r"ACS overrides enabled|Unknown kernel command line parameters|pcie_acs_override|"
+    r"DMAR: IOMMU enabled|DMAR: Intel\(R\) Virtualization|AMD-Vi: |iommu: Default domain type|"
+    r"Intel PCH root port ACS workaround|Failed to enable Intel PCH ACS quirk|ACS redirect"
+)
+#: Reading a kern.log that holds many boots: only its tail matters (the last boot).
+_LOG_TAIL_BYTES = 4 << 20
+#: The running kernel's log: its ring buffer first; journald's copy of this boot when the ring
+#: buffer no longer reaches back to the boot messages (a long-running host) or is not readable.
+_LIVE_LOGS = (("dmesg",), ("journalctl", "-k", "-b", "-o", "cat", "--no-pager", "-q"))
+
+
+def _tail(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _kernel_log(root: str) -> list[str] | None:
+    """The relevant lines of the current boot's kernel log: on the host itself `dmesg` or
+    `journalctl -k -b` (either may need root), else `/var/log/dmesg` or `/var/log/kern.log` below
+    `root`; None when none can be read. Never /dev/kmsg: it blocks, and belongs to the running
+    system only."""
+    text = None
+    if os.path.abspath(root) == "/":
+        for cmd in _LIVE_LOGS:
+            try:
+                done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=5, check=False)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if done.returncode == 0 and done.stdout:
+                text = done.stdout
+                if "Linux version" in text:
+                    break
+    for name in ("var/log/dmesg", "var/log/kern.log"):
+        if text is not None:
+            break
+        text = _tail(os.path.join(root, name))
+        if text is not None:
+            # A kern.log holds several boots; keep the last one (it starts with "Linux version").
+            last = text.rfind("Linux version")
+            text = text[last:] if last >= 0 else text
+    if text is None:
+        return None
+    return [line.strip() for line in text.splitlines() if _LOG_KEEP.search(line)][:200]
+
+
 def _host(root: str) -> dict[str, Any]:
     vendor, flags = _cpu(root)
     try:
@@ -169,7 +225,7 @@ def _host(root: str) -> dict[str, Any]:
         "iommu_units": units,
         "hostname": hostname,
         "board": board or None,
-        "dmesg": None,
+        "dmesg": _kernel_log(root),
     }
 
 

@@ -1,0 +1,363 @@
+"""The kernel's IOMMU grouping of PCI devices, with or without an ACS override. Pure, no I/O.
+
+`predict_groups(top, override)` replays what Linux 6.12 does at boot: every device is handed to
+drivers/iommu/iommu.c `pci_device_group` in the order the PCI core adds devices (all functions of
+a bus in devfn order, then each bridge's secondary bus, depth first: pci_scan_child_bus_extend /
+pci_bus_add_devices), and group numbers are allocated in that order (iommu_group_alloc, ida).
+
+The rules mirrored here, each named after its kernel function:
+- `_acs_enabled` = drivers/pci/pci.c pci_acs_enabled, after the device-specific table
+  (quirks.c pci_dev_specific_acs_enabled, data in `analyses.quirks`) with the override patch's
+  `pcie_acs_overrides` entry in it;
+- `_flags_enabled` = pci_acs_flags_enabled; `_path_ok` = pci_acs_path_enabled(dev, NULL, REQ);
+- `_alias_chain` = drivers/pci/search.c pci_for_each_dma_alias;
+- `_alias_group` / `_function_alias_group` = iommu.c get_pci_alias_group /
+  get_pci_function_alias_group; `_device_group` = pci_device_group.
+
+Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
+(Between commit ca78410403dd and its fix, discussed on linux-pci in November 2024, the kernel wrote
+the corrected type into the wrong bits of the PCIe flags, so a mislabelled "upstream" port below an
+upstream port read as an endpoint, which isolates: a difference a real kernel of that range shows.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vfiokit.analyses import quirks as q
+from vfiokit.analyses.acs_override import NONE, AcsOverride, parse_override
+from vfiokit.model import (
+    PCI_TO_PCIE_BRIDGE,
+    PCIE_DOWNSTREAM_PORT,
+    PCIE_ENDPOINT,
+    PCIE_LEGACY_ENDPOINT,
+    PCIE_RC_EVENT_COLLECTOR,
+    PCIE_RC_INTEGRATED_ENDPOINT,
+    PCIE_ROOT_PORT,
+    PCIE_TO_PCI_BRIDGE,
+    PCIE_UPSTREAM_PORT,
+    Device,
+    Group,
+    HostInfo,
+    PciAddress,
+    Topology,
+)
+
+__all__ = ["AcsOverride", "KernelFacts", "parse_override", "predict_groups", "predict_partition"]
+
+_PORTS = (PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT)
+_MF_TYPES = (PCIE_ENDPOINT, PCIE_UPSTREAM_PORT, PCIE_LEGACY_ENDPOINT, PCIE_RC_INTEGRATED_ENDPOINT)
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """Facts outside config space that some rules depend on."""
+
+    #: The kernel enables ACS itself (pci_std_enable_acs, asked by the IOMMU driver through
+    #: pci_request_acs): CTRL |= CAP & (SV|RR|CR|UF). False for a host booted without an IOMMU,
+    #: whose CTRL registers still hold the firmware's values.
+    iommu_on: bool = True
+    #: The ACPI IVRS table exists (an AMD IOMMU): pci_quirk_amd_sb_acs applies.
+    amd_iommu: bool = False
+    #: pci_quirk_enable_intel_pch_acs succeeded (RCBA enabled): quirked PCH root ports isolate.
+    intel_pch_acs: bool = True
+
+    @classmethod
+    def of(cls, top: Topology) -> KernelFacts:
+        host: HostInfo = top.host
+        units = host.iommu_units or ()
+        amd = any(u.startswith("ivhd") for u in units) or (not units and host.cpu_vendor == "AuthenticAMD")
+        failed = any("Failed to enable Intel PCH ACS quirk" in line for line in host.dmesg or ())
+        return cls(iommu_on=top.groups is not None, amd_iommu=amd, intel_pch_acs=not failed)
+
+
+def config_unknown(dev: Device) -> bool:
+    """Without 256 bytes of config space the PCIe type and ACS are unknown (a non-root reader
+    sees 64). With exactly 256 the kernel itself has no extended space, so no ACS: known."""
+    return dev.config_size is None or dev.config_size < 256
+
+
+def _quirk_opinion(quirk: q.AcsQuirk, dev: Device, facts: KernelFacts, ctrl_flags_ok: bool) -> bool | None:
+    """One pci_dev_acs_enabled[] function for REQ_ACS_FLAGS: True, False, or None (-ENOTTY)."""
+    kind = quirk.kind
+    if kind == "isolated":
+        return True
+    if kind == "amd_sb":
+        # Targets multifunction devices on the southbridge, which sits on a root bus.
+        return True if (dev.multifunction and dev.parent is None and facts.amd_iommu) else None
+    ptype = dev.pcie_type if dev.is_pcie else None
+    if kind == "rciep":
+        return True if ptype == PCIE_RC_INTEGRATED_ENDPOINT else None
+    if kind == "intel_pch":
+        return facts.intel_pch_acs if ptype == PCIE_ROOT_PORT else None
+    if kind == "intel_spt_pch":
+        spt = ptype == PCIE_ROOT_PORT and dev.device_id is not None and any(
+            lo <= dev.device_id <= hi for lo, hi in ((0xA110, 0xA11F), (0xA167, 0xA16A), (0xA290, 0xA29F),
+                                                     (0xA2E7, 0xA2EE), (0x9D10, 0x9D1B)))
+        return ctrl_flags_ok if spt and dev.acs is not None else None
+    if kind in ("cavium", "al"):
+        return True if ptype == PCIE_ROOT_PORT else None
+    if kind == "ports_listed":
+        if ptype not in _PORTS:
+            return None
+        return dev.device_id in quirk.devices  # type: ignore[operator]
+    if kind == "listed_else_not":
+        return dev.device_id in quirk.devices  # type: ignore[operator]
+    raise AssertionError(f"unknown quirk kind {kind}")
+
+
+def _matches(quirk: q.AcsQuirk, dev: Device) -> bool:
+    # Entries with a device list only match listed ids, except the "any id" kinds whose function
+    # itself filters (ports_listed / listed_else_not are PCI_ANY_ID entries in the kernel).
+    if quirk.kind in ("ports_listed", "listed_else_not") or quirk.devices is None:
+        return True
+    return dev.device_id in quirk.devices
+
+
+def override_applies(dev: Device, override: AcsOverride) -> str | None:
+    """pcie_acs_overrides: why the override makes `dev` count as isolating ("id", "downstream",
+    "multifunction"), or None. Never for conventional PCI or a device with an ACS capability."""
+    if override.empty or not dev.is_pcie or dev.acs is not None or config_unknown(dev):
+        return None
+    if (dev.vendor_id, dev.device_id) in override.ids:
+        return "id"
+    if dev.pcie_type in _PORTS and override.downstream:
+        return "downstream"
+    # dev->multifunction, which an SR-IOV virtual function never has (pci_iov_add_virtfn)
+    if dev.pcie_type in _MF_TYPES and override.multifunction and dev.multifunction and dev.physfn is None:
+        return "multifunction"
+    return None
+
+
+class _Model:
+    """One prediction's working state over a topology."""
+
+    def __init__(self, top: Topology, override: AcsOverride, facts: KernelFacts) -> None:
+        self.top = top
+        self.override = override
+        self.facts = facts
+        self.by_addr = top.by_address
+        self._acs: dict[PciAddress, bool] = {}
+        self._path: dict[PciAddress, bool] = {}
+        self.bus: dict[tuple[int, int], list[Device]] = {}
+        self.slot: dict[tuple[int, int, int], list[Device]] = {}
+        self.alias_mask: dict[PciAddress, frozenset[int]] = {}
+        for d in top.devices:
+            a = d.address
+            self.bus.setdefault((a.domain, a.bus), []).append(d)
+            self.slot.setdefault((a.domain, a.bus, a.slot), []).append(d)
+            mask = _dma_alias_mask(d)
+            if mask:
+                self.alias_mask[a] = mask
+        self.buses_with_aliases = {(a.domain, a.bus) for a in self.alias_mask}
+
+    def parent(self, dev: Device) -> Device | None:
+        return self.by_addr.get(dev.parent) if dev.parent is not None else None
+
+    def multifunction(self, dev: Device) -> bool:
+        # SR-IOV virtual functions are never multifunction (pci_iov_add_virtfn); for the others
+        # the model holds header bit 7, set for functions > 0 too (pci_scan_slot).
+        return bool(dev.multifunction) and dev.physfn is None
+
+    def _flags_enabled(self, dev: Device) -> bool:
+        """pci_acs_flags_enabled(dev, REQ_ACS_FLAGS): flags the port cannot do count as on."""
+        if dev.acs is None:
+            return False
+        ctrl = dev.acs.ctrl
+        if not self.facts.iommu_on:
+            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS  # what pci_std_enable_acs will write
+        wanted = q.REQ_ACS_FLAGS & (dev.acs.cap | q.ACS_EC)
+        return ctrl & wanted == wanted
+
+    def acs_enabled(self, dev: Device) -> bool:
+        """pci_acs_enabled(dev, REQ_ACS_FLAGS). Unknown config space counts as not isolating (a
+        lower bound: it can only merge more than the kernel does)."""
+        a = dev.address
+        if a not in self._acs:
+            self._acs[a] = self._compute_acs(dev)
+        return self._acs[a]
+
+    def _compute_acs(self, dev: Device) -> bool:
+        if config_unknown(dev):
+            return False
+        flags_ok = self._flags_enabled(dev)
+        for i, quirk in q.acs_quirks_for(dev.vendor_id):
+            if i > q.OVERRIDE_AFTER and override_applies(dev, self.override):
+                return True  # the patch's entry sits right after OVERRIDE_AFTER
+            if _matches(quirk, dev):
+                opinion = _quirk_opinion(quirk, dev, self.facts, flags_ok)
+                if opinion is not None:
+                    return opinion
+        if override_applies(dev, self.override):
+            return True
+        if not dev.is_pcie:
+            return False  # conventional PCI/PCI-X: a shared bus
+        t = dev.pcie_type
+        if t in (PCI_TO_PCIE_BRIDGE, PCIE_TO_PCI_BRIDGE, PCIE_RC_EVENT_COLLECTOR):
+            return False
+        if t in _PORTS:
+            return flags_ok
+        if t in _MF_TYPES:
+            return flags_ok if self.multifunction(dev) else True
+        return True
+
+    def path_ok(self, dev: Device) -> bool:
+        """pci_acs_path_enabled(dev, NULL, REQ_ACS_FLAGS): dev and every bridge above it."""
+        a = dev.address
+        if a not in self._path:
+            parent = self.parent(dev)
+            self._path[a] = self.acs_enabled(dev) and (parent is None or self.path_ok(parent))
+        return self._path[a]
+
+    def alias_chain(self, dev: Device) -> Iterable[Device]:
+        """pci_for_each_dma_alias: the device, then every bridge above it that takes over its
+        requester ID: PCIe-to-PCI (type 7), PCI-to-PCIe (type 8) and conventional bridges. PCIe
+        ports pass IDs through. A bridge whose type is unknown counts as aliasing (lower bound)."""
+        yield dev
+        p = self.parent(dev)
+        while p is not None:
+            if config_unknown(p) or not p.is_pcie or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE):
+                yield p
+            p = self.parent(p)
+
+    def are_dma_aliases(self, a: Device, b: Device) -> bool:
+        """pci_devs_are_dma_aliases: one's alias mask holds the other's devfn (same bus)."""
+        return (b.address.devfn in self.alias_mask.get(a.address, ())
+                or a.address.devfn in self.alias_mask.get(b.address, ()))
+
+
+def _dma_alias_mask(dev: Device) -> frozenset[int]:
+    """Devfns `dev` also issues DMA as (quirks.c pci_add_dma_alias callers)."""
+    out: set[int] = set()
+    for quirk in q.DMA_ALIAS_QUIRKS:
+        if dev.vendor_id != quirk.vendor or dev.device_id not in quirk.devices:
+            continue
+        fn = dev.address.function
+        if quirk.kind == "func0" and fn != 0:
+            out.add(q.devfn(dev.address.slot, 0))
+        elif quirk.kind == "func1" and fn != 1:
+            out.add(q.devfn(dev.address.slot, 1))
+        elif quirk.kind == "fixed":
+            if (dev.subsystem_vendor_id, dev.subsystem_device_id) in (quirk.subsystems or ()):
+                out.update(quirk.devfns)
+        elif quirk.kind == "devfns":
+            out.update(quirk.devfns)
+    return frozenset(out)
+
+
+def add_order(top: Topology) -> list[Device]:
+    """The order the PCI core adds devices: a bus's functions in devfn order, then each bridge's
+    secondary bus, depth first (pci_bus_add_devices). SR-IOV virtual functions are created later,
+    when sriov_numvfs is written, so they come last."""
+    vfs = [d for d in top.devices if d.physfn is not None]
+    out: list[Device] = []
+    roots = [d for d in top.devices
+             if d.physfn is None and (d.parent is None or d.parent not in top.by_address)]
+    by_bus: dict[tuple[int, int], list[Device]] = {}
+    for d in roots:
+        by_bus.setdefault((d.address.domain, d.address.bus), []).append(d)
+    stack: list[list[Device]] = [by_bus[k] for k in sorted(by_bus, reverse=True)]
+    while stack:
+        level = stack.pop()
+        out.extend(level)
+        for bridge in reversed(level):
+            kids = [c for c in top.children(bridge.address) if c.physfn is None]
+            if kids:
+                stack.append(kids)
+    return out + vfs
+
+
+def predict_partition(top: Topology, override: AcsOverride | None,
+                      facts: KernelFacts | None = None) -> dict[PciAddress, int]:
+    """Group number of every device the kernel would group, keyed by address."""
+    model = _Model(top, override or NONE, facts or KernelFacts.of(top))
+    # AMD IOMMUs leave some functions out (the IOMMU's own function, devices the IVRS table does
+    # not cover, e.g. 00:00.0 on many boards): a device the running kernel left without a group,
+    # while others have one, stays without a group here, and takes no group number.
+    grouped_any = any(d.iommu_group is not None for d in top.devices)
+    skip = {d.address for d in top.devices if grouped_any and d.iommu_group is None}
+    group_of: dict[PciAddress, int] = {}
+    next_id = 0
+    for dev in add_order(top):
+        if dev.address in skip:
+            continue
+        found = _device_group(model, dev, group_of)
+        if found is None:
+            found, next_id = next_id, next_id + 1
+        group_of[dev.address] = found
+    return group_of
+
+
+def _device_group(m: _Model, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
+    """pci_device_group: the group `dev` joins, or None for a new one."""
+    pdev = dev
+    for alias in m.alias_chain(dev):  # get_pci_alias_or_group
+        pdev = alias
+        if alias.address in group_of:
+            return group_of[alias.address]
+    # Up from the point of minimum granularity to where ACS protects against peer-to-peer DMA.
+    bridge = m.parent(pdev)
+    while bridge is not None:
+        if m.path_ok(bridge):
+            break
+        pdev = bridge
+        if pdev.address in group_of:
+            return group_of[pdev.address]
+        bridge = m.parent(pdev)
+    seen: set[int] = set()
+    found = _alias_group(m, pdev, seen, group_of)
+    if found is None:
+        found = _function_alias_group(m, pdev, seen, group_of)
+    return found
+
+
+def _alias_group(m: _Model, pdev: Device, seen: set[int], group_of: dict[PciAddress, int]) -> int | None:
+    """get_pci_alias_group: the group of a device aliasing `pdev` (or aliased by it), if any;
+    `seen` is the kernel's devfn bitmap that stops alias loops."""
+    if pdev.address.devfn in seen:
+        return None
+    seen.add(pdev.address.devfn)
+    if pdev.address in group_of:
+        return group_of[pdev.address]
+    key = (pdev.address.domain, pdev.address.bus)
+    if key not in m.buses_with_aliases:
+        return None
+    for tmp in m.bus[key]:
+        if tmp is pdev or not m.are_dma_aliases(pdev, tmp):
+            continue
+        found = _alias_group(m, tmp, seen, group_of)
+        if found is None:
+            found = _function_alias_group(m, tmp, seen, group_of)
+        if found is not None:
+            return found
+    return None
+
+
+def _function_alias_group(m: _Model, pdev: Device, seen: set[int],
+                          group_of: dict[PciAddress, int]) -> int | None:
+    """get_pci_function_alias_group: functions of a slot that do not isolate share a group."""
+    if not m.multifunction(pdev) or m.acs_enabled(pdev):
+        return None
+    a = pdev.address
+    for tmp in m.slot[(a.domain, a.bus, a.slot)]:
+        if tmp is pdev or m.acs_enabled(tmp):
+            continue
+        found = _alias_group(m, tmp, seen, group_of)
+        if found is not None:
+            return found
+    return None
+
+
+def groups_of(partition: dict[PciAddress, int]) -> tuple[Group, ...]:
+    members: dict[int, list[PciAddress]] = {}
+    for addr, n in partition.items():
+        members.setdefault(n, []).append(addr)
+    return tuple(Group(n, tuple(sorted(v))) for n, v in sorted(members.items()))
+
+
+def predict_groups(top: Topology, override: AcsOverride | None) -> tuple[Group, ...]:
+    """The IOMMU groups the kernel would form for `top` booted with `override` (None or "none":
+    without), numbered as the kernel numbers them. Devices whose config space could not be read
+    count as not isolating, so groups are then at least as large as the kernel's."""
+    return groups_of(predict_partition(top, override))

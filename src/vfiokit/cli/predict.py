@@ -1,0 +1,131 @@
+"""`vfiokit simulate`: the groups an ACS override would give, beside today's, before any reboot."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from vfiokit.cli.common import source_options
+from vfiokit.cli.output import console, note, print_markup
+from vfiokit.errors import VfiokitError
+from vfiokit.model import PciAddress, Topology
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.simulation import Simulation
+from vfiokit.pciids import PciIds
+
+#: What the article enabled; the default when the host runs without an override.
+DEFAULT_OVERRIDE = "downstream,multifunction"
+
+
+def _level(judged: Callable[[], Any]) -> str:
+    try:
+        level = judged().level
+    except VfiokitError as e:  # e.g. a bridge, which `check` does not judge
+        return f"not judged ({e})"
+    return getattr(level, "name", str(level)).lower()
+
+
+def _verdict_levels(top: Topology, predicted: Topology, address: PciAddress) -> tuple[str, str] | None:
+    """`vfiokit check`'s verdict today and under the predicted groups; None when this build has
+    no `check` (analyses.passthrough.judge)."""
+    try:
+        from vfiokit.analyses.passthrough import judge  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    now = _level(lambda: judge(top, [address])) if top.groups is not None else "no IOMMU groups today"
+    return now, _level(lambda: judge(predicted, [address]))
+
+
+def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
+                   address: PciAddress) -> dict[str, Any]:
+    top.device(address)
+    change = next((c for c in sim.changes if c.address == address), None)
+    now = next((g for g in sim.current or () if address in g.members), None)
+    then = next((g for g in sim.predicted if address in g.members), None)
+    levels = _verdict_levels(top, predicted_top, address)
+    return {
+        "address": str(address),
+        "current_group": None if now is None else now.number,
+        "predicted_group": None if then is None else then.number,
+        "current_mates": [str(a) for a in (now.members if now else ()) if a != address],
+        "predicted_mates": [str(a) for a in (then.members if then else ()) if a != address],
+        "changes": change is not None,
+        "verdict_now": None if levels is None else levels[0],
+        "verdict_then": None if levels is None else levels[1],
+        "verdict_changes": None if levels is None else levels[0] != levels[1],
+    }
+
+
+def _device_lines(report: dict[str, Any]) -> list[str]:
+    a = PciAddress.parse(report["address"]).short
+    now, then = report["current_group"], report["predicted_group"]
+    mates_now, mates_then = len(report["current_mates"]), len(report["predicted_mates"])
+    lines = [f"[bold]{a}[/bold]: group {now} ({'alone' if not mates_now else f'with {mates_now} other(s)'})"
+             f" -> group {then} ({'alone' if not mates_then else f'with {mates_then} other(s)'})"]
+    if report["verdict_now"] is None:
+        lines.append("  check verdict: not compared ('vfiokit check' is not part of this build)")
+    elif report["verdict_changes"]:
+        lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
+                     f"{report['verdict_then']}[/yellow]")
+    else:
+        lines.append(f"  check verdict unchanged: {report['verdict_now']}")
+    return lines
+
+
+@click.command()
+@source_options
+@click.option("--acs-override", "override_text", metavar="OPTIONS",
+              help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
+                   f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
+@click.option("--device", "devices", multiple=True, metavar="ADDR",
+              help="Show how this device's group and its 'check' verdict change (repeatable).")
+@click.option("--alone", "alone", multiple=True, metavar="ADDR",
+              help="Find the smallest override that gives this device a group of its own (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
+def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
+             alone: tuple[str, ...], as_json: bool) -> None:
+    """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
+    from vfiokit.analyses.acs_override import effective_override, parse_override
+    from vfiokit.analyses.simulation import make_alone, with_groups
+    from vfiokit.analyses.simulation import simulate as run_simulation
+    from vfiokit.render import simulation as view
+
+    targets = [PciAddress.parse(d) for d in devices]
+    alone_targets = [PciAddress.parse(d) for d in alone]
+    top = source()
+    if override_text is None:
+        override_text = "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
+    override = parse_override(override_text)
+    sim = run_simulation(top, override)
+    predicted_top = with_groups(top, sim.predicted)
+    reports = [_device_report(top, predicted_top, sim, a) for a in targets]
+    advice = [make_alone(top, a) for a in alone_targets]
+    ids = PciIds.system()
+    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
+    if top.groups is None:
+        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
+                     "prediction is what the kernel will form once the IOMMU is on")
+    if as_json:
+        from vfiokit.render.envelope import envelope
+
+        body = view.simulation_json(sim, reports)
+        body["alone"] = [view.alone_json(x) for x in advice]
+        sys.stdout.write(envelope("simulate", top.source, notes, **body))
+        return
+    print_markup(view.summary_lines(top, sim))
+    console().print(view.side_by_side(top, sim, ids))
+    for report in reports:
+        print_markup(_device_lines(report))
+    for x in advice:
+        print_markup(view.alone_lines(top, x, ids))
+    print_markup(view.warning_lines(sim))
+    for n in notes:
+        note(n)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(simulate)

@@ -1,0 +1,171 @@
+"""Views of a simulation: rich text (a side-by-side table and the warnings) and JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, ModelCheck, Simulation
+from vfiokit.model import Group, PciAddress, Topology
+from vfiokit.pciids import PciIds, lspci_line
+
+PATCH_NOTE = ("pcie_acs_override exists only in patched kernels: Proxmox VE's kernel carries the patch; "
+              "a stock kernel ignores the option (it lists it among unknown parameters).")
+ASSUMED_HEAD = ("Isolation assumed, not enforced. With this override the kernel only assumes that these "
+                "devices cannot reach each other; the hardware does not stop them. Devices on one line below "
+                "can read and write each other's memory by peer-to-peer DMA that the IOMMU never sees: a VM "
+                "given one of them can reach the others, and through them the host.")
+
+
+def _line(top: Topology, ids: PciIds, a: PciAddress) -> str:
+    dev = top.by_address.get(a)
+    return lspci_line(dev, ids, numeric=True) if dev is not None else a.short
+
+
+def _shorts(addrs: tuple[PciAddress, ...] | list[PciAddress]) -> str:
+    return " ".join(a.short for a in addrs)
+
+
+def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
+    """One row per device: today's group, the predicted group, the device; changes highlighted."""
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("today", justify="right")
+    table.add_column("predicted", justify="right")
+    table.add_column("device")
+    now = {a: g.number for g in sim.current or () for a in g.members}
+    then = {a: g.number for g in sim.predicted for a in g.members}
+    changed = {c.address for c in sim.changes if c.separated_from or c.joined_with}
+    rows = sorted({*now, *then} & set(top.by_address),
+                  key=lambda a: (now.get(a, 1 << 30), then.get(a, 1 << 30), a))
+    for a in rows:
+        style = "yellow" if a in changed else ""
+        cells = [str(now.get(a, "-")), str(then.get(a, "-")), escape(_line(top, ids, a))]
+        table.add_row(*(f"[{style}]{c}[/{style}]" if style else c for c in cells))
+    return table
+
+
+def summary_lines(top: Topology, sim: Simulation) -> list[str]:
+    out = [f"[bold]pcie_acs_override={escape(str(sim.override))}[/bold] "
+           f"[dim](groups today were formed with: {escape(str(sim.baseline))})[/dim]"]
+    for n, pieces in sim.splits:
+        out.append(f"group {n} splits into {len(pieces)} groups: "
+                   + ", ".join(f"{g.number} ({_shorts(g.members)})" for g in pieces))
+    for g, olds in sim.merges:
+        out.append(f"groups {', '.join(map(str, olds))} merge into group {g.number} ({_shorts(g.members)})")
+    alone = [c.address for c in sim.changes if c.alone_then and not c.alone_now]
+    if alone:
+        out.append(f"[green]{len(alone)} device(s) become alone:[/green] {_shorts(alone)}")
+    lost = [c.address for c in sim.changes if c.alone_now and not c.alone_then]
+    if lost:
+        out.append(f"[red]{len(lost)} device(s) are alone today and would not be:[/red] {_shorts(lost)}")
+    if not sim.splits and not sim.merges:
+        out.append("no group changes")
+    return out
+
+
+def _assumed_lines(items: tuple[AssumedIsolation, ...]) -> list[str]:
+    out = []
+    for item in items:
+        because = ", ".join(f"{a.short} ({why})" for a, why in item.because)
+        out.append(f"  [red]{_shorts(item.devices)}[/red]  [dim]one hardware group cut into "
+                   f"{len(item.pieces)}; assumed isolating: {escape(because) or 'none'}[/dim]")
+    return out
+
+
+def warning_lines(sim: Simulation) -> list[str]:
+    out = []
+    if sim.assumed:
+        out.append(f"[bold red]{escape(ASSUMED_HEAD)}[/bold red]")
+        out += _assumed_lines(sim.assumed)
+    if sim.assumed_today:
+        out.append(f"[bold red]Today, with pcie_acs_override={escape(str(sim.baseline))}: "
+                   f"{escape(ASSUMED_HEAD)}[/bold red]")
+        out += _assumed_lines(sim.assumed_today)
+    support = sim.support
+    tone = {True: "dim", False: "bold red", None: "yellow"}[support.patched]
+    if not sim.override.empty or not sim.baseline.empty:
+        out.append(f"[{tone}]{escape(PATCH_NOTE)} This host: {escape(support.evidence)}.[/{tone}]")
+    return out
+
+
+def _groups_json(groups: tuple[Group, ...] | None) -> list[dict[str, Any]] | None:
+    if groups is None:
+        return None
+    return [{"number": g.number, "devices": [str(a) for a in g.members]} for g in groups]
+
+
+def _assumed_json(items: tuple[AssumedIsolation, ...]) -> list[dict[str, Any]]:
+    return [{"devices": [str(a) for a in item.devices], "groups": [g.number for g in item.pieces],
+             "because": [{"address": str(a), "option": why} for a, why in item.because]}
+            for item in items]
+
+
+def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "override": str(sim.override),
+        "baseline": str(sim.baseline),
+        "kernel_support": {"patched": sim.support.patched, "evidence": sim.support.evidence},
+        "limited": sim.limited,
+        "current": _groups_json(sim.current),
+        "predicted": _groups_json(sim.predicted),
+        "splits": [{"current": n, "into": [g.number for g in pieces]} for n, pieces in sim.splits],
+        "merges": [{"predicted": g.number, "from": list(olds)} for g, olds in sim.merges],
+        "changes": [
+            {"address": str(c.address), "current_group": c.current, "predicted_group": c.predicted,
+             "separated_from": [str(a) for a in c.separated_from],
+             "joined_with": [str(a) for a in c.joined_with],
+             "alone_now": c.alone_now, "alone_then": c.alone_then}
+            for c in sim.changes
+        ],
+        "assumed_isolation": _assumed_json(sim.assumed),
+        "assumed_isolation_today": _assumed_json(sim.assumed_today),
+        "devices": devices,
+    }
+
+
+def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
+    head = f"[bold]{escape(_line(top, ids, advice.address))}[/bold]"
+    if advice.already_alone:
+        return [head, "  already alone in its IOMMU group without any override"]
+    if advice.override is not None:
+        lines = [head, f"  smallest override that makes it alone: [bold]pcie_acs_override="
+                       f"{escape(str(advice.override))}[/bold]"]
+        if advice.also_affected:
+            lines.append(f"  it also changes the groups of: {_shorts(advice.also_affected)}")
+        lines.append(f"  [red]assumed, not enforced: {_shorts(advice.dma_peers)} can still reach it by "
+                     "peer-to-peer DMA[/red]")
+        return lines
+    if not advice.known:
+        return [head, *(f"  [yellow]cannot tell:[/yellow] {escape(b)}" for b in advice.blockers)]
+    return [head, "  [red]no ACS override can make it alone:[/red]",
+            *(f"  - {escape(b)}" for b in advice.blockers)]
+
+
+def alone_json(advice: AloneAdvice) -> dict[str, Any]:
+    return {"address": str(advice.address), "already_alone": advice.already_alone,
+            "override": None if advice.override is None else str(advice.override),
+            "known": advice.known,
+            "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers),
+            "dma_peers": [str(a) for a in advice.dma_peers]}
+
+
+MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, Switchtec NTB), a device "
+                "quirk vfiokit lacks, IOMMU groups of non-PCI devices taking numbers, or a kernel whose "
+                "rules differ from 6.12's")
+
+
+def model_check_lines(check: ModelCheck) -> list[str]:
+    if check.matches:
+        return [f"[green]the prediction matches the kernel:[/green] {len(check.real)} groups, "
+                f"numbers included [dim](override: {escape(str(check.override))})[/dim]"]
+    return ([f"[yellow]the prediction differs from the kernel in {len(check.differences)} place(s)[/yellow] "
+             f"[dim](override: {escape(str(check.override))})[/dim]"]
+            + [f"  {escape(d)}" for d in check.differences] + [f"[dim]{escape(MODEL_CAUSES)}[/dim]"])
+
+
+def model_check_json(check: ModelCheck) -> dict[str, Any]:
+    return {"override": str(check.override), "matches": check.matches, "limited": check.limited,
+            "differences": list(check.differences), "predicted": _groups_json(check.predicted),
+            "real": _groups_json(check.real)}

@@ -1,0 +1,122 @@
+"""Properties of the prediction on random machines (hypothesis): an override only ever splits
+groups, numbers follow the kernel's add order, and `--alone` answers are true."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vfiokit.analyses.grouping import add_order, parse_override, predict_groups, predict_partition
+from vfiokit.analyses.simulation import make_alone, with_groups
+from vfiokit.model import (
+    PCIE_DOWNSTREAM_PORT,
+    PCIE_ENDPOINT,
+    PCIE_ROOT_PORT,
+    PCIE_TO_PCI_BRIDGE,
+    PCIE_UPSTREAM_PORT,
+    Topology,
+)
+from vfiokit.sources.capture import build_topology
+from vfiokit.sources.synthetic import Spec, capture_of
+
+ACS_CHOICES = st.sampled_from([None, (0x1F, 0x1D), (0x1F, 0x00)])
+OVERRIDES = ["downstream", "multifunction", "downstream,multifunction", "id:1b21:2824", "id:10ec:8168"]
+
+
+@st.composite
+def machines(draw) -> Topology:
+    specs: list[Spec] = []
+    next_bus = [1]
+
+    def bus() -> int:
+        next_bus[0] += 1
+        return next_bus[0] - 1
+
+    def endpoints(parent: str, b: int, conventional: bool = False) -> None:
+        functions = draw(st.integers(1, 3))
+        for fn in range(functions):
+            specs.append(Spec(f"{b:02x}:00.{fn}", 0x10EC, draw(st.sampled_from([0x8168, 0x8125])), 0x020000,
+                              parent=parent, pcie_type=None if conventional else PCIE_ENDPOINT,
+                              multifunction=functions > 1, acs=None if conventional else draw(ACS_CHOICES)))
+
+    for slot in range(1, draw(st.integers(1, 4)) + 1):
+        rp = f"00:{slot:02x}.0"
+        b = bus()
+        specs.append(Spec(rp, 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT, acs=draw(ACS_CHOICES),
+                          secondary_bus=b))
+        kind = draw(st.sampled_from(["endpoint", "switch", "pci-bridge"]))
+        if kind == "endpoint":
+            endpoints(rp, b)
+        elif kind == "pci-bridge":
+            br = f"{b:02x}:00.0"
+            nb = bus()
+            specs.append(Spec(br, 0x104C, 0x8240, 0x060400, parent=rp, pcie_type=PCIE_TO_PCI_BRIDGE,
+                              secondary_bus=nb))
+            endpoints(br, nb, conventional=True)
+        else:
+            up = f"{b:02x}:00.0"
+            inner = bus()
+            specs.append(Spec(up, 0x1B21, 0x2825, 0x060400, parent=rp, pcie_type=PCIE_UPSTREAM_PORT,
+                              secondary_bus=inner))
+            for port in range(draw(st.integers(1, 3))):
+                dp = f"{inner:02x}:{port:02x}.0"
+                nb = bus()
+                specs.append(Spec(dp, 0x1B21, 0x2824, 0x060400, parent=up, pcie_type=PCIE_DOWNSTREAM_PORT,
+                                  acs=draw(ACS_CHOICES), secondary_bus=nb))
+                endpoints(dp, nb)
+    specs.append(Spec("00:1f.0", 0x1022, 0x790E, 0x060100, multifunction=True))
+    specs.append(Spec("00:1f.3", 0x1022, 0x790B, 0x0C0500, multifunction=True))
+    # Read from a running kernel: groups present (so CTRL is what the kernel left: ACS switched
+    # off stays off), and the kernel's groups are what the model gives without override.
+    for i, s in enumerate(specs):
+        s.group = i
+    top = build_topology(capture_of(specs), "random machine")
+    return with_groups(top, predict_groups(top, None))
+
+
+def refines(fine: dict, coarse: dict) -> bool:
+    """Every group of `fine` lies inside one group of `coarse`."""
+    inside: dict[int, int] = {}
+    return all(inside.setdefault(n, coarse[a]) == coarse[a] for a, n in fine.items())
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(machines(), st.sampled_from(OVERRIDES))
+def test_an_override_only_ever_splits_groups(top, override):
+    natural = predict_partition(top, None)
+    split = predict_partition(top, parse_override(override))
+    assert set(natural) == set(split) == {d.address for d in top.devices}
+    assert refines(split, natural)
+    assert refines(predict_partition(top, parse_override("downstream,multifunction,id:1b21:2824")),
+                   predict_partition(top, parse_override("downstream")))
+
+
+@SETTINGS
+@given(machines(), st.sampled_from([None, *OVERRIDES]))
+def test_group_numbers_follow_the_order_devices_are_added(top, override):
+    part = predict_partition(top, None if override is None else parse_override(override))
+    firsts: list[int] = []
+    for dev in add_order(top):
+        if part[dev.address] not in firsts:
+            firsts.append(part[dev.address])
+    assert firsts == list(range(len(firsts)))
+
+
+@SETTINGS
+@given(machines(), st.data())
+def test_alone_answers_are_true(top, data):
+    dev = data.draw(st.sampled_from(top.devices))
+    advice = make_alone(top, dev.address)
+    if advice.override is not None:
+        part = predict_partition(top, advice.override)
+        assert [a for a, n in part.items() if n == part[dev.address]] == [dev.address]
+    else:
+        assert advice.blockers
+        # nothing at all isolates it: not even every option at once with every id around
+        everything = parse_override("downstream,multifunction,id:1b21:2824,id:1b21:2825,id:1022:1483,"
+                                    "id:10ec:8168,id:10ec:8125,id:104c:8240")
+        part = predict_partition(top, everything)
+        assert sum(1 for n in part.values() if n == part[dev.address]) > 1

@@ -1,0 +1,293 @@
+"""`vfiokit simulate` and `vfiokit groups --predict`: the article's board, both directions, the
+warning about assumed isolation, non-root captures, the kernel log, and the real kernel's groups."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+from vfiokit.analyses.acs_override import kernel_support, override_in_cmdline
+from vfiokit.analyses.grouping import parse_override, predict_groups
+from vfiokit.analyses.simulation import check_model, simulate
+from vfiokit.model import PCIE_DOWNSTREAM_PORT, PCIE_ENDPOINT, PCIE_ROOT_PORT, PCIE_UPSTREAM_PORT, HostInfo
+from vfiokit.sources import samples, snapshot, sysfs
+from vfiokit.sources.capture import build_topology
+from vfiokit.sources.synthetic import Spec, capture_of
+from vfiokit.sources.tree import materialize
+
+FIXTURES = Path(__file__).parent / "fixtures"
+B550 = "asus-tuf-b550-plus"
+
+
+def article_listing(name: str) -> dict[int, list[str]]:
+    """A listing the article printed (copied verbatim from the seed text): group -> addresses."""
+    groups: dict[int, list[str]] = {}
+    current = None
+    for line in (FIXTURES / name).read_text().splitlines():
+        if m := re.match(r"IOMMU Group (\d+)$", line):
+            current = groups.setdefault(int(m[1]), [])
+        elif line.strip():
+            current.append(line.split()[0])
+    return groups
+
+
+def predicted(top, override: str) -> dict[int, list[str]]:
+    return {g.number: [a.short for a in g.members] for g in predict_groups(top, parse_override(override))}
+
+
+def test_b550_without_override_gives_the_articles_first_listing():
+    want = article_listing("article-b550-without-override.txt")
+    got = predicted(samples.load(B550), "none")
+    assert {n: got[n] for n in want} == want
+
+
+def test_b550_with_downstream_multifunction_gives_the_articles_second_listing():
+    want = article_listing("article-b550-with-override.txt")
+    assert len(want) == 17  # groups 14 to 30, one device each
+    got = predicted(samples.load(B550), "downstream,multifunction")
+    assert {n: got[n] for n in want} == want
+
+
+def test_the_article_listings_are_the_seed_text_verbatim():
+    seed = Path(__file__).parents[2] / "shared" / "seed" / "pci-passthrough-proxmox-acs-override.fr.txt"
+    if not seed.exists():
+        pytest.skip(f"{seed} is not beside this checkout")
+    text = seed.read_text()
+    for name in ("article-b550-without-override.txt", "article-b550-with-override.txt"):
+        assert (FIXTURES / name).read_text() in text + "\n"
+
+
+def test_simulate_b550_json_has_current_predicted_and_changes():
+    r = cli("simulate", "--sample", B550, "--acs-override", "downstream,multifunction", "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert (data["kind"], data["override"], data["baseline"]) == ("simulate", "downstream,multifunction", "none")
+    cur = {g["number"]: g["devices"] for g in data["current"]}
+    new = {g["number"]: g["devices"] for g in data["predicted"]}
+    assert "0000:07:00.0" in cur[15] and new[28] == ["0000:07:00.0"]
+    assert {"current": 15, "into": list(range(15, 31))} in data["splits"]
+    marvell = next(c for c in data["changes"] if c["address"] == "0000:07:00.0")
+    assert (marvell["current_group"], marvell["predicted_group"], marvell["alone_then"]) == (15, 28, True)
+    assert "0000:04:00.0" in marvell["separated_from"]
+    # the one hardware group is cut, and every device in it is named in the warning
+    (assumed,) = data["assumed_isolation"]
+    assert set(assumed["devices"]) == set(cur[15])
+    assert {"address": "0000:03:00.0", "option": "downstream"} in assumed["because"]
+    assert data["kernel_support"]["patched"] is True  # 5.11.22-4-pve
+
+
+def test_simulate_text_warns_in_plain_words_and_names_the_patch():
+    r = cli("simulate", "--sample", B550)
+    assert r.code == 0, r.err
+    assert "pcie_acs_override=downstream,multifunction" in r.out  # the default on a natural host
+    assert "group 15 splits into 16 groups" in r.out
+    assert "peer-to-peer DMA" in r.out and "Isolation assumed, not enforced" in r.out
+    assert "Proxmox VE's kernel carries the patch" in r.out and "a stock kernel ignores" in r.out
+    line = next(x for x in r.out.splitlines() if "07:00.0 SATA controller" in x)
+    assert line.split()[:2] == ["15", "28"]  # side by side: today, predicted
+
+
+def test_simulate_device_says_what_happens_to_its_group():
+    r = cli("simulate", "--sample", B550, "--device", "0000:07:00.0", "--json")
+    (dev,) = json.loads(r.out)["devices"]
+    assert (dev["current_group"], dev["predicted_group"], dev["predicted_mates"]) == (15, 28, [])
+    assert len(dev["current_mates"]) == 15
+    r = cli("simulate", "--sample", B550, "--device", "07:00.0")
+    assert "07:00.0: group 15 (with 15 other(s)) -> group 28 (alone)" in r.out
+
+
+def test_simulate_unknown_device_and_bad_override_are_one_line_errors():
+    r = cli("simulate", "--sample", B550, "--device", "09:00.0")
+    assert (r.code, r.err.strip()) == (4, "vfiokit: error: no PCI device at 0000:09:00.0 in sample asus-tuf-b550-plus")
+    r = cli("simulate", "--sample", B550, "--acs-override", "downstrem")
+    assert r.code == 3 and r.err.count("\n") == 1 and "'downstrem' is not an option" in r.err
+
+
+def test_alone_finds_the_smallest_override_for_the_marvell_controller():
+    r = cli("simulate", "--sample", B550, "--alone", "07:00.0", "--json")
+    (advice,) = json.loads(r.out)["alone"]
+    # the upstream port (43e9) and the downstream ports (43ea) are what keep it in group 15
+    assert advice["override"] == "id:1022:43e9,id:1022:43ea"
+    assert "0000:04:00.0" in advice["dma_peers"]  # still reachable by peer-to-peer DMA
+    top = samples.load(B550)
+    groups = predict_groups(top, parse_override(advice["override"]))
+    assert any([a.short for a in g.members] == ["07:00.0"] for g in groups)
+    r = cli("simulate", "--sample", B550, "--alone", "01:00.0")
+    assert "already alone" in r.out
+
+
+# --- both directions ------------------------------------------------------------------------------
+
+def _booted_with_override() -> dict:
+    """The article's host after the reboot: same hardware, cmdline with the override, the
+    kernel's groups as the article's second listing shows them."""
+    raw = samples.load_raw(B550)
+    top = samples.load(B550)
+    groups = predict_groups(top, parse_override("downstream,multifunction"))
+    raw = json.loads(json.dumps(raw))
+    raw["iommu_groups"] = {str(g.number): [str(a) for a in g.members] for g in groups}
+    for addr, entry in raw["devices"].items():
+        number = next((g.number for g in groups if any(str(a) == addr for a in g.members)), None)
+        entry["links"].pop("iommu_group", None)
+        if number is not None:
+            entry["links"]["iommu_group"] = str(number)
+    raw["host"]["cmdline"] += " pcie_acs_override=downstream,multifunction"
+    raw["host"]["dmesg"] = ["Warning: PCIe ACS overrides enabled; This may allow non-IOMMU protected "
+                            "peer-to-peer DMA"]
+    return raw
+
+
+def test_a_host_booted_with_an_override_is_shown_its_natural_groups(tmp_path):
+    path = tmp_path / "after-reboot.json"
+    path.write_text(snapshot.dumps(_booted_with_override()))
+    r = cli("simulate", "--snapshot", str(path), "--json")
+    data = json.loads(r.out)
+    assert (data["override"], data["baseline"]) == ("none", "downstream,multifunction")
+    merged = next(m for m in data["merges"] if m["predicted"] == 15)
+    assert merged["from"] == list(range(15, 31))
+    # and it says that today's small groups are only assumed
+    (today,) = data["assumed_isolation_today"]
+    assert "0000:07:00.0" in today["devices"] and today["groups"] == list(range(15, 31))
+    assert data["assumed_isolation"] == []
+    assert data["kernel_support"]["evidence"].startswith("the kernel log says")
+    assert cli("groups", "--snapshot", str(path), "--predict").out.startswith("the prediction matches")
+
+
+def test_a_stock_kernel_ignoring_the_option_is_detected_from_its_log():
+    host = HostInfo(kernel_release="6.12.0-1-amd64", cmdline="quiet pcie_acs_override=downstream",
+                    dmesg=('Unknown kernel command line parameters "pcie_acs_override=downstream", will be '
+                           "passed to user space.",))
+    support = kernel_support(host)
+    assert support.patched is False and "ignores it" in support.evidence
+    assert str(override_in_cmdline(host.cmdline)) == "downstream"
+
+
+def test_cmdline_is_read_the_way_the_patch_reads_it():
+    got = override_in_cmdline("ro pcie_acs_override=downstreamXX,id:10de:1430 pcie_acs_override=multifunction")
+    assert (got.downstream, got.multifunction, got.ids) == (True, True, ((0x10DE, 0x1430),))
+    assert override_in_cmdline("ro quiet") is None
+
+
+# --- without root -------------------------------------------------------------------------------------
+
+def _nonroot_switch() -> dict:
+    specs = [
+        Spec("00:01.0", 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT, acs=(0x1F, 0x1D), secondary_bus=1,
+             subordinate_bus=3, group=0),
+        Spec("01:00.0", 0x1022, 0x43E9, 0x060400, parent="00:01.0", pcie_type=PCIE_UPSTREAM_PORT,
+             secondary_bus=2, subordinate_bus=3, group=1),
+        Spec("02:00.0", 0x1022, 0x43EA, 0x060400, parent="01:00.0", pcie_type=PCIE_DOWNSTREAM_PORT,
+             secondary_bus=3, group=1),
+        Spec("03:00.0", 0x10EC, 0x8168, 0x020000, parent="02:00.0", pcie_type=PCIE_ENDPOINT, group=1),
+    ]
+    return capture_of(specs, as_root=False)
+
+
+def test_without_root_the_prediction_never_invents_a_split_and_says_it_is_limited():
+    top = build_topology(_nonroot_switch(), "non-root capture")
+    sim = simulate(top, parse_override("downstream,multifunction"))
+    assert sim.limited
+    real = {g.members for g in top.groups}
+    # every predicted group lies inside a real one: only provable splits (none here)
+    assert all(any(set(g.members) <= set(r) for r in real) for g in sim.predicted)
+    assert {g.members for g in sim.predicted} == real
+    assert any("only splits what the override provably splits" in n for n in sim.notes)
+
+
+def test_without_root_groups_predict_says_why_it_may_differ(tmp_path):
+    path = tmp_path / "nonroot.json"
+    path.write_text(snapshot.dumps(_nonroot_switch()))
+    r = cli("groups", "--snapshot", str(path), "--predict")
+    assert r.code == 0
+    assert "not root" in r.err
+
+
+# --- the model against a kernel -----------------------------------------------------------------------
+
+def test_groups_predict_lists_what_the_model_does_not_reproduce(tmp_path):
+    raw = samples.load_raw(B550)
+    raw = json.loads(json.dumps(raw))
+    # pretend the kernel put the Marvell controller alone (say, a firmware quirk we do not know)
+    raw["iommu_groups"]["15"].remove("0000:07:00.0")
+    raw["iommu_groups"]["99"] = ["0000:07:00.0"]
+    raw["devices"]["0000:07:00.0"]["links"]["iommu_group"] = "99"
+    path = tmp_path / "odd.json"
+    path.write_text(snapshot.dumps(raw))
+    r = cli("groups", "--snapshot", str(path), "--predict", "--json")
+    data = json.loads(r.out)
+    assert data["matches"] is False
+    assert any(d.startswith("kernel group 99 (07:00.0): predicted as group 15") for d in data["differences"])
+    text = cli("groups", "--snapshot", str(path), "--predict").out
+    assert "differs from the kernel" in text and "firmware" in text
+
+
+def test_the_kernel_log_is_read_below_root(tmp_path):
+    root = materialize(samples.load_raw(B550), tmp_path / "root")
+    log = root / "var/log/kern.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Nov 1 pve kernel: Linux version 6.8.0-old\n"
+                   "Nov 1 pve kernel: PCIe ACS overrides enabled (old boot)\n"
+                   "Nov 2 pve kernel: Linux version 6.8.12-4-pve\n"
+                   "Nov 2 pve kernel: AMD-Vi: Interrupt remapping enabled\n"
+                   "Nov 2 pve kernel: Unknown kernel command line parameters \"pcie_acs_override=id:1:2\"\n"
+                   "Nov 2 pve kernel: usb 1-1: new high-speed USB device\n")
+    host = sysfs.read_topology(root).host
+    assert host.dmesg == ("Nov 2 pve kernel: AMD-Vi: Interrupt remapping enabled",
+                          'Nov 2 pve kernel: Unknown kernel command line parameters "pcie_acs_override=id:1:2"')
+
+
+LAB = sorted((FIXTURES / "lab").glob("*.json"))
+
+
+@pytest.mark.parametrize("capture", LAB, ids=[p.stem for p in LAB])
+def test_prediction_equals_the_real_kernels_groups(capture):
+    """Captures the QEMU lab took from a real kernel (Intel and AMD IOMMU): predicted == real."""
+    top = snapshot.load(capture)
+    check = check_model(top)
+    assert check.matches, "\n".join(check.differences)
+
+
+def test_what_the_kernel_joined_beyond_config_space_stays_joined(tmp_path):
+    # Say the firmware declares 0b:00.0 a DMA alias of 01:00.0 (AMD IVRS can): the kernel put
+    # them in one group, config space does not show why, and no override separates them.
+    raw = json.loads(json.dumps(samples.load_raw(B550)))
+    raw["iommu_groups"]["14"].append("0000:0b:00.0")
+    del raw["iommu_groups"]["16"]
+    raw["devices"]["0000:0b:00.0"]["links"]["iommu_group"] = "14"
+    path = tmp_path / "ivrs-alias.json"
+    path.write_text(snapshot.dumps(raw))
+    data = json.loads(cli("simulate", "--snapshot", str(path), "--json").out)
+    assert any(g["devices"] == ["0000:01:00.0", "0000:0b:00.0"] for g in data["predicted"])
+    check = json.loads(cli("groups", "--snapshot", str(path), "--predict", "--json").out)
+    assert not check["matches"]  # the model alone cannot see it, and says so
+
+
+def test_a_host_without_iommu_gets_the_groups_it_will_have(tmp_path):
+    raw = json.loads(json.dumps(samples.load_raw(B550)))
+    raw["iommu_groups"] = None
+    for entry in raw["devices"].values():
+        entry["links"].pop("iommu_group", None)
+    path = tmp_path / "no-iommu.json"
+    path.write_text(snapshot.dumps(raw))
+    r = cli("simulate", "--snapshot", str(path), "--acs-override", "none", "--json")
+    data = json.loads(r.out)
+    assert data["current"] is None and any("once the IOMMU is on" in n for n in data["notes"])
+    gpu = next(g["devices"] for g in data["predicted"] if "0000:04:00.0" in g["devices"])
+    assert "0000:07:00.0" in gpu and "0000:0a:00.0" in gpu
+
+
+def test_device_verdict_is_compared_when_check_is_part_of_the_build():
+    import importlib.util
+
+    has_check = importlib.util.find_spec("vfiokit.analyses.passthrough") is not None
+    (dev,) = json.loads(cli("simulate", "--sample", B550, "--device", "07:00.0", "--json").out)["devices"]
+    if has_check:
+        # today the SATA card takes the GPU (the console) with it; alone it costs nothing
+        assert dev["verdict_changes"] is True and dev["verdict_then"] == "alone"
+    else:
+        assert dev["verdict_now"] is None
+        assert "not compared" in cli("simulate", "--sample", B550, "--device", "07:00.0").out
