@@ -147,8 +147,37 @@ HOST = {
 }
 
 
+# What the owner's Proxmox uses (layout: vfiokit.sources.host_usage), as a stock install on the
+# M.2_1 NVMe would give it: LVM root and swap, the ESP, vmbr0 on the on-board NIC carrying the
+# default route, the console on the Quadro, a USB keyboard on the CPU's rear-panel controller.
+_ROOT_CHAIN = ["nvme0n1p3", "nvme0n1", "nvme0", "0000:01:00.0"]
+HOST_USAGE = {
+    "version": 1,
+    "storage": [
+        {"use": "/", "role": "root", "source": "/dev/mapper/pve-root", "fstype": "ext4",
+         "chain": ["dm-1", *_ROOT_CHAIN], "pci": "0000:01:00.0"},
+        {"use": "/boot/efi", "role": "efi", "source": "/dev/nvme0n1p2", "fstype": "vfat",
+         "chain": ["nvme0n1p2", "nvme0n1", "nvme0", "0000:01:00.0"], "pci": "0000:01:00.0"},
+        {"use": "/dev/dm-0", "role": "swap", "source": "/dev/mapper/pve-swap", "fstype": "swap",
+         "chain": ["dm-0", *_ROOT_CHAIN], "pci": "0000:01:00.0"},
+    ],
+    "network": [
+        {"interface": "enp10s0", "operstate": "up", "chain": ["enp10s0", "0000:0a:00.0"], "pci": "0000:0a:00.0",
+         "default_route": [{"family": "ipv4", "via": ["vmbr0", "enp10s0"]}]},
+        {"interface": "enp6s0", "operstate": "up", "chain": ["enp6s0", "0000:06:00.0"], "pci": "0000:06:00.0",
+         "default_route": []},
+    ],
+    "console": [{"what": "fb0", "name": "nouveaudrmfb", "chain": ["fb0", "0000:04:00.0"], "pci": "0000:04:00.0"}],
+    "input": [{"what": "keyboard", "name": "USB Keyboard", "chain": ["input3", "1-2", "usb1", "0000:0d:00.3"],
+               "pci": "0000:0d:00.3"}],
+    "proxmox": {"node": "pve", "vms": [], "mappings": []},
+    "notes": [],
+}
+
+
 def build() -> dict:
     raw = capture_of(specs(), host=HOST)
+    raw["host_usage"] = HOST_USAGE
     raw["captured"].update(by="vfiokit sample (reconstructed)", at="2021-09-01T00:00:00+00:00")
     raw["sample"] = {"name": "asus-tuf-b550-plus",
                      "title": "Asus TUF Gaming B550-Plus + Ryzen 3000, the article's board",

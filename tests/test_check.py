@@ -41,32 +41,17 @@ def test_article_marvell_takes_the_display_and_the_network():
     assert "03:00.0" not in verdict and "bridges, which Proxmox leaves bound to the host" in r.out
 
 
-def test_article_with_the_hosts_facts_names_the_route_and_the_console(tmp_path):
-    """The board with what its owner's Proxmox uses (layout of sources/host_usage.py): root on the
-    M.2 NVMe of group 14, vmbr0 with the default route on the RTL8125, the extra RTL8111 up."""
-    from vfiokit.sources import samples
-
-    raw = samples.load_raw("asus-tuf-b550-plus")
-    raw["host_usage"] = {
-        "version": 1,
-        "storage": [{"use": "/", "role": "root", "source": "/dev/mapper/pve-root", "fstype": "ext4",
-                     "chain": ["dm-1", "nvme0n1p3", "nvme0n1", "nvme0", "0000:01:00.0"], "pci": "0000:01:00.0"}],
-        "network": [{"interface": "enp10s0", "operstate": "up", "chain": ["enp10s0", "0000:0a:00.0"],
-                     "pci": "0000:0a:00.0", "default_route": [{"family": "ipv4", "via": ["vmbr0", "enp10s0"]}]},
-                    {"interface": "enp6s0", "operstate": "up", "chain": ["enp6s0", "0000:06:00.0"],
-                     "pci": "0000:06:00.0", "default_route": []}],
-        "console": [{"what": "fb0", "name": "nouveaudrmfb", "chain": ["fb0", "0000:04:00.0"],
-                     "pci": "0000:04:00.0"}]}
-    path = tmp_path / "b550.json"
-    path.write_text(json.dumps(raw))
-    r = cli("check", "07:00.0", "--snapshot", str(path))
+def test_article_with_the_hosts_facts_names_the_route_and_the_console():
+    """The bundled board carries what its owner's Proxmox uses: root on the M.2 NVMe of group 14,
+    vmbr0 with the default route on the RTL8125, the extra RTL8111 up, the console on the Quadro."""
+    r = cli("check", "07:00.0", "--sample", "asus-tuf-b550-plus")
     assert r.code == 11
     assert r.out.startswith(
         "Verdict: unsafe - passing 07:00.0 takes the display (04:00.0, boot VGA) and the network "
         "(06:00.0, interface enp6s0 (up); 0a:00.0, default route (ipv4) via vmbr0 -> enp10s0) from the host "
         "(IOMMU group 15); also ")
     assert "the root file system" not in r.out  # the NVMe under / is alone in group 14
-    assert cli("check", "01:00.0", "--snapshot", str(path)).out.startswith(
+    assert cli("check", "01:00.0", "--sample", "asus-tuf-b550-plus").out.startswith(
         "Verdict: unsafe - passing 01:00.0 takes the root file system (01:00.0, / (root) is on dm-1 -> "
         "nvme0n1p3 -> nvme0n1 -> nvme0)")
 
