@@ -84,6 +84,10 @@ class PciIds:
                     "devices are shown by number")
         return None
 
+    def vendor_names(self) -> frozenset[str]:
+        """Every vendor name (to tell the vendor part of a pasted "vendor device" name)."""
+        return frozenset(self._tables[0].values())
+
     def vendor(self, vendor_id: int) -> str | None:
         return self._tables[0].get(vendor_id)
 
