@@ -12,27 +12,34 @@ from vfiokit.model import Topology
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --root / --snapshot / --sample; the command receives `source` (a loader)."""
+    """Add --root / --snapshot / --sample / --listing; the command receives `source` (a loader)."""
 
     @click.option("--root", type=click.Path(file_okay=False), default=None,
                   help="Read the host from this folder instead of / (its sys/, proc/, etc/).")
     @click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False), default=None,
                   help="Read a snapshot file written by 'vfiokit snapshot'.")
     @click.option("--sample", default=None, help="Read a bundled sample machine (see 'vfiokit samples').")
+    @click.option("--listing", "listing_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+                  help="Read a pasted IOMMU group listing ('-' for standard input).")
     @functools.wraps(f)
     def wrapper(*args: Any, root: str | None, snapshot_file: str | None, sample: str | None,
-                **kwargs: Any) -> Any:
-        chosen = [o for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample))
-                  if v is not None]
+                listing_file: str | None, **kwargs: Any) -> Any:
+        chosen = [o for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample),
+                                 ("--listing", listing_file)) if v is not None]
         if len(chosen) > 1:
             raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
-        kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample)
+        kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file)
         return f(*args, **kwargs)
 
     return wrapper
 
 
-def load_source(root: str | None, snapshot_file: str | None, sample: str | None) -> Topology:
+def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
+                listing_file: str | None = None) -> Topology:
+    if listing_file is not None:
+        from vfiokit.sources import listing
+
+        return listing.load(listing_file)
     if snapshot_file is not None:
         from vfiokit.sources import snapshot
 

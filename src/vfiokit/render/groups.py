@@ -33,6 +33,11 @@ def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str
     line = lspci_line(dev, ids)
     klass, _, rest = line.partition(" ")[2].partition(": ")
     name = rest.rsplit(" (rev ", 1)[0] if dev.revision else rest
+    # A source that knows neither (a pasted `find` listing) gives null, not lspci's placeholders.
+    if dev.class_name is None and dev.class_id is None:
+        klass = None
+    if not (dev.vendor_name or dev.device_name or dev.ids):
+        name = None
     return {
         "address": str(dev.address),
         "vendor_id": None if dev.vendor_id is None else f"{dev.vendor_id:04x}",

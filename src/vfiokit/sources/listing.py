@@ -308,9 +308,14 @@ class _Reader:
     def _device(self, n: int, raw: str, text: str, group: int | None) -> bool | str:
         if m := R15CH13.match(text):
             self.with_reset_marks = True
-            fields: dict[str, object] = {"vendor_id": int(m["v"], 16), "device_id": int(m["d"], 16),
+            vid = int(m["v"], 16)
+            fields: dict[str, object] = {"vendor_id": vid, "device_id": int(m["d"], 16),
                                          "has_reset": bool(m["reset"])}
             self._columns(m["rest"], fields)
+            # The script prints only the device name (lspci -mm field 3); the vendor part of the
+            # name comes from pci.ids by id, as lspci itself would have named it.
+            if self.vendor_of is not None:
+                fields["vendor_name"] = self.vendor_of(vid)
             return self._add(n, raw, PciAddress.parse(m["addr"]), group, fields)
         if m := SYSFS_DEVICE.search(text):
             return self._add(n, raw, PciAddress.parse(m["addr"]), int(m["n"]), {})
@@ -474,7 +479,7 @@ class _Reader:
                          "(lspci -k or ls-iommu -k output includes them)")
         no_ids = sum(1 for d in devices if d.vendor_id is None)
         if no_ids:
-            why = " (the listing was made without lspci -nn)" if no_ids == len(devices) else ""
+            why = " (the listing does not show [vvvv:dddd]; lspci -nn does)" if no_ids == len(devices) else ""
             notes.append(f"vendor:device ids unknown for {no_ids} of {len(devices)} devices{why}")
         no_class = sum(1 for d in devices if d.class_code is None)
         if no_class:
