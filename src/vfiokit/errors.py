@@ -14,6 +14,8 @@ class ExitCode(enum.IntEnum):
     """Exit codes of the `vfiokit` command (documented in the README; never renumber)."""
 
     OK = 0
+    #: `compare`: the two sources differ (as diff(1) does).
+    DIFFERENT = 1
     #: click's own code for a bad command line (unknown option, missing argument).
     USAGE = 2
     #: A file, snapshot, listing or tree could not be read or is malformed.

@@ -22,7 +22,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from vfiokit.cli import attach, boot, check, cluster, predict, see
+    from vfiokit.cli import attach, boot, check, cluster, compare, predict, see
 
     see.register(main)
     boot.register(main)
@@ -30,6 +30,7 @@ def _register() -> None:
     cluster.register(main)
     check.register(main)
     predict.register(main)
+    compare.register(main)
 
 
 _register()
