@@ -90,6 +90,8 @@ PROMPT = re.compile(r"^(?:\([^)]*\)\s*)?(?:\[[^\]]*\]\s*)?[\w.-]+@[\w.-]+(?:[:\s
 COMMAND = re.compile(r"^(?:sudo\s+)?(?:lspci|find|ls|for|do|done|echo|cat|uname|pvesh|bash|sh|"
                      r"shopt|while|if|then|fi|printf|\./\S+|\S+\.sh)\b")
 FENCE = re.compile(r"^(```|~~~)")
+#: What `tree` and `ls -l` print around the group folders' symlinks.
+SYSFS_NOISE = re.compile(r"^(?:devices|reserved_regions|type|total \d+|\d+ director(?:y|ies), \d+ files?)$")
 PVESH_BORDER = re.compile(r"^[\s┌┐└┘├┤┬┴┼─═╞╡╪╘╛╒╕╤╧.]+$")
 
 
@@ -218,7 +220,10 @@ class _Reader:
             return None
         text, tree = _clean(raw)
         expect, self.expect = self.expect, None
-        if not text or FENCE.match(text):
+        if not text:
+            return None
+        if FENCE.match(text):
+            self.group = None  # a code block ends: a device line after it is not guessed into a group
             return None
         if expect == "cmdline" and not ADDRESS_TOKEN.search(text) and not GROUP_PREFIX.match(text):
             self.cmdline = text
@@ -240,7 +245,6 @@ class _Reader:
             if ADDRESS_TOKEN.search(rest) or rest.startswith("["):
                 self.group = int(m["n"])  # r15ch13 continues a group on lines without the prefix
                 return self._device(n, raw, rest, self.group)
-            self.group = None  # prose that starts with "Group N ..."
             return "prose"
         if m := DRIVER_LINE.match(text):
             self.saw_k = True
@@ -255,7 +259,7 @@ class _Reader:
                 self.last.fields["subsystem_vendor_id"] = int(m["v"], 16)
                 self.last.fields["subsystem_device_id"] = int(m["d"], 16)
             return None
-        if OTHER_K_LINE.match(text) or USB_LINE.match(text):
+        if OTHER_K_LINE.match(text) or USB_LINE.match(text) or SYSFS_NOISE.match(text):
             return None
         if (m := PROMPT.match(text)) and not ADDR_FIRST.match(text):
             self._command((m["cmd"] or m["cmd2"] or "").strip())
@@ -281,8 +285,6 @@ class _Reader:
             return "uname output"
         if ADDRESS_TOKEN.search(text):
             return "not a device line the reader knows"
-        # Prose between groups ends the group: a device line after it is not guessed into one.
-        self.group = None
         return None
 
     def _command(self, cmd: str) -> None:
