@@ -105,7 +105,7 @@ def test_kernel_update_merges_groups_and_changes_membership():
     gpu = next(ch for ch in c.membership if ch.address == A("01:00.0"))
     assert gpu.gained == (A("02:00.0"), A("03:00.0")) and gpu.lost == ()
     back = compare(_top(after, "a"), _top(BEFORE, "b"))
-    assert [(s.group, [p.group for p in s.into]) for s in back.splits] == [(2, [2, 3, 4])]
+    assert [(s.group, [p.group for p in s.parts]) for s in back.splits] == [(2, [2, 3, 4])]
 
 
 def test_device_replaced_at_the_same_address_vanishes_and_appears():

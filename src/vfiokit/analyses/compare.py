@@ -35,16 +35,9 @@ class GroupPart:
 
 
 @dataclass(frozen=True)
-class Split:
-    """Group `group` of A: its devices are in several groups of B (`into`)."""
-
-    group: int
-    into: tuple[GroupPart, ...]
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Group `group` of B gathers devices of several groups of A (`parts`)."""
+class Regroup:
+    """A split: group `group` of A, whose devices are now in the groups `parts` of B. A merge:
+    group `group` of B, which gathers devices of the groups `parts` of A."""
 
     group: int
     parts: tuple[GroupPart, ...]
@@ -80,8 +73,8 @@ class Comparison:
     appeared: tuple[Device, ...]
     vanished: tuple[Device, ...]
     moved: tuple[Moved, ...]
-    splits: tuple[Split, ...]
-    merges: tuple[Merge, ...]
+    splits: tuple[Regroup, ...]
+    merges: tuple[Regroup, ...]
     renumbered: tuple[Renumbered, ...]
     membership: tuple[MembershipChange, ...]
     #: Devices on one side only that were left out because only common devices were compared.
@@ -189,7 +182,7 @@ def _parts(members: Iterable[PciAddress], group_of: dict[PciAddress, int]) -> tu
 
 
 def _splits(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
-            gb: dict[PciAddress, int]) -> tuple[Split, ...]:
+            gb: dict[PciAddress, int]) -> tuple[Regroup, ...]:
     by_a: dict[int, list[PciAddress]] = defaultdict(list)
     for x in both:
         by_a[ga[x]].append(matched[x])
@@ -197,12 +190,12 @@ def _splits(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: d
     for g, members in sorted(by_a.items()):
         parts = _parts(members, gb)
         if len(parts) > 1:
-            out.append(Split(g, parts))
+            out.append(Regroup(g, parts))
     return tuple(out)
 
 
 def _merges(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
-            gb: dict[PciAddress, int]) -> tuple[Merge, ...]:
+            gb: dict[PciAddress, int]) -> tuple[Regroup, ...]:
     by_b: dict[int, list[PciAddress]] = defaultdict(list)
     back = {matched[x]: ga[x] for x in both}
     for x in both:
@@ -211,13 +204,13 @@ def _merges(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: d
     for g, members in sorted(by_b.items()):
         parts = _parts(members, back)
         if len(parts) > 1:
-            out.append(Merge(g, parts))
+            out.append(Regroup(g, parts))
     return tuple(out)
 
 
 def _renumbered(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
-                gb: dict[PciAddress, int], splits: tuple[Split, ...],
-                merges: tuple[Merge, ...]) -> tuple[Renumbered, ...]:
+                gb: dict[PciAddress, int], splits: tuple[Regroup, ...],
+                merges: tuple[Regroup, ...]) -> tuple[Renumbered, ...]:
     moved_groups_a = {s.group for s in splits} | {p.group for m in merges for p in m.parts}
     seen: dict[int, tuple[int, list[PciAddress]]] = {}
     for x in both:

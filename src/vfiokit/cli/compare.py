@@ -35,8 +35,8 @@ def human(c: Comparison, ids: PciIds) -> list[str]:
         scope = "on the devices both show" if c.ignored else ""
         out.append(f"[green]identical[/green]: same devices, same addresses, same groups {scope}".rstrip())
     for s in c.splits:
-        out.append(f"[yellow]split[/yellow]: group {s.group} of A is now {len(s.into)} groups in B")
-        for part in s.into:
+        out.append(f"[yellow]split[/yellow]: group {s.group} of A is now {len(s.parts)} groups in B")
+        for part in s.parts:
             out.extend(f"  group {part.group}: {escape(_line(b, m, ids))}" for m in part.members)
     for m in c.merges:
         out.append(f"[yellow]merged[/yellow]: group {m.group} of B gathers groups "
@@ -51,7 +51,7 @@ def human(c: Comparison, ids: PciIds) -> list[str]:
     out.extend(f"[red]vanished[/red] (only in A): {escape(lspci_line(d, ids))}" for d in c.vanished)
     out.extend(f"[green]appeared[/green] (only in B): {escape(lspci_line(d, ids))}" for d in c.appeared)
     # A device of a split or merged group is shown there already; list the others one by one.
-    regrouped = {x for s in c.splits for p in s.into for x in p.members} | {
+    regrouped = {x for s in c.splits for p in s.parts for x in p.members} | {
         x for m in c.merges for p in m.parts for x in p.members}
     for ch in c.membership:
         if ch.address in regrouped:
@@ -89,7 +89,7 @@ def as_json(c: Comparison, ids: PciIds) -> dict[str, Any]:
         "identical": c.identical,
         "common_only": bool(c.ignored),
         "splits": [{"group": s.group, "into": [{"group": p.group, "devices": addrs(p.members)}
-                                               for p in s.into]} for s in c.splits],
+                                               for p in s.parts]} for s in c.splits],
         "merges": [{"group": m.group, "from": [{"group": p.group, "devices": addrs(p.members)}
                                                for p in m.parts]} for m in c.merges],
         "renumbered": [{"from": r.old, "to": r.new, "devices": addrs(r.members)} for r in c.renumbered],
