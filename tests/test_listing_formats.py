@@ -57,6 +57,21 @@ def test_the_articles_script_run_with_real_lspci_reads_back_to_the_sample(b550_t
             assert line in out
 
 
+@pytest.mark.parametrize("flags", [["-vmm", "-nn"], ["-v"], ["-nnv"]])
+def test_lspci_verbose_outputs_carry_the_groups_and_read_back_to_the_sample(b550_tree, flags):
+    """`lspci -v` prints "IOMMU group N" in its Flags line, `lspci -vmm` an IOMMUGroup field."""
+    sample = samples.load("asus-tuf-b550-plus")
+    top = listing.read_text(lspci(b550_tree, *flags), "lspci").topology
+    assert {g.number: g.members for g in top.groups} == {g.number: g.members for g in sample.groups}
+    grouped = [d for d in sample.devices if d.iommu_group is not None]
+    if "-vmm" in flags:
+        assert {d.address: (d.ids, d.class_code) for d in top.devices if d.iommu_group is not None} == {
+            d.address: (d.ids, d.class_code) for d in grouped}
+    else:
+        assert {d.address: d.driver for d in top.devices if d.iommu_group is not None} == {
+            d.address: d.driver for d in grouped}
+
+
 def article_script_with(tree, flags):
     """The article's script with lspci options added, as people run it (`lspci -s ... -nn`)."""
     script = tree.parent / "article-flags.sh"

@@ -65,6 +65,12 @@ DRIVER_LINE = re.compile(r"^Kernel driver in use:\s*(?P<driver>\S+)")
 KMOD_LINE = re.compile(r"^Kernel modules:")
 SUBSYSTEM_LINE = re.compile(
     r"^Subsystem:\s*(?P<text>.*?)(?:\s*\[(?P<v>[0-9a-f]{4}):(?P<d>[0-9a-f]{4})\])?\s*$", re.I)
+#: `lspci -v`: "Flags: bus master, fast devsel, latency 0, IRQ 16, IOMMU group 13" (lspci.c show_verbose).
+FLAGS_GROUP = re.compile(r"^Flags:.*\bIOMMU group (?P<n>\d+)")
+#: `lspci -vmm` records (lspci.c show_machine): "Slot:\t01:00.0", "Class:\t...", ..., "IOMMUGroup:\t13".
+VMM_FIELD = re.compile(r"^(?P<key>Slot|Class|Vendor|Device|SVendor|SDevice|Rev|ProgIf|Driver|Module|"
+                       r"NUMANode|IOMMUGroup|PhySlot):\s+(?P<value>.*?)\s*$")
+VMM_NAME = re.compile(r"^(?P<name>.*?)(?:\s*\[(?P<id>[0-9a-fA-F]{4})\])?$")
 OTHER_K_LINE = re.compile(r"^(?:DeviceName|Physical Slot|Flags|Control|Status|Latency|Interrupt|"
                           r"Region \d|Capabilities|NUMA node|IOMMU group):", re.I)
 # lspci line parts (pciutils ls-kernel.c / lspci.c show_terse): class, names, ids, revision, prog-if.
@@ -120,7 +126,7 @@ class ListingRead:
     lines: dict[PciAddress, int]
     #: Lines holding an address that did not become a device, and lines the reader could not read.
     skipped: tuple[Skipped, ...]
-    #: Lines read with something missing at their end (ids or names unknown): line -> what.
+    #: Lines read although cut short (what followed the cut, often the ids, is unknown).
     cut: tuple[Skipped, ...] = ()
 
 
@@ -149,7 +155,11 @@ def _clean(raw: str) -> tuple[str, bool]:
 # --- device text ----------------------------------------------------------------------------------
 
 
-def _hex(text: str | None) -> int | None:
+def _is_hex(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-fA-F]{1,2}", text))
+
+
+def _int16(text: str | None) -> int | None:
     return None if text is None else int(text, 16)
 
 
@@ -202,6 +212,7 @@ class _Reader:
         self.pvesh_columns: list[str] | None = None
         self.saw_k = False  # a `-k` listing: a device without a driver line has none bound
         self.with_reset_marks = False  # an r15ch13 listing: no [R] means no reset file
+        self.record: _Dev | None = None  # the `lspci -vmm` record being read
 
     # -- line dispatch -----------------------------------------------------------------------------
 
@@ -221,6 +232,12 @@ class _Reader:
         text, tree = _clean(raw)
         expect, self.expect = self.expect, None
         if not text:
+            self.record = None  # lspci -vmm ends each record with a blank line
+            return None
+        if m := VMM_FIELD.match(text):
+            return self._vmm(n, raw, m["key"], m["value"])
+        if (m := FLAGS_GROUP.match(text)) and self.last is not None:
+            self.last.fields["iommu_group"] = int(m["n"])
             return None
         if FENCE.match(text):
             self.group = None  # a code block ends: a device line after it is not guessed into a group
@@ -245,7 +262,7 @@ class _Reader:
             if ADDRESS_TOKEN.search(rest) or rest.startswith("["):
                 self.group = int(m["n"])  # r15ch13 continues a group on lines without the prefix
                 return self._device(n, raw, rest, self.group)
-            return "prose"
+            return None  # prose that starts with "Group 3 ..."
         if m := DRIVER_LINE.match(text):
             self.saw_k = True
             if self.last is not None:
@@ -306,6 +323,46 @@ class _Reader:
         return None
 
     # -- devices -----------------------------------------------------------------------------------
+
+    def _vmm(self, n: int, raw: str, key: str, value: str) -> bool | str | None:
+        """One `Key:\tvalue` line of `lspci -vmm` (with -nn the names carry `[id]`)."""
+        if key == "Slot":
+            if not ADDR_FIRST.match(value):
+                return "an lspci -vmm Slot line without a readable address"
+            result = self._add(n, raw, PciAddress.parse(value.split()[0]), None, {})
+            self.record = self.last
+            return result
+        rec = self.record
+        if rec is None:
+            return None
+        f = rec.fields
+        name = VMM_NAME.match(value)
+        text, ident = name["name"], _int16(name["id"])
+        if key == "Class":
+            f["class_name"] = text
+            if ident is not None:
+                f["class_code"] = ident << 8 | int(f.pop("prog_if", 0))  # type: ignore[call-overload]
+        elif key in ("Vendor", "Device", "SVendor", "SDevice"):
+            prefix = {"Vendor": "vendor", "Device": "device", "SVendor": "subsystem_vendor",
+                      "SDevice": "subsystem_device"}[key]
+            if key in ("Vendor", "Device"):
+                f[f"{prefix}_name"] = text
+            if ident is not None:
+                f[f"{prefix}_id"] = ident
+        elif key == "Rev" and _is_hex(value):
+            f["revision"] = int(value, 16)
+        elif key == "ProgIf" and _is_hex(value):
+            if f.get("class_code") is not None:
+                f["class_code"] = int(f["class_code"]) & ~0xFF | int(value, 16)  # type: ignore[call-overload]
+            else:
+                f["prog_if"] = int(value, 16)
+        elif key in ("Driver", "Module"):
+            self.saw_k = True
+            if key == "Driver":
+                f["driver"] = value
+        elif key == "IOMMUGroup" and value.isdigit():
+            f["iommu_group"] = int(value)
+        return None
 
     def _device(self, n: int, raw: str, text: str, group: int | None) -> bool | str:
         if m := R15CH13.match(text):
@@ -450,6 +507,7 @@ class _Reader:
         members: dict[int, list[PciAddress]] = {}
         for addr, d in sorted(self.devices.items()):
             f = dict(d.fields)
+            f.pop("prog_if", None)  # a ProgIf line without a class code: nowhere to keep it
             if self.saw_k and "driver" not in f:
                 f["driver"] = ""  # lspci -k / ls-iommu -k print the line only when a driver is bound
             if not self.with_reset_marks:
