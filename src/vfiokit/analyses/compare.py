@@ -150,7 +150,8 @@ def compare(a: Topology, b: Topology, common_only: bool = False) -> Comparison:
         matched[old.address] = new.address
         moved.append(Moved(old.address, new.address))
     gone = [d for d in only_a if d.address not in matched]
-    new_ones = [d for d in only_b if d.address not in set(matched.values())]
+    arrived = set(matched.values())
+    new_ones = [d for d in only_b if d.address not in arrived]
     ignored: tuple[tuple[str, PciAddress], ...] = ()
     if common_only:
         ignored = tuple([("A", d.address) for d in gone] + [("B", d.address) for d in new_ones])
