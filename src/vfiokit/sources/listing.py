@@ -12,16 +12,18 @@ named patterns, one per thing a line can be:
   class code, ids, colon after the class (ls-iommu has none) or revision; `lspci -n`
   (`BB:DD.F cccc: vvvv:dddd`); `lspci -mm` (quoted fields); the r15ch13 script
   (`[vvvv:dddd] [R] BB:DD.F  Class  Name` in columns); a `find /sys/kernel/iommu_groups/ -type l`
-  path; a bare address (tree drawings, `ls -l` symlinks);
+  path; a bare address (tree drawings, `ls -l` symlinks); an `lspci -vmm` record (`Slot:` ...
+  `IOMMUGroup:`);
 - a line about the device above: `Kernel driver in use:`, `Kernel modules:`, `Subsystem:`,
-  `DeviceName:` (`lspci -k`, `ls-iommu -k`), `USB:` (r15ch13);
+  `DeviceName:` (`lspci -k`, `ls-iommu -k`), `Flags: ... IOMMU group N` (`lspci -v`), `USB:` (r15ch13);
 - a `pvesh get /nodes/X/hardware/pci` table (header row, borders, data rows);
 - host facts: a kernel command line (`BOOT_IMAGE=...`, `root=...`, or the line after
   `cat /proc/cmdline`), `uname -a`/`-r` output, `/proc/version`;
 - noise: prompts, commands, prose, markdown.
 
 A listing has no config space: PCIe port types, ACS, the bridge above each device, multifunction
-and reset ability are unknown (None), and the topology's notes say so. Every line that holds a
+and reset ability are unknown (None), and the topology's notes say so. Names are kept as the listing printed them (r15ch13's script prints
+only the device name; its vendor part is looked up by id in pci.ids). Every line that holds a
 PCI address either becomes a device or is reported with its line number and the reason it was
 kept out; a duplicated address or a listing without any group is `BadInput`.
 """
