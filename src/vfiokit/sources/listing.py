@@ -25,8 +25,8 @@ A listing has no config space: PCIe port types, ACS, the bridge above each devic
 and reset ability are unknown (None), and the topology's notes say so. Names are kept as the
 listing printed them (r15ch13's script prints only the device name; its vendor part is looked up
 by id in pci.ids). Every line that holds a PCI address either becomes a device or is reported
-with its line number and the reason it was
-kept out; a duplicated address or a listing without any group is `BadInput`.
+with its line number and the reason it was kept out; a duplicated address or a listing without any
+group is `BadInput`.
 """
 
 from __future__ import annotations
