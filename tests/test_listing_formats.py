@@ -126,6 +126,17 @@ def test_lspci_variants_numeric_machine_readable_and_prog_if():
     assert usb.class_code == 0x0C0330
 
 
+def test_unraid_system_devices_page_copied():
+    top = read("""\
+        IOMMU group 12:\t[10de:1b80] 01:00.0 VGA compatible controller: NVIDIA Corporation GP104 [GeForce GTX 1080] (rev a1)
+        \t[10de:10f0] 01:00.1 Audio device: NVIDIA Corporation GP104 High Definition Audio Controller (rev a1)
+        """).topology  # noqa: E501
+    gpu, audio = top.by_address[A("01:00.0")], top.by_address[A("01:00.1")]
+    assert (gpu.ids, gpu.class_name, gpu.vendor_name, gpu.device_name, gpu.revision) == (
+        "10de:1b80", "VGA compatible controller", "NVIDIA Corporation", "GP104 [GeForce GTX 1080]", 0xA1)
+    assert audio.iommu_group == 12 and audio.ids == "10de:10f0"
+
+
 def test_find_output_in_any_order_and_tree_and_ls_l():
     find = """\
         $ find /sys/kernel/iommu_groups/ -type l

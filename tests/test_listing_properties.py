@@ -70,7 +70,7 @@ def _groups(top: Topology) -> dict[int, set[PciAddress]]:
     return {g.number: set(g.members) for g in top.groups}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(top=topologies(), fmt=st.sampled_from(sorted(FORMATS)))
 def test_any_model_in_any_format_reads_back_to_the_same_groups(top, fmt):
     write, carries = FORMATS[fmt]
@@ -96,7 +96,9 @@ def test_any_model_in_any_format_reads_back_to_the_same_groups(top, fmt):
         if "reset" in carries:
             assert b.has_reset == d.has_reset
         if "driver" in carries:
-            assert b.driver == (d.driver or "")
+            # `-k` prints a line only for a bound driver: with none bound anywhere, nothing says -k.
+            k_listing = any(x.driver for x in top.devices)
+            assert b.driver == ((d.driver or "") if k_listing else None)
 
 
 PIECES_OF_LISTINGS = [
@@ -107,6 +109,8 @@ PIECES_OF_LISTINGS = [
     "│ class │ device │ id │ iommugroup │", "Kernel driver in use: vfio-pci", "Subsystem: X [1b21:1062]",
     "root@pve:~# cat /proc/cmdline", "uname -r", "\x1b[01;34m02:00.0\x1b[0m", "01:00.0 \"VGA\" \"N [10de]\"",
     "```", "> 03:00.0 0300: 10de:1b80 (rev a1)", "USB:\t\t[1d6b:0002]", "IOMMU Group 99999999999999999999",
+    "Slot:\t0000:02:00.0", "Class:\tVGA [0300]", "ProgIf:\t30", "IOMMUGroup:\t4", "Rev:\tzz",
+    "Flags: bus master, fast devsel, IOMMU group 3", "", "Driver:\tahci",
 ]
 
 

@@ -373,7 +373,11 @@ class _Reader:
             vid = int(m["v"], 16)
             fields: dict[str, object] = {"vendor_id": vid, "device_id": int(m["d"], 16),
                                          "has_reset": bool(m["reset"])}
-            self._columns(m["rest"], fields)
+            rest = m["rest"].strip()
+            if re.search(r"\s{2,}|\t", rest) or not rest:
+                self._columns(rest, fields)
+            elif not self._lspci(n, raw, rest, fields):  # Unraid's page: `[ids] BB:DD.F Class: Name`
+                return "the device text after the address is not readable"
             # The script prints only the device name (lspci -mm field 3); the vendor part of the
             # name comes from pci.ids by id, as lspci itself would have named it.
             if self.vendor_of is not None:
@@ -396,7 +400,7 @@ class _Reader:
 
     def _columns(self, rest: str, fields: dict[str, object]) -> None:
         """r15ch13: `Class<padded to 40> Name` (printf "%s %-40s %s" of lspci -mm fields)."""
-        parts = re.split(r"\s{2,}|\t+", rest.strip(), maxsplit=1)
+        parts = re.split(r"\s{2,}|\t+", rest, maxsplit=1)
         if parts and parts[0]:
             fields["class_name"] = parts[0].strip()
         if len(parts) > 1 and parts[1].strip():
