@@ -168,6 +168,14 @@ def test_find_output_in_any_order_and_tree_and_ls_l():
         lrwxrwxrwx 1 root root 0 Mar  3 10:00 0000:00:14.2 -> ../../../../devices/pci0000:00/0000:00:14.2
         """
     assert groups(ls) == {3: ["00:14.0", "00:14.2"]}
+    deep = """\
+        iommu
+        └── groups
+            ├── 3
+            │   │   │   └── 0000:00:14.0
+            │   │   │   └── 0000:00:14.2
+        """
+    assert groups(deep) == {3: ["00:14.0", "00:14.2"]}
 
 
 def test_tree_drawing_under_a_header():

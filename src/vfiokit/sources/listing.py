@@ -228,7 +228,8 @@ class _Reader:
     def _line(self, n: int, raw: str) -> bool | str | None:
         """Read one line. True: it gave a device; a string: why a line with an address was not read."""
         stripped = ANSI.sub("", raw).strip()
-        if stripped.startswith("│") and stripped.count("│") >= 3:
+        # A table row has several filled cells; a tree drawing's `│   │   └──` has one at most.
+        if stripped.startswith("│") and sum(1 for c in stripped.split("│") if c.strip()) >= 2:
             return self._pvesh_row(n, stripped)
         if PVESH_BORDER.match(stripped) and any(c in stripped for c in "┌├└╞"):
             return None
