@@ -139,3 +139,21 @@ def test_bad_source_spec_is_one_line(spec, says):
 
 def test_both_from_stdin_is_a_usage_error():
     assert cli("compare", "-", "-", stdin="").code == 2
+
+
+def test_card_added_and_kernel_merging_groups_as_a_user_reads_it(tmp_path):
+    before, after = tmp_path / "before.txt", tmp_path / "after.txt"
+    before.write_text(
+        "IOMMU Group 2 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80] (rev a1)\n"
+        "IOMMU Group 3 02:00.0 Ethernet controller [0200]: Intel Corporation I211 Gigabit [8086:1539] (rev 03)\n")
+    after.write_text(
+        "IOMMU Group 2 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80] (rev a1)\n"
+        "IOMMU Group 2 03:00.0 Ethernet controller [0200]: Intel Corporation I211 Gigabit [8086:1539] (rev 03)\n"
+        "IOMMU Group 5 02:00.0 Non-Volatile memory controller [0108]: Samsung Electronics Co Ltd NVMe [144d:a808]\n")
+    r = cli("compare", str(before), str(after))
+    assert r.code == 1
+    assert "merged: group 2 of B gathers groups 2, 3 of A" in r.out
+    assert "  from group 3: 03:00.0 Ethernet controller: Intel Corporation I211 Gigabit (rev 03) (was 02:00.0)" in r.out
+    assert "moved: 02:00.0 -> 03:00.0 Ethernet controller" in r.out
+    assert "appeared (only in B): 02:00.0 Non-Volatile memory controller: Samsung Electronics Co Ltd NVMe" in r.out
+    assert "A and B: drivers are unknown" in r.err

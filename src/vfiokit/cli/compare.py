@@ -14,9 +14,10 @@ from vfiokit.model import Device, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 
 
-def _line(top: Topology, addr: PciAddress, ids: PciIds) -> str:
+def _line(top: Topology, addr: PciAddress, ids: PciIds, was: dict[PciAddress, PciAddress] | None = None) -> str:
     dev = top.by_address.get(addr)
-    return lspci_line(dev, ids) if dev is not None else addr.short
+    text = lspci_line(dev, ids) if dev is not None else addr.short
+    return f"{text} (was {was[addr].short})" if was and addr in was else text
 
 
 def _addrs(addrs: tuple[PciAddress, ...], most: int = 0) -> str:
@@ -30,6 +31,7 @@ def human(c: Comparison, ids: PciIds) -> list[str]:
     from rich.markup import escape
 
     a, b = c.a, c.b
+    was = {m.new: m.old for m in c.moved}
     out = [f"[bold]A[/bold] {escape(a.source)}", f"[bold]B[/bold] {escape(b.source)}"]
     if c.identical:
         scope = "on the devices both show" if c.ignored else ""
@@ -37,12 +39,12 @@ def human(c: Comparison, ids: PciIds) -> list[str]:
     for s in c.splits:
         out.append(f"[yellow]split[/yellow]: group {s.group} of A is now {len(s.parts)} groups in B")
         for part in s.parts:
-            out.extend(f"  group {part.group}: {escape(_line(b, m, ids))}" for m in part.members)
+            out.extend(f"  group {part.group}: {escape(_line(b, m, ids, was))}" for m in part.members)
     for m in c.merges:
         out.append(f"[yellow]merged[/yellow]: group {m.group} of B gathers groups "
                    f"{', '.join(str(p.group) for p in m.parts)} of A")
         for part in m.parts:
-            out.extend(f"  from group {part.group}: {escape(_line(b, x, ids))}" for x in part.members)
+            out.extend(f"  from group {part.group}: {escape(_line(b, x, ids, was))}" for x in part.members)
     for r in c.renumbered:
         out.append(f"[yellow]renumbered[/yellow]: group {r.old} of A is group {r.new} in B "
                    f"({_addrs(r.members)})")
@@ -125,7 +127,10 @@ def compare(a: str, b: str, common_only: bool, as_json_: bool) -> None:
         raise click.UsageError("A and B cannot both be standard input")
     c = run(spec.load(a), spec.load(b), common_only=common_only)
     ids = PciIds.system()
-    notes = [*(f"A: {n}" for n in c.a.notes), *(f"B: {n}" for n in c.b.notes), *c.notes]
+    # What both sources cannot tell is said once.
+    notes = [f"{'A and B' if n in c.b.notes else 'A'}: {n}" for n in c.a.notes]
+    notes += [f"B: {n}" for n in c.b.notes if n not in c.a.notes]
+    notes += c.notes
     if c.ignored:
         only_a = sum(1 for side, _ in c.ignored if side == "A")
         notes.append(f"--common: left out {only_a} device(s) only in A and "
