@@ -159,8 +159,8 @@ def compare(a: Topology, b: Topology, common_only: bool = False) -> Comparison:
 
     ga, gb = _groups(a), _groups(b)
     both = [x for x in matched if x in ga and matched[x] in gb]
-    splits = _splits(both, matched, ga, gb)
-    merges = _merges(both, matched, ga, gb)
+    splits = _regroups((ga[x], gb[matched[x]], matched[x]) for x in both)
+    merges = _regroups((gb[matched[x]], ga[x], matched[x]) for x in both)
     renumbered = _renumbered(both, matched, ga, gb, splits, merges)
     membership = _membership(a, b, both, matched, ga, gb, {d.address for d in gone},
                              {d.address for d in new_ones})
@@ -175,38 +175,14 @@ def compare(a: Topology, b: Topology, common_only: bool = False) -> Comparison:
                       membership, ignored, tuple(notes))
 
 
-def _parts(members: Iterable[PciAddress], group_of: dict[PciAddress, int]) -> tuple[GroupPart, ...]:
-    by: dict[int, list[PciAddress]] = defaultdict(list)
-    for m in members:
-        by[group_of[m]].append(m)
-    return tuple(GroupPart(g, tuple(sorted(v))) for g, v in sorted(by.items()))
-
-
-def _splits(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
-            gb: dict[PciAddress, int]) -> tuple[Regroup, ...]:
-    by_a: dict[int, list[PciAddress]] = defaultdict(list)
-    for x in both:
-        by_a[ga[x]].append(matched[x])
-    out = []
-    for g, members in sorted(by_a.items()):
-        parts = _parts(members, gb)
-        if len(parts) > 1:
-            out.append(Regroup(g, parts))
-    return tuple(out)
-
-
-def _merges(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
-            gb: dict[PciAddress, int]) -> tuple[Regroup, ...]:
-    by_b: dict[int, list[PciAddress]] = defaultdict(list)
-    back = {matched[x]: ga[x] for x in both}
-    for x in both:
-        by_b[gb[matched[x]]].append(matched[x])
-    out = []
-    for g, members in sorted(by_b.items()):
-        parts = _parts(members, back)
-        if len(parts) > 1:
-            out.append(Regroup(g, parts))
-    return tuple(out)
+def _regroups(placed: Iterable[tuple[int, int, PciAddress]]) -> tuple[Regroup, ...]:
+    """From (group, group on the other side, B address) triples: the groups whose members are
+    spread over several groups of the other side."""
+    by: dict[int, dict[int, list[PciAddress]]] = defaultdict(lambda: defaultdict(list))
+    for group, other, addr in placed:
+        by[group][other].append(addr)
+    return tuple(Regroup(g, tuple(GroupPart(o, tuple(sorted(m))) for o, m in sorted(parts.items())))
+                 for g, parts in sorted(by.items()) if len(parts) > 1)
 
 
 def _renumbered(both: list[PciAddress], matched: dict[PciAddress, PciAddress], ga: dict[PciAddress, int],
