@@ -157,3 +157,20 @@ def test_card_added_and_kernel_merging_groups_as_a_user_reads_it(tmp_path):
     assert "moved: 02:00.0 -> 03:00.0 Ethernet controller" in r.out
     assert "appeared (only in B): 02:00.0 Non-Volatile memory controller: Samsung Electronics Co Ltd NVMe" in r.out
     assert "A and B: drivers are unknown" in r.err
+
+
+def test_the_override_listing_is_what_the_group_model_predicts_for_the_sample():
+    """The article's listing after `pcie_acs_override=downstream,multifunction` against the groups
+    the kernel's algorithm gives the sample with that override (the simulate issue's model)."""
+    grouping = pytest.importorskip("vfiokit.analyses.grouping", reason="the group model is not merged yet")
+    from dataclasses import replace
+
+    sample = samples.load("asus-tuf-b550-plus")
+    predicted = grouping.predict_groups(sample, grouping.parse_override("downstream,multifunction"))
+    number = {a: g.number for g in predicted for a in g.members}
+    top = replace(sample, groups=predicted, source="prediction",
+                  devices=tuple(replace(d, iommu_group=number.get(d.address)) for d in sample.devices))
+    from vfiokit.sources import listing
+
+    c = compare(top, listing.load(str(OVERRIDE)), common_only=True)
+    assert c.identical, (c.splits, c.merges, c.renumbered, c.membership)
