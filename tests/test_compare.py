@@ -4,6 +4,7 @@ changes people compare across (BIOS or kernel update, a card added, an override,
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from tests.conftest import cli
 from vfiokit.analyses.compare import compare
 from vfiokit.model import Device, Group, PciAddress, Topology
-from vfiokit.sources import samples, snapshot
+from vfiokit.sources import listing, samples, snapshot
 from vfiokit.sources.synthetic import Spec, capture_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -163,14 +164,10 @@ def test_the_override_listing_is_what_the_group_model_predicts_for_the_sample():
     """The article's listing after `pcie_acs_override=downstream,multifunction` against the groups
     the kernel's algorithm gives the sample with that override (the simulate issue's model)."""
     grouping = pytest.importorskip("vfiokit.analyses.grouping", reason="the group model is not merged yet")
-    from dataclasses import replace
-
     sample = samples.load("asus-tuf-b550-plus")
     predicted = grouping.predict_groups(sample, grouping.parse_override("downstream,multifunction"))
     number = {a: g.number for g in predicted for a in g.members}
     top = replace(sample, groups=predicted, source="prediction",
                   devices=tuple(replace(d, iommu_group=number.get(d.address)) for d in sample.devices))
-    from vfiokit.sources import listing
-
     c = compare(top, listing.load(str(OVERRIDE)), common_only=True)
     assert c.identical, (c.splits, c.merges, c.renumbered, c.membership)
