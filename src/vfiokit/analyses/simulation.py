@@ -119,6 +119,14 @@ def _limited(top: Topology) -> bool:
     return any(config_unknown(d) for d in top.devices)
 
 
+def missing_config(top: Topology) -> tuple[str, str]:
+    """Why PCIe types and ACS are unknown here, and what gives the full answer."""
+    if all(d.config_size is None for d in top.devices if config_unknown(d)):
+        return ("this source holds no config space (a pasted listing or an API inventory)",
+                "a snapshot taken as root on the host gives the full answer")
+    return "config space beyond 64 bytes was unreadable (not root)", "run as root for the full answer"
+
+
 def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | None = None,
                   facts: KernelFacts | None = None) -> tuple[Partition, tuple[int, ...]]:
     """The groups `top` gets with `override`, and the real groups kept whole.
@@ -176,19 +184,18 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     # else the prediction without one.
     natural_part = real if (current and baseline.empty) else partition_for(top, NONE, baseline, facts)[0]
     notes: list[str] = []
-    if kept:
+    if kept and not limited:  # when limited, unknown config explains it: said below
         notes.append(f"kernel group(s) {', '.join(map(str, kept))} hold devices that vfiokit's model would "
                      "separate (a DMA alias the firmware declares, or a quirk vfiokit lacks): kept whole, "
                      "as no override separates what ACS did not join")
     if limited:
+        why, fix = missing_config(top)
         if override.covers(baseline):
-            notes.append("config space beyond 64 bytes was unreadable (not root): the prediction starts "
-                         "from the kernel's groups and only splits what the override provably splits; "
-                         "run as root for the full answer")
+            notes.append(f"{why}: the prediction starts from the kernel's groups and only splits what the "
+                         f"override provably splits; {fix}")
         else:
-            notes.append("config space beyond 64 bytes was unreadable (not root): devices whose PCIe type "
-                         "and ACS are unknown count as not isolating, so groups may be shown larger than "
-                         "the kernel will make them; run as root for the exact answer")
+            notes.append(f"{why}: devices whose PCIe type and ACS are unknown count as not isolating, so "
+                         f"groups may be shown larger than the kernel will make them; {fix}")
 
     changes: list[DeviceChange] = []
     splits: list[tuple[int, tuple[Group, ...]]] = []
@@ -300,9 +307,10 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
             involved.setdefault(anc.address, anc)
     unknown = [str(a) for a, d in involved.items() if config_unknown(d)]
     if unknown:
+        why, fix = missing_config(top)
         return AloneAdvice(address, False, None, (), (
-            f"config space of {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''} is unreadable "
-            "(not root): whether an override applies cannot be told; run as root",), peers, known=False)
+            f"PCIe type and ACS of {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''} are unknown "
+            f"({why}): whether an override applies cannot be told; {fix}",), peers, known=False)
     # Only the device's natural group and the bridges above it decide (an override only splits).
     sub = replace(top, devices=tuple(d for d in top.devices if d.address in involved))
     sub_natural = predict_partition(sub, NONE, facts)

@@ -62,14 +62,15 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
 
 
 def _predict(top: Topology, as_json: bool) -> None:
-    from vfiokit.analyses.simulation import check_model
+    from vfiokit.analyses.simulation import check_model, missing_config
     from vfiokit.render.simulation import model_check_json, model_check_lines
 
     check = check_model(top)
     notes = list(top.notes)
     if check.limited:
-        notes.append("config space beyond 64 bytes was unreadable (not root): devices of unknown PCIe type "
-                     "count as not isolating, so differences may come from that; run as root")
+        why, fix = missing_config(top)
+        notes.append(f"{why}: devices of unknown PCIe type count as not isolating, so differences may come "
+                     f"from that; {fix}")
     if as_json:
         from vfiokit.render.envelope import envelope
 
