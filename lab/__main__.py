@@ -1,0 +1,111 @@
+"""`python -m lab list | run [NAME...] | regen [NAME...]`.
+
+`run` boots the named topologies (all by default) and checks that the groups vfiokit captured in
+each guest equal the guest kernel's own listing; `regen` does the same and rewrites the committed
+fixtures `tests/fixtures/lab/<name>.json` (the snapshot) and `<name>.truth` (the listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lab import boot, fetch, initramfs
+from lab.topologies import TOPOLOGIES, Topology
+
+FIXTURES = initramfs.REPO / "tests" / "fixtures" / "lab"
+
+
+def check(result: boot.Result) -> str | None:
+    """Why the captured groups differ from the guest kernel's listing, or None when they agree."""
+    assert result.snapshot is not None and result.truth is not None
+    captured = {n: sorted(m) for n, m in (json.loads(result.snapshot)["iommu_groups"] or {}).items()}
+    truth = boot.parse_truth(result.truth)
+    if captured != truth:
+        return f"snapshot groups {captured} != kernel's listing {truth}"
+    return None
+
+
+def run(topos: list[Topology], workdir: Path, jobs: int | None = None,
+        progress: bool = True, debug: bool = False) -> list[boot.Result]:
+    """Fetch, build, and boot `topos`, at most `jobs` at a time (default: one per core, max 2)."""
+    root = fetch.fetch()
+    kernel = fetch.kernel_image(root)
+    shared = initramfs.base(root).read_bytes() + initramfs.project(workdir).read_bytes()
+
+    def one(topo: Topology) -> boot.Result:
+        initrd = workdir / f"{topo.name}.initrd"
+        initrd.write_bytes(shared + initramfs.topology(topo, root, workdir, debug).read_bytes())
+        result = boot.boot(topo, kernel, initrd, workdir)
+        initrd.unlink()
+        if result.ok:
+            result.error = check(result)
+        if progress:
+            state = "ok" if result.ok else f"FAILED: {result.error}"
+            print(f"{topo.name:32} {result.seconds:5.1f} s  {state}", file=sys.stderr, flush=True)
+        return result
+
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, topos))
+
+
+def write_fixtures(result: boot.Result) -> None:
+    assert result.snapshot is not None and result.truth is not None
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    (FIXTURES / f"{result.name}.json").write_text(result.snapshot)
+    (FIXTURES / f"{result.name}.truth").write_text(result.truth)
+
+
+def _select(names: list[str]) -> list[Topology]:
+    unknown = [n for n in names if n not in TOPOLOGIES]
+    if unknown:
+        raise SystemExit(f"lab: unknown topology {', '.join(unknown)} (see 'python -m lab list')")
+    return [TOPOLOGIES[n] for n in names] if names else list(TOPOLOGIES.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the topologies and what each one teaches")
+    for name, what in (("run", "boot and check"), ("regen", "boot, check, rewrite the fixtures")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("names", nargs="*", metavar="NAME")
+        s.add_argument("-j", "--jobs", type=int, default=None, help="parallel boots (default: cores, max 2)")
+        s.add_argument("--keep", action="store_true", help="keep the work folder (consoles, initrds)")
+        s.add_argument("--debug", action="store_true", help="guests print dmesg etc. to their console log")
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        for t in TOPOLOGIES.values():
+            print(f"{t.name:32} {t.iommu:5}  {t.machine.teaches}")
+        return 0
+    if shutil.which(boot.QEMU) is None:
+        raise SystemExit(f"lab: {boot.QEMU} not found (bash scripts/setup-debian.sh installs it)")
+    topos = _select(args.names)
+    workdir = Path(tempfile.mkdtemp(prefix="vfiokit-lab-"))
+    start = time.monotonic()
+    results = run(topos, workdir, args.jobs, debug=args.debug)
+    failed = [r for r in results if not r.ok]
+    if args.cmd == "regen":
+        for r in results:
+            if r.ok:
+                write_fixtures(r)
+    print(f"lab: {len(results) - len(failed)}/{len(results)} topologies ok in "
+          f"{time.monotonic() - start:.0f} s", file=sys.stderr)
+    if args.keep or args.debug or failed:
+        print(f"lab: work folder kept: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The lab's machines, as data: QEMU `-device` lines, kernel arguments, guest set-up steps.
+
+Every machine is booted twice, once behind an emulated Intel IOMMU (name as written) and once
+behind an emulated AMD IOMMU (name + "-amd"), because the two drivers form groups through the same
+`pci_device_group` but see different extra functions (the AMD IOMMU is itself a PCI function).
+
+A set-up step is a busybox `sh` line run by the guest init before the snapshot. A machine with
+`disks=N` gets N fresh raw images as drives `d0`..`dN-1` (for `nvme,drive=d0,...`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The Linux modules that bind each QEMU device model (the IOMMU drivers, PCIe port driver and
+#: 8250 serial are built into Debian's kernel; these are not).
+DRIVERS = {
+    "e1000e": ("e1000e",),
+    "e1000": ("e1000",),
+    "virtio-net-pci": ("virtio_pci", "virtio_net"),
+    "nvme": ("nvme",),
+    "ahci": ("ahci",),
+    "qemu-xhci": ("xhci_pci",),
+    "VGA": ("bochs",),
+    "ich9-intel-hda": ("snd_hda_intel",),
+}
+
+IOMMUS = {
+    # (QEMU device, kernel argument); intremap needs the machine's split irqchip (boot.py).
+    "intel": ("intel-iommu,intremap=on,caching-mode=on", "intel_iommu=on"),
+    # The AMD driver is on by default (6.1 answers "AMD-Vi: Unknown option - 'on'" to
+    # amd_iommu=on). QEMU 7.2's amd-iommu under TCG loses NVMe's first DMA (admin command timeout
+    # after 60 s); iommu=pt (identity default domain, common on Proxmox hosts) avoids it and leaves
+    # the groups alone: pci_device_group does not look at the domain type.
+    "amd": ("amd-iommu,intremap=on", "iommu=pt"),
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    teaches: str
+    devices: tuple[str, ...]
+    kernel_args: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()  # extra modules the set-up needs (bridge, ext4, ...)
+    disks: int = 0  # fresh raw images, QEMU drives d0, d1, ...
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    iommu: str  # "intel" or "amd"
+    machine: Machine = field(repr=False)
+
+    @property
+    def qemu_devices(self) -> tuple[str, ...]:
+        return (IOMMUS[self.iommu][0], *self.machine.devices)
+
+    @property
+    def kernel_args(self) -> tuple[str, ...]:
+        return (IOMMUS[self.iommu][1], *self.machine.kernel_args)
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The modules to load, in a stable order: drivers of the devices present, then set-up's."""
+        out: list[str] = []
+        for line in self.machine.devices:
+            model = line.split(",", 1)[0]
+            out.extend(m for m in DRIVERS.get(model, ()) if m not in out)
+        out.extend(m for m in self.machine.modules if m not in out)
+        return tuple(out)
+
+
+def _rp(i: int, addr: str, kind: str = "pcie-root-port", extra: str = "") -> str:
+    return f"{kind},id=rp{i},bus=pcie.0,chassis={i},addr={addr}{extra}"
+
+
+MACHINES = (
+    Machine(
+        "t1-acs-root-ports",
+        "QEMU's pcie-root-port has ACS: each port and each endpoint below it stands alone",
+        (_rp(1, "0x2.0x0", extra=",multifunction=on"), _rp(2, "0x2.0x1"),
+         "e1000e,bus=rp1,addr=0x0", "virtio-net-pci,bus=rp2,addr=0x0"),
+    ),
+    Machine(
+        "t2-nonacs-root-ports",
+        "ioh3420 ports lack ACS: two ports of one multifunction slot share a group with what is below",
+        (_rp(1, "0x2.0x0", "ioh3420", ",multifunction=on"), _rp(2, "0x2.0x1", "ioh3420"),
+         "e1000e,bus=rp1,addr=0x0", "virtio-net-pci,bus=rp2,addr=0x0"),
+    ),
+    Machine(
+        "t3-switch",
+        "x3130 switch ports lack ACS: below an ACS root port, the whole switch is one group",
+        (_rp(1, "0x2.0x0"), "x3130-upstream,id=up1,bus=rp1",
+         "xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=1,addr=0x0",
+         "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
+         "e1000e,bus=dn1,addr=0x0", "e1000e,bus=dn2,addr=0x0"),
+    ),
+    Machine(
+        "t4-pcie-pci-bridge",
+        "conventional PCI behind a PCIe-to-PCI bridge aliases to the bridge: one group, bridges included",
+        (_rp(1, "0x2.0x0"), "pcie-pci-bridge,id=br1,bus=rp1,addr=0x0",
+         "e1000,bus=br1,addr=0x1", "e1000,bus=br1,addr=0x2",
+         "pci-bridge,id=pb2,bus=br1,addr=0x3,chassis_nr=3", "e1000,bus=pb2,addr=0x1"),
+    ),
+    Machine(
+        "t5-multifunction",
+        "functions of one slot without ACS share a group, on the root bus and behind a root port",
+        ("e1000e,bus=pcie.0,addr=0x3.0x0,multifunction=on", "e1000e,bus=pcie.0,addr=0x3.0x1",
+         "virtio-net-pci,bus=pcie.0,addr=0x4.0x0,multifunction=on", "virtio-net-pci,bus=pcie.0,addr=0x4.0x1",
+         _rp(1, "0x5.0x0"),
+         "e1000e,bus=rp1,addr=0x0.0x0,multifunction=on", "e1000e,bus=rp1,addr=0x0.0x1"),
+    ),
+    Machine(
+        "switch-below-nonacs-port",
+        "a non-ACS root port swallows the whole switch below it, root port included",
+        (_rp(1, "0x2.0x0", "ioh3420"), "x3130-upstream,id=up1,bus=rp1",
+         "xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=1,addr=0x0",
+         "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
+         "e1000e,bus=dn1,addr=0x0", "nvme,bus=dn2,addr=0x0,drive=d0,serial=lab0",
+        ),
+        disks=1,
+    ),
+    Machine(
+        "root-ports-disable-acs",
+        "disable-acs=on removes the port's ACS: alone in its slot the port keeps its own group "
+        "(with its endpoint); sharing a multifunction slot, the ports merge",
+        (_rp(1, "0x2.0x0", extra=",disable-acs=on"), _rp(2, "0x3.0x0", extra=",disable-acs=on"),
+         _rp(3, "0x4.0x0", extra=",disable-acs=on,multifunction=on"),
+         _rp(4, "0x4.0x1", extra=",disable-acs=on"),
+         "e1000e,bus=rp1,addr=0x0", "e1000e,bus=rp2,addr=0x0",
+         "e1000e,bus=rp3,addr=0x0", "e1000e,bus=rp4,addr=0x0"),
+    ),
+    Machine(
+        "disable-acs-redir",
+        "pci=disable_acs_redir= clears Request/Completion Redirect on a port that has ACS: "
+        "the kernel stops trusting it, as if it had none",
+        (_rp(1, "0x2.0x0", extra=",multifunction=on"), _rp(2, "0x2.0x1"), _rp(3, "0x3.0x0"),
+         "e1000e,bus=rp1,addr=0x0", "e1000e,bus=rp2,addr=0x0", "e1000e,bus=rp3,addr=0x0"),
+        kernel_args=("pci=disable_acs_redir=0000:00:02.0;0000:00:03.0",),
+    ),
+    Machine(
+        "pxb-second-root-bus",
+        "pxb-pcie adds a second root bus: its host bridge sits on bus 0, its ports start a new hierarchy",
+        ("pxb-pcie,id=pxb1,bus_nr=128,bus=pcie.0,addr=0x6",
+         "pcie-root-port,id=rp1,bus=pxb1,chassis=1,addr=0x0.0x0,multifunction=on",
+         "pcie-root-port,id=rp2,bus=pxb1,chassis=2,addr=0x0.0x1",
+         "ioh3420,id=rp3,bus=pxb1,chassis=3,addr=0x1.0x0",
+         "e1000e,bus=rp1,addr=0x0", "e1000e,bus=rp2,addr=0x0", "e1000e,bus=rp3,addr=0x0",
+         _rp(4, "0x2.0x0"), "e1000e,bus=rp4,addr=0x0"),
+    ),
+    Machine(
+        "gpu-like-card",
+        "a GPU with its HDMI audio function (conventional PCI, multifunction, no ACS) is one group; "
+        "the card is the boot VGA",
+        (_rp(1, "0x2.0x0"),
+         "VGA,bus=rp1,addr=0x0.0x0,multifunction=on", "ich9-intel-hda,bus=rp1,addr=0x0.0x1",
+         _rp(2, "0x3.0x0"), "e1000e,bus=rp2,addr=0x0"),
+    ),
+    Machine(
+        "storage-mix",
+        "NVMe alone behind an ACS port; AHCI + xHCI as functions of one root-bus slot share a group; "
+        "two NICs behind a PCIe-to-PCI bridge below a non-ACS port share a group with both bridges",
+        (_rp(1, "0x2.0x0"), "nvme,bus=rp1,addr=0x0,drive=d0,serial=lab0",
+         "ahci,bus=pcie.0,addr=0x3.0x0,multifunction=on", "qemu-xhci,bus=pcie.0,addr=0x3.0x1",
+         _rp(2, "0x4.0x0", "ioh3420"), "pcie-pci-bridge,id=br2,bus=rp2,addr=0x0",
+         "e1000,bus=br2,addr=0x1", "e1000,bus=br2,addr=0x2"),
+        disks=1,
+    ),
+    Machine(
+        "hostuse",
+        "one group holds what the host lives on (mounted NVMe, the NIC under the default-route bridge, "
+        "the boot VGA) and an AHCI controller one would like to pass through",
+        (_rp(1, "0x2.0x0", "ioh3420"), "x3130-upstream,id=up1,bus=rp1",
+         "xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=1,addr=0x0",
+         "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
+         "xio3130-downstream,id=dn3,bus=up1,chassis=13,slot=3,addr=0x2",
+         "xio3130-downstream,id=dn4,bus=up1,chassis=14,slot=4,addr=0x3",
+         "nvme,bus=dn1,addr=0x0,drive=d0,serial=lab0", "e1000e,bus=dn2,addr=0x0", "VGA,bus=dn3,addr=0x0", "ahci,bus=dn4,addr=0x0"),
+        setup=(
+            # The disk the host lives on: a filesystem on the NVMe, mounted and in fstab.
+            "wait_for /dev/nvme0n1 && mke2fs -q /dev/nvme0n1",
+            "mkdir -p /mnt/data && mount -t ext2 /dev/nvme0n1 /mnt/data",
+            "echo '/dev/nvme0n1 /mnt/data ext2 defaults 0 2' >> /etc/fstab",
+            # The network the host lives on: the e1000e enslaved to vmbr0, which carries the
+            # default route (Proxmox's usual layout; nothing leaves the guest).
+            "brctl addbr vmbr0 && brctl addif vmbr0 eth0",
+            "ip link set eth0 up && ip link set vmbr0 up",
+            "ip addr add 192.0.2.10/24 dev vmbr0 && ip route add default via 192.0.2.1 dev vmbr0",
+            "printf 'auto lo\\niface lo inet loopback\\n\\niface eth0 inet manual\\n\\nauto vmbr0\\n"
+            "iface vmbr0 inet static\\n\\taddress 192.0.2.10/24\\n\\tgateway 192.0.2.1\\n"
+            "\\tbridge-ports eth0\\n\\tbridge-stp off\\n\\tbridge-fd 0\\n' > /etc/network/interfaces",
+        ),
+        # ext4 (which mounts ext2) needs crc32c at mount (ext4_fill_super); its softdep names
+        # only the alias, so the module is listed here.
+        modules=("bridge", "ext4", "crc32c_generic"),
+        disks=1,
+    ),
+)
+
+TOPOLOGIES: dict[str, Topology] = {
+    (m.name if iommu == "intel" else f"{m.name}-amd"): Topology(
+        m.name if iommu == "intel" else f"{m.name}-amd", iommu, m)
+    for iommu in IOMMUS for m in MACHINES
+}
