@@ -24,7 +24,8 @@ MEMORY_MB = 768
 #: through Interrupt-remapped IO-APIC"); the timer does work, the check is only too impatient.
 KERNEL_ARGS = ("console=ttyS0", "quiet", "panic=-1", "no_timer_check")
 
-TRUTH, SNAPSHOT, END = "=== vfiokit-lab truth ===", "=== vfiokit-lab snapshot ===", "=== vfiokit-lab end rc="
+TRUTH, STATE = "=== vfiokit-lab truth ===", "=== vfiokit-lab state ==="
+SNAPSHOT, END = "=== vfiokit-lab snapshot ===", "=== vfiokit-lab end rc="
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Result:
     seconds: float
     truth: str | None = None  # the guest's busybox listing: "GROUP ADDRESS" lines
     snapshot: str | None = None  # `vfiokit snapshot -o -` as printed in the guest
+    state: str | None = None  # what the host uses, by busybox: /proc/mounts, ip route, bridge ports
     error: str | None = None
     console: str = ""
 
@@ -66,14 +68,16 @@ def command(topo: Topology, kernel: Path, initrd: Path, disks: list[Path], conso
     return cmd
 
 
-def _parse(text: str) -> tuple[str, str, int]:
+def _parse(text: str) -> tuple[str, str, str, int]:
+    """The guest's report: truth, state, snapshot, and the snapshot command's exit status."""
     text = text.replace("\r\n", "\n")
-    if TRUTH not in text or SNAPSHOT not in text or END not in text:
-        raise ValueError("the guest's report is incomplete")
-    truth = text.split(TRUTH + "\n", 1)[1].split(SNAPSHOT, 1)[0]
-    rest = text.split(SNAPSHOT + "\n", 1)[1]
-    snapshot, _, tail = rest.partition(END)
-    return truth, snapshot, int(tail.split()[0].rstrip("="))
+    parts = []
+    for marker in (TRUTH, STATE, SNAPSHOT, END):
+        head, sep, text = text.partition(marker)
+        if not sep:
+            raise ValueError("the guest's report is incomplete")
+        parts.append(head.removeprefix("\n"))
+    return parts[1], parts[2], parts[3], int(text.split("=", 1)[0])
 
 
 def boot(topo: Topology, kernel: Path, initrd: Path, workdir: Path, timeout: float = TIMEOUT) -> Result:
@@ -101,12 +105,12 @@ def boot(topo: Topology, kernel: Path, initrd: Path, workdir: Path, timeout: flo
     if result.error:
         return result
     try:
-        truth, snapshot, rc = _parse(out.read_text(errors="replace") if out.exists() else "")
+        truth, state, snapshot, rc = _parse(out.read_text(errors="replace") if out.exists() else "")
         if rc != 0:
             raise ValueError(f"vfiokit snapshot exited with {rc} in the guest")
         json.loads(snapshot)
     except ValueError as e:
         result.error = f"{e} (console: {console})"
         return result
-    result.truth, result.snapshot = truth, snapshot
+    result.truth, result.state, result.snapshot = truth, state, snapshot
     return result

@@ -57,6 +57,9 @@ out=/dev/ttyS1
   for g in /sys/kernel/iommu_groups/*; do
     for d in "$g"/devices/*; do [ -e "$d" ] && echo "${g##*/} ${d##*/}"; done
   done
+  echo "=== vfiokit-lab state ==="
+  cat /proc/mounts; ip route
+  for b in /sys/class/net/*/brif; do [ -d "$b" ] && n=${b%/brif} && echo "bridge ${n##*/} ports: $(ls "$b")"; done
   echo "=== vfiokit-lab snapshot ==="
 } > $out
 PYTHONPATH=/lab/src:/lab/site PYTHONDONTWRITEBYTECODE=1 HOME=/root \

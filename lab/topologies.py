@@ -177,7 +177,8 @@ MACHINES = (
          "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
          "xio3130-downstream,id=dn3,bus=up1,chassis=13,slot=3,addr=0x2",
          "xio3130-downstream,id=dn4,bus=up1,chassis=14,slot=4,addr=0x3",
-         "nvme,bus=dn1,addr=0x0,drive=d0,serial=lab0", "e1000e,bus=dn2,addr=0x0", "VGA,bus=dn3,addr=0x0", "ahci,bus=dn4,addr=0x0"),
+         "nvme,bus=dn1,addr=0x0,drive=d0,serial=lab0", "e1000e,bus=dn2,addr=0x0",
+         "VGA,bus=dn3,addr=0x0", "ahci,bus=dn4,addr=0x0"),
         setup=(
             # The disk the host lives on: a filesystem on the NVMe, mounted and in fstab.
             "wait_for /dev/nvme0n1 && mke2fs -q /dev/nvme0n1",

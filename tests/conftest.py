@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -39,3 +41,28 @@ def cli(*args: str, stdin: str | None = None) -> CliResult:
 @pytest.fixture
 def run_cli():
     return cli
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`VFIOKIT_SKIP_LAB=1` skips the QEMU lab tests on a developer's machine; never in CI."""
+    if os.environ.get("VFIOKIT_SKIP_LAB") == "1" and not _in_ci():
+        skip = pytest.mark.skip(reason="VFIOKIT_SKIP_LAB=1")
+        for item in items:
+            if "lab" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab_qemu() -> str:
+    """The lab's emulator. Missing on a developer's machine: the lab tests skip; in CI: they fail."""
+    path = shutil.which("qemu-system-x86_64")
+    if path is None:
+        msg = "qemu-system-x86_64 is not installed (bash scripts/setup-debian.sh installs it)"
+        if _in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
