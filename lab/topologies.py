@@ -91,7 +91,8 @@ MACHINES = (
     ),
     Machine(
         "t3-switch",
-        "x3130 switch ports lack ACS: below an ACS root port, the whole switch is one group",
+        "x3130 switch ports lack ACS, yet below an ACS root port the upstream port stands alone "
+        "and each downstream port forms a group with what is below it",
         (_rp(1, "0x2.0x0"), "x3130-upstream,id=up1,bus=rp1",
          "xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=1,addr=0x0",
          "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
