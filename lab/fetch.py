@@ -7,6 +7,7 @@ initramfs builder picks files from.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,7 +40,8 @@ def _download(debs: Path, specs: list[str]) -> None:
     r = subprocess.run(cmd, cwd=debs, capture_output=True, text=True)
     if r.returncode != 0:
         # A fresh container has no package lists yet: fetch them once and retry.
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
+        sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
+        subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, capture_output=True)
         r = subprocess.run(cmd, cwd=debs, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"lab: apt-get download {' '.join(specs)} failed:\n{r.stderr.strip()}")
