@@ -107,7 +107,8 @@ MACHINES = (
     ),
     Machine(
         "t5-multifunction",
-        "functions of one slot without ACS share a group, on the root bus and behind a root port",
+        "functions of one slot without ACS share a group (virtio-net on the root bus, e1000e behind a "
+        "root port), except Intel's root-complex integrated e1000e on the root bus (quirk: isolated)",
         ("e1000e,bus=pcie.0,addr=0x3.0x0,multifunction=on", "e1000e,bus=pcie.0,addr=0x3.0x1",
          "virtio-net-pci,bus=pcie.0,addr=0x4.0x0,multifunction=on", "virtio-net-pci,bus=pcie.0,addr=0x4.0x1",
          _rp(1, "0x5.0x0"),
@@ -135,8 +136,8 @@ MACHINES = (
     ),
     Machine(
         "disable-acs-redir",
-        "pci=disable_acs_redir= clears Request/Completion Redirect on a port that has ACS: "
-        "the kernel stops trusting it, as if it had none",
+        "pci=disable_acs_redir= clears Request/Completion Redirect on ports that have ACS: their "
+        "endpoints join their groups; the slot's other function, which kept ACS, stays alone",
         (_rp(1, "0x2.0x0", extra=",multifunction=on"), _rp(2, "0x2.0x1"), _rp(3, "0x3.0x0"),
          "e1000e,bus=rp1,addr=0x0", "e1000e,bus=rp2,addr=0x0", "e1000e,bus=rp3,addr=0x0"),
         kernel_args=("pci=disable_acs_redir=0000:00:02.0;0000:00:03.0",),
