@@ -57,10 +57,19 @@ def run(topos: list[Topology], workdir: Path, jobs: int | None = None,
         return list(pool.map(one, topos))
 
 
+def _undated(snapshot_text: str) -> dict:
+    raw = json.loads(snapshot_text)
+    raw["captured"].pop("at", None)
+    return raw
+
+
 def write_fixtures(result: boot.Result) -> None:
+    """Write a boot's fixtures; a snapshot that differs only by its capture time is left alone."""
     assert result.snapshot is not None and result.truth is not None
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    (FIXTURES / f"{result.name}.json").write_text(result.snapshot)
+    old = FIXTURES / f"{result.name}.json"
+    if not old.exists() or _undated(old.read_text()) != _undated(result.snapshot):
+        old.write_text(result.snapshot)
     (FIXTURES / f"{result.name}.truth").write_text(result.truth)
 
 
