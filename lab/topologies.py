@@ -190,6 +190,9 @@ MACHINES = (
             # default route (Proxmox's usual layout; nothing leaves the guest).
             "brctl addbr vmbr0 && brctl addif vmbr0 eth0",
             "ip link set eth0 up && ip link set vmbr0 up",
+            # A host's uplink is up: wait (5 s at most) for the e1000e to report its link.
+            "i=0; while [ \"$(cat /sys/class/net/eth0/operstate)\" != up ] && [ $i -lt 50 ]; do "
+            "sleep 0.1; i=$((i + 1)); done",
             "ip addr add 192.0.2.10/24 dev vmbr0 && ip route add default via 192.0.2.1 dev vmbr0",
             "printf 'auto lo\\niface lo inet loopback\\n\\niface eth0 inet manual\\n\\nauto vmbr0\\n"
             "iface vmbr0 inet static\\n\\taddress 192.0.2.10/24\\n\\tgateway 192.0.2.1\\n"

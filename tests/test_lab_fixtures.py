@@ -7,6 +7,7 @@ rewritten by `python -m lab regen`.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -110,3 +111,15 @@ def test_hostuse_guest_had_drivers_bound_and_a_boot_vga(name):
     (group,) = {d.iommu_group for d in below}
     members = top.by_group[group].members
     assert len(members) == 10 and PciAddress.parse("00:02.0") in members
+
+
+@pytest.mark.parametrize("name", ["hostuse", "hostuse-amd"])
+def test_hostuse_snapshot_holds_what_the_host_uses(name):
+    """The guest's own `vfiokit snapshot` gathered the host's use of the NVMe (mounted), the
+    e1000e (below the default-route bridge) and the VGA (console), by their PCI addresses."""
+    usage = snapshot.load_raw(FIXTURES / f"{name}.json")["host_usage"]
+    assert usage is not None
+    text = json.dumps(usage)
+    for address in ("0000:03:00.0", "0000:04:00.0", "0000:05:00.0"):
+        assert address in text
+    assert "0000:06:00.0" not in text  # the AHCI controller to pass through: nothing on it
