@@ -2,7 +2,8 @@
 
 `run` boots the named topologies (all by default) and checks that the groups vfiokit captured in
 each guest equal the guest kernel's own listing; `regen` does the same and rewrites the committed
-fixtures `tests/fixtures/lab/<name>.json` (the snapshot) and `<name>.truth` (the listing).
+fixtures: the snapshot as the bundled sample `src/vfiokit/samples/lab/<name>.json` (`vfiokit groups
+--sample lab-<name>`) and the kernel's own listing as `tests/fixtures/lab/<name>.truth`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 
 from lab import boot, fetch, initramfs
 from lab.topologies import TOPOLOGIES, Topology
+from vfiokit.sources.snapshot import dumps
 
 FIXTURES = initramfs.REPO / "tests" / "fixtures" / "lab"
+SAMPLES = initramfs.REPO / "src" / "vfiokit" / "samples" / "lab"
 
 
 def check(result: boot.Result) -> str | None:
@@ -63,13 +66,27 @@ def _undated(snapshot_text: str) -> dict:
     return raw
 
 
+def as_sample(topology: Topology, snapshot_text: str) -> str:
+    """The guest's snapshot with the sample description `vfiokit samples` shows."""
+    raw = json.loads(snapshot_text)
+    iommu = {"intel": "Intel", "amd": "AMD"}[topology.iommu]
+    raw["sample"] = {"name": f"lab-{topology.name}",
+                     "title": f"QEMU lab, {iommu} IOMMU: {topology.machine.teaches.split('.')[0]}",
+                     "description": f"Captured as root by `vfiokit snapshot` inside a q35 guest booted under "
+                                    f"QEMU with an emulated {iommu} IOMMU (python -m lab). "
+                                    f"{topology.machine.teaches}"}
+    return dumps(raw)
+
+
 def write_fixtures(result: boot.Result) -> None:
     """Write a boot's fixtures; a snapshot that differs only by its capture time is left alone."""
     assert result.snapshot is not None and result.truth is not None
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    old = FIXTURES / f"{result.name}.json"
-    if not old.exists() or _undated(old.read_text()) != _undated(result.snapshot):
-        old.write_text(result.snapshot)
+    SAMPLES.mkdir(parents=True, exist_ok=True)
+    old = SAMPLES / f"{result.name}.json"
+    new = as_sample(TOPOLOGIES[result.name], result.snapshot)
+    if not old.exists() or _undated(old.read_text()) != _undated(new):
+        old.write_text(new)
     (FIXTURES / f"{result.name}.truth").write_text(result.truth)
 
 

@@ -1,5 +1,5 @@
 """Small hand-made machines for tests of one rule at a time (real lab captures live in
-tests/fixtures/lab). Each is a list of `Spec`; `synthetic.capture_of` turns it into a capture."""
+src/vfiokit/samples/lab). Each is a list of `Spec`; `synthetic.capture_of` turns it into a capture."""
 
 from __future__ import annotations
 

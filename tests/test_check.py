@@ -15,7 +15,7 @@ from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources.capture import build_topology
 from vfiokit.sources.synthetic import Spec, capture_of
 
-LAB = Path(__file__).parent / "fixtures/lab/hostuse.json"
+LAB = Path(__file__).parents[1] / "src/vfiokit/samples/lab/hostuse.json"
 
 
 def snapshot_of(tmp_path: Path, specs: list[Spec], host_usage: dict | None = None, **kw) -> str:
@@ -228,7 +228,7 @@ def _lab_has_host_usage() -> bool:
 
 
 @pytest.mark.skipif(not _lab_has_host_usage(),
-                    reason="tests/fixtures/lab/hostuse.json with host_usage not captured yet")
+                    reason="the lab sample hostuse.json with host_usage not captured yet")
 def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
     """A real kernel's tree (QEMU lab, topology `hostuse`): an NVMe mounted on /mnt/data, an e1000e
     in vmbr0 carrying the default route, a boot VGA and an AHCI controller, one group."""

@@ -16,6 +16,7 @@ from lab.topologies import TOPOLOGIES
 pytestmark = pytest.mark.lab
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lab"
+SAMPLES = Path(__file__).parents[1] / "src" / "vfiokit" / "samples" / "lab"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_fresh_boot_matches_the_kernel_and_the_fixture(fresh, name):
     truth = parse_truth(r.truth)
     assert _groups(r.snapshot) == truth
     assert truth == parse_truth((FIXTURES / f"{name}.truth").read_text())
-    assert _groups((FIXTURES / f"{name}.json").read_text()) == truth
+    assert _groups((SAMPLES / f"{name}.json").read_text()) == truth
 
 
 @pytest.mark.parametrize("name", ["hostuse", "hostuse-amd"])

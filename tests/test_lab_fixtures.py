@@ -1,7 +1,7 @@
 """What a real Linux kernel (6.1, under QEMU, emulated Intel and AMD IOMMUs) said about each lab
 topology, against what vfiokit makes of its own capture. No QEMU needed: the captures are the
-committed fixtures `tests/fixtures/lab/<name>.json` (`vfiokit snapshot` run as root in the guest)
-and `<name>.truth` (the guest's `/sys/kernel/iommu_groups` listed by busybox alone), both
+committed captures `src/vfiokit/samples/lab/<name>.json` (`vfiokit snapshot` run as root in the guest)
+and `tests/fixtures/lab/<name>.truth` (the guest's `/sys/kernel/iommu_groups` listed by busybox alone), both
 rewritten by `python -m lab regen`.
 """
 
@@ -23,15 +23,16 @@ from vfiokit.sources import snapshot, sysfs
 from vfiokit.sources.tree import materialize
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lab"
+SAMPLES = Path(__file__).parents[1] / "src" / "vfiokit" / "samples" / "lab"
 NAMES = sorted(TOPOLOGIES)
 
 
 def _fixture(name: str) -> tuple[Path, dict[str, list[str]]]:
-    return FIXTURES / f"{name}.json", parse_truth((FIXTURES / f"{name}.truth").read_text())
+    return SAMPLES / f"{name}.json", parse_truth((FIXTURES / f"{name}.truth").read_text())
 
 
 def test_every_topology_has_its_fixtures():
-    assert sorted(p.stem for p in FIXTURES.glob("*.json")) == NAMES
+    assert sorted(p.stem for p in SAMPLES.glob("*.json")) == NAMES
     assert sorted(p.stem for p in FIXTURES.glob("*.truth")) == NAMES
 
 
@@ -94,13 +95,13 @@ def test_captured_tree_reads_back_to_the_same_model(name, tmp_path):
 
 
 def _by_ids(name: str, vendor: int, device: int):
-    top = snapshot.load(FIXTURES / f"{name}.json")
+    top = snapshot.load(SAMPLES / f"{name}.json")
     return [d for d in top.devices if (d.vendor_id, d.device_id) == (vendor, device)]
 
 
 @pytest.mark.parametrize("name", ["hostuse", "hostuse-amd"])
 def test_hostuse_guest_had_drivers_bound_and_a_boot_vga(name):
-    top = snapshot.load(FIXTURES / f"{name}.json")
+    top = snapshot.load(SAMPLES / f"{name}.json")
     (vga,) = _by_ids(name, 0x1234, 0x1111)
     assert vga.boot_vga is True and vga.driver == "bochs-drm"
     # The four endpoints below the switch (the ICH9 SATA at 00:1f.2 is on the root bus and also
@@ -117,7 +118,7 @@ def test_hostuse_guest_had_drivers_bound_and_a_boot_vga(name):
 def test_hostuse_snapshot_holds_what_the_host_uses(name):
     """The guest's own `vfiokit snapshot` gathered the host's use of the NVMe (mounted), the
     e1000e (below the default-route bridge) and the VGA (console), by their PCI addresses."""
-    usage = snapshot.load_raw(FIXTURES / f"{name}.json")["host_usage"]
+    usage = snapshot.load_raw(SAMPLES / f"{name}.json")["host_usage"]
     assert usage is not None
     text = json.dumps(usage)
     for address in ("0000:03:00.0", "0000:04:00.0", "0000:05:00.0"):

@@ -240,7 +240,7 @@ def test_the_kernel_log_is_read_below_root(tmp_path):
                           'Nov 2 pve kernel: Unknown kernel command line parameters "pcie_acs_override=id:1:2"')
 
 
-LAB = sorted((FIXTURES / "lab").glob("*.json"))
+LAB = sorted((Path(__file__).parents[1] / "src/vfiokit/samples/lab").glob("*.json"))
 
 
 @pytest.mark.parametrize("capture", LAB, ids=[p.stem for p in LAB])

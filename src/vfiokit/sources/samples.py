@@ -1,7 +1,9 @@
-"""Bundled sample machines: snapshot files shipped in the package (`vfiokit/samples/*.json`).
+"""Bundled sample machines: snapshot files shipped in the package.
 
-Each is a snapshot with a `sample` object: `name`, `title`, `description` (where it comes from,
-and what was inferred rather than seen).
+`vfiokit/samples/<name>.json` are machines rebuilt from what people published;
+`vfiokit/samples/lab/<name>.json`, named `lab-<name>`, are real kernels' trees captured by the QEMU
+lab (`python -m lab regen`). Each is a snapshot with a `sample` object: `name`, `title`,
+`description` (where it comes from, and what was inferred rather than seen).
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ def _folder():
     return resources.files("vfiokit") / "samples"
 
 
+def _files() -> dict[str, Any]:
+    found = {p.name[:-5]: p for p in _folder().iterdir() if p.name.endswith(".json")}
+    found.update((f"lab-{p.name[:-5]}", p) for p in (_folder() / "lab").iterdir() if p.name.endswith(".json"))
+    return found
+
+
 def names() -> list[str]:
-    return sorted(p.name[:-5] for p in _folder().iterdir() if p.name.endswith(".json"))
+    return sorted(_files())
 
 
 def load_raw(name: str) -> dict[str, Any]:
-    path = _folder() / f"{name}.json"
-    if not path.is_file():
+    path = _files().get(name)
+    if path is None:
         raise BadInput(f"no sample named '{name}' (vfiokit samples lists them: {', '.join(names())})")
     with resources.as_file(path) as p:
         return snapshot.load_raw(p)
