@@ -20,15 +20,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import Refused
 
 VAR = "GRUB_CMDLINE_LINUX_DEFAULT"
 
 _UNQUOTED_BAD = set("$`\\\"';&|<>()")
-
-
-class Refused(VfiokitError):
-    code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True)
