@@ -157,6 +157,7 @@ def test_without_host_facts_a_note_says_what_was_not_judged(tmp_path):
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, ALONE_NVME))
     assert r.code == 0
     assert "no host-usage facts" in r.err
+    assert "only group membership, device classes, drivers and boot_vga were judged" in r.err
 
 
 # -- the device argument and bad input --------------------------------------------------------

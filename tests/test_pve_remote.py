@@ -135,6 +135,9 @@ def test_map_then_attach_by_mapping_on_a_running_vm(fake):
     assert r.code == 0, r.err
     assert "+hostpci0: mapping=gtx1050,pcie=1" in r.out
     assert "next start" in r.err
+    # the API knows no drivers and no boot_vga: the note does not claim they were judged
+    assert "only group membership and device classes were judged" in r.err
+    assert "run `vfiokit check` on the host itself" in r.err
     put = [p for m, path, p in fake.cluster.requests if m == "PUT"][-1]
     assert put == {"hostpci0": "mapping=gtx1050,pcie=1", "digest": before}
     vm = fake.cluster.vms["pve2"]["200"]

@@ -268,11 +268,22 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
     reasons.sort(key=lambda r: -r.level)
     if level == Level.ALONE and any(m.role == BRIDGE for m in members):
         level = Level.HARMLESS
-    notes = ()
-    if top.host_usage is None:
-        notes = ("this source has no host-usage facts (mounts, routes, console): only drivers, classes "
-                 "and boot_vga were judged; take a fresh snapshot with this vfiokit to see more",)
+    notes = () if top.host_usage is not None else (_blind_note(top),)
     return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), notes)
+
+
+def _blind_note(top: Topology) -> str:
+    """What a judgement without host-usage facts rested on. Said from what the source knew, not from
+    its kind: the Proxmox API knows neither drivers nor boot_vga, an old snapshot knows both."""
+    judged = ["group membership", "device classes"]
+    if any(d.driver is not None for d in top.devices):
+        judged.append("drivers")
+    # sysfs has boot_vga on VGA-class functions only (pci-sysfs.c pci_dev_attrs_are_visible).
+    if all(d.boot_vga is not None for d in top.devices if d.class_id == 0x0300):
+        judged.append("boot_vga")
+    return (f"this source has no host-usage facts (mounts, routes, console): only {_and(judged)} were "
+            "judged; run `vfiokit check` on the host itself, or take a snapshot there with this vfiokit, "
+            "to see more")
 
 
 def headline(v: Verdict) -> str:
