@@ -85,12 +85,7 @@ def conf(root: Path, vmid: str) -> str:
     return (root / f"etc/pve/qemu-server/{vmid}.conf").read_text()
 
 
-def judged():
-    pytest.importorskip("vfiokit.analyses.passthrough", reason="needs the check analysis (branch check)")
-
-
 def test_attach_gpu_with_all_functions_pcie_primary(node):
-    judged()
     before = conf(node, "101")
     r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")
     assert r.code == 0, r.err
@@ -104,7 +99,6 @@ def test_attach_gpu_with_all_functions_pcie_primary(node):
 
 
 def test_dry_run_shows_the_diff_and_writes_nothing(node):
-    judged()
     r = cli("attach", "101", "01:00.0", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
     assert "+hostpci0: 0000:01:00.0" in r.out
@@ -115,7 +109,6 @@ def test_dry_run_shows_the_diff_and_writes_nothing(node):
 
 
 def test_running_vm_gets_it_pending(node):
-    judged()
     (node / "run/qemu-server/101.pid").write_text("4242\n")
     r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
     assert r.code == 0, r.err
@@ -152,7 +145,6 @@ def test_romfile_outside_usr_share_kvm(node):
 
 
 def test_costly_group_needs_accept_siblings(node):
-    judged()
     (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\n")
     r = cli("attach", "101", "05:00.0", "--root", str(node), "--yes")
     assert r.code == ExitCode.REFUSED
@@ -164,7 +156,6 @@ def test_costly_group_needs_accept_siblings(node):
 
 
 def test_unsafe_needs_force_and_says_what_breaks(node):
-    judged()
     r = cli("attach", "101", "00:00.0", "--root", str(node), "--yes")
     assert r.code == ExitCode.REFUSED
     assert "unsafe" in r.err and "--force" in r.err
@@ -175,7 +166,6 @@ def test_unsafe_needs_force_and_says_what_breaks(node):
 
 
 def test_concurrent_edit_is_a_conflict(node, monkeypatch):
-    judged()
     # someone edits the config between vfiokit's read and its qm set: qm refuses the stale digest
     real = STANDINS / "qm"
     wrapper = node.parent / "bin"
@@ -245,7 +235,6 @@ nic
 
 
 def test_attach_by_mapping_locally(node):
-    judged()
     (node / "etc/pve/mapping").mkdir()
     (node / "etc/pve/mapping/pci.cfg").write_text(PCI_CFG)
     r = cli("attach", "101", "--mapping", "gpu", "--pcie", "--root", str(node), "--yes")

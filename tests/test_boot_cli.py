@@ -260,7 +260,7 @@ def test_acs_override_says_when_it_cannot_predict(tmp_path: Path, standins: Stan
 
 
 def test_acs_override_shows_what_simulate_predicts(tmp_path: Path) -> None:
-    grouping = pytest.importorskip("vfiokit.analyses.grouping", reason="the simulate model is not merged yet")
+    from vfiokit.analyses import grouping
     from vfiokit.sources import samples, sysfs, tree
 
     root = tmp_path / "root"

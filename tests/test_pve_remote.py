@@ -48,10 +48,6 @@ PVE2 = [
     pci("0000:03:00.0", "0x030000", "0x10de", "0x1b80", 21, NV, "GP104 [GeForce GTX 1080]", ("0x3842", "0x6183")),
 ]
 
-def judged():
-    pytest.importorskip("vfiokit.analyses.passthrough", reason="needs the check analysis (branch check)")
-
-
 SECRET = "5c2f0d6a-0b3e-4c37-9a61-8f4d2b1e7c90"
 
 
@@ -124,7 +120,6 @@ def test_bad_secret_unreachable_untrusted(fake, monkeypatch, tmp_path):
 
 
 def test_map_then_attach_by_mapping_on_a_running_vm(fake):
-    judged()
     r = remote(fake, "cluster", "map", "gtx1050", "01:00@pve1", "02:00@pve2", "--yes")
     assert r.code == 0, r.err
     assert fake.cluster.mappings["gtx1050"]["map"] == [
@@ -175,7 +170,6 @@ def test_map_conflict(fake):
 
 
 def test_attach_digest_conflict_is_not_overwritten(fake):
-    judged()
     assert remote(fake, "cluster", "map", "gtx1050", "01:00@pve1", "--yes").code == 0
 
     def meanwhile(c, path):
@@ -189,7 +183,6 @@ def test_attach_digest_conflict_is_not_overwritten(fake):
 
 
 def test_attach_raw_device_over_api_is_refused_with_the_way_out(fake):
-    judged()
     r = remote(fake, "attach", "100", "01:00", "--dry-run")
     assert r.code == 0, r.err
     assert "+hostpci0: 0000:01:00" in r.out and "would be refused" in r.err
@@ -208,7 +201,6 @@ def test_attach_other_vm_has_the_card_remote(fake):
 
 
 def test_attach_token_without_hwtype(fake):
-    judged()
     fake.cluster.mappings["gtx1050"] = {"map": ["node=pve1,path=0000:01:00,id=10de:1c82"]}
     fake.cluster.tokens["audit@pve!ro"].privs |= {"Sys.Audit"}
     r = remote(fake, "attach", "100", "--mapping", "gtx1050", "--yes", token="audit@pve!ro")

@@ -280,14 +280,7 @@ def test_a_host_without_iommu_gets_the_groups_it_will_have(tmp_path):
     assert "0000:07:00.0" in gpu and "0000:0a:00.0" in gpu
 
 
-def test_device_verdict_is_compared_when_check_is_part_of_the_build():
-    import importlib.util
-
-    has_check = importlib.util.find_spec("vfiokit.analyses.passthrough") is not None
+def test_device_verdict_is_compared():
     (dev,) = json.loads(cli("simulate", "--sample", B550, "--device", "07:00.0", "--json").out)["devices"]
-    if has_check:
-        # today the SATA card takes the GPU (the console) with it; alone it costs nothing
-        assert dev["verdict_changes"] is True and dev["verdict_then"] == "alone"
-    else:
-        assert dev["verdict_now"] is None
-        assert "not compared" in cli("simulate", "--sample", B550, "--device", "07:00.0").out
+    # today the SATA card takes the GPU (the console) with it; alone it costs nothing
+    assert dev["verdict_changes"] is True and dev["verdict_then"] == "alone"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from vfiokit.analyses import passthrough
 from vfiokit.analyses.vm_attach import AttachRequest, Plan, plan_attach, plan_detach
 from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
@@ -135,14 +136,6 @@ def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: boo
     Unsafe (the host cannot live without a member) refuses unless --force, after saying what breaks;
     costly (other devices leave the host) needs --accept-siblings, after listing them.
     """
-    try:
-        from vfiokit.analyses import passthrough
-    except ImportError:  # a build without `check`: never write blind unless told to
-        if not force:
-            raise Refused("cannot judge the device: this vfiokit has no 'check' analysis",
-                          hint="--force writes without the judgement") from None
-        note("not judged (no 'check' analysis in this vfiokit): --force given")
-        return
     verdict = passthrough.judge(top, [PciAddress.parse(f) for f in functions])
     serious = [r.text for r in verdict.reasons if r.level >= passthrough.Level.COSTLY]
     for n in verdict.notes:

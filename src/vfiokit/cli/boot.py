@@ -182,14 +182,9 @@ def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
 
 
 def predicted_groups(root: str, modes: str) -> list[str] | None:
-    """Before/after group summary from `vfiokit.analyses.grouping` (the simulate issue's model),
-    or None when this build does not have it or the tree below `root` has no PCI devices.
-
-    The one seam between `boot acs-override` and the group prediction."""
-    try:
-        from vfiokit.analyses.grouping import parse_override, predict_groups
-    except ImportError:
-        return None
+    """Before/after group summary from `vfiokit.analyses.grouping`, or None when the tree below
+    `root` has no PCI devices or no IOMMU groups."""
+    from vfiokit.analyses.grouping import parse_override, predict_groups
     from vfiokit.sources import sysfs
 
     try:
@@ -221,7 +216,7 @@ def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
     click.echo(f"vfiokit: warning: {ACS_WARNING}", err=True)
     summary = predicted_groups(root, ",".join(words))
     if summary is None:
-        note("no group prediction here: it needs the PCI tree below --root and the simulate model")
+        note("no group prediction here: it needs the PCI tree below --root, with IOMMU groups")
     else:
         for line in summary:
             note(line)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
+from vfiokit.analyses import passthrough
 from vfiokit.cli.attach import parse_device, remote_options
 from vfiokit.cli.output import note, print_lines
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, Refused, VfiokitError
@@ -24,12 +26,8 @@ def _api(connect: Any):
     return connect()
 
 
-def _marker(top: Topology):
-    """A `check` verdict per device, when this vfiokit has the check analysis (else no marks)."""
-    try:
-        from vfiokit.analyses import passthrough
-    except ImportError:
-        return None
+def _marker(top: Topology) -> Callable[[Device], list[str]]:
+    """A `check` verdict per device."""
 
     def mark(dev: Device) -> list[str]:
         if dev.is_bridge or dev.iommu_group is None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfiokit.analyses.passthrough import judge
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import console, note, print_markup
 from vfiokit.errors import VfiokitError
@@ -21,23 +22,11 @@ from vfiokit.pciids import PciIds
 DEFAULT_OVERRIDE = "downstream,multifunction"
 
 
-def _level(judged: Callable[[], Any]) -> str:
+def _level(top: Topology, address: PciAddress) -> str:
     try:
-        level = judged().level
+        return judge(top, [address]).level.name.lower()
     except VfiokitError as e:  # e.g. a bridge, which `check` does not judge
         return f"not judged ({e})"
-    return getattr(level, "name", str(level)).lower()
-
-
-def _verdict_levels(top: Topology, predicted: Topology, address: PciAddress) -> tuple[str, str] | None:
-    """`vfiokit check`'s verdict today and under the predicted groups; None when this build has
-    no `check` (analyses.passthrough.judge)."""
-    try:
-        from vfiokit.analyses.passthrough import judge  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    now = _level(lambda: judge(top, [address])) if top.groups is not None else "no IOMMU groups today"
-    return now, _level(lambda: judge(predicted, [address]))
 
 
 def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
@@ -46,7 +35,8 @@ def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
     change = next((c for c in sim.changes if c.address == address), None)
     now = next((g for g in sim.current or () if address in g.members), None)
     then = next((g for g in sim.predicted if address in g.members), None)
-    levels = _verdict_levels(top, predicted_top, address)
+    now_level = _level(top, address) if top.groups is not None else "no IOMMU groups today"
+    then_level = _level(predicted_top, address)
     return {
         "address": str(address),
         "current_group": None if now is None else now.number,
@@ -54,9 +44,9 @@ def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
         "current_mates": [str(a) for a in (now.members if now else ()) if a != address],
         "predicted_mates": [str(a) for a in (then.members if then else ()) if a != address],
         "changes": change is not None,
-        "verdict_now": None if levels is None else levels[0],
-        "verdict_then": None if levels is None else levels[1],
-        "verdict_changes": None if levels is None else levels[0] != levels[1],
+        "verdict_now": now_level,
+        "verdict_then": then_level,
+        "verdict_changes": now_level != then_level,
     }
 
 
@@ -66,9 +56,7 @@ def _device_lines(report: dict[str, Any]) -> list[str]:
     mates_now, mates_then = len(report["current_mates"]), len(report["predicted_mates"])
     lines = [f"[bold]{a}[/bold]: group {now} ({'alone' if not mates_now else f'with {mates_now} other(s)'})"
              f" -> group {then} ({'alone' if not mates_then else f'with {mates_then} other(s)'})"]
-    if report["verdict_now"] is None:
-        lines.append("  check verdict: not compared ('vfiokit check' is not part of this build)")
-    elif report["verdict_changes"]:
+    if report["verdict_changes"]:
         lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
                      f"{report['verdict_then']}[/yellow]")
     else:
