@@ -205,6 +205,19 @@ def test_proxmox_vm_configs_and_mappings(host):
     assert "06:00.0 is given to another VM (VM 100 uses it: hostpci0: 0000:06:00,pcie=1)" in r.out
 
 
+def test_proxmox_facts_survive_lines_the_strict_parsers_refuse(host):
+    # qemu-server reads keys with a hyphen (amd-sev) and only warns on a line it cannot parse;
+    # PVE::SectionConfig ignores a property outside a section. Host facts must not lose the VM.
+    host.write("etc/hostname", "pve\n")
+    host.write("etc/pve/qemu-server/101.conf",
+               "amd-sev: type=std\nnot a key line\nhostpci0: 0000:06:00.0\n")
+    host.write("etc/pve/mapping/pci.cfg", "\tmap node=pve,path=0000:02:00.0\n"
+               "# a comment\nnas-sata\n\tmap node=pve,path=0000:07:00.0,id=1b4b:9215\n")
+    got = facts(host)["proxmox"]
+    assert got["vms"] == [{"vmid": "101", "key": "hostpci0", "value": "0000:06:00.0", "pending": False}]
+    assert got["mappings"] == [{"id": "nas-sata", "node": "pve", "path": "0000:07:00.0"}]
+
+
 def test_snapshot_carries_the_facts_so_check_works_offline(host, tmp_path_factory):
     host.disk("08:00.0", "nvme1n1", via="nvme/nvme1", parts=1)
     host.mounts("/dev/nvme1n1p1 / ext4")

@@ -92,12 +92,11 @@ def local_target(root: str, qm: str = "qm") -> Target:
 def remote_target(api, vmid: str, node: str | None) -> Target:
     from vfiokit.edits.pve_apply import apply_remote
     from vfiokit.sources.proxmox_api import topology_from_pci
-    from vfiokit.sources.pve_local import paths_on_node
 
     node = node or api.vm_node(vmid)
 
     def mapping_paths() -> dict[str, list[str]]:
-        return paths_on_node({k: list(v.get("map", [])) for k, v in api.mappings().items()}, node)
+        return pc.paths_on_node({k: list(v.get("map", [])) for k, v in api.mappings().items()}, node)
 
     return Target(f"node {node} via {api.host}", lambda v: api.vm_config(node, v),
                   lambda v: api.running(node, v), lambda: api.node_configs(node), mapping_paths,

@@ -133,8 +133,7 @@ def _entry_for(api: Any, spec: str) -> tuple[str, dict[str, str], Device]:
 def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: bool, yes: bool,
          connect: Any) -> None:
     """Create or update cluster PCI mapping NAME from DEVICE@NODE... (the same card on each node)."""
-    from vfiokit.edits.pve_config import CONFIGID_RE
-    from vfiokit.sources.pve_local import parse_map_entry
+    from vfiokit.edits.pve_config import CONFIGID_RE, parse_map_entry
 
     if not CONFIGID_RE.match(name):
         raise BadInput(f"'{name}': invalid configuration ID (a letter, then letters, digits, '-' or '_')")

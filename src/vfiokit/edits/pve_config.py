@@ -1,4 +1,5 @@
 """Proxmox VE VM configs as text: parse them, read `hostpciN`, and plan an edit that keeps every byte.
+Also the cluster's PCI mappings file (`/etc/pve/mapping/pci.cfg`), read only.
 
 Pure: no I/O. The file format is qemu-server's `parse_vm_config` (PVE/QemuServer.pm): `key: value`
 lines, a description as leading `#` lines, then sections `[PENDING]`, `[special:cloudinit]` and one
@@ -258,8 +259,13 @@ class VmConfig:
         return self.effective("bios") or "seabios"
 
 
-def parse_config(text: str, where: str = "config") -> VmConfig:
-    """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read."""
+def parse_config(text: str, where: str = "config", strict: bool = True) -> VmConfig:
+    """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read.
+
+    `strict=False` is for readers that must not fail on one odd line (host facts): such a line is
+    skipped and a repeated key keeps its last value, as qemu-server's non-strict parse_vm_config
+    does. Never plan an edit on a config read that way.
+    """
     # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
     lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]
     sections = [Section(MAIN, -1, len(lines))]
@@ -274,15 +280,54 @@ def parse_config(text: str, where: str = "config") -> VmConfig:
             continue
         m = _KEY_RE.match(body)
         if not m:
+            if not strict:
+                continue
             raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')")
         key, value = m.groups()
         cur = sections[-1]
-        if key in cur.values:
+        if key in cur.values and strict:
             raise BadInput(f"{where}:{i + 1}: '{key}' appears twice in section "
                            f"{'[' + cur.name + ']' if cur.name else 'main'}")
         cur.values[key] = value
         cur.lines[key] = i
     return VmConfig(text, lines, sections)
+
+
+def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = True) -> dict[str, list[str]]:
+    """Each mapping id and its `map` entries (property strings), from the SectionConfig file.
+
+    A section is a header line `<id>` then indented `key value` lines; the array `map` is written
+    as one `map ...` line per entry. `strict=False` skips a property outside a section instead of
+    raising `BadInput`, as PVE::SectionConfig's parser ignores such a line with a warning.
+    """
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            current = line.strip()
+            out[current] = []
+            continue
+        key, _, value = line.strip().partition(" ")
+        if current is None:
+            if not strict:
+                continue
+            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'")
+        if key == "map":
+            out[current].append(value.strip())
+    return out
+
+
+def parse_map_entry(entry: str) -> dict[str, str]:
+    """`node=pve1,path=0000:01:00.0,id=10de:1c82,...` as a dict."""
+    return dict(part.partition("=")[::2] for part in entry.split(",") if part)
+
+
+def paths_on_node(mappings: dict[str, list[str]], node: str) -> dict[str, list[str]]:
+    """For each mapping, the device paths it maps on `node` (get_node_mapping: alternatives in order)."""
+    return {name: [e["path"] for e in map(parse_map_entry, entries) if e.get("node") == node and "path" in e]
+            for name, entries in mappings.items()}
 
 
 def first_free_index(conf: VmConfig) -> str:

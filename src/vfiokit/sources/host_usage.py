@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vfiokit.edits import pve_config as pc
 from vfiokit.model import PciAddress, Topology
 
 VERSION = 1
@@ -397,7 +398,7 @@ def _input(root: str) -> list[dict[str, Any]]:
 
 # -- Proxmox -----------------------------------------------------------------------------------
 
-_HOSTPCI_RE = re.compile(r"^(hostpci\d+):\s*(.+?)\s*$")
+_HOSTPCI_KEY_RE = re.compile(r"^hostpci\d+$")
 
 
 def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
@@ -410,29 +411,19 @@ def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
     for name in _listdir(confdir):
         if not name.endswith(".conf"):
             continue
-        pending = False
-        for line in (_read(os.path.join(confdir, name)) or "").splitlines():
-            if line.startswith("["):
-                # [PENDING] is applied at next start; snapshots ([name]) and [special:cloudinit]
-                # are not the VM's current configuration.
-                if line.strip() != "[PENDING]":
-                    break
-                pending = True
-                continue
-            m = _HOSTPCI_RE.match(line)
-            if m:
-                vms.append({"vmid": name[:-5], "key": m[1], "value": m[2], "pending": pending})
+        conf = pc.parse_config(_read(os.path.join(confdir, name)) or "", name, strict=False)
+        # [PENDING] is applied at next start; snapshots ([name]) and [special:cloudinit] are not
+        # the VM's current configuration.
+        pending = conf.section(pc.PENDING)
+        for section, is_pending in ((conf.main, False), (pending, True)):
+            for key, value in section.values.items() if section else ():
+                if _HOSTPCI_KEY_RE.match(key) and value:
+                    vms.append({"vmid": name[:-5], "key": key, "value": value, "pending": is_pending})
     mappings = []
-    current = None
-    # pve-guest-common Mapping/PCI.pm: a SectionConfig whose header line is the bare id, then
-    # indented `map node=...,path=...,id=...` lines.
-    for line in (_read(mapfile) or "").splitlines():
-        if line and not line[0].isspace():
-            current = line.strip()
-        elif current and line.strip().startswith("map "):
-            props = dict(kv.split("=", 1) for kv in line.strip()[4:].split(",") if "=" in kv)
+    for mapping_id, entries in pc.parse_mapping_cfg(_read(mapfile) or "", strict=False).items():
+        for props in map(pc.parse_map_entry, entries):
             if "path" in props:
-                mappings.append({"id": current, "node": props.get("node"), "path": props["path"]})
+                mappings.append({"id": mapping_id, "node": props.get("node"), "path": props["path"]})
     return {"node": node, "vms": vms, "mappings": mappings}
 
 

@@ -29,40 +29,6 @@ def read_text(path: Path) -> str:
         raise BadInput(f"{path}: not UTF-8 text") from None
 
 
-def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg") -> dict[str, list[str]]:
-    """Each mapping id and its `map` entries (property strings), from the SectionConfig file.
-
-    A section is a header line `<id>` then indented `key value` lines; the array `map` is written
-    as one `map ...` line per entry.
-    """
-    out: dict[str, list[str]] = {}
-    current: str | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():
-            current = line.strip()
-            out[current] = []
-            continue
-        key, _, value = line.strip().partition(" ")
-        if current is None:
-            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'")
-        if key == "map":
-            out[current].append(value.strip())
-    return out
-
-
-def parse_map_entry(entry: str) -> dict[str, str]:
-    """`node=pve1,path=0000:01:00.0,id=10de:1c82,...` as a dict."""
-    return dict(part.partition("=")[::2] for part in entry.split(",") if part)
-
-
-def paths_on_node(mappings: dict[str, list[str]], node: str) -> dict[str, list[str]]:
-    """For each mapping, the device paths it maps on `node` (get_node_mapping: alternatives in order)."""
-    return {name: [e["path"] for e in map(parse_map_entry, entries) if e.get("node") == node and "path" in e]
-            for name, entries in mappings.items()}
-
-
 @dataclass
 class LocalPve:
     """This Proxmox node, read below `root`; `qm` is the command that answers for VMs."""
@@ -101,10 +67,10 @@ class LocalPve:
 
     def mappings(self) -> dict[str, list[str]]:
         path = self._pve / "mapping/pci.cfg"
-        return parse_mapping_cfg(read_text(path), str(path)) if path.is_file() else {}
+        return pc.parse_mapping_cfg(read_text(path), str(path)) if path.is_file() else {}
 
     def mapping_paths(self) -> dict[str, list[str]]:
-        return paths_on_node(self.mappings(), self.nodename())
+        return pc.paths_on_node(self.mappings(), self.nodename())
 
     def qm_command(self) -> str:
         found = shutil.which(self.qm)
