@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
+
+if TYPE_CHECKING:
+    from vfiokit.sources.proxmox_api import PveApi
 
 
 def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,7 +54,7 @@ def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def connect(host: str, token_id: str | None, token_file: str | None, ca_file: str | None, insecure: bool,
-            timeout: float):  # -> PveApi
+            timeout: float) -> PveApi:
     from vfiokit.sources.proxmox_api import Credentials, PveApi, read_secret
 
     if not token_id:
@@ -89,7 +92,7 @@ def local_target(root: str, qm: str = "qm") -> Target:
                   lambda: sysfs.read_topology(root), lambda plan, d: apply_local(node, plan, d), False)
 
 
-def remote_target(api, vmid: str, node: str | None) -> Target:
+def remote_target(api: PveApi, vmid: str, node: str | None) -> Target:
     from vfiokit.edits.pve_apply import apply_remote
     from vfiokit.sources.proxmox_api import topology_from_pci
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup
 from vfiokit.errors import ExitCode
-from vfiokit.model import Topology
+from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.passthrough import Verdict
 
 _EXIT = {"ALONE": ExitCode.OK, "HARMLESS": ExitCode.OK, "COSTLY": ExitCode.COSTLY, "UNSAFE": ExitCode.UNSAFE}
 _WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/green]",
@@ -24,7 +28,7 @@ _ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host":
                "same card": "cyan", "bridge left alone": "dim"}
 
 
-def verdict_json(v, ids: PciIds) -> dict:  # v: passthrough.Verdict
+def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
     from vfiokit.analyses.passthrough import headline
     from vfiokit.render.groups import device_json
 
@@ -46,7 +50,7 @@ def verdict_json(v, ids: PciIds) -> dict:  # v: passthrough.Verdict
     }
 
 
-def verdict_text(v, ids: PciIds, top: Topology) -> list[str]:
+def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
     from rich.markup import escape
 
     from vfiokit.analyses.passthrough import headline
@@ -105,14 +109,14 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
         raise SystemExit(int(code))
 
 
-def host_marker(top: Topology) -> Callable:
+def host_marker(top: Topology) -> Callable[[Device], list[str]]:
     """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
     from vfiokit.sources.host_usage import needs
 
     used = needs(top.host_usage, top)
 
-    def mark(dev) -> list[str]:
-        out = []
+    def mark(dev: Device) -> list[str]:
+        out: list[str] = []
         for n in used.get(dev.address, ()):
             text = f"used by {n.loss}" if n.kind == "vm" else f"host needs {n.loss}"
             if text not in out:

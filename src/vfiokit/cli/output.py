@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def console():  # -> rich.console.Console; imported lazily: rich costs ~50 ms to import
+
+def console() -> Console:
+    """A rich console; rich is imported here, not at module load: it costs ~50 ms to import."""
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
