@@ -50,7 +50,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,20 @@ def _listdir(path: str) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+def _attr(folder: str, name: str) -> str | None:
+    """A sysfs attribute's text, stripped; None when missing or empty."""
+    text = _read(os.path.join(folder, name))
+    return text.strip() if text else None
+
+
+def _class_devices(root: str, cls: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """(name, real path) of each `/sys/class/<cls>/<prefix>N` whose link resolves below `root`."""
+    for name in _listdir(os.path.join(root, "sys/class", cls)):
+        real = resolve(root, f"/sys/class/{cls}/{name}")
+        if name.startswith(prefix) and real is not None:
+            yield name, real
 
 
 def resolve(root: str, path: str) -> str | None:
@@ -336,15 +350,11 @@ def _network(root: str) -> list[dict[str, Any]]:
         for path in _down_paths(root, iface):
             routes.setdefault(path[-1], []).append({"family": family, "via": path})
     out = []
-    for iface in _listdir(os.path.join(root, "sys/class/net")):
-        real = resolve(root, f"/sys/class/net/{iface}")
-        if real is None:
-            continue
+    for iface, real in _class_devices(root, "net", ""):
         below, pci = _pci_chain(root, real)
         if pci is None:
             continue  # lo, bridges, bonds, VLANs: virtual
-        state = _read(os.path.join(real, "operstate"))
-        out.append({"interface": iface, "operstate": state.strip() if state else None,
+        out.append({"interface": iface, "operstate": _attr(real, "operstate"),
                     "chain": [iface, *below], "pci": pci, "default_route": routes.get(iface, [])})
     return out
 
@@ -355,15 +365,10 @@ def _console(root: str) -> list[dict[str, Any]]:
     """Framebuffers on PCI devices. With DRM drivers fb0 is the DRM fbdev emulation and its parent
     is the GPU (drm_fb_helper sets info->device), so this also finds the DRM console."""
     out = []
-    for fb in _listdir(os.path.join(root, "sys/class/graphics")):
-        real = resolve(root, f"/sys/class/graphics/{fb}")
-        if not fb.startswith("fb") or real is None:
-            continue
+    for fb, real in _class_devices(root, "graphics", "fb"):
         below, pci = _pci_chain(root, real)
         if pci is not None:
-            name = _read(os.path.join(real, "name"))
-            out.append({"what": fb, "name": name.strip() if name else None,
-                        "chain": [fb, *below], "pci": pci})
+            out.append({"what": fb, "name": _attr(real, "name"), "chain": [fb, *below], "pci": pci})
     return out
 
 
@@ -373,10 +378,7 @@ _EV_KEY, _EV_REP = 1 << 0x01, 1 << 0x14  # include/uapi/linux/input-event-codes.
 def _input(root: str) -> list[dict[str, Any]]:
     """Keyboards (keys with autorepeat) and mice on PCI (USB) devices, up to their controller."""
     out = []
-    for dev in _listdir(os.path.join(root, "sys/class/input")):
-        real = resolve(root, f"/sys/class/input/{dev}")
-        if not dev.startswith("input") or real is None:
-            continue
+    for dev, real in _class_devices(root, "input", "input"):
         try:
             ev = int((_read(os.path.join(real, "capabilities/ev")) or "0").split()[-1], 16)
         except (ValueError, IndexError):
@@ -390,9 +392,7 @@ def _input(root: str) -> list[dict[str, Any]]:
             continue
         below, pci = _pci_chain(root, real)
         if pci is not None:
-            name = _read(os.path.join(real, "name"))
-            out.append({"what": what, "name": name.strip() if name else None,
-                        "chain": [dev, *below], "pci": pci})
+            out.append({"what": what, "name": _attr(real, "name"), "chain": [dev, *below], "pci": pci})
     return out
 
 
