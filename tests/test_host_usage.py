@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import cli
 from tests.hostfacts import HostTree
+from vfiokit.analyses import host_needs
 from vfiokit.sources import host_usage, sysfs
 from vfiokit.sources.capture import build_topology
 
@@ -29,7 +30,7 @@ def needs_by_address(host: HostTree, **kw) -> dict[str, list]:
     if kw:
         raw["host_usage"] = facts(host, **kw)
     top = build_topology(raw, "test tree")
-    return {str(a): n for a, n in host_usage.needs(raw["host_usage"], top).items()}
+    return {str(a): n for a, n in host_needs.needs(raw["host_usage"], top).items()}
 
 
 def test_root_on_nvme_partition_shows_the_chain_and_is_unsafe(host):

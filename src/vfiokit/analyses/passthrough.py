@@ -18,9 +18,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vfiokit.analyses.host_needs import HostNeed, needs, slot_functions
 from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
 from vfiokit.model import Device, PciAddress, Topology
-from vfiokit.sources.host_usage import HostNeed, needs, slot_functions
 
 
 class Level(enum.IntEnum):

@@ -111,7 +111,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
 
 def host_marker(top: Topology) -> Callable[[Device], list[str]]:
     """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
-    from vfiokit.sources.host_usage import needs
+    from vfiokit.analyses.host_needs import needs
 
     used = needs(top.host_usage, top)
 
