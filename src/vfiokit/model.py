@@ -79,6 +79,11 @@ class PciAddress:
         return f"{self.bus:02x}:{self.slot:02x}.{self.function}"
 
     @property
+    def slot_id(self) -> str:
+        """`DDDD:BB:DD`: the slot without function, as Proxmox writes a whole device."""
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}"
+
+    @property
     def devfn(self) -> int:
         return (self.slot << 3) | self.function
 
@@ -162,6 +167,12 @@ class Device:
         if self.vendor_id is None or self.device_id is None:
             return None
         return f"{self.vendor_id:04x}:{self.device_id:04x}"
+
+    @property
+    def subsystem_ids(self) -> str | None:
+        if self.subsystem_vendor_id is None or self.subsystem_device_id is None:
+            return None
+        return f"{self.subsystem_vendor_id:04x}:{self.subsystem_device_id:04x}"
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         assert req.device is not None
         addrs = _functions(top, req.device, req.all_functions)
         functions = [str(a) for a in addrs]
-        slot = f"{req.device.domain:04x}:{req.device.bus:02x}:{req.device.slot:02x}"
-        target = {"host": [slot if req.all_functions else str(req.device)]}
+        target = {"host": [req.device.slot_id if req.all_functions else str(req.device)]}
         if top is not None and not req.all_functions:
             siblings = [d for d in top.devices if d.address.same_slot(req.device) and d.address != req.device
                         and d.iommu_group is not None and d.iommu_group == top.device(req.device).iommu_group]

@@ -114,10 +114,9 @@ def _entry_for(api: Any, spec: str) -> tuple[str, dict[str, str], Device]:
         raise BadInput(f"{node}: {addr} has no vendor:device id in the API answer")
     # pve-guest-common Mapping/PCI.pm: a path without function maps the whole device and is
     # checked against the attributes of its function 0.
-    path = f"{addr.domain:04x}:{addr.bus:02x}:{addr.slot:02x}" if whole_slot else str(addr)
-    fields = {"node": node, "path": path, "id": dev.ids}
-    if dev.subsystem_vendor_id is not None and dev.subsystem_device_id is not None:
-        fields["subsystem-id"] = f"{dev.subsystem_vendor_id:04x}:{dev.subsystem_device_id:04x}"
+    fields = {"node": node, "path": addr.slot_id if whole_slot else str(addr), "id": dev.ids}
+    if dev.subsystem_ids is not None:
+        fields["subsystem-id"] = dev.subsystem_ids
     if dev.iommu_group is not None:
         fields["iommugroup"] = str(dev.iommu_group)
     return node, fields, dev

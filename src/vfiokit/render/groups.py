@@ -42,8 +42,7 @@ def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str
         "address": str(dev.address),
         "vendor_id": None if dev.vendor_id is None else f"{dev.vendor_id:04x}",
         "device_id": None if dev.device_id is None else f"{dev.device_id:04x}",
-        "subsystem": None if dev.subsystem_vendor_id is None or dev.subsystem_device_id is None
-        else f"{dev.subsystem_vendor_id:04x}:{dev.subsystem_device_id:04x}",
+        "subsystem": dev.subsystem_ids,
         "class": None if dev.class_id is None else f"{dev.class_id:04x}",
         "class_name": klass,
         "name": name,
