@@ -20,6 +20,7 @@ from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
+from vfiokit.sources.proxmox_api import TOKEN_ENV, TOKEN_ID_ENV
 
 if TYPE_CHECKING:
     from vfiokit.sources.proxmox_api import PveApi
@@ -29,9 +30,9 @@ def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--host and what a remote call needs; the token secret only from the environment or a file."""
 
     @click.option("--host", default=None, help="A Proxmox VE node to reach through its API (HOST[:PORT]).")
-    @click.option("--token-id", default=None, envvar="VFIOKIT_PVE_TOKEN_ID",
-                  help="API token id, USER@REALM!NAME (or VFIOKIT_PVE_TOKEN_ID). The secret comes from "
-                       "VFIOKIT_PVE_TOKEN or --token-file, never from the command line.")
+    @click.option("--token-id", default=None, envvar=TOKEN_ID_ENV,
+                  help=f"API token id, USER@REALM!NAME (or {TOKEN_ID_ENV}). The secret comes from "
+                       f"{TOKEN_ENV} or --token-file, never from the command line.")
     @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
                   help="File holding the API token secret.")
     @click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
@@ -58,7 +59,7 @@ def connect(host: str, token_id: str | None, token_file: str | None, ca_file: st
     from vfiokit.sources.proxmox_api import Credentials, PveApi, read_secret
 
     if not token_id:
-        raise BadInput("--host needs --token-id USER@REALM!NAME (or VFIOKIT_PVE_TOKEN_ID)")
+        raise BadInput(f"--host needs --token-id USER@REALM!NAME (or {TOKEN_ID_ENV})")
     verify: bool | str = False if insecure else (ca_file or True)
     return PveApi(Credentials(host, token_id, read_secret(token_file), verify, timeout))
 
