@@ -42,11 +42,11 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     from vfiokit.cli.check import host_marker
 
     marker = host_marker(top)
+    notes = [*top.notes, *filter(None, [ids.missing_note])]
     if as_json:
         from vfiokit.render.envelope import envelope
         from vfiokit.render.groups import groups_json
 
-        notes = [*top.notes, *filter(None, [ids.missing_note])]
         sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
         return
     if fmt == "seed":
@@ -57,7 +57,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
         from vfiokit.render.groups import groups_text
 
         print_lines(groups_text(top, ids, marker))
-    for n in (*top.notes, *filter(None, [ids.missing_note])):
+    for n in notes:
         note(n)
 
 
