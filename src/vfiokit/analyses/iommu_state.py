@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import Refused
 from vfiokit.model import HostInfo
 
 
@@ -61,6 +61,6 @@ def iommu_params(host: HostInfo, pt: bool) -> tuple[list[str], str]:
     if host.cpu_vendor == "AuthenticAMD":
         return extra, ("the AMD IOMMU is on by default; no IOMMU unit is listed, so IOMMU / AMD-Vi is "
                        "probably disabled in the firmware setup")
-    raise VfiokitError("cannot tell which IOMMU parameter this host needs (CPU vendor or kernel version "
-                       "unknown: /proc/cpuinfo, /proc/sys/kernel/osrelease)", ExitCode.REFUSED,
-                       hint="add it yourself: 'vfiokit boot add intel_iommu=on'")
+    raise Refused("cannot tell which IOMMU parameter this host needs (CPU vendor or kernel version "
+                  "unknown: /proc/cpuinfo, /proc/sys/kernel/osrelease)",
+                  hint="add it yourself: 'vfiokit boot add intel_iommu=on'")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from vfiokit.cli.output import note
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import BadInput, ExitCode, VfiokitError
 
 ACS_WARNING = (
     "pcie_acs_override tells the kernel to believe PCIe ports isolate devices when the hardware "
@@ -211,8 +211,8 @@ def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
     words = [w for w in modes.split(",") if w]
     for w in words:
         if w not in ("downstream", "multifunction") and not w.startswith("id:"):
-            raise VfiokitError(f"'{w}': unknown pcie_acs_override mode (downstream, multifunction, "
-                               "id:vvvv:dddd)", ExitCode.BAD_INPUT)
+            raise BadInput(f"'{w}': unknown pcie_acs_override mode (downstream, multifunction, "
+                           "id:vvvv:dddd)")
     click.echo(f"vfiokit: warning: {ACS_WARNING}", err=True)
     summary = predicted_groups(root, ",".join(words))
     if summary is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from vfiokit.edits import cmdline, grub
 from vfiokit.edits.writer import FileChange, Plan
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import Refused
 from vfiokit.sources.boot import BootSetup
 
 
@@ -44,11 +44,10 @@ def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
     path, text = setup.kernel_cmdline
     first, nl, rest = text.partition("\n")
     if rest.strip():
-        raise VfiokitError(f"{_shown(setup, path)}: has more than one line; proxmox-boot-tool uses one line",
-                           ExitCode.REFUSED)
+        raise Refused(f"{_shown(setup, path)}: has more than one line; proxmox-boot-tool uses one line")
     if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
-        raise VfiokitError(f"{_shown(setup, path)}: has no root= parameter; proxmox-boot-tool refuses such a "
-                           "file and the host would not find its root file system", ExitCode.REFUSED)
+        raise Refused(f"{_shown(setup, path)}: has no root= parameter; proxmox-boot-tool refuses such a "
+                      "file and the host would not find its root file system")
     return path, first, nl + rest
 
 
@@ -82,8 +81,7 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
         path, first, rest = _kernel_cmdline_line(setup)
         new_first = cmdline.remove(cmdline.add(first, add), remove)
         if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(new_first)):
-            raise VfiokitError(f"removing root= from {_shown(setup, path)} would leave the host unbootable",
-                               ExitCode.REFUSED)
+            raise Refused(f"removing root= from {_shown(setup, path)} would leave the host unbootable")
         old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
         change = FileChange(path, old_text, new_first + rest)
     else:

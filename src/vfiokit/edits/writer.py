@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import BadInput, Conflict, ExitCode, VfiokitError
 
 BACKUP_DIR = "var/backups/vfiokit"
 JOURNAL = "journal.jsonl"
@@ -258,8 +258,7 @@ def _locked(root: str | None) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise VfiokitError("another vfiokit is changing this host right now; try again when it is done",
-                               ExitCode.CONFLICT) from None
+            raise Conflict("another vfiokit is changing this host right now; try again when it is done") from None
         yield
     finally:
         os.close(fd)
@@ -322,8 +321,8 @@ def apply(plan: Plan, hooks: Hooks | None = None) -> Applied:
             except OSError as e:
                 raise _fail(c.path, "read", e) from None
             if now_text != c.old_text:
-                raise VfiokitError(f"{plan.shown_path(c.path)} changed since vfiokit read it; nothing "
-                                   "was written, run the command again", ExitCode.CONFLICT)
+                raise Conflict(f"{plan.shown_path(c.path)} changed since vfiokit read it; nothing "
+                               "was written, run the command again")
             if plan.root is not None:
                 _clean_stale_temps(real)
         at = hooks.now()
@@ -390,7 +389,7 @@ def read_journal(root: str) -> list[dict]:
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:
-            raise VfiokitError(f"{path}: line {n} is not valid JSON", ExitCode.BAD_INPUT) from None
+            raise BadInput(f"{path}: line {n} is not valid JSON") from None
     return entries
 
 

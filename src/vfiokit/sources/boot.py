@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 
 from vfiokit.edits.writer import read_text, resolve
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, Refused
 from vfiokit.model import HostInfo
 
 #: systemd's loader interface GUID (systemd `docs/BOOT_LOADER_INTERFACE.md`).
@@ -159,17 +159,17 @@ def read_boot(root: str = "/") -> BootSetup:
             loader, why = _esp_loader(root, uuids)
         evidence.append(why)
         if loader is None:
-            raise VfiokitError("cannot tell whether the proxmox-boot-tool ESPs hold systemd-boot or GRUB "
-                               f"({why})", ExitCode.REFUSED,
-                               hint="'proxmox-boot-tool status' says which; run vfiokit on the host itself")
+            raise Refused("cannot tell whether the proxmox-boot-tool ESPs hold systemd-boot or GRUB "
+                          f"({why})",
+                          hint="'proxmox-boot-tool status' says which; run vfiokit on the host itself")
         if loader == "systemd-boot":
             if kc is None:
-                raise VfiokitError(f"{kc_path}: missing, but systemd-boot via proxmox-boot-tool reads the "
-                                   "kernel command line from it", ExitCode.REFUSED)
+                raise Refused(f"{kc_path}: missing, but systemd-boot via proxmox-boot-tool reads the "
+                              "kernel command line from it")
             path, label = "proxmox-boot-tool/systemd-boot", "systemd-boot via proxmox-boot-tool (UEFI)"
         else:
             if main is None:
-                raise VfiokitError(f"{main_path}: missing, but the ESPs hold GRUB", ExitCode.REFUSED)
+                raise Refused(f"{main_path}: missing, but the ESPs hold GRUB")
             path = "proxmox-boot-tool/grub"
             label = f"GRUB via proxmox-boot-tool ({'UEFI' if uefi else 'legacy BIOS'})"
             if kc is not None:
@@ -179,9 +179,8 @@ def read_boot(root: str = "/") -> BootSetup:
         evidence.append(f"/{GRUB_MAIN} exists and no /{PBT_UUIDS}: update-grub writes /boot/grub/grub.cfg")
     else:
         extra = f" (/{KERNEL_CMDLINE} exists, but no /{PBT_UUIDS})" if kc is not None else ""
-        raise VfiokitError(f"unknown boot loader below {root}: neither /{GRUB_MAIN} nor "
-                           f"/{PBT_UUIDS}{extra}; vfiokit edits GRUB and proxmox-boot-tool setups only",
-                           ExitCode.REFUSED)
+        raise Refused(f"unknown boot loader below {root}: neither /{GRUB_MAIN} nor "
+                      f"/{PBT_UUIDS}{extra}; vfiokit edits GRUB and proxmox-boot-tool setups only")
     host = read_host(root)
     return BootSetup(
         root=root, path=path, firmware=firmware, label=label, evidence=tuple(evidence),

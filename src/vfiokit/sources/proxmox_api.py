@@ -104,8 +104,7 @@ class PveApi:
         try:
             from proxmoxer import ProxmoxAPI
         except ImportError:
-            raise VfiokitError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'",
-                               ExitCode.REMOTE) from None
+            raise RemoteError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'") from None
         user, name = split_token_id(creds.token_id)
         self.host = creds.host
         self.creds = creds

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vfiokit import __version__
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput
 from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import host_usage
@@ -243,9 +243,8 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     try:
         names = sorted(os.listdir(buspci))
     except FileNotFoundError:
-        raise VfiokitError(
+        raise BadInput(
             f"{buspci} does not exist: no PCI bus here (is {root} a Linux root folder?)",
-            ExitCode.BAD_INPUT,
         ) from None
     except OSError as e:
         raise BadInput(f"{buspci}: cannot list ({e.strerror})") from None
