@@ -78,12 +78,15 @@ class Member:
     role: str
     #: Why the host (or a VM) needs it; empty when nothing is known to use it.
     needs: tuple[HostNeed, ...]
-    #: Must go to the same VM (functions of the target's card: Proxmox's "All Functions").
-    pass_along: bool
 
     @property
     def address(self) -> PciAddress:
         return self.device.address
+
+    @property
+    def pass_along(self) -> bool:
+        """Must go to the same VM (functions of the target's card: Proxmox's "All Functions")."""
+        return self.role == SAME_CARD
 
     @property
     def critical(self) -> bool:
@@ -209,7 +212,7 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
                 n += tuple(filter(None, [_class_need(dev)]))
             critical = any(x.critical for x in n)
             role = _role(dev, targets, critical)
-            members.append(Member(dev, role, n, role == SAME_CARD))
+            members.append(Member(dev, role, n))
 
     reasons: list[Reason] = []
     level = Level.ALONE
