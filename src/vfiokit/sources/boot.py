@@ -47,7 +47,6 @@ class BootSetup:
     path: str
     #: "uefi" or "bios".
     firmware: str
-    label: str
     #: How vfiokit knows (one line each).
     evidence: tuple[str, ...]
     #: `/etc/default/grub` then the drop-ins in the order update-grub sources them: (path, text).
@@ -67,6 +66,15 @@ class BootSetup:
     @property
     def uses_kernel_cmdline(self) -> bool:
         return self.path == "proxmox-boot-tool/systemd-boot"
+
+    @property
+    def label(self) -> str:
+        """The boot path in words, e.g. "GRUB via proxmox-boot-tool (legacy BIOS)"."""
+        if self.uses_kernel_cmdline:
+            return "systemd-boot via proxmox-boot-tool (UEFI)"
+        firmware = "UEFI" if self.firmware == "uefi" else "legacy BIOS"
+        via = " via proxmox-boot-tool" if self.path == "proxmox-boot-tool/grub" else ""
+        return f"GRUB{via} ({firmware})"
 
 
 def _text(path: str, root: str) -> str | None:
@@ -166,16 +174,15 @@ def read_boot(root: str = "/") -> BootSetup:
             if kc is None:
                 raise Refused(f"{kc_path}: missing, but systemd-boot via proxmox-boot-tool reads the "
                               "kernel command line from it")
-            path, label = "proxmox-boot-tool/systemd-boot", "systemd-boot via proxmox-boot-tool (UEFI)"
+            path = "proxmox-boot-tool/systemd-boot"
         else:
             if main is None:
                 raise Refused(f"{main_path}: missing, but the ESPs hold GRUB")
             path = "proxmox-boot-tool/grub"
-            label = f"GRUB via proxmox-boot-tool ({'UEFI' if uefi else 'legacy BIOS'})"
             if kc is not None:
                 evidence.append(f"/{KERNEL_CMDLINE} exists but is ignored: the ESPs hold GRUB")
     elif main is not None:
-        path, label, refresh = "grub", f"GRUB ({'UEFI' if uefi else 'legacy BIOS'})", ("update-grub",)
+        path, refresh = "grub", ("update-grub",)
         evidence.append(f"/{GRUB_MAIN} exists and no /{PBT_UUIDS}: update-grub writes /boot/grub/grub.cfg")
     else:
         extra = f" (/{KERNEL_CMDLINE} exists, but no /{PBT_UUIDS})" if kc is not None else ""
@@ -183,7 +190,7 @@ def read_boot(root: str = "/") -> BootSetup:
                       f"/{PBT_UUIDS}{extra}; vfiokit edits GRUB and proxmox-boot-tool setups only")
     host = read_host(root)
     return BootSetup(
-        root=root, path=path, firmware=firmware, label=label, evidence=tuple(evidence),
+        root=root, path=path, firmware=firmware, evidence=tuple(evidence),
         grub_files=tuple(grub_files), kernel_cmdline=(kc_path, kc) if kc is not None else None,
         refresh=refresh, running=host.cmdline,
         generated=_generated(root) if path == "grub" else None,
