@@ -266,7 +266,7 @@ class AloneAdvice:
 _FULL = "all of downstream, multifunction and the ids around it"
 
 
-def _candidates_atoms(top: Topology, devices: list[Device]) -> list[AcsOverride]:
+def _candidates_atoms(devices: list[Device]) -> list[AcsOverride]:
     atoms = [AcsOverride(downstream=True), AcsOverride(multifunction=True)]
     seen = set()
     for d in devices:
@@ -314,7 +314,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     # Only the device's natural group and the bridges above it decide (an override only splits).
     sub = replace(top, devices=tuple(d for d in top.devices if d.address in involved))
     sub_natural = predict_partition(sub, NONE, facts)
-    atoms = _candidates_atoms(sub, list(involved.values()))
+    atoms = _candidates_atoms(list(involved.values()))
     best: tuple[tuple[int, int, str], AcsOverride, tuple[PciAddress, ...]] | None = None
     for k in range(1, min(max_options, len(atoms)) + 1):
         for combo in combinations(atoms, k):
@@ -341,7 +341,7 @@ def _describe(d: Device) -> str:
     return f"{d.address.short} ({d.ids or '?'}, {kind})"
 
 
-def _why_not_isolating(m: _Model, d: Device) -> str:
+def _why_not_isolating(d: Device) -> str:
     if d.acs is not None:
         return (f"{_describe(d)} has an ACS capability that does not enable SV, RR, CR and UF "
                 f"(CAP {d.acs.cap:#06x}, CTRL {d.acs.ctrl:#06x}); the override never touches a device "
@@ -373,11 +373,11 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
                        "(a kernel quirk: one issues DMA with the other's requester ID)")
     if m.multifunction(target) and not m.acs_enabled(target) and any(o.address.same_slot(target.address)
                                                                        for o in still):
-        out.append(_why_not_isolating(m, target))
+        out.append(_why_not_isolating(target))
     p = m.parent(target)
     while p is not None:
         if not m.acs_enabled(p):
-            reason = _why_not_isolating(m, p)
+            reason = _why_not_isolating(p)
             if reason not in out:
                 out.append(reason)
         p = m.parent(p)

@@ -104,7 +104,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         body["alone"] = [view.alone_json(x) for x in advice]
         sys.stdout.write(envelope("simulate", top.source, notes, **body))
         return
-    print_markup(view.summary_lines(top, sim))
+    print_markup(view.summary_lines(sim))
     console().print(view.side_by_side(top, sim, ids))
     for report in reports:
         print_markup(_device_lines(report))

@@ -46,7 +46,7 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
     return table
 
 
-def summary_lines(top: Topology, sim: Simulation) -> list[str]:
+def summary_lines(sim: Simulation) -> list[str]:
     out = [f"[bold]pcie_acs_override={escape(str(sim.override))}[/bold] "
            f"[dim](groups today were formed with: {escape(str(sim.baseline))})[/dim]"]
     for n, pieces in sim.splits:

@@ -266,7 +266,7 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.geteuid())
-    raw = {
+    return {
         "format": cap.FORMAT,
         "version": cap.VERSION,
         "captured": {
@@ -282,7 +282,6 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
         "read_notes": notes,
         "host_usage": host_usage.gather(root),
     }
-    return raw
 
 
 def read_topology(root: str | os.PathLike[str] = "/") -> Topology:
