@@ -10,10 +10,14 @@ update_vm_api: "checksum mismatch (file change by other user?)"), reported as CO
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vfiokit.analyses.vm_attach import Plan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
-from vfiokit.sources.proxmox_api import PveApi
-from vfiokit.sources.pve_local import LocalPve
+
+if TYPE_CHECKING:  # edits never import a source to run; these are only the callers' handles
+    from vfiokit.sources.proxmox_api import PveApi
+    from vfiokit.sources.pve_local import LocalPve
 
 
 def qm_args(plan: Plan, digest: str) -> list[str]:
