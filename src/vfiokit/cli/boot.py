@@ -86,6 +86,7 @@ def status(root: str, as_json: bool) -> None:
     """Which boot path, which file decides, what is configured, running and pending."""
     from vfiokit.analyses.boot_state import boot_state
     from vfiokit.edits import bootline
+    from vfiokit.edits.writer import shown_path
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
@@ -94,13 +95,10 @@ def status(root: str, as_json: bool) -> None:
     complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
     state = boot_state(full, setup.running, setup.generated, complete)
 
-    def shown(path: str) -> str:
-        return "/" + path[len(setup.root):].lstrip("/") if setup.root != "/" else path
-
     data = {
         "path": setup.path, "label": setup.label, "firmware": setup.firmware,
         "distribution": setup.distro, "evidence": list(setup.evidence),
-        "deciding_file": shown(conf.path), "deciding_line": conf.line,
+        "deciding_file": shown_path(conf.path, setup.root), "deciding_line": conf.line,
         "overridden_files": list(conf.overridden), "configured": conf.value,
         "not_editable_because": conf.refusal,
         "grub_cmdline_linux": conf.linux, "grub_cmdline_linux_note": conf.linux_note,

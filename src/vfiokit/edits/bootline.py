@@ -3,12 +3,11 @@ it reads the texts a `BootSetup` carries and returns a writer `Plan`; nothing is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vfiokit.edits import cmdline, grub
-from vfiokit.edits.writer import FileChange, Plan
+from vfiokit.edits.writer import FileChange, Plan, shown_path
 from vfiokit.errors import Refused
 from vfiokit.sources.boot import BootSetup
 
@@ -33,10 +32,6 @@ class Configured:
     known: bool = True
 
 
-def _shown(setup: BootSetup, path: str) -> str:
-    return "/" + os.path.relpath(path, setup.root)
-
-
 def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
     """(path, first line, rest of the file) of /etc/kernel/cmdline, refusing what
     proxmox-boot-tool would refuse."""
@@ -44,9 +39,9 @@ def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
     path, text = setup.kernel_cmdline
     first, nl, rest = text.partition("\n")
     if rest.strip():
-        raise Refused(f"{_shown(setup, path)}: has more than one line; proxmox-boot-tool uses one line")
+        raise Refused(f"{shown_path(path, setup.root)}: has more than one line; proxmox-boot-tool uses one line")
     if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
-        raise Refused(f"{_shown(setup, path)}: has no root= parameter; proxmox-boot-tool refuses such a "
+        raise Refused(f"{shown_path(path, setup.root)}: has no root= parameter; proxmox-boot-tool refuses such a "
                       "file and the host would not find its root file system")
     return path, first, nl + rest
 
@@ -58,12 +53,12 @@ def configured(setup: BootSetup) -> Configured:
         return Configured(path, 1, first)
     value, last = grub.effective(setup.grub_files)
     linux, lin = grub.effective(setup.grub_files, "GRUB_CMDLINE_LINUX")
-    linux_note = (f"{_shown(setup, lin.path)} line {lin.line}: {lin.reason}"
+    linux_note = (f"{shown_path(lin.path, setup.root)} line {lin.line}: {lin.reason}"
                   if linux is None and isinstance(lin, grub.Unfollowable) else None)
     if last is None:
         return Configured(setup.grub_files[0][0], None, "", (), linux, linux_note)
     before = setup.grub_files[: [p for p, _ in setup.grub_files].index(last.path)]
-    overridden = tuple(_shown(setup, p) for p, text in before if grub.scan(p, text))
+    overridden = tuple(shown_path(p, setup.root) for p, text in before if grub.scan(p, text))
     if isinstance(last, grub.Unfollowable) and last.appends is not None:
         overridden = ()  # it adds to them
     refusal = last.reason if isinstance(last, grub.Unfollowable) else None
@@ -81,7 +76,7 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
         path, first, rest = _kernel_cmdline_line(setup)
         new_first = cmdline.remove(cmdline.add(first, add), remove)
         if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(new_first)):
-            raise Refused(f"removing root= from {_shown(setup, path)} would leave the host unbootable")
+            raise Refused(f"removing root= from {shown_path(path, setup.root)} would leave the host unbootable")
         old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
         change = FileChange(path, old_text, new_first + rest)
     else:

@@ -98,13 +98,7 @@ class Plan:
         return not self.effective
 
     def shown_path(self, path: str) -> str:
-        """`path` as the user thinks of it: below `root`, `/etc/...`."""
-        if self.root is None:
-            return path
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
-        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-            return path
-        return "/" if rel == os.curdir else "/" + rel
+        return shown_path(path, self.root)
 
     def diff(self) -> str:
         """Unified diff of every file that changes (bytes that are not UTF-8 shown as U+FFFD)."""
@@ -162,6 +156,16 @@ def resolve(path: str, root: str | None) -> str:
         else:
             path = os.path.normpath(os.path.join(os.path.dirname(path), target))
     return path
+
+
+def shown_path(path: str, root: str | None) -> str:
+    """`path` as the user thinks of it: below `root`, `/etc/...` (unchanged outside `root`)."""
+    if root is None:
+        return path
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return path
+    return "/" if rel == os.curdir else "/" + rel
 
 
 def read_text(path: str) -> str | None:
