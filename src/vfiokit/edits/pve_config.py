@@ -294,7 +294,8 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
 
 
 def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = True) -> dict[str, list[str]]:
-    """Each mapping id and its `map` entries (property strings), from the SectionConfig file.
+    """Each mapping id and its `map` entries (property strings), from the SectionConfig file
+    (pve-guest-common PVE/Mapping/PCI.pm).
 
     A section is a header line `<id>` then indented `key value` lines; the array `map` is written
     as one `map ...` line per entry. `strict=False` skips a property outside a section instead of
