@@ -165,7 +165,9 @@ def test_unsafe_needs_force_and_says_what_breaks(node):
     assert "breaks:" in r.err
 
 
-def test_concurrent_edit_is_a_conflict(node, monkeypatch):
+@pytest.mark.parametrize("message", ["checksum mismatch (file change by other user?)",
+                                     "detected modified configuration - file changed by other user? Try again."])
+def test_concurrent_edit_is_a_conflict(node, monkeypatch, message):
     # someone edits the config between vfiokit's read and its qm set: qm refuses the stale digest
     real = STANDINS / "qm"
     wrapper = node.parent / "bin"
@@ -174,9 +176,10 @@ def test_concurrent_edit_is_a_conflict(node, monkeypatch):
     (wrapper / "qm").write_text(f"#!/bin/sh\n[ \"$1\" = set ] && {edit}\nexec {real} \"$@\"\n")
     (wrapper / "qm").chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("QM_DIGEST_MESSAGE", message)
     r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
     assert r.code == ExitCode.CONFLICT
-    assert "checksum mismatch (file change by other user?)" in r.err
+    assert message in r.err
     assert "hostpci" not in conf(node, "101")
 
 

@@ -239,7 +239,11 @@ def test_acs_override_warns_and_merges(tmp_path: Path, standins: Standins) -> No
 
 def test_acs_override_rejects_an_unknown_mode(tmp_path: Path) -> None:
     r = cli("boot", "acs-override", "downstrem", "--root", str(_grub(tmp_path)), "--yes")
-    assert r.code == 3 and "'downstrem': unknown pcie_acs_override mode" in r.err
+    assert r.code == 3 and "'downstrem' is not an option" in r.err
+    r = cli("boot", "acs-override", "id:10de:zz", "--root", str(_grub(tmp_path)), "--yes")
+    assert r.code == 3 and "'id:10de:zz' is not an option" in r.err
+    r = cli("boot", "acs-override", "none", "--root", str(_grub(tmp_path)), "--yes")
+    assert r.code == 3 and "boot remove pcie_acs_override" in r.err
 
 
 def test_status_shows_a_value_it_will_not_edit(tmp_path: Path) -> None:

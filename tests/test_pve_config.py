@@ -261,3 +261,11 @@ def test_an_edit_keeps_every_other_section_byte_for_byte(text, running, value):
     added = [ln for ln in new_lines if ln not in old_lines]
     assert f"{key}: {value}" in added and set(added) <= {f"{key}: {value}", "[PENDING]", ""}
     assert pc.parse_config(new).effective(key) == value
+
+
+def test_keys_with_hyphens_are_config_lines_as_qemu_server_reads_them():
+    text = "amd-sev: type=std\nmemory: 4096\n"
+    conf = pc.parse_config(text)
+    assert conf.value("amd-sev") == "type=std"
+    new = pc.set_option(conf, pc.first_free_index(conf), "0000:07:00.0")
+    assert new == text + "hostpci0: 0000:07:00.0\n"

@@ -206,11 +206,11 @@ def predicted_groups(root: str, modes: str) -> list[str] | None:
 @_change_options
 def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
     """Add pcie_acs_override=MODES (default downstream,multifunction), with a warning."""
-    words = [w for w in modes.split(",") if w]
-    for w in words:
-        if w not in ("downstream", "multifunction") and not w.startswith("id:"):
-            raise BadInput(f"'{w}': unknown pcie_acs_override mode (downstream, multifunction, "
-                           "id:vvvv:dddd)")
+    from vfiokit.analyses.acs_override import NONE, parse_override
+
+    if parse_override(modes) == NONE:  # the same strict reading `simulate` uses
+        raise BadInput("'none' is not a mode to add: 'vfiokit boot remove pcie_acs_override' takes the override off")
+    words = [w.strip() for w in modes.split(",") if w.strip()]
     click.echo(f"vfiokit: warning: {ACS_WARNING}", err=True)
     summary = predicted_groups(root, ",".join(words))
     if summary is None:

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from vfiokit.analyses.vm_attach import Plan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
 
+#: What qemu-server says when a config changed under a digest (older and newer wordings).
+CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
+
 if TYPE_CHECKING:  # edits never import a source to run; these are only the callers' handles
     from vfiokit.sources.proxmox_api import PveApi
     from vfiokit.sources.pve_local import LocalPve
@@ -31,7 +34,7 @@ def apply_local(node: LocalPve, plan: Plan, digest: str) -> None:
     if r.returncode != 0:
         text = (r.stderr or r.stdout).strip().splitlines()
         msg = text[-1] if text else f"exit {r.returncode}"
-        if "checksum mismatch" in msg:
+        if any(mark in msg for mark in CONFLICT_MARKS):
             raise Conflict(f"qm set {plan.vmid}: {msg}: the config changed since vfiokit read it; nothing "
                            "was written", hint="run the command again to see the new config")
         raise VfiokitError(f"qm set {plan.vmid}: {msg}", ExitCode.WRITE_FAILED)

@@ -180,7 +180,8 @@ def covers(host_id: str, address: str) -> bool:
 # --- the config file -------------------------------------------------------------------------------
 
 _SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
-_KEY_RE = re.compile(r"^([a-z][a-z_]*\d*):\s*(.*?)\s*$")
+# qemu-server's parse_vm_config accepts hyphens in keys (amd-sev, ...): `^([a-z][a-z_\-]*\d*):`.
+_KEY_RE = re.compile(r"^([a-z][a-z_\-]*\d*):\s*(.*?)\s*$")
 MAIN = ""
 PENDING = "PENDING"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfiokit.edits import pve_config as pc
+from vfiokit.edits.pve_apply import CONFLICT_MARKS
 from vfiokit.errors import BadInput, Conflict, ExitCode, RemoteError, VfiokitError
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
 
@@ -26,7 +27,6 @@ TOKEN_ENV = "VFIOKIT_PVE_TOKEN"
 TOKEN_ID_ENV = "VFIOKIT_PVE_TOKEN_ID"
 
 #: Messages Proxmox answers a stale `digest` with (qemu-server update_vm_api; PVE::Tools).
-_CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _describe(e: BaseException, what: str, host: str) -> VfiokitError:
         text = str(e.content or e.status_message).strip()
         if e.errors:
             text += " - " + "; ".join(f"{k}: {str(v).strip()}" for k, v in dict(e.errors).items())
-        if any(m in text for m in _CONFLICT_MARKS):
+        if any(m in text for m in CONFLICT_MARKS):
             return Conflict(f"{what}: {text}: the config changed since vfiokit read it; nothing was "
                             "written", hint="run the command again to see the new config")
         if e.status_code == 401:
