@@ -246,3 +246,11 @@ def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
     assert f"the network ({nic.address.short}, default route (ipv4) via vmbr0 -> " in verdict
     assert f"the disks ({nvme.address.short}, /mnt/data is on nvme0n1 -> nvme0)" in verdict
     assert f"/mnt/data is on nvme0n1 -> nvme0 -> {nvme.address}" in r.out
+
+
+def test_two_functions_of_a_slot_are_not_called_the_whole_slot():
+    # 0d:00 also holds .0 and .1 on this board: naming .3 and .4 is not "all functions"
+    r = cli("check", "0d:00.3", "0d:00.4", "--sample", "asus-tuf-b550-plus")
+    assert r.out.startswith("Verdict: shares, costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
+    r = cli("check", "04:00.0", "04:00.1", "--sample", "asus-tuf-b550-plus")
+    assert r.out.startswith("Verdict: unsafe - passing 04:00 (all functions) takes the display")

@@ -115,6 +115,8 @@ class Verdict:
     reasons: tuple[Reason, ...]
     #: What the judgement could not see (no host-usage facts in this source).
     notes: tuple[str, ...] = ()
+    #: The targets name a whole slot: every function the source shows at that bus and device.
+    whole_slot: bool = False
 
     @property
     def losses(self) -> list[tuple[str, list[Member]]]:
@@ -272,7 +274,9 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
     if level == Level.ALONE and any(m.role == BRIDGE for m in members):
         level = Level.HARMLESS
     notes = () if top.host_usage is not None else (_blind_note(top),)
-    return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), notes)
+    first = targets[0]
+    whole_slot = len(targets) > 1 and set(targets) == {d.address for d in top.devices if d.address.same_slot(first)}
+    return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), notes, whole_slot)
 
 
 def _blind_note(top: Topology) -> str:
@@ -292,11 +296,7 @@ def _blind_note(top: Topology) -> str:
 def headline(v: Verdict) -> str:
     """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
     the network (06:00.0, ...) from the host"."""
-    names = ", ".join(a.short for a in v.targets)
-    first = v.targets[0]
-    if len(v.targets) > 1 and all(a.same_slot(first) for a in v.targets) \
-            and not any(m.role == SAME_CARD for m in v.members):
-        names = f"{first.short[:5]} (all functions)"
+    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else ", ".join(a.short for a in v.targets)
     group = ", ".join(str(g) for g in v.groups)
     if v.level == Level.ALONE:
         return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
