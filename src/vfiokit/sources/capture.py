@@ -31,6 +31,7 @@ from typing import Any
 from vfiokit import pciconfig
 from vfiokit.errors import BadInput
 from vfiokit.model import (
+    PCI_TO_PCIE_BRIDGE,
     PCIE_DOWNSTREAM_PORT,
     PCIE_ROOT_PORT,
     PCIE_UPSTREAM_PORT,
@@ -120,23 +121,23 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
     def attr_int(name: str) -> int | None:
         return _int(attrs.get(name), f"{where}: attribute {name}")
 
-    class_attr = attr_int("class")
+    def from_config(value: int | None, attr: str) -> int | None:
+        # Config space is what the kernel's attributes are made of; attributes fill in only where it
+        # was not readable (or, for a bridge, has no subsystem ids).
+        return value if value is not None else attr_int(attr)
+
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
     physfn = links.get("physfn")
     files = raw.get("files")
     return Device(
         address=addr,
-        vendor_id=facts.vendor_id if facts else attr_int("vendor"),
-        device_id=facts.device_id if facts else attr_int("device"),
-        subsystem_vendor_id=attr_int("subsystem_vendor") if facts is None else
-        (facts.subsystem_vendor_id if facts.subsystem_vendor_id is not None
-         else attr_int("subsystem_vendor")),
-        subsystem_device_id=attr_int("subsystem_device") if facts is None else
-        (facts.subsystem_device_id if facts.subsystem_device_id is not None
-         else attr_int("subsystem_device")),
-        class_code=facts.class_code if facts else class_attr,
-        revision=facts.revision if facts else attr_int("revision"),
+        vendor_id=from_config(facts.vendor_id if facts else None, "vendor"),
+        device_id=from_config(facts.device_id if facts else None, "device"),
+        subsystem_vendor_id=from_config(facts.subsystem_vendor_id if facts else None, "subsystem_vendor"),
+        subsystem_device_id=from_config(facts.subsystem_device_id if facts else None, "subsystem_device"),
+        class_code=from_config(facts.class_code if facts else None, "class"),
+        revision=from_config(facts.revision if facts else None, "revision"),
         # No `driver` link means no driver bound ("").
         driver=links.get("driver", "") if "links" in raw else None,
         iommu_group=group,
@@ -157,9 +158,10 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
 
 
 def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
-    """Mirror probe.c set_pcie_port_type: a "downstream" port below a downstream port (or root
-    port) is really an upstream port, and an "upstream" port below an upstream port is really
-    a downstream port (some switches misreport)."""
+    """Mirror probe.c set_pcie_port_type: a "downstream" port below a downstream port, a root port
+    or a PCI-to-PCIe bridge (pcie_downstream_port) is really an upstream port, and an "upstream"
+    port below an upstream port is really a downstream port (some switches misreport). Parents
+    come first in address order, so each sees its parent's corrected type."""
     from dataclasses import replace
 
     for addr, dev in sorted(devices.items()):
@@ -167,7 +169,7 @@ def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
         if parent is None or not parent.is_pcie or dev.pcie_type is None:
             continue
         if dev.pcie_type == PCIE_DOWNSTREAM_PORT and parent.pcie_type in (
-            PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT
+            PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT, PCI_TO_PCIE_BRIDGE
         ):
             devices[addr] = replace(dev, pcie_type=PCIE_UPSTREAM_PORT)
         elif dev.pcie_type == PCIE_UPSTREAM_PORT and parent.pcie_type == PCIE_UPSTREAM_PORT:
