@@ -16,7 +16,21 @@ def console() -> Console:
     """A rich console; rich is imported here, not at module load: it costs ~50 ms to import."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Off a terminal (a pipe, a file, a forum post) rich would assume 80 columns and fold tables;
+    # give them room so each row stays one line for grep and diff.
+    width = None if sys.stdout.isatty() else 400
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def print_renderable(renderable: object) -> None:
+    """Print a rich table or panel; off a terminal, without the padding rich adds to each row."""
+    c = console()
+    if sys.stdout.isatty():
+        c.print(renderable)
+        return
+    with c.capture() as captured:
+        c.print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def print_markup(lines: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ import click
 
 from vfiokit.analyses.passthrough import judge
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import console, note, print_markup
+from vfiokit.cli.output import note, print_markup, print_renderable
 from vfiokit.errors import VfiokitError
 from vfiokit.model import PciAddress, Topology
 
@@ -105,7 +105,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         sys.stdout.write(envelope("simulate", top.source, notes, **body))
         return
     print_markup(view.summary_lines(sim))
-    console().print(view.side_by_side(top, sim, ids))
+    print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:
         print_markup(_device_lines(report))
     for x in advice:
