@@ -119,3 +119,57 @@ def test_bundled_sample_is_what_its_script_builds():
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
     script = repo / "scripts/make_sample_b550.py"
     assert subprocess.run([sys.executable, str(script), "--check"], env=env).returncode == 0
+
+
+def _edited_snapshot(tmp_path, edit):
+    """A snapshot of the lab-hostuse tree (it has host usage), then hand-edited."""
+    tree = tmp_path / "tree"
+    materialize(samples.load_raw("lab-hostuse"), tree)
+    out = tmp_path / "host.json"
+    assert cli("snapshot", "--root", str(tree), "-o", str(out)).code == 0
+    raw = json.loads(out.read_text())
+    edit(raw)
+    out.write_text(json.dumps(raw))
+    return out
+
+
+def _first_device(raw):
+    return raw["devices"][sorted(raw["devices"])[0]]
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda r: r.__setitem__("captured", "yesterday"), "'captured'"),
+    (lambda r: r["captured"].__setitem__("as_root", "yes"), "'captured.as_root'"),
+    (lambda r: r.__setitem__("host", ["x"]), "'host'"),
+    (lambda r: r["host"].__setitem__("cmdline", 5), "'host.cmdline'"),
+    (lambda r: r["host"].__setitem__("kernel_release", 6), "'host.kernel_release'"),
+    (lambda r: r["host"].__setitem__("dmesg", 7), "'host.dmesg'"),
+    (lambda r: r["host"].__setitem__("iommu_units", "dmar0"), "'host.iommu_units'"),
+    (lambda r: r.__setitem__("read_notes", "abc"), "'read_notes'"),
+    (lambda r: r["iommu_groups"].__setitem__(sorted(r["iommu_groups"])[0], [5]), "iommu group"),
+    (lambda r: r["iommu_groups"].__setitem__("99", [sorted(r["devices"])[0]]), "in two IOMMU groups"),
+    (lambda r: r["iommu_groups"].__setitem__("99", ["0000:ee:00.0"]), "0000:ee:00.0"),
+    (lambda r: r["iommu_groups"].__setitem__("-1", []), "'-1'"),
+    (lambda r: _first_device(r).__setitem__("links", {"driver": 5}), "'links'"),
+    (lambda r: _first_device(r).__setitem__("attrs", {"boot_vga": 1}), "'attrs'"),
+    (lambda r: _first_device(r).__setitem__("files", "reset"), "'files'"),
+    (lambda r: _first_device(r).__setitem__("path", 5), "'path'"),
+    (lambda r: r.__setitem__("host_usage", ["x"]), "'host_usage'"),
+    (lambda r: r["host_usage"].__setitem__("storage", "x"), "'host_usage.storage'"),
+    (lambda r: r["host_usage"].__setitem__("storage", [5]), "'host_usage.storage'"),
+    (lambda r: r["host_usage"].__setitem__("console", [None]), "'host_usage.console'"),
+    (lambda r: r["host_usage"].__setitem__("network", [{"chain": "enp1s0", "pci": "0000:01:00.0"}]),
+     "'host_usage.network[].chain'"),
+    (lambda r: r["host_usage"].__setitem__("proxmox", "pve"), "'host_usage.proxmox'"),
+    (lambda r: r["host_usage"].__setitem__("notes", 5), "'host_usage.notes'"),
+])
+@pytest.mark.parametrize("command", [("groups",), ("groups", "--json"), ("groups", "--predict"),
+                                     ("simulate",), ("check", "03:00.0")])
+def test_hand_edited_snapshot_with_wrong_types_is_one_line_naming_the_field(tmp_path, edit, says, command):
+    f = _edited_snapshot(tmp_path, edit)
+    r = cli(*command, "--snapshot", str(f))
+    assert "Traceback" not in r.err
+    assert r.code == 3, r.err
+    assert r.err.count("\n") == 1 and r.err.startswith("vfiokit: error: ") and str(f) in r.err
+    assert says in r.err
+

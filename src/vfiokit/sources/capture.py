@@ -41,6 +41,7 @@ from vfiokit.model import (
     PciAddress,
     Topology,
 )
+from vfiokit.sources import host_usage
 
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
@@ -58,6 +59,8 @@ FILES = ("reset", "pci_bus")
 
 _HOST_KEYS = ("kernel_release", "cmdline", "cpu_vendor", "cpu_flags", "iommu_units", "hostname",
               "board", "dmesg")
+#: the host facts that are lists of strings (the others are strings).
+_HOST_LISTS = ("cpu_flags", "iommu_units", "dmesg")
 
 
 def _int(text: str | None, where: str) -> int | None:
@@ -206,7 +209,45 @@ def validate(raw: Any, origin: str) -> dict[str, Any]:
     groups = raw.get("iommu_groups")
     if groups is not None and not isinstance(groups, dict):
         raise BadInput(f"{origin}: 'iommu_groups' must be an object or null")
+    _check_types(raw, origin)
     return raw
+
+
+def _check_types(raw: Mapping[str, Any], origin: str) -> None:
+    """The types of every field `build_topology` reads, so that a hand-edited snapshot gets one line
+    naming the field instead of a crash deep in an analysis."""
+
+    def bad(field: str, expected: str, device: str = "") -> BadInput:
+        return BadInput(f"{origin}: {device}'{field}' must be {expected}")
+
+    captured = raw.get("captured")
+    if captured is not None and not isinstance(captured, dict):
+        raise bad("captured", "an object or null")
+    if captured and not isinstance(captured.get("as_root"), bool | None):
+        raise bad("captured.as_root", "true, false or null")
+    host = raw.get("host")
+    if host is not None and not isinstance(host, dict):
+        raise bad("host", "an object or null")
+    for key, value in (host or {}).items():
+        if key in _HOST_LISTS and not (value is None or host_usage.is_string_list(value)):
+            raise bad(f"host.{key}", "a list of strings or null")
+        if key in _HOST_KEYS and key not in _HOST_LISTS and not isinstance(value, str | None):
+            raise bad(f"host.{key}", "a string or null")
+    notes = raw.get("read_notes")
+    if notes is not None and not host_usage.is_string_list(notes):
+        raise bad("read_notes", "a list of strings")
+    for key, entry in raw["devices"].items():
+        if not isinstance(entry, dict):
+            continue  # said with the device's address by _device
+        for name in ("attrs", "links"):
+            if not isinstance(entry.get(name) or {}, dict) or not all(
+                    isinstance(v, str) for v in (entry.get(name) or {}).values()):
+                raise bad(name, "an object of strings", f"device {key}: ")
+        if not (entry.get("files") is None or host_usage.is_string_list(entry["files"])):
+            raise bad("files", "a list of strings", f"device {key}: ")
+        if not isinstance(entry.get("path"), str | None):
+            raise bad("path", "a string", f"device {key}: ")
+    host_usage.check_layout(raw.get("host_usage"), origin)
 
 
 def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
@@ -218,9 +259,17 @@ def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
         built = []
         for number, members in raw_groups.items():
             n = _int(str(number), f"{origin}: iommu_groups")
-            if not isinstance(members, list):
-                raise BadInput(f"{origin}: iommu group {number}: members must be a list")
+            if n is None or n < 0:
+                raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
             addrs = tuple(sorted(_address(m, f"{origin}: iommu group {number}") for m in members))
+            for a in addrs:
+                # The kernel puts a device in one group (its iommu_group link), and only devices it has.
+                if a in group_of:
+                    raise BadInput(f"{origin}: {a} is in two IOMMU groups ({group_of[a]} and {n})")
+                if str(a) not in raw["devices"]:
+                    raise BadInput(f"{origin}: iommu group {number}: {a} is not among the devices")
             built.append(Group(n, addrs))
             group_of.update((a, n) for a in addrs)
         groups = tuple(sorted(built, key=lambda g: g.number))

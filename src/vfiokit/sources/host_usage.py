@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from vfiokit.edits import pve_config as pc
+from vfiokit.errors import BadInput
 
 VERSION = 1
 
@@ -65,6 +66,58 @@ _NAMED_RE = re.compile(r"^[A-Za-z][A-Za-z_]*\d+[A-Za-z0-9_]*$")
 _UNNAMED = re.compile(r"^(host|target|port|phy|end_device|expander|rport|session|card)\d")
 
 ZpoolStatus = Callable[[str], "str | None"]
+
+
+#: The facts' lists of entries (each an object of strings, plus `chain` and `default_route`).
+_ENTRY_LISTS = ("storage", "network", "console", "input")
+
+
+def is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_layout(facts: Any, where: str) -> None:
+    """Check facts read back from a snapshot (perhaps edited by hand) against the layout above, so
+    that their interpreter (analyses.host_needs) can trust the types; BadInput names the field."""
+
+    def bad(field: str, expected: str) -> BadInput:
+        return BadInput(f"{where}: 'host_usage{field}' must be {expected}")
+
+    if facts is None:
+        return
+    if not isinstance(facts, dict):
+        raise bad("", "an object or null")
+    for key in _ENTRY_LISTS:
+        entries = facts.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise bad(f".{key}", "a list of objects")
+        for entry in entries:
+            for name, value in entry.items():
+                if name == "chain" and not is_string_list(value):
+                    raise bad(f".{key}[].chain", "a list of strings")
+                if name == "default_route" and not (
+                        isinstance(value, list)
+                        and all(isinstance(r, dict) and is_string_list(r.get("via", [])) for r in value)):
+                    raise bad(f".{key}[].default_route", "a list of objects with a 'via' list of strings")
+                if name not in ("chain", "default_route") and not isinstance(value, str | None):
+                    raise bad(f".{key}[].{name}", "a string or null")
+    pve = facts.get("proxmox")
+    if pve is not None:
+        if not isinstance(pve, dict):
+            raise bad(".proxmox", "an object or null")
+        for key in ("vms", "mappings"):
+            entries = pve.get(key)
+            if entries is not None and not (isinstance(entries, list)
+                                            and all(isinstance(e, dict) for e in entries)):
+                raise bad(f".proxmox.{key}", "a list of objects")
+    zfs = facts.get("zfs")
+    if zfs is not None and not (isinstance(zfs, dict) and all(isinstance(v, str) for v in zfs.values())):
+        raise bad(".zfs", "an object of strings")
+    notes = facts.get("notes")
+    if notes is not None and not is_string_list(notes):
+        raise bad(".notes", "a list of strings")
 
 
 # -- reading below root ------------------------------------------------------------------------
