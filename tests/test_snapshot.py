@@ -173,3 +173,9 @@ def test_hand_edited_snapshot_with_wrong_types_is_one_line_naming_the_field(tmp_
     assert r.err.count("\n") == 1 and r.err.startswith("vfiokit: error: ") and str(f) in r.err
     assert says in r.err
 
+
+def test_snapshot_nested_too_deeply_is_bad_input(tmp_path):
+    f = tmp_path / "deep.json"
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    r = cli("groups", "--snapshot", str(f))
+    assert r.code == 3 and r.err.count("\n") == 1 and str(f) in r.err

@@ -33,6 +33,8 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
         what = "truncated" if cut else "not valid JSON"
         raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})") from None
+    except RecursionError:
+        raise BadInput(f"{path}: not a vfiokit snapshot (JSON nested too deeply)") from None
     return cap.validate(raw, str(path))
 
 
