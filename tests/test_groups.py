@@ -107,3 +107,27 @@ def test_no_iommu_says_why_and_how_to_try_a_sample(tmp_path, cpuinfo, cmdline, r
     assert len(lines) == 2
     assert lines[0].startswith("vfiokit: error: ") and says in lines[0]
     assert "--sample" in lines[1]
+
+
+@pytest.mark.parametrize(("option", "kind"), [("--snapshot", "dir"), ("--listing", "dir"), ("--root", "file")])
+@pytest.mark.parametrize("command", [("groups",), ("check", "01:00.0"), ("simulate",)])
+def test_a_folder_for_a_file_or_a_file_for_a_folder_is_bad_input_in_one_line(tmp_path, option, kind, command):
+    # As `compare snapshot:DIR` says it: the path could not be read (3), not a bad command line (2).
+    path = tmp_path if kind == "dir" else tmp_path / "plain.txt"
+    if kind == "file":
+        path.write_text("IOMMU Group 1 01:00.0 VGA compatible controller [0300]: X [10de:1b80]\n")
+    r = cli(*command, option, str(path))
+    assert r.code == 3, r.err
+    assert r.err.count("\n") == 1 and r.err.startswith("vfiokit: error: ") and str(path) in r.err
+
+
+def test_snapshot_into_a_folder_or_from_a_file_is_one_line(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    r = cli("snapshot", "--root", str(plain), "-o", "-")
+    assert r.code == 3 and r.err.count("\n") == 1 and str(plain) in r.err
+    tree = tmp_path / "tree"
+    materialize(samples.load_raw("asus-tuf-b550-plus"), tree)
+    r = cli("snapshot", "--root", str(tree), "-o", str(tmp_path))
+    assert r.code == 7, r.err
+    assert r.err.count("\n") == 1 and str(tmp_path) in r.err

@@ -12,14 +12,17 @@ from vfiokit.model import Topology
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --root / --snapshot / --sample / --listing; the command receives `source` (a loader)."""
+    """Add --root / --snapshot / --sample / --listing; the command receives `source` (a loader).
 
-    @click.option("--root", type=click.Path(file_okay=False), default=None,
+    The paths are not checked by click: a folder given for a file (or the reverse) is bad input
+    that the loaders say in one line with exit 3, as for `compare snapshot:DIR`."""
+
+    @click.option("--root", type=click.Path(), default=None,
                   help="Read the host from this folder instead of / (its sys/, proc/, etc/).")
-    @click.option("--snapshot", "snapshot_file", type=click.Path(dir_okay=False), default=None,
+    @click.option("--snapshot", "snapshot_file", type=click.Path(), default=None,
                   help="Read a snapshot file written by 'vfiokit snapshot'.")
     @click.option("--sample", default=None, help="Read a bundled sample machine (see 'vfiokit samples').")
-    @click.option("--listing", "listing_file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+    @click.option("--listing", "listing_file", type=click.Path(allow_dash=True), default=None,
                   help="Read a pasted IOMMU group listing ('-' for standard input).")
     @functools.wraps(f)
     def wrapper(*args: Any, root: str | None, snapshot_file: str | None, sample: str | None,

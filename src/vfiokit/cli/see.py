@@ -82,9 +82,9 @@ def _predict(top: Topology, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), required=True,
+@click.option("-o", "--output", type=click.Path(allow_dash=True), required=True,
               help="File to write ('-' for standard output).")
-@click.option("--root", type=click.Path(file_okay=False), default="/",
+@click.option("--root", type=click.Path(), default="/",
               help="Read the host from this folder instead of /.")
 def snapshot(output: str, root: str) -> None:
     """Save everything vfiokit reads from this host into one file (to share or keep)."""
