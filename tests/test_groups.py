@@ -109,6 +109,14 @@ def test_no_iommu_says_why_and_how_to_try_a_sample(tmp_path, cpuinfo, cmdline, r
     assert "--sample" in lines[1]
 
 
+def test_no_groups_although_iommu_units_are_listed_does_not_say_there_are_none(tmp_path):
+    tree = _no_iommu_tree(tmp_path, "vendor_id\t: AuthenticAMD\nflags\t\t: fpu svm\n", "quiet")
+    (tree / "sys/class/iommu/ivhd0").mkdir(parents=True)
+    r = cli("groups", "--root", str(tree))
+    assert r.code == 5
+    first = r.err.splitlines()[0]
+    assert "no IOMMU unit" not in first and "ivhd0" in first and "dmesg" in first
+
 @pytest.mark.parametrize(("option", "kind"), [("--snapshot", "dir"), ("--listing", "dir"), ("--root", "file")])
 @pytest.mark.parametrize("command", [("groups",), ("check", "01:00.0"), ("simulate",)])
 def test_a_folder_for_a_file_or_a_file_for_a_folder_is_bad_input_in_one_line(tmp_path, option, kind, command):

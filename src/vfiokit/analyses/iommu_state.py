@@ -11,7 +11,8 @@ from vfiokit.model import HostInfo
 
 @dataclass(frozen=True)
 class IommuDiagnosis:
-    #: "vm", "cmdline-off", "intel-needs-flag", "firmware-virt-off", "firmware-iommu-off"
+    #: "vm", "cmdline-off", "intel-needs-flag", "firmware-virt-off", "driver-no-groups",
+    #: "firmware-iommu-off"
     cause: str
     explanation: str
 
@@ -37,6 +38,13 @@ def diagnose(host: HostInfo) -> IommuDiagnosis:
             and "intel_iommu=on" not in params and not host.iommu_units):
         return IommuDiagnosis("intel-needs-flag", f"Intel CPU with kernel {host.kernel_release}: kernels "
                               "before 6.8 need intel_iommu=on ('vfiokit boot iommu' adds it)")
+    if host.iommu_units:
+        # Units registered (iommu_device_sysfs_add) yet no group: the IOMMU driver did not take the
+        # PCI bus (e.g. it failed during init); the firmware switch is not the cause.
+        return IommuDiagnosis("driver-no-groups", f"/sys/class/iommu lists {', '.join(host.iommu_units)}, "
+                              "yet the kernel formed no IOMMU group: its IOMMU driver did not take the "
+                              "PCI devices; the kernel log says why (dmesg | grep -i -e DMAR -e IOMMU "
+                              "-e AMD-Vi)")
     if flags and not flags & {"vmx", "svm"}:
         return IommuDiagnosis("firmware-virt-off", "the CPU shows no vmx/svm flag: virtualization "
                               "(and with it VT-d / AMD-Vi) looks disabled in the firmware setup")
