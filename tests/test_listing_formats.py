@@ -251,6 +251,21 @@ def test_ls_iommu_k_lines_attach_to_the_device_above():
     assert not any("drivers are unknown" in n for n in top.notes)
 
 
+def test_out_of_range_address_is_reported_not_silently_dropped():
+    # A typo (device 0x20, function 8) in a flat line or under a header: the line and its group
+    # must be accounted for, not read as prose.
+    r = read("""\
+        IOMMU Group 1 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80]
+        IOMMU Group 3 00:20.0 Audio device [0403]: NVIDIA Corporation GP104 Audio [10de:10f0]
+        IOMMU Group 4:
+        \t00:00.8 USB controller [0c03]: AMD Device [1022:43ee]
+        """)
+    assert [s.line for s in r.skipped] == [2, 4]
+    assert all("not a PCI address" in s.reason for s in r.skipped)
+    assert "00:20.0" in r.skipped[0].reason and "00:00.8" in r.skipped[1].reason
+    assert any(n.startswith("line 2: '00:20.0' is not a PCI address") for n in r.topology.notes)
+    assert any("group 4 has no readable device" in n for n in r.topology.notes)
+
 def test_unreadable_device_line_is_reported_with_its_number_and_kept_out():
     r = read("""\
         IOMMU Group 1:

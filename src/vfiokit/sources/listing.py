@@ -59,6 +59,9 @@ SYSFS_DEVICE = re.compile(rf"/sys/kernel/iommu_groups/(?P<n>\d+)/devices/(?P<add
 BARE_NUMBER = re.compile(r"^(?P<n>\d+)/?$")
 SYMLINK = re.compile(rf"(?P<addr>{_ADDR})\s*->\s*\S+")
 ADDR_FIRST = re.compile(rf"^(?P<addr>{_ADDR})(?![\w:])\s*(?P<rest>.*)$")
+#: Shaped like an address at the start of a line but maybe out of range (device 0x20, function 8):
+#: a typo to report with its line, not prose to pass over.
+ADDR_SHAPED = re.compile(r"^(?P<addr>(?:[0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F])(?![\w:.])")
 R15CH13 = re.compile(
     rf"^\[(?P<v>[0-9a-fA-F]{{4}}):(?P<d>[0-9a-fA-F]{{4}})\]\s+(?P<reset>\[R\]\s+)?"
     rf"(?P<addr>{_ADDR})(?![\w:])\s*(?P<rest>.*)$"
@@ -106,6 +109,18 @@ PVESH_BORDER = re.compile(r"^[\s┌┐└┘├┤┬┴┼─═╞╡╪╘╛
 
 # --- the result -----------------------------------------------------------------------------------
 
+
+
+def _out_of_range(text: str) -> str | None:
+    """Why a line that starts like an address is not one (`00:20.0`, `00:00.8`); None otherwise."""
+    m = ADDR_SHAPED.match(GROUP_PREFIX.sub(lambda g: g["rest"].strip(), text, count=1))
+    if not m:
+        return None
+    try:
+        PciAddress.parse(m["addr"])
+    except BadInput as e:
+        return str(e)
+    return None
 
 @dataclass(frozen=True)
 class Skipped:
@@ -222,7 +237,8 @@ class _Reader:
     def line(self, number: int, raw: str) -> None:
         made = self._line(number, raw)
         # Every line holding an address is accounted for: a device, or reported with its reason.
-        if made is not True and ADDRESS_TOKEN.search(ANSI.sub("", raw)):
+        text = ANSI.sub("", raw)
+        if made is not True and (ADDRESS_TOKEN.search(text) or (made and _out_of_range(_clean(raw)[0]))):
             self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw))
 
     def _line(self, n: int, raw: str) -> bool | str | None:
@@ -266,6 +282,9 @@ class _Reader:
             if ADDRESS_TOKEN.search(rest) or rest.startswith("["):
                 self.group = int(m["n"])  # r15ch13 continues a group on lines without the prefix
                 return self._device(n, raw, rest, self.group)
+            if bad := _out_of_range(rest):
+                self._header(n, int(m["n"]))
+                return bad
             return None  # prose that starts with "Group 3 ..."
         if m := DRIVER_LINE.match(text):
             self.saw_k = True
@@ -306,7 +325,7 @@ class _Reader:
             return "uname output"
         if ADDRESS_TOKEN.search(text):
             return "not a device line the reader knows"
-        return None
+        return _out_of_range(text)
 
     def _command(self, cmd: str) -> None:
         if re.search(r"\bcat\s+/proc/cmdline\b", cmd) and not re.search(r"[;|&]", cmd.split("cmdline", 1)[1]):
