@@ -142,6 +142,13 @@ def test_both_from_stdin_is_a_usage_error():
     assert cli("compare", "-", "-", stdin="").code == 2
 
 
+@pytest.mark.parametrize("pair", [("listing:-", "listing:-"), ("-", "listing:-"), ("listing:-", "-")])
+def test_both_from_stdin_spelled_as_listing_is_a_usage_error_too(pair):
+    # Not "no IOMMU group found" about B, which would only have found standard input used up.
+    r = cli("compare", *pair, stdin="IOMMU Group 1 01:00.0 VGA compatible controller [0300]: X [10de:1b80]\n")
+    assert r.code == 2 and "standard input" in r.err
+
+
 def test_card_added_and_kernel_merging_groups_as_a_user_reads_it(tmp_path):
     before, after = tmp_path / "before.txt", tmp_path / "after.txt"
     before.write_text(

@@ -123,7 +123,7 @@ def compare(a: str, b: str, common_only: bool, as_json_: bool) -> None:
     from vfiokit.analyses.compare import compare as run
     from vfiokit.sources import spec
 
-    if a == "-" and b == "-":
+    if a in spec.STDIN and b in spec.STDIN:
         raise click.UsageError("A and B cannot both be standard input")
     c = run(spec.load(a), spec.load(b), common_only=common_only)
     ids = PciIds.system()

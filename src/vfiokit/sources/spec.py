@@ -13,6 +13,8 @@ from vfiokit.errors import BadInput
 from vfiokit.model import Topology
 
 KINDS = ("live", "root", "snapshot", "sample", "listing")
+#: The specs that read standard input (which can be read once).
+STDIN = ("-", "listing:-")
 
 
 def load(spec: str) -> Topology:
