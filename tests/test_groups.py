@@ -80,6 +80,14 @@ def test_samples_are_listed():
     assert "asus-tuf-b550-plus" in r.out
 
 
+@pytest.mark.parametrize("command", ["groups", "samples", "check", "simulate", "compare"])
+def test_every_json_option_says_what_it_gives(command):
+    # `--help` is where a user learns what --json prints: one wording on every read command.
+    r = cli(command, "--help")
+    assert r.code == 0
+    assert "--json" in r.out and "Machine-readable output (versioned envelope)." in r.out
+
+
 def _no_iommu_tree(tmp_path, cpuinfo: str, cmdline: str, release: str = "6.8.12-4-pve"):
     raw = capture_of(ZOO, groups=False)
     tree = materialize(raw, tmp_path / "root")

@@ -106,7 +106,7 @@ def snapshot(output: str, root: str) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def samples(as_json: bool) -> None:
     """List the bundled sample machines (use one with --sample NAME)."""
     from vfiokit.sources import samples as bundled
