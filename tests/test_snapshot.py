@@ -179,3 +179,22 @@ def test_snapshot_nested_too_deeply_is_bad_input(tmp_path):
     f.write_text("[" * 100_000 + "]" * 100_000)
     r = cli("groups", "--snapshot", str(f))
     assert r.code == 3 and r.err.count("\n") == 1 and str(f) in r.err
+
+
+def test_acpi_device_in_an_iommu_group_is_noted_not_an_error(tmp_path):
+    # The AMD IOMMU groups ACPI HID devices (amd_iommu: acpihid_device_group) and the Intel one
+    # ACPI namespace devices (probe_acpi_namespace_devices): a group may list e.g. AMDI0020:00.
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+    platform = tree / "sys/devices/platform/AMDI0020:00"
+    platform.mkdir(parents=True)
+    (tree / "sys/kernel/iommu_groups/2/devices/AMDI0020:00").symlink_to(platform)
+    out = tmp_path / "host.json"
+    assert cli("snapshot", "--root", str(tree), "-o", str(out)).code == 0
+    for source in (("--root", str(tree)), ("--snapshot", str(out))):
+        r = cli("groups", *source)
+        assert r.code == 0, r.err
+        assert "00:1f.2 SATA controller" in r.out
+        assert any("AMDI0020:00" in line and "group 2" in line and "not a PCI device" in line
+                   for line in r.err.splitlines())
+        r = cli("check", "00:1f.2", *source)
+        assert r.code in (10, 11) and "Traceback" not in r.err

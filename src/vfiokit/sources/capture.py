@@ -250,10 +250,24 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
     host_usage.check_layout(raw.get("host_usage"), origin)
 
 
+def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:
+    """A group's PCI functions, and its other members: the AMD IOMMU groups ACPI HID devices
+    (amd_iommu acpihid_device_group) and the Intel one ACPI namespace devices
+    (probe_acpi_namespace_devices), named like `AMDI0020:00` in the group's devices folder."""
+    pci, others = [], []
+    for m in members:
+        try:
+            pci.append(PciAddress.parse(m))
+        except BadInput:
+            others.append(m)
+    return pci, others
+
+
 def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
     """Model a capture. Pure: the same capture always gives the same Topology."""
     groups: tuple[Group, ...] | None = None
     group_of: dict[PciAddress, int] = {}
+    group_notes: list[str] = []
     raw_groups = raw.get("iommu_groups")
     if raw_groups:
         built = []
@@ -263,7 +277,12 @@ def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
                 raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
             if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
                 raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
-            addrs = tuple(sorted(_address(m, f"{origin}: iommu group {number}") for m in members))
+            pci, others = _split_members(members)
+            if others:
+                group_notes.append(f"IOMMU group {n} also holds {', '.join(others)}, not a PCI device "
+                                   "(an ACPI device the IOMMU driver grouped): not shown; vfio needs it "
+                                   "unbound or bound to vfio too before the group can be passed through")
+            addrs = tuple(sorted(pci))
             for a in addrs:
                 # The kernel puts a device in one group (its iommu_group link), and only devices it has.
                 if a in group_of:
@@ -291,6 +310,7 @@ def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
         groups=groups,
         host=host,
         source=origin,
-        notes=tuple(raw.get("read_notes") or ()) + _notes(ordered, captured.get("as_root")),
+        notes=(tuple(raw.get("read_notes") or ()) + tuple(group_notes)
+               + _notes(ordered, captured.get("as_root"))),
         host_usage=raw.get("host_usage"),
     )
