@@ -147,3 +147,10 @@ def test_snapshot_into_a_folder_or_from_a_file_is_one_line(tmp_path):
     r = cli("snapshot", "--root", str(tree), "-o", str(tmp_path))
     assert r.code == 7, r.err
     assert r.err.count("\n") == 1 and str(tmp_path) in r.err
+
+
+@pytest.mark.parametrize("other", ["--json", "--predict"])
+def test_seed_format_with_json_or_predict_is_refused_not_silently_ignored(other):
+    r = cli("groups", "--sample", "asus-tuf-b550-plus", "--format", "seed", other)
+    assert r.code == 2 and not r.out
+    assert "--format seed" in r.err and other in r.err

@@ -32,6 +32,9 @@ def _no_iommu(top: Topology) -> NoIommu:
                    "and compare them with the real ones.")
 def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them."""
+    for flag, given in (("--json", as_json), ("--predict", predict)):
+        if given and fmt == "seed":
+            raise click.UsageError(f"--format seed and {flag} cannot be combined: each is its own output")
     top = source()
     ids = PciIds.system()
     if top.groups is None:
