@@ -251,6 +251,15 @@ def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
 def test_two_functions_of_a_slot_are_not_called_the_whole_slot():
     # 0d:00 also holds .0 and .1 on this board: naming .3 and .4 is not "all functions"
     r = cli("check", "0d:00.3", "0d:00.4", "--sample", "asus-tuf-b550-plus")
-    assert r.out.startswith("Verdict: shares, costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
+    assert r.out.startswith("Verdict: costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
     r = cli("check", "04:00.0", "04:00.1", "--sample", "asus-tuf-b550-plus")
     assert r.out.startswith("Verdict: unsafe - passing 04:00 (all functions) takes the display")
+
+
+def test_costly_target_alone_in_its_group_is_not_said_to_share():
+    # The asus sample's 0d:00.3 is alone in group 20; the cost is the USB keyboard on the target itself.
+    r = cli("check", "0d:00.3", "--sample", "asus-tuf-b550-plus")
+    assert r.code == 10
+    first = r.out.splitlines()[0]
+    assert first.startswith("Verdict: costly - ") and "shares" not in first
+    assert "IOMMU group 20 (1 device)" in r.out

@@ -53,10 +53,13 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
 def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
     from rich.markup import escape
 
-    from vfiokit.analyses.passthrough import headline
+    from vfiokit.analyses.passthrough import SAME_CARD, TARGET, headline
     from vfiokit.pciids import lspci_line
 
-    lines = [f"Verdict: {_WORD[v.level.name]} - {escape(headline(v))}"]
+    word = _WORD[v.level.name]
+    if v.level.name == "COSTLY" and all(m.role in (TARGET, SAME_CARD) for m in v.members):
+        word = "[yellow]costly[/yellow]"  # the cost is the target's own use: it shares with nothing
+    lines = [f"Verdict: {word} - {escape(headline(v))}"]
     for g in v.groups:
         size = len(top.by_group[g].members)
         lines.append(f"IOMMU group {g} ({size} device{'s' if size > 1 else ''}); at VM start Proxmox binds "
