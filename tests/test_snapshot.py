@@ -198,3 +198,20 @@ def test_acpi_device_in_an_iommu_group_is_noted_not_an_error(tmp_path):
                    for line in r.err.splitlines())
         r = cli("check", "00:1f.2", *source)
         assert r.code in (10, 11) and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(("attr", "value"), [("vendor", "0x" + "f" * 20), ("device", "-5"),
+                                             ("class", "0x1ffffff"), ("revision", "0x1ff"),
+                                             ("subsystem_vendor", "0x10000")])
+def test_id_attribute_out_of_its_range_is_bad_input(tmp_path, attr, value):
+    # Where config space was unreadable the ids come from the attributes, which the kernel prints
+    # with their register's width (vendor 16 bits, class 24, revision 8): anything wider is corrupt.
+    def edit(raw):
+        entry = raw["devices"]["0000:03:00.0"]
+        entry["config"] = entry["config_size"] = None
+        entry["attrs"] = {"vendor": "0x1b36", "device": "0x0010", "class": "0x010802", "revision": "0x02",
+                          "subsystem_vendor": "0x1af4", "subsystem_device": "0x1100", attr: value}
+    f = _edited_snapshot(tmp_path, edit)
+    r = cli("groups", "--snapshot", str(f))
+    assert r.code == 3, r.out
+    assert r.err.count("\n") == 1 and str(f) in r.err and "0000:03:00.0" in r.err and attr in r.err

@@ -50,6 +50,9 @@ VERSION = 1
 ATTRS = ("boot_vga", "reset_method")
 #: attributes that repeat config space bytes 0-63: read only when config space could not be.
 ID_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision")
+#: the width of the register behind each id attribute (the kernel prints them from config space).
+_ID_BITS = {"vendor": 16, "device": 16, "subsystem_vendor": 16, "subsystem_device": 16, "class": 24,
+            "revision": 8}
 #: symlinks whose target's basename is kept. A device's `iommu_group` link is not read: the
 #: group folders say the same, for one listing per group instead of one readlink per device.
 LINKS = ("driver", "physfn")
@@ -122,7 +125,11 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
     facts = pciconfig.decode(cfg) if cfg else None
 
     def attr_int(name: str) -> int | None:
-        return _int(attrs.get(name), f"{where}: attribute {name}")
+        value = _int(attrs.get(name), f"{where}: attribute {name}")
+        if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
+            raise BadInput(f"{where}: attribute {name}: '{attrs[name]}' does not fit its "
+                           f"{_ID_BITS[name]} bits")
+        return value
 
     def from_config(value: int | None, attr: str) -> int | None:
         # Config space is what the kernel's attributes are made of; attributes fill in only where it
