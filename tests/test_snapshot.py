@@ -215,3 +215,14 @@ def test_id_attribute_out_of_its_range_is_bad_input(tmp_path, attr, value):
     r = cli("groups", "--snapshot", str(f))
     assert r.code == 3, r.out
     assert r.err.count("\n") == 1 and str(f) in r.err and "0000:03:00.0" in r.err and attr in r.err
+
+
+def test_snapshot_saved_with_a_byte_order_mark_still_loads(tmp_path):
+    # Windows editors (Notepad) write UTF-8 with a BOM when a snapshot is opened and saved there.
+    f = _edited_snapshot(tmp_path, lambda raw: None)
+    plain = cli("groups", "--snapshot", str(f)).out
+    f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes())
+    r = cli("groups", "--snapshot", str(f))
+    assert r.code == 0 and r.out == plain
+    r = cli("compare", str(f), "sample:lab-hostuse")
+    assert r.code == 0, r.err

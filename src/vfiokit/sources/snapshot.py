@@ -20,7 +20,8 @@ def dumps(raw: dict[str, Any]) -> str:
 def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a snapshot file; BadInput names the file and what is wrong with it."""
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a snapshot opened and saved in Notepad starts with a byte order mark.
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except OSError as e:
         raise BadInput(f"{path}: cannot read snapshot ({e.strerror})") from None

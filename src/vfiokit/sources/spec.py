@@ -58,7 +58,7 @@ def _load_file(path: str) -> Topology:
             head = f.read(4096)
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
-    if head.lstrip()[:1] == b"{":
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{":
         from vfiokit.sources import snapshot
 
         return snapshot.load(path)
