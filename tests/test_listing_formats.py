@@ -322,3 +322,17 @@ def test_find_listing_json_has_nulls_not_placeholders():
     human = cli("groups", "--listing", "-", stdin="/sys/kernel/iommu_groups/4/devices/0000:00:1f.0\n")
     assert "00:1f.0 Unknown class: Unknown device" in human.out
     assert "class codes unknown for 1 of 1 devices" in human.err
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_listing_saved_on_windows_reads_every_line(tmp_path, encoding):
+    # Notepad saves UTF-8 with a byte order mark; Windows PowerShell's `>` writes UTF-16 with one.
+    text = ("IOMMU Group 1 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80]\r\n"
+            "IOMMU Group 2 02:00.0 Ethernet controller [0200]: Intel Corporation I211 [8086:1539]\r\n")
+    f = tmp_path / "paste.txt"
+    f.write_bytes(text.encode(encoding))
+    r = cli("groups", "--listing", str(f), "--json")
+    assert r.code == 0, r.err
+    got = {g["number"]: [d["address"] for d in g["devices"]] for g in json.loads(r.out)["groups"]}
+    assert got == {1: ["0000:01:00.0"], 2: ["0000:02:00.0"]}
+    assert "line 1" not in r.err

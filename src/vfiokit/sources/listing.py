@@ -31,6 +31,7 @@ group is `BadInput`.
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from collections.abc import Callable, Collection
@@ -613,10 +614,14 @@ def load(path: str) -> Topology:
         if path == "-":
             text, origin = sys.stdin.read(), "listing <stdin>"
         else:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text, origin = f.read(), f"listing {path}"
+            with open(path, "rb") as f:
+                data, origin = f.read(), f"listing {path}"
+            # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
+            utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+            text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
     except OSError as e:
         raise BadInput(f"{path}: cannot read listing ({e.strerror})") from None
+    text = text.removeprefix("\ufeff")
     if "\x00" in text:
         raise BadInput(f"{path}: not a text listing (binary data)")
     return read_text(text, origin).topology
