@@ -263,3 +263,18 @@ def test_costly_target_alone_in_its_group_is_not_said_to_share():
     first = r.out.splitlines()[0]
     assert first.startswith("Verdict: costly - ") and "shares" not in first
     assert "IOMMU group 20 (1 device)" in r.out
+
+
+def test_device_a_listing_shows_outside_any_group_has_an_unknown_group_not_none(tmp_path):
+    # The paste shows 01:00.0 without a group header: its group is unknown, not "none".
+    f = tmp_path / "paste.txt"
+    f.write_text("01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80]\n"
+                 "IOMMU Group 2 02:00.0 Ethernet controller [0200]: Intel Corporation I211 [8086:1539]\n")
+    r = cli("check", "01:00.0", "--listing", str(f))
+    assert r.code == 3 and r.err.count("\n") == 1
+    assert "in no IOMMU group" not in r.err and "group is unknown" in r.err and str(f) in r.err
+    r = cli("groups", "--listing", str(f))
+    assert "Not in any IOMMU group" not in r.out and "cannot be passed through" not in r.out
+    assert "IOMMU group unknown" in r.out and "01:00.0 VGA" in r.out
+    body = json.loads(cli("groups", "--listing", str(f), "--json").out)
+    assert body["ungrouped"] == [] and [d["address"] for d in body["group_unknown"]] == ["0000:01:00.0"]

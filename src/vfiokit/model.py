@@ -215,6 +215,9 @@ class Topology:
     notes: tuple[str, ...] = ()
     #: Facts about what the host itself uses (mounts, routes, console, VMs), when gathered.
     host_usage: Mapping[str, object] | None = None
+    #: Devices whose group the source does not tell (a listing shows them outside any group); the
+    #: other devices without a group are in none (the kernel left them out).
+    group_unknown: frozenset[PciAddress] = frozenset()
 
     @cached_property
     def by_address(self) -> dict[PciAddress, Device]:

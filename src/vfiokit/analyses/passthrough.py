@@ -171,6 +171,9 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
         raise NoIommu(f"{top.source or 'this host'} has no IOMMU groups, so {targets[0]} cannot be passed "
                       f"through: {diagnose(top.host).explanation}")
     for a in targets:
+        if a in top.group_unknown:
+            raise BadInput(f"{top.source or 'the source'} shows {a} outside any group: its IOMMU group is "
+                           "unknown, so what passing it takes cannot be judged")
         if top.group_of(a) is None:
             raise BadInput(f"{a} is in no IOMMU group: the kernel does not isolate it (an IOMMU's own "
                            "function or a device the IOMMU driver skipped), so it cannot be passed through")

@@ -68,7 +68,9 @@ def groups_json(top: Topology, ids: PciIds, marker: Marker | None = None) -> dic
                          for a in g.members if a in top.by_address]}
             for g in top.groups or ()
         ],
-        "ungrouped": [device_json(d, ids, mark(d)) for d in top.devices if d.address not in grouped],
+        "ungrouped": [device_json(d, ids, mark(d)) for d in top.devices
+                      if d.address not in grouped and d.address not in top.group_unknown],
+        "group_unknown": [device_json(d, ids, mark(d)) for d in top.devices if d.address in top.group_unknown],
     }
 
 
@@ -121,7 +123,11 @@ def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> lis
         lines.append([(f"IOMMU group {g.number}", "bold"), (f" ({size})", "dim")])
         lines.extend(line(dev) for dev in members)
     grouped = {a for g in top.groups or () for a in g.members}
-    loose = [d for d in top.devices if d.address not in grouped]
+    unknown = [d for d in top.devices if d.address in top.group_unknown]
+    if unknown:
+        lines.append([("IOMMU group unknown", "bold"), (" (shown outside any group by the source)", "dim")])
+        lines.extend(line(dev) for dev in unknown)
+    loose = [d for d in top.devices if d.address not in grouped and d.address not in top.group_unknown]
     if loose:
         lines.append([("Not in any IOMMU group", "bold"),
                       (" (the IOMMU does not translate for these; they cannot be passed through)", "dim")])

@@ -556,6 +556,7 @@ class _Reader:
             host=HostInfo(kernel_release=self.release, cmdline=self.cmdline),
             source=self.origin,
             notes=self._notes(devices, empty),
+            group_unknown=frozenset(d.address for d in devices if d.iommu_group is None),
         )
         return top, {a: d.line for a, d in self.devices.items()}
 
