@@ -284,3 +284,12 @@ def test_device_verdict_is_compared():
     (dev,) = json.loads(cli("simulate", "--sample", B550, "--device", "07:00.0", "--json").out)["devices"]
     # today the SATA card takes the GPU (the console) with it; alone it costs nothing
     assert dev["verdict_changes"] is True and dev["verdict_then"] == "alone"
+
+
+def test_simulate_device_without_a_group_says_so_not_group_none():
+    # The AMD IOMMU's own function (00:00.2) is in no group, today and with the override.
+    r = cli("simulate", "--sample", "asus-tuf-b550-plus", "--device", "00:00.2")
+    assert r.code == 0
+    line = next(x for x in r.out.splitlines() if x.startswith("00:00.2:"))
+    assert "None" not in line
+    assert line == "00:00.2: no group -> no group"

@@ -54,8 +54,13 @@ def _device_lines(report: dict[str, Any]) -> list[str]:
     a = PciAddress.parse(report["address"]).short
     now, then = report["current_group"], report["predicted_group"]
     mates_now, mates_then = len(report["current_mates"]), len(report["predicted_mates"])
-    lines = [f"[bold]{a}[/bold]: group {now} ({'alone' if not mates_now else f'with {mates_now} other(s)'})"
-             f" -> group {then} ({'alone' if not mates_then else f'with {mates_then} other(s)'})"]
+
+    def group(number: int | None, mates: int) -> str:
+        if number is None:
+            return "no group"
+        return f"group {number} ({'alone' if not mates else f'with {mates} other(s)'})"
+
+    lines = [f"[bold]{a}[/bold]: {group(now, mates_now)} -> {group(then, mates_then)}"]
     if report["verdict_changes"]:
         lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
                      f"{report['verdict_then']}[/yellow]")
