@@ -147,9 +147,11 @@ def kernel_support(host: HostInfo) -> OverrideSupport:
     release = host.kernel_release or ""
     if release.endswith("-pve") or "-pve-" in release:
         return OverrideSupport(True, f"kernel {release} is a Proxmox VE kernel, which carries the patch")
+    if host.dmesg is None and not release:
+        return OverrideSupport(None, "the kernel log was not readable, and the kernel release is unknown")
     if host.dmesg is None:
         return OverrideSupport(None, "the kernel log was not readable, and the kernel "
-                               f"{release or '(unknown release)'} is not a Proxmox VE kernel")
+                               f"{release} is not a Proxmox VE kernel")
     return OverrideSupport(None, f"kernel {release or '(unknown release)'}: nothing in the kernel log tells "
                            "whether it carries the patch")
 
