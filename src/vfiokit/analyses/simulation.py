@@ -293,6 +293,9 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     target = top.device(address)
     facts = KernelFacts.of(top)
     natural = partition_for(top, NONE, None, facts)[0]
+    if address in top.group_unknown:
+        return AloneAdvice(address, False, None, (), (f"{top.source or 'the source'} shows it outside any "
+                                                      "group: its group is unknown",))
     if address not in natural:
         return AloneAdvice(address, False, None, (), ("the kernel gives this device no IOMMU group at all "
                                                       "(an AMD IOMMU leaves its own function and a few "
