@@ -178,3 +178,12 @@ def test_the_override_listing_is_what_the_group_model_predicts_for_the_sample():
                   devices=tuple(replace(d, iommu_group=number.get(d.address)) for d in sample.devices))
     c = compare(top, listing.load(str(OVERRIDE)), common_only=True)
     assert c.identical, (c.splits, c.merges, c.renumbered, c.membership)
+
+
+def test_common_with_no_device_in_common_is_not_called_identical():
+    # Two different machines share no device: "identical on the devices both show" would be vacuous.
+    r = cli("compare", "sample:asus-tuf-b550-plus", "sample:lab-hostuse", "--common")
+    assert r.code == 1
+    assert "identical" not in r.out and "no device in common" in r.out
+    body = json.loads(cli("compare", "sample:asus-tuf-b550-plus", "sample:lab-hostuse", "--common", "--json").out)
+    assert body["identical"] is False and body["in_common"] == 0

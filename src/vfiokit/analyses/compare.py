@@ -80,9 +80,14 @@ class Comparison:
     #: Devices on one side only that were left out because only common devices were compared.
     ignored: tuple[tuple[str, PciAddress], ...]
     notes: tuple[str, ...]
+    #: Devices found on both sides (at the same address, or moved).
+    in_common: int = 0
 
     @property
     def identical(self) -> bool:
+        # With --common and nothing in common, "no difference" would be vacuous: two other machines.
+        if self.ignored and not self.in_common:
+            return False
         return not (self.appeared or self.vanished or self.moved or self.splits or self.merges
                     or self.renumbered or self.membership)
 
@@ -172,7 +177,7 @@ def compare(a: Topology, b: Topology, common_only: bool = False) -> Comparison:
         notes.append("ids are unknown on one side for some devices: they were matched by address and "
                      "class, and a move is only seen when both sides show ids or names")
     return Comparison(a, b, tuple(new_ones), tuple(gone), tuple(moved), splits, merges, renumbered,
-                      membership, ignored, tuple(notes))
+                      membership, ignored, tuple(notes), len(matched))
 
 
 def _regroups(placed: Iterable[tuple[int, int, PciAddress]]) -> tuple[Regroup, ...]:

@@ -33,6 +33,9 @@ def human(c: Comparison, ids: PciIds) -> list[str]:
     a, b = c.a, c.b
     was = {m.new: m.old for m in c.moved}
     out = [f"[bold]A[/bold] {escape(a.source)}", f"[bold]B[/bold] {escape(b.source)}"]
+    if c.ignored and not c.in_common:
+        out.append("[yellow]no device in common[/yellow]: no device of A is in B (same address or moved, "
+                   "same ids): there is nothing to compare")
     if c.identical:
         scope = "on the devices both show" if c.ignored else ""
         out.append(f"[green]identical[/green]: same devices, same addresses, same groups {scope}".rstrip())
@@ -89,6 +92,7 @@ def as_json(c: Comparison, ids: PciIds) -> dict[str, Any]:
         "a": c.a.source,
         "b": c.b.source,
         "identical": c.identical,
+        "in_common": c.in_common,
         "common_only": bool(c.ignored),
         "splits": [{"group": s.group, "into": [{"group": p.group, "devices": addrs(p.members)}
                                                for p in s.parts]} for s in c.splits],
