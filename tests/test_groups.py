@@ -154,3 +154,26 @@ def test_seed_format_with_json_or_predict_is_refused_not_silently_ignored(other)
     r = cli("groups", "--sample", "asus-tuf-b550-plus", "--format", "seed", other)
     assert r.code == 2 and not r.out
     assert "--format seed" in r.err and other in r.err
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"8086  Intel Corporation\n\tzzzz  Bad line\nC zz  Broken class\n\tqq  sub\n", "line 2"),
+    (bytes(range(256)) * 4, "no pci.ids entries"),
+    (b"", "no pci.ids entries"),
+    (None, "cannot read"),
+])
+def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, monkeypatch, content, says):
+    from vfiokit.pciids import PciIds
+
+    ids = tmp_path / "pci.ids"
+    if content is None:
+        ids.mkdir()
+    else:
+        ids.write_bytes(content)
+    monkeypatch.setenv("VFIOKIT_PCI_IDS", str(ids))
+    monkeypatch.setattr(PciIds, "_system", None)
+    r = cli("groups", "--sample", "lab-hostuse")
+    assert r.code == 0 and "Traceback" not in r.err
+    assert "00:00.0 Class [0600]: Device [8086:29c0]" in r.out or "Intel Corporation" in r.out
+    note = next(line for line in r.err.splitlines() if str(ids) in line)
+    assert note.startswith("vfiokit: note: ") and says in note

@@ -27,6 +27,8 @@ class PciIds:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        #: Why a file that exists gave fewer names than it should (said by `missing_note`).
+        self._problem: str | None = None
 
     @classmethod
     def system(cls) -> PciIds:
@@ -47,41 +49,54 @@ class PciIds:
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
-        except OSError:
+        except OSError as e:
+            self._problem = f"cannot read {self.path}: {e.strerror}; "
             self.path = None
             return vendors, devices, classes, subclasses
         vendor = cls = -1
         in_classes = False
-        for line in lines:
+        bad: list[int] = []
+        for number, line in enumerate(lines, 1):
             if not line or line[0] == "#":
                 continue
-            if line[0] != "\t":
-                if line.startswith("C "):
-                    in_classes = True
-                    cls = int(line[2:4], 16)
-                    classes[cls] = line[6:].strip()
-                else:
-                    in_classes = False
-                    try:
-                        vendor = int(line[:4], 16)
-                    except ValueError:
-                        vendor = -1  # other lists (device_class_ids? unknown) are skipped
-                        continue
-                    vendors[vendor] = line[6:].strip()
-            elif line.startswith("\t\t"):
-                continue  # subsystems and prog-ifs: lspci's terse line shows neither
-            elif in_classes:
-                subclasses[(cls << 8) | int(line[1:3], 16)] = line[5:].strip()
-            elif vendor >= 0:
-                devices[(vendor, int(line[1:5], 16))] = line[7:].strip()
+            try:
+                if line[0] != "\t":
+                    if line.startswith("C "):
+                        cls = int(line[2:4], 16)
+                        in_classes = True
+                        classes[cls] = line[6:].strip()
+                    else:
+                        in_classes = False
+                        try:
+                            vendor = int(line[:4], 16)
+                        except ValueError:
+                            vendor = -1  # other lists (device_class_ids? unknown) are skipped
+                            continue
+                        vendors[vendor] = line[6:].strip()
+                elif line.startswith("\t\t"):
+                    continue  # subsystems and prog-ifs: lspci's terse line shows neither
+                elif in_classes:
+                    subclasses[(cls << 8) | int(line[1:3], 16)] = line[5:].strip()
+                elif vendor >= 0:
+                    devices[(vendor, int(line[1:5], 16))] = line[7:].strip()
+            except ValueError:
+                bad.append(number)  # names are cosmetic: a damaged line costs its names only
+        if not vendors:
+            self._problem = f"{self.path} holds no pci.ids entries"
+        elif bad:
+            self._problem = (f"{self.path} line {bad[0]}: not pci.ids syntax"
+                             + (f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else "")
+                             + ", skipped")
         return vendors, devices, classes, subclasses
 
     @property
     def missing_note(self) -> str | None:
         self._tables  # noqa: B018 - loading decides whether the file was usable
         if self.path is None:
-            return ("no pci.ids found (install Debian's 'pci.ids' package or set VFIOKIT_PCI_IDS): "
-                    "devices are shown by number")
+            return (f"no pci.ids found ({self._problem or ''}install Debian's 'pci.ids' package or set "
+                    "VFIOKIT_PCI_IDS): devices are shown by number")
+        if self._problem is not None:
+            return f"{self._problem}: devices it does not name are shown by number"
         return None
 
     def vendor_names(self) -> frozenset[str]:
