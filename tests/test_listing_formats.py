@@ -336,3 +336,14 @@ def test_listing_saved_on_windows_reads_every_line(tmp_path, encoding):
     got = {g["number"]: [d["address"] for d in g["devices"]] for g in json.loads(r.out)["groups"]}
     assert got == {1: ["0000:01:00.0"], 2: ["0000:02:00.0"]}
     assert "line 1" not in r.err
+
+
+def test_pvesh_group_minus_one_is_no_group_not_an_unknown_one():
+    # The API reports iommugroup -1 for a device the kernel put in no group: that is known.
+    text = PVESH.replace("│ 0x030000 │ 0x3e92 │ 0000:00:02.0 │          0 │",
+                         "│ 0x030000 │ 0x3e92 │ 0000:00:02.0 │         -1 │")
+    top = read(text).topology
+    igpu = top.by_address[A("00:02.0")]
+    assert igpu.iommu_group is None and igpu.address not in top.group_unknown
+    assert top.group_unknown == frozenset()
+    assert not any("group unknown" in n for n in top.notes)

@@ -225,6 +225,7 @@ class _Reader:
         self.last: _Dev | None = None
         self.skipped: list[Skipped] = []
         self.cut: list[Skipped] = []
+        self.in_no_group: set[PciAddress] = set()  # pvesh's iommugroup -1: known to have none
         self.cmdline: str | None = None
         self.release: str | None = None
         self.expect: str | None = None  # "cmdline" / "release": what the previous command prints
@@ -526,6 +527,8 @@ class _Reader:
             if row.get(key):
                 fields[key] = row[key]
         # The API reports -1 for a device without a group.
+        if group is not None and group < 0:
+            self.in_no_group.add(addr)
         return self._add(n, text, addr, group if group is not None and group >= 0 else None, fields)
 
     # -- the model ---------------------------------------------------------------------------------
@@ -556,7 +559,8 @@ class _Reader:
             host=HostInfo(kernel_release=self.release, cmdline=self.cmdline),
             source=self.origin,
             notes=self._notes(devices, empty),
-            group_unknown=frozenset(d.address for d in devices if d.iommu_group is None),
+            group_unknown=frozenset(d.address for d in devices
+                                    if d.iommu_group is None and d.address not in self.in_no_group),
         )
         return top, {a: d.line for a, d in self.devices.items()}
 
@@ -573,7 +577,7 @@ class _Reader:
         no_class = sum(1 for d in devices if d.class_code is None)
         if no_class:
             notes.append(f"class codes unknown for {no_class} of {len(devices)} devices")
-        ungrouped = [d for d in devices if d.iommu_group is None]
+        ungrouped = [d for d in devices if d.iommu_group is None and d.address not in self.in_no_group]
         if ungrouped:
             notes.append(f"{len(ungrouped)} device(s) listed outside any group, group unknown: "
                          + ", ".join(d.address.short for d in ungrouped[:6])
