@@ -217,3 +217,21 @@ def test_undo_warns_about_a_later_hand_edit_and_non_utf8_bytes_survive(tmp_path:
     assert plan.notes == ("/etc/default/grub was changed after vfiokit wrote it; undo also discards that",)
     writer.apply(plan)
     assert target.read_bytes() == b'# caf\xe9 (latin-1)\n' + OLD.encode()
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("root=ZFS=rpool/ROOT/pve-1 boot=zfs", "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt"),
+    ("root=ZFS=rpool/ROOT/pve-1 boot=zfs", "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"),
+    ("a\nb\n", "a\nb\nc"),
+    ("a\nb", "a\nc\nb"),
+])
+def test_the_diff_of_a_file_without_final_newline_is_what_patch_applies(tmp_path: Path, old: str,
+                                                                         new: str) -> None:
+    # /etc/kernel/cmdline written with `echo -n` (or by an editor) has no final newline: the plan's
+    # diff must still be a well-formed patch that turns the old file into exactly the new one.
+    target = write(tmp_path, "etc/kernel/cmdline", old)
+    plan = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot")
+    diff = plan.diff()
+    assert all(not ln.startswith(("-", "+", " ")) or ln.endswith("\n") for ln in diff.splitlines(True))
+    subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
+    assert target.read_bytes() == new.encode()

@@ -109,12 +109,13 @@ class Plan:
         out: list[str] = []
         for c in self.effective:
             name = self.shown_path(c.path)
-            out.extend(difflib.unified_diff(
-                lines(c.old_text), lines(c.new_text),
-                fromfile=name if c.old_text is not None else "/dev/null",
-                tofile=name if c.new_text is not None else "/dev/null"))
-            if out and not out[-1].endswith("\n"):
-                out[-1] += "\n\\ No newline at end of file\n"
+            for line in difflib.unified_diff(
+                    lines(c.old_text), lines(c.new_text),
+                    fromfile=name if c.old_text is not None else "/dev/null",
+                    tofile=name if c.new_text is not None else "/dev/null"):
+                # A last line without newline can be the old side's (`-`) followed by the new
+                # side's (`+`): each one gets the marker `patch` and `git apply` expect.
+                out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
         return "".join(out)
 
 
