@@ -294,3 +294,14 @@ def test_older_hosts_refresh_with_pve_efiboot_tool(tmp_path: Path, standins: Sta
     root = pbt_host(tmp_path / "root", ZFS_CMDLINE)
     assert cli("boot", "add", "iommu=pt", "--root", str(root), "--yes").code == 0
     assert standins.calls() == ["pve-efiboot-tool refresh"]
+
+
+def test_removing_what_only_grub_cmdline_linux_sets_says_it_stays(tmp_path: Path, standins: Standins) -> None:
+    # The Proxmox installer's drop-in adds nomodeset to GRUB_CMDLINE_LINUX: removing it from the
+    # default changes nothing, and "already reads that way" alone would let the user believe the
+    # next boot goes without it.
+    root = _grub(tmp_path)
+    r = cli("boot", "remove", "nomodeset", "--root", str(root), "--yes")
+    assert r.code == 0 and "nothing to change" in r.err
+    assert "nomodeset is also in GRUB_CMDLINE_LINUX" in r.err
+    assert standins.calls() == []

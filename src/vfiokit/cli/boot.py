@@ -47,6 +47,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
 
     if plan.empty:
         click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
+        for n in plan.notes:  # such as a parameter that GRUB_CMDLINE_LINUX still gives
+            note(n)
         return
     sys.stdout.write(plan.diff())
     for argv in plan.commands:
