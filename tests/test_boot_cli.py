@@ -305,3 +305,15 @@ def test_removing_what_only_grub_cmdline_linux_sets_says_it_stays(tmp_path: Path
     assert r.code == 0 and "nothing to change" in r.err
     assert "nomodeset is also in GRUB_CMDLINE_LINUX" in r.err
     assert standins.calls() == []
+
+
+def test_status_shows_a_kernel_cmdline_it_would_not_edit(tmp_path: Path) -> None:
+    # status is how the user finds out what is wrong: it shows the file and why vfiokit will not
+    # change it, as it does for a GRUB line built by shell code, instead of failing.
+    root = pbt_host(tmp_path / "root", "boot=zfs quiet\n")
+    r = cli("boot", "status", "--root", str(root))
+    assert r.code == 0, r.err
+    assert "configured:   boot=zfs quiet" in r.out
+    assert "vfiokit will not edit it: has no root= parameter" in r.out
+    r = cli("boot", "status", "--root", str(root), "--json")
+    assert json.loads(r.out)["boot"]["not_editable_because"].startswith("has no root= parameter")

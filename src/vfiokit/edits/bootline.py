@@ -32,25 +32,35 @@ class Configured:
     known: bool = True
 
 
-def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
-    """(path, first line, rest of the file) of /etc/kernel/cmdline, refusing what
-    proxmox-boot-tool would refuse."""
+def _kernel_cmdline_parts(setup: BootSetup) -> tuple[str, str, str, str | None]:
+    """(path, first line, rest of the file, why vfiokit will not edit it) of /etc/kernel/cmdline:
+    it refuses what proxmox-boot-tool would refuse."""
     assert setup.kernel_cmdline is not None
     path, text = setup.kernel_cmdline
     first, nl, rest = text.partition("\n")
+    refusal = None
     if rest.strip():
-        raise Refused(f"{shown_path(path, setup.root)}: has more than one line; proxmox-boot-tool uses one line")
-    if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
-        raise Refused(f"{shown_path(path, setup.root)}: has no root= parameter; proxmox-boot-tool refuses such a "
-                      "file and the host would not find its root file system")
-    return path, first, nl + rest
+        refusal = "has more than one line; proxmox-boot-tool uses one line"
+    elif not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
+        refusal = ("has no root= parameter; proxmox-boot-tool refuses such a file and the host would "
+                   "not find its root file system")
+    return path, first, nl + rest, refusal
+
+
+def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
+    """(path, first line, rest of the file) of /etc/kernel/cmdline; Refused when vfiokit will
+    not edit it."""
+    path, first, rest, refusal = _kernel_cmdline_parts(setup)
+    if refusal:
+        raise Refused(f"{shown_path(path, setup.root)}: {refusal}")
+    return path, first, rest
 
 
 def configured(setup: BootSetup) -> Configured:
     """Where the next boot's command line comes from, and what it says."""
     if setup.uses_kernel_cmdline:
-        path, first, _ = _kernel_cmdline_line(setup)
-        return Configured(path, 1, first)
+        path, first, _, refusal = _kernel_cmdline_parts(setup)
+        return Configured(path, 1, first, refusal=refusal)
     value, last = grub.effective(setup.grub_files)
     linux, lin = grub.effective(setup.grub_files, "GRUB_CMDLINE_LINUX")
     linux_note = (f"{shown_path(lin.path, setup.root)} line {lin.line}: {lin.reason}"
