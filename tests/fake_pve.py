@@ -284,6 +284,12 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
                 else:
                     vm.config.pop(k, None)
                     vm.pending.pop(k, None)
+            if not vm.running:  # update_vm_api -> vmconfig_apply_pending: all of [PENDING] applies
+                vm.config.update(vm.pending)
+                for k in vm.pending_delete:
+                    vm.config.pop(k, None)
+                vm.pending.clear()
+                vm.pending_delete.clear()
             return None
     if method == "GET" and path == "/nodes":
         return [{"node": n, "status": "offline" if n in c.slow_nodes else "online", "type": "node"}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from vfiokit.edits import pve_config as pc
 from vfiokit.errors import ExitCode
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources import synthetic, tree
@@ -258,3 +259,19 @@ def test_unknown_device_and_rom_options(node):
     r = cli("attach", "101", "01:00", "--rombar", "0", "--romfile", "/usr/share/kvm/gp107.rom", "--root", str(node),
             "--dry-run")
     assert "+hostpci0: 0000:01:00,rombar=0,romfile=gp107.rom" in r.out
+
+
+def test_stopped_vm_with_pending_changes_shows_what_qm_set_really_writes(node):
+    # On a stopped VM `qm set` applies every pending change, not only the new hostpci
+    # (qemu-server update_vm_api -> vmconfig_apply_pending): the diff must show all of it.
+    path = node / "etc/pve/qemu-server/103.conf"
+    path.write_text(VM103 + "\n[PENDING]\ncores: 4\n\n[snap1]\ncores: 2\nsnaptime: 1732700000\n")
+    before = path.read_text()
+    shown = cli("attach", "103", "01:00", "--root", str(node), "--dry-run")
+    assert shown.code == 0, shown.err
+    assert "pending" in shown.err and "cores: 4" in shown.err
+    r = cli("attach", "103", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    after = path.read_text()
+    assert "[PENDING]" not in after and "cores: 4\n" in after
+    assert pc.unified_diff(before, after, "qemu-server/103.conf") in shown.out

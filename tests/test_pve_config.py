@@ -269,3 +269,15 @@ def test_keys_with_hyphens_are_config_lines_as_qemu_server_reads_them():
     assert conf.value("amd-sev") == "type=std"
     new = pc.set_option(conf, pc.first_free_index(conf), "0000:07:00.0")
     assert new == text + "hostpci0: 0000:07:00.0\n"
+
+
+def test_applying_pending_moves_every_pending_change_into_the_main_section():
+    # qemu-server update_vm_api on a stopped VM: vmconfig_apply_pending applies all of [PENDING].
+    text = ("#desc\ncores: 4\nhostpci1: 0000:07:00.0\nmemory: 8192\nname: media\n\n"
+            "[PENDING]\ncores: 8\ndelete: hostpci1\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr0\n\n"
+            "[snap1]\ncores: 2\nsnaptime: 1\n")
+    assert pc.apply_pending(pc.parse_config(text)) == (
+        "#desc\ncores: 8\nmemory: 8192\nname: media\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr0\n\n"
+        "[snap1]\ncores: 2\nsnaptime: 1\n")
+    assert pc.apply_pending(pc.parse_config("cores: 1\n\n[PENDING]\ncores: 2\n")) == "cores: 2\n"
+    assert pc.apply_pending(pc.parse_config(CONFIG.split("[PENDING]")[0])) == CONFIG.split("[PENDING]")[0]

@@ -64,6 +64,20 @@ def _is_display(top: Topology | None, addr: PciAddress) -> bool | None:
     return None if base is None else base == 0x03
 
 
+def _stopped_base(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig:
+    """What `qm set` edits on a stopped VM: the config with its `[PENDING]` applied (qemu-server
+    update_vm_api -> vmconfig_apply_pending applies every pending change, not only the new one)."""
+    pend = conf.section(pc.PENDING)
+    if pend is None:
+        return conf
+    what = [f"{k}: {v}" for k, v in pend.values.items() if k != "delete"]
+    what += [f"delete {k}" for k in sorted(conf.pending_deletes)]
+    if what:
+        notes.append(f"VM {vmid} is stopped and has pending changes ({'; '.join(what)}): Proxmox "
+                     "applies them all with this change, as the diff shows")
+    return pc.parse_config(pc.apply_pending(conf), strict=False)
+
+
 def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
                 others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> Plan:
     """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
@@ -160,7 +174,8 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
 
     value = pc.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
     key = pc.first_free_index(conf)
-    new = pc.set_option(conf, key, value, running=running)
+    base = conf if running else _stopped_base(conf, req.vmid, notes)
+    new = pc.set_option(base, key, value, running=running)
     if running:
         notes.append(f"VM {req.vmid} is running: hostpci is not hot-pluggable, the change waits under "
                      "[PENDING] and applies at the next start (a reboot from inside the guest is not enough)")
@@ -186,8 +201,8 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
     if not keys:
         what = f"mapping '{mapping}'" if mapping is not None else str(device)
         raise DeviceNotFound(f"VM {vmid} has no hostpci entry for {what}")
-    text = conf.text
-    notes = []
+    notes: list[str] = []
+    text = conf.text if running else _stopped_base(conf, vmid, notes).text
     for k in keys:
         text = pc.delete_option(pc.parse_config(text), k, running=running)
         hp = entries[k]

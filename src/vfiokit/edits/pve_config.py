@@ -402,6 +402,29 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
     return "".join(lines)
 
 
+def apply_pending(conf: VmConfig) -> str:
+    """The config text once `[PENDING]` is applied, as `qm set` (or the API) does to a stopped VM:
+    qemu-server update_vm_api calls vmconfig_apply_pending, which moves every pending value into
+    the main section, carries out the pending deletions and drops `[PENDING]`, whatever key the
+    call itself changed. Every other byte is kept."""
+    pend = conf.section(PENDING)
+    if pend is None:
+        return conf.text
+    lines = list(conf.lines)
+    start = pend.start
+    if pend.end == len(lines):  # the last section: the blank line that set it apart goes too
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    del lines[start:pend.end]
+    text = "".join(lines)
+    for key in sorted(conf.pending_deletes):
+        text = delete_option(parse_config(text, strict=False), key)
+    for key, value in pend.values.items():
+        if key != "delete":
+            text = set_option(parse_config(text, strict=False), key, value)
+    return text
+
+
 def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     """The config text after `qm set VMID --delete KEY`, every other byte kept.
 
