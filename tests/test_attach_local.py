@@ -275,3 +275,35 @@ def test_stopped_vm_with_pending_changes_shows_what_qm_set_really_writes(node):
     after = path.read_text()
     assert "[PENDING]" not in after and "cores: 4\n" in after
     assert pc.unified_diff(before, after, "qemu-server/103.conf") in shown.out
+
+
+FULL = "machine: q35\n" + "".join(f"hostpci{i}: 0000:{0x10 + i:02x}:00.0\n" for i in range(16))
+
+
+def test_sixteen_hostpci_used_is_refused_naming_the_vm(node):
+    (node / "etc/pve/qemu-server/200.conf").write_text(FULL)
+    r = cli("attach", "200", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert r.err.splitlines()[0] == ("vfiokit: error: VM 200: all 16 hostpci slots (hostpci0..hostpci15) "
+                                     "are used")
+    assert [c[0] for c in qm_calls(node)] == ["status"]
+
+
+def test_a_pending_delete_frees_its_index_on_a_stopped_vm(node):
+    # qm set on a stopped VM applies `delete: hostpci3` first: hostpci3 is free for the new device.
+    path = node / "etc/pve/qemu-server/200.conf"
+    path.write_text(FULL + "\n[PENDING]\ndelete: hostpci3\n")
+    r = cli("attach", "200", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "+hostpci3: 0000:01:00" in r.out and "-hostpci3: 0000:13:00.0" in r.out
+    assert "hostpci3: 0000:01:00\n" in path.read_text() and "[PENDING]" not in path.read_text()
+
+
+def test_a_device_pending_deletion_on_a_running_vm_can_come_back(node):
+    # `delete: hostpci0` waits for the next start; giving the device again is no duplicate:
+    # at that start the old entry goes and the new one comes.
+    (node / "run/qemu-server/102.pid").write_text("4243\n")
+    assert cli("detach", "102", "hostpci0", "--root", str(node), "--yes").code == 0
+    r = cli("attach", "102", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci1: 0000:04:00.0" in r.out

@@ -87,6 +87,10 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     """
     notes: list[str] = []
     where = f"VM {req.vmid}"
+    original = conf.text
+    # What the change is made on: a stopped VM's pending changes apply with it (_stopped_base), so
+    # the checks and the free index are those of the config Proxmox will hold.
+    conf = conf if running else _stopped_base(conf, req.vmid, notes)
     if req.mapping is not None:
         if not pc.CONFIGID_RE.match(req.mapping):
             raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
@@ -119,8 +123,11 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                              f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
                              "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
-    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
+    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start. An entry
+    # pending deletion is gone by then (the deletion and this change apply at the same start).
     for key, hp in conf.hostpci(f"{where}: ").items():
+        if key in conf.pending_deletes:
+            continue
         ids = list(hp.host) if hp.mapping is None else [
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
         if hp.mapping is not None and hp.mapping == req.mapping:
@@ -173,13 +180,16 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         options["romfile"] = pc.check_romfile(req.romfile, "--romfile")
 
     value = pc.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
-    key = pc.first_free_index(conf)
-    base = conf if running else _stopped_base(conf, req.vmid, notes)
-    new = pc.set_option(base, key, value, running=running)
+    try:
+        key = pc.first_free_index(conf)
+    except BadInput:
+        raise Refused(f"{where}: all {pc.MAX_HOSTPCI} hostpci slots (hostpci0..hostpci{pc.MAX_HOSTPCI - 1}) "
+                      "are used", hint=f"free one first ('vfiokit detach {req.vmid} hostpciN')") from None
+    new = pc.set_option(conf, key, value, running=running)
     if running:
         notes.append(f"VM {req.vmid} is running: hostpci is not hot-pluggable, the change waits under "
                      "[PENDING] and applies at the next start (a reboot from inside the guest is not enough)")
-    return Plan(req.vmid, key, value, conf.text, new, running, functions, notes)
+    return Plan(req.vmid, key, value, original, new, running, functions, notes)
 
 
 def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress | None,
