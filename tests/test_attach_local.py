@@ -299,6 +299,18 @@ def test_a_pending_delete_frees_its_index_on_a_stopped_vm(node):
     assert "hostpci3: 0000:01:00\n" in path.read_text() and "[PENDING]" not in path.read_text()
 
 
+def test_detaching_twice_from_a_running_vm_changes_nothing_the_second_time(node):
+    (node / "run/qemu-server/102.pid").write_text("4243\n")
+    assert cli("detach", "102", "04:00.0", "--root", str(node), "--yes").code == 0
+    before = conf(node, "102")
+    calls = len(qm_calls(node))
+    r = cli("detach", "102", "04:00.0", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "nothing to change" in r.err and "already" in r.err and r.out == ""
+    assert conf(node, "102") == before
+    assert [c[0] for c in qm_calls(node)[calls:]] == ["status"]
+
+
 def test_a_device_pending_deletion_on_a_running_vm_can_come_back(node):
     # `delete: hostpci0` waits for the next start; giving the device again is no duplicate:
     # at that start the old entry goes and the new one comes.

@@ -212,6 +212,12 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
         what = f"mapping '{mapping}'" if mapping is not None else str(device)
         raise DeviceNotFound(f"VM {vmid} has no hostpci entry for {what}")
     notes: list[str] = []
+    if running and all(k in conf.pending_deletes for k in keys):
+        # Already waiting for the next start: `qm set --delete` again would change nothing.
+        return Plan(vmid, ",".join(keys), None, conf.text, conf.text, True, [],
+                    [f"{', '.join(keys)} already pending deletion: the device goes at the next start"])
+    if running:
+        keys = [k for k in keys if k not in conf.pending_deletes]
     text = conf.text if running else _stopped_base(conf, vmid, notes).text
     for k in keys:
         text = pc.delete_option(pc.parse_config(text), k, running=running)

@@ -278,6 +278,11 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
                     from None
             mapping = device
     plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths())
+    if plan.new_text == plan.old_text:
+        for n in plan.notes:
+            note(n)
+        click.echo(f"vfiokit: nothing to change: VM {vmid} {plan.key}", err=True)
+        return
     click.echo(f"VM {vmid} on {target.where}: remove {plan.key}", err=True)
     show_plan(plan)
     _write(plan, target, digest, dry_run, yes, f"Remove {plan.key} from VM {vmid}",
