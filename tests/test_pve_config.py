@@ -281,3 +281,11 @@ def test_applying_pending_moves_every_pending_change_into_the_main_section():
         "[snap1]\ncores: 2\nsnaptime: 1\n")
     assert pc.apply_pending(pc.parse_config("cores: 1\n\n[PENDING]\ncores: 2\n")) == "cores: 2\n"
     assert pc.apply_pending(pc.parse_config(CONFIG.split("[PENDING]")[0])) == CONFIG.split("[PENDING]")[0]
+
+
+def test_the_config_diff_marks_a_last_line_without_newline():
+    # A hand-edited config may end without newline; qemu-server writes one (the diff says so).
+    old = "cores: 2\nhostpci0: 0000:04:00.0"
+    new = pc.delete_option(pc.parse_config(old), "hostpci0")
+    diff = pc.unified_diff(old, new, "qemu-server/102.conf")
+    assert "-hostpci0: 0000:04:00.0\n\\ No newline at end of file\n" in diff

@@ -235,3 +235,14 @@ def test_the_diff_of_a_file_without_final_newline_is_what_patch_applies(tmp_path
     assert all(not ln.startswith(("-", "+", " ")) or ln.endswith("\n") for ln in diff.splitlines(True))
     subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
     assert target.read_bytes() == new.encode()
+
+
+def test_the_diff_splits_lines_at_newlines_only(tmp_path: Path) -> None:
+    # A form feed or \x1e inside a line (str.splitlines would split there) is part of the line.
+    old = "GRUB_DEFAULT=0\n# page\x0cbreak\x1e\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"
+    new = old.replace('"quiet"', '"quiet iommu=pt"')
+    target = write(tmp_path, "etc/default/grub", old)
+    diff = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot").diff()
+    assert "No newline" not in diff
+    subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
+    assert target.read_bytes() == new.encode()

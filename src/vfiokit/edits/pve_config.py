@@ -13,12 +13,12 @@ The `hostpciN` value grammar is qemu-server's `$hostpci_fmt` (PVE/QemuServer/PCI
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vfiokit.edits.writer import unified_diff as writer_diff
 from vfiokit.errors import BadInput
 
 #: qemu-server's $MAX_HOSTPCI_DEVICES.
@@ -453,10 +453,7 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
-    def split(t: str) -> list[str]:
-        return [ln for ln in re.split(r"(?<=\n)", t) if ln]
-
-    return "".join(difflib.unified_diff(split(old), split(new), f"a/{name}", f"b/{name}"))
+    return writer_diff(old, new, f"a/{name}", f"b/{name}")
 
 
 def users_of(configs: Mapping[str, VmConfig], address: str,

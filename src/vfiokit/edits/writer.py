@@ -39,6 +39,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -102,21 +103,27 @@ class Plan:
 
     def diff(self) -> str:
         """Unified diff of every file that changes (bytes that are not UTF-8 shown as U+FFFD)."""
-        def lines(text: str | None) -> list[str]:
-            shown = (text or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            return shown.splitlines(keepends=True)
+        def shown(text: str | None) -> str:
+            return (text or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
         out: list[str] = []
         for c in self.effective:
             name = self.shown_path(c.path)
-            for line in difflib.unified_diff(
-                    lines(c.old_text), lines(c.new_text),
-                    fromfile=name if c.old_text is not None else "/dev/null",
-                    tofile=name if c.new_text is not None else "/dev/null"):
-                # A last line without newline can be the old side's (`-`) followed by the new
-                # side's (`+`): each one gets the marker `patch` and `git apply` expect.
-                out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+            out.append(unified_diff(shown(c.old_text), shown(c.new_text),
+                                    name if c.old_text is not None else "/dev/null",
+                                    name if c.new_text is not None else "/dev/null"))
         return "".join(out)
+
+
+def unified_diff(old: str, new: str, fromfile: str, tofile: str) -> str:
+    """A unified diff `patch` applies exactly: lines end at "\n" only (str.splitlines would also
+    split at a form feed or \x1e inside a line), and a last line without newline, on either side,
+    gets the "\\ No newline at end of file" marker."""
+    def split(text: str) -> list[str]:
+        return [ln for ln in re.split(r"(?<=\n)", text) if ln]
+
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in difflib.unified_diff(split(old), split(new), fromfile, tofile))
 
 
 @dataclass(frozen=True)
