@@ -317,3 +317,13 @@ def test_status_shows_a_kernel_cmdline_it_would_not_edit(tmp_path: Path) -> None
     assert "vfiokit will not edit it: has no root= parameter" in r.out
     r = cli("boot", "status", "--root", str(root), "--json")
     assert json.loads(r.out)["boot"]["not_editable_because"].startswith("has no root= parameter")
+
+
+def test_undo_says_a_reboot_is_needed_too(tmp_path: Path, standins: Standins) -> None:
+    # Undoing a command-line change is a command-line change: the running kernel keeps the
+    # parameters until the next boot, as after 'boot add'.
+    root = pbt_host(tmp_path / "root", ZFS_CMDLINE)
+    assert cli("boot", "add", "iommu=pt", "--root", str(root), "--yes").code == 0
+    r = cli("boot", "undo", "--root", str(root), "--dry-run")
+    assert r.code == 0 and "then run: proxmox-boot-tool refresh" in r.out
+    assert "reboot to apply" in r.err

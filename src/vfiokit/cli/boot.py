@@ -227,9 +227,14 @@ def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
 @_change_options
 def undo(root: str, dry_run: bool, yes: bool) -> None:
     """Restore the files the last 'vfiokit boot' change wrote (shown as a diff first)."""
-    from vfiokit.edits import writer
+    import dataclasses
 
-    _execute(writer.undo_plan(root, "boot"), dry_run, yes, "the files already hold their previous content")
+    from vfiokit.edits import bootline, writer
+
+    plan = writer.undo_plan(root, "boot")
+    if not plan.empty:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, bootline.reboot_note(plan.commands)))
+    _execute(plan, dry_run, yes, "the files already hold their previous content")
 
 
 def register(main: click.Group) -> None:

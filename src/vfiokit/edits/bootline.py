@@ -108,6 +108,12 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
                     notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX, which vfiokit leaves "
                                  "alone; remove it there by hand if it must go")
     if change.changes:
-        notes.append(f"reboot to apply: the running kernel keeps its command line until then "
-                     f"('{' '.join(setup.refresh)}' runs first)")
+        notes.append(reboot_note((setup.refresh,)))
     return Plan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
+
+
+def reboot_note(commands: Sequence[Sequence[str]]) -> str:
+    """What every change of the next boot's command line (undo included) must say."""
+    first = " then ".join(f"'{' '.join(c)}'" for c in commands)
+    return ("reboot to apply: the running kernel keeps its command line until then"
+            + (f" ({first} runs first)" if first else ""))

@@ -23,7 +23,7 @@ Backups and the journal live below the root the plan was made for:
 `<root>/var/backups/vfiokit/journal.jsonl` has one JSON line per applied plan (time, kind, files
 with their backup, the SHA-256 of what was written, the commands). `undo_plan(root, kind)` turns
 the last entry not yet undone back into a plan (itself applied through `apply`, so an undo is
-shown as a diff, journaled, and can be undone in turn).
+shown as a diff and journaled); undoing again goes one change further back, as a stack.
 
 A plan with `root=None` (a file the user named on the command line, such as a snapshot) is
 written with the same atomic steps but without backup or journal.
