@@ -358,6 +358,12 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     if key in sec.lines:
         lines[sec.lines[key]] = f"{key}: {value}{nl}"
         return
+    # qemu-server write_vm_config writes a section's keys sorted (Perl's string order, which is
+    # Python's for these ASCII keys): the new key goes before the first key that sorts after it.
+    after = [i for k, i in sec.lines.items() if k > key]
+    if after:
+        lines.insert(min(after), f"{key}: {value}{nl}")
+        return
     at = _insert_at(conf, sec)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
