@@ -235,3 +235,14 @@ def test_no_iommu_node(fake):
     data = json.loads(r.out)
     assert data["nodes"][0]["iommu"] is False and data["nodes"][0]["groups"] == []
     assert len(data["nodes"][0]["ungrouped"]) == len(PVE1)
+
+
+@pytest.mark.parametrize("specs", [("01:00@pve1", "01:00.0@pve1"), ("01:00.0@pve1", "01:00.0@pve1"),
+                                   ("01:00.1@pve1", "01:00@pve1")])
+def test_map_refuses_one_device_named_twice_on_a_node(fake, specs):
+    # Entries of one node are alternatives (the first free one is used): the same function twice
+    # is no alternative, only a confusing mapping.
+    r = remote(fake, "cluster", "map", "gtx1050", *specs, "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert r.err.count("\n") == 1 and "pve1" in r.err and "twice" in r.err
+    assert "gtx1050" not in fake.cluster.mappings
