@@ -246,3 +246,15 @@ def test_the_diff_splits_lines_at_newlines_only(tmp_path: Path) -> None:
     assert "No newline" not in diff
     subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
     assert target.read_bytes() == new.encode()
+
+
+@pytest.mark.parametrize("line", [
+    b"[1, 2]\n", b'{"id": "x", "kind": "boot", "files": [{"path": "/etc/default/grub"}]}\n',
+    b"\xff\xfe\n", b'{"id": "x", "kind": "boot", "files": "etc"}\n', b'"text"\n'])
+def test_a_damaged_journal_is_one_error_naming_its_line(tmp_path: Path, line: bytes) -> None:
+    good = (b'{"id": "a", "kind": "boot", "undoes": null, "commands": [], "files": []}\n')
+    write(tmp_path, f"{writer.BACKUP_DIR}/{writer.JOURNAL}", good + line)
+    with pytest.raises(VfiokitError) as e:
+        writer.undo_plan(str(tmp_path), "boot")
+    assert e.value.code == ExitCode.BAD_INPUT
+    assert str(e.value).startswith(f"{tmp_path}/{writer.BACKUP_DIR}/{writer.JOURNAL}: line 2")

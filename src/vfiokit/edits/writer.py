@@ -388,8 +388,8 @@ def read_journal(root: str) -> list[dict]:
     """The journal's entries, oldest first ([] when there is none)."""
     path = os.path.join(root, BACKUP_DIR, JOURNAL)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
     except FileNotFoundError:
         return []
     except OSError as e:
@@ -399,10 +399,26 @@ def read_journal(root: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             raise BadInput(f"{path}: line {n} is not valid JSON") from None
+        if not _journal_entry_ok(entry):
+            raise BadInput(f"{path}: line {n} is not a vfiokit journal entry (id, kind, commands, files "
+                           "with path, backup and written_sha256)")
+        entries.append(entry)
     return entries
+
+
+def _journal_entry_ok(entry: object) -> bool:
+    """Whether a journal line has what `undo_plan` reads (it was edited by hand, or cut short)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        return False
+    files, commands = entry.get("files"), entry.get("commands", [])
+    return (isinstance(files, list) and isinstance(commands, list)
+            and all(isinstance(c, list) and all(isinstance(a, str) for a in c) for c in commands)
+            and all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                    and "backup" in f and isinstance(f["backup"], str | None)
+                    and "written_sha256" in f for f in files))
 
 
 def undo_plan(root: str, kind: str | None = None) -> Plan:
