@@ -319,3 +319,10 @@ def test_a_device_pending_deletion_on_a_running_vm_can_come_back(node):
     r = cli("attach", "102", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
     assert r.code == 0, r.err
     assert "+hostpci1: 0000:04:00.0" in r.out
+
+
+def test_a_node_without_etc_hostname_is_one_error(node):
+    (node / "etc/hostname").unlink()
+    r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert r.err.count("\n") == 1 and "etc/hostname" in r.err and "Traceback" not in r.err

@@ -27,6 +27,10 @@ def read_text(path: Path) -> str:
                            ExitCode.PERMISSION) from None
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing (a Proxmox VE node has it)") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 @dataclass
