@@ -326,3 +326,10 @@ def test_a_node_without_etc_hostname_is_one_error(node):
     r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.BAD_INPUT
     assert r.err.count("\n") == 1 and "etc/hostname" in r.err and "Traceback" not in r.err
+
+
+def test_detach_of_a_hostpci_key_out_of_range_says_so(node):
+    # hostpci16 looks like a key, not a mapping name: say what the keys are.
+    r = cli("detach", "102", "hostpci16", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "'hostpci16' is not a hostpci key (hostpci0..hostpci15)" in r.err and "mapping" not in r.err

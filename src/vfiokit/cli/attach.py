@@ -268,6 +268,8 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in pc.HOSTPCI_KEYS else None
+    if key is None and device.startswith("hostpci") and device[7:].isdigit():
+        raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{pc.MAX_HOSTPCI - 1})")
     addr = mapping = None
     if key is None:
         try:
