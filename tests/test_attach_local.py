@@ -333,3 +333,13 @@ def test_detach_of_a_hostpci_key_out_of_range_says_so(node):
     r = cli("detach", "102", "hostpci16", "--root", str(node), "--yes")
     assert r.code == ExitCode.BAD_INPUT
     assert "'hostpci16' is not a hostpci key (hostpci0..hostpci15)" in r.err and "mapping" not in r.err
+
+
+def test_a_primary_gpu_pending_deletion_on_a_running_vm_is_no_second_one(node):
+    # Swapping GPUs on a running VM: the old one's deletion and the new one apply at the same start.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: 0000:07:00,x-vga=1\nmachine: q35\nname: x\n\n[PENDING]\ndelete: hostpci0\n")
+    (node / "run/qemu-server/104.pid").write_text("4244\n")
+    r = cli("attach", "104", "01:00", "--primary-gpu", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci1: 0000:01:00,x-vga=1" in r.out

@@ -78,6 +78,12 @@ def _stopped_base(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig
     return pc.parse_config(pc.apply_pending(conf), strict=False)
 
 
+def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, pc.HostPci]:
+    """The VM's `hostpciN` entries when a change made now takes effect (its next start, for a
+    running VM): an entry pending deletion is gone by then."""
+    return {k: hp for k, hp in conf.hostpci(f"{where}: ").items() if k not in conf.pending_deletes}
+
+
 def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
                 others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> Plan:
     """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
@@ -123,11 +129,8 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                              f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
                              "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
-    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start. An entry
-    # pending deletion is gone by then (the deletion and this change apply at the same start).
-    for key, hp in conf.hostpci(f"{where}: ").items():
-        if key in conf.pending_deletes:
-            continue
+    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
+    for key, hp in _at_next_start(conf, where).items():
         ids = list(hp.host) if hp.mapping is None else [
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
         if hp.mapping is not None and hp.mapping == req.mapping:
@@ -157,7 +160,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         if req.device is not None and _is_display(top, req.device) is False:
             raise BadInput(f"--primary-gpu: {req.device} is not a display controller "
                            f"(class {top.device(req.device).class_id:04x})")  # type: ignore[union-attr]
-        for key, hp in conf.hostpci().items():
+        for key, hp in _at_next_start(conf, where).items():
             if hp.flag("x-vga"):
                 raise Refused(f"{where} already has a primary GPU ({key}: {hp.render()})",
                               hint="a VM has one primary VGA device; detach the other one first")
