@@ -343,3 +343,14 @@ def test_a_primary_gpu_pending_deletion_on_a_running_vm_is_no_second_one(node):
     r = cli("attach", "104", "01:00", "--primary-gpu", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
     assert "+hostpci1: 0000:01:00,x-vga=1" in r.out
+
+
+def test_a_running_vm_with_other_pending_changes_is_told_they_may_apply_now(node):
+    # qm set on a running VM ends with vmconfig_hotplug_pending: pending changes that can be hot-
+    # plugged (a NIC, a disk) are applied by this call too; the diff cannot show which.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("machine: q35\nname: x\n\n[PENDING]\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr1\n")
+    (node / "run/qemu-server/104.pid").write_text("4244\n")
+    r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "other pending changes (net0)" in r.err and "hot-plug" in r.err

@@ -78,6 +78,17 @@ def _stopped_base(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig
     return pc.parse_config(pc.apply_pending(conf), strict=False)
 
 
+def _running_pending(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig:
+    """A running VM's config, with a note when it has other pending changes: `qm set` ends with
+    qemu-server vmconfig_hotplug_pending, which hot-plugs those it can (per the VM's `hotplug`)."""
+    others = sorted(k for k in conf.pending if not k.startswith("hostpci") and k != "delete")
+    others += sorted(k for k in conf.pending_deletes if not k.startswith("hostpci"))
+    if others:
+        notes.append(f"VM {vmid} is running and has other pending changes ({', '.join(others)}): Proxmox "
+                     "tries to hot-plug them with this change; those it cannot stay pending")
+    return conf
+
+
 def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, pc.HostPci]:
     """The VM's `hostpciN` entries when a change made now takes effect (its next start, for a
     running VM): an entry pending deletion is gone by then."""
@@ -96,7 +107,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     original = conf.text
     # What the change is made on: a stopped VM's pending changes apply with it (_stopped_base), so
     # the checks and the free index are those of the config Proxmox will hold.
-    conf = conf if running else _stopped_base(conf, req.vmid, notes)
+    conf = _running_pending(conf, req.vmid, notes) if running else _stopped_base(conf, req.vmid, notes)
     if req.mapping is not None:
         if not pc.CONFIGID_RE.match(req.mapping):
             raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
@@ -221,7 +232,7 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
                     [f"{', '.join(keys)} already pending deletion: the device goes at the next start"])
     if running:
         keys = [k for k in keys if k not in conf.pending_deletes]
-    text = conf.text if running else _stopped_base(conf, vmid, notes).text
+    text = _running_pending(conf, vmid, notes).text if running else _stopped_base(conf, vmid, notes).text
     for k in keys:
         text = pc.delete_option(pc.parse_config(text), k, running=running)
         hp = entries[k]
