@@ -327,3 +327,16 @@ def test_undo_says_a_reboot_is_needed_too(tmp_path: Path, standins: Standins) ->
     r = cli("boot", "undo", "--root", str(root), "--dry-run")
     assert r.code == 0 and "then run: proxmox-boot-tool refresh" in r.out
     assert "reboot to apply" in r.err
+
+
+def test_adding_what_grub_cmdline_linux_also_sets_says_the_kernel_gets_both(tmp_path: Path,
+                                                                          standins: Standins) -> None:
+    # update-grub writes GRUB_CMDLINE_LINUX then GRUB_CMDLINE_LINUX_DEFAULT on the linux line; for
+    # vfio-pci.ids the later one replaces the earlier (a module parameter is set once per
+    # occurrence), so 10de:1b80 would silently stop being bound.
+    root = grub_host(tmp_path / "root", "debian12")
+    main = root / "etc/default/grub"
+    main.write_text(main.read_text().replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="vfio-pci.ids=10de:1b80"'))
+    r = cli("boot", "add", "vfio-pci.ids=10de:10f0", "--root", str(root), "--dry-run")
+    assert r.code == 0, r.err
+    assert "vfio-pci.ids is also in GRUB_CMDLINE_LINUX (vfio-pci.ids=10de:1b80)" in r.err

@@ -107,6 +107,14 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
                 if any(cmdline.key_of(t) == cmdline.key_of(p) for t in cmdline.tokens(conf.linux)):
                     notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX, which vfiokit leaves "
                                  "alone; remove it there by hand if it must go")
+            for p in add:
+                same = [t for t in cmdline.tokens(conf.linux) if cmdline.key_of(t) == cmdline.key_of(p)]
+                if same and not cmdline.has(conf.linux, p):
+                    # 10_linux writes GRUB_CMDLINE_LINUX first; for most parameters (vfio-pci.ids
+                    # included: a module parameter is set once per occurrence) the later one wins.
+                    notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX ({' '.join(same)}), "
+                                 "which vfiokit leaves alone: the kernel gets both and the later one, this "
+                                 "one, usually wins; merge them by hand if both values must stay")
     if change.changes:
         notes.append(reboot_note((setup.refresh,)))
     return Plan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
