@@ -354,3 +354,16 @@ def test_a_running_vm_with_other_pending_changes_is_told_they_may_apply_now(node
     r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
     assert "other pending changes (net0)" in r.err and "hot-plug" in r.err
+
+
+def test_detach_of_a_slot_takes_every_entry_of_that_slot(node):
+    # `detach VMID 01:00` means the whole card, as `attach VMID 01:00` does: an entry per function
+    # (as the GUI makes them without "All Functions") goes too.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: 0000:01:00.0,pcie=1\nhostpci1: 0000:01:00.1,pcie=1\nhostpci2: 0000:04:00.0\n"
+                    "machine: q35\nname: x\n")
+    r = cli("detach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "-hostpci0: 0000:01:00.0,pcie=1\n-hostpci1: 0000:01:00.1,pcie=1\n hostpci2" in r.out
+    r = cli("detach", "104", "01:00.1", "--root", str(node), "--dry-run")
+    assert "-hostpci1: 0000:01:00.1,pcie=1" in r.out and "-hostpci0" not in r.out

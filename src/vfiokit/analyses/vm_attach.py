@@ -208,9 +208,16 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
 
 def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress | None,
                 key: str | None, mapping: str | None,
-                mapping_paths: Mapping[str, list[str]]) -> Plan:
-    """Remove the `hostpciN` entries that take `device` (or the one named `key`, or using `mapping`)."""
+                mapping_paths: Mapping[str, list[str]], whole_slot: bool = False) -> Plan:
+    """Remove the `hostpciN` entries that take `device` (with `whole_slot`, any function of its
+    slot, as `01:00` names the whole card), or the one named `key`, or those using `mapping`."""
     entries = conf.hostpci(f"VM {vmid}: ")
+
+    def takes(host_id: str) -> bool:
+        assert device is not None
+        if whole_slot:
+            return pc.host_functions(host_id.lower()).split(".")[0] == device.slot_id
+        return pc.covers(host_id, str(device))
     if key is not None:
         if key not in entries:
             raise DeviceNotFound(f"VM {vmid} has no {key}")
@@ -220,10 +227,11 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
     else:
         assert device is not None
         keys = [k for k, hp in entries.items()
-                if any(pc.covers(i, str(device)) for i in (list(hp.host) or [
+                if any(takes(i) for i in (list(hp.host) or [
                     p for path in mapping_paths.get(hp.mapping or "", []) for p in path.split(";")]))]
     if not keys:
-        what = f"mapping '{mapping}'" if mapping is not None else str(device)
+        what = f"mapping '{mapping}'" if mapping is not None else (
+            device.slot_id if whole_slot and device is not None else str(device))
         raise DeviceNotFound(f"VM {vmid} has no hostpci entry for {what}")
     notes: list[str] = []
     if running and all(k in conf.pending_deletes for k in keys):
@@ -237,7 +245,7 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
         text = pc.delete_option(pc.parse_config(text), k, running=running)
         hp = entries[k]
         if device is not None and len(hp.host) > 1:
-            notes.append(f"{k} also names {', '.join(h for h in hp.host if not pc.covers(h, str(device)))}: "
+            notes.append(f"{k} also names {', '.join(h for h in hp.host if not takes(h))}: "
                          "the whole entry goes")
     if running:
         notes.append(f"VM {vmid} is running: the device stays until the next start ([PENDING] delete)")

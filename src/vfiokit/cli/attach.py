@@ -271,15 +271,16 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     if key is None and device.startswith("hostpci") and device[7:].isdigit():
         raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{pc.MAX_HOSTPCI - 1})")
     addr = mapping = None
+    slot = False
     if key is None:
         try:
-            addr, _ = parse_device(device)
+            addr, slot = parse_device(device)
         except BadInput:
             if not pc.CONFIGID_RE.match(device):
                 raise BadInput(f"'{device}' is neither a PCI address, a hostpciN key nor a mapping name") \
                     from None
             mapping = device
-    plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths())
+    plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths(), slot)
     if plan.new_text == plan.old_text:
         for n in plan.notes:
             note(n)
