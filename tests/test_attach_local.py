@@ -367,3 +367,25 @@ def test_detach_of_a_slot_takes_every_entry_of_that_slot(node):
     assert "-hostpci0: 0000:01:00.0,pcie=1\n-hostpci1: 0000:01:00.1,pcie=1\n hostpci2" in r.out
     r = cli("detach", "104", "01:00.1", "--root", str(node), "--dry-run")
     assert "-hostpci1: 0000:01:00.1,pcie=1" in r.out and "-hostpci0" not in r.out
+
+
+TWO_GPUS = """\
+gpu
+\tmap node=pve1,path=0000:01:00,id=10de:1c82,iommugroup=2
+\tmap node=pve1,path=0000:04:00,id=10de:1c82,iommugroup=4
+"""
+
+
+def test_a_mapping_with_two_devices_on_the_node_serves_two_vms(node):
+    # Several entries of one node are alternatives: at start qemu-server takes the first one no
+    # other VM holds (choose_hostpci_devices), so a second VM may use the same mapping; a third
+    # would find none free.
+    (node / "etc/pve/mapping").mkdir()
+    (node / "etc/pve/mapping/pci.cfg").write_text(TWO_GPUS)
+    (node / "etc/pve/qemu-server/104.conf").write_text("hostpci0: mapping=gpu\nname: a\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci0: mapping=gpu" in r.out and "2 devices on this node" in r.err and "VM 104" in r.err
+    (node / "etc/pve/qemu-server/105.conf").write_text("hostpci0: mapping=gpu\nname: b\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "already given to VM 104" in r.err

@@ -151,9 +151,26 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
                               f"{key}: {hp.render()})")
     # another VM that has it: only one of them can start (pci-id-reservations), the other fails.
+    rest = {k: v for k, v in others.items() if k != req.vmid}
+    sharing: set[str] = set()
+    if req.mapping is not None:
+        # A mapping's entries for one node are alternatives: at VM start qemu-server takes the
+        # first one no running VM holds (PCI.pm choose_hostpci_devices). As many VMs as it has
+        # devices here can use it at once.
+        sharing = {vmid for vmid, conf_ in rest.items()
+                   if any(hp.mapping == req.mapping for hp in conf_.hostpci(f"VM {vmid}: ").values())}
+        alternatives = len(mapping_paths[req.mapping])
+        if sharing and len(sharing) < alternatives:
+            notes.append(f"mapping '{req.mapping}' has {alternatives} devices on this node and "
+                         f"{', '.join('VM ' + v for v in sorted(sharing, key=int))} "
+                         f"{'uses' if len(sharing) == 1 else 'use'} it too: each VM gets the first one "
+                         "free when it starts")
+        else:
+            sharing = set()
     for f in functions:
-        for vmid, key, value in pc.users_of({k: v for k, v in others.items() if k != req.vmid}, f,
-                                            mapping_paths):
+        for vmid, key, value in pc.users_of(rest, f, mapping_paths):
+            if vmid in sharing and pc.parse_hostpci(value).mapping == req.mapping:
+                continue
             msg = f"{f} is already given to VM {vmid} ({key}: {value})"
             if not req.force:
                 raise Refused(msg, hint="detach it there first ('vfiokit detach'), or --force if the "
