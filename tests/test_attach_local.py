@@ -389,3 +389,17 @@ def test_a_mapping_with_two_devices_on_the_node_serves_two_vms(node):
     (node / "etc/pve/qemu-server/105.conf").write_text("hostpci0: mapping=gpu\nname: b\n")
     r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
     assert r.code == ExitCode.REFUSED and "already given to VM 104" in r.err
+
+
+def test_one_vm_may_take_a_mapping_as_often_as_it_has_devices_on_the_node(node):
+    # choose_hostpci_devices gives each mapping=gpu entry the first alternative not used yet.
+    (node / "etc/pve/mapping").mkdir()
+    (node / "etc/pve/mapping/pci.cfg").write_text(TWO_GPUS)
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: mapping=gpu\nname: a\n")
+    r = cli("attach", "104", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci1: mapping=gpu" in r.out
+    path.write_text("hostpci0: mapping=gpu\nhostpci1: mapping=gpu\nname: a\n")
+    r = cli("attach", "104", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "mapping 'gpu' assigned more than once" in r.err

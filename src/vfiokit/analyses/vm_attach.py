@@ -140,12 +140,17 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                              f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
                              "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
-    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
-    for key, hp in _at_next_start(conf, where).items():
+    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start. A mapping
+    # is taken once per device it has on this node (each entry gets the first alternative left).
+    current = _at_next_start(conf, where)
+    own = [k for k, hp in current.items() if req.mapping is not None and hp.mapping == req.mapping]
+    if own and len(own) >= len(mapping_paths[req.mapping or ""]):
+        raise Refused(f"mapping '{req.mapping}' assigned more than once ({where} {', '.join(own)})")
+    for key, hp in current.items():
+        if key in own:
+            continue
         ids = list(hp.host) if hp.mapping is None else [
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
-        if hp.mapping is not None and hp.mapping == req.mapping:
-            raise Refused(f"mapping '{req.mapping}' assigned more than once ({where} {key})")
         for f in functions:
             if any(pc.covers(i, f) for i in ids):
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
