@@ -340,3 +340,23 @@ def test_adding_what_grub_cmdline_linux_also_sets_says_the_kernel_gets_both(tmp_
     r = cli("boot", "add", "vfio-pci.ids=10de:10f0", "--root", str(root), "--dry-run")
     assert r.code == 0, r.err
     assert "vfio-pci.ids is also in GRUB_CMDLINE_LINUX (vfio-pci.ids=10de:1b80)" in r.err
+
+
+@pytest.mark.parametrize(("vendor", "kernel", "off", "left"), [
+    ("GenuineIntel", "6.8.12-4-pve", "intel_iommu=off", "quiet"),
+    ("GenuineIntel", "6.5.13-6-pve", "intel_iommu=off", "quiet intel_iommu=on"),
+    ("AuthenticAMD", "6.8.12-4-pve", "amd_iommu=off", "quiet"),
+    ("AuthenticAMD", "6.8.12-4-pve", "iommu=off", "quiet"),
+])
+def test_boot_iommu_takes_off_what_turns_it_off(tmp_path: Path, standins: Standins, vendor: str, kernel: str,
+                                                off: str, left: str) -> None:
+    # No IOMMU unit because the command line says off: blaming the firmware would mislead, and
+    # "turn the IOMMU on" must take the off switch away.
+    root = _grub(tmp_path, running=f"BOOT_IMAGE=/boot/vmlinuz-{kernel} root=/dev/mapper/pve-root ro quiet {off}")
+    main = root / "etc/default/grub"
+    main.write_text(main.read_text().replace('="quiet"', f'="quiet {off}"'))
+    cpu(root, vendor, kernel)
+    r = cli("boot", "iommu", "--root", str(root), "--yes")
+    assert r.code == 0, r.err
+    assert f"{off} turns the IOMMU off" in r.err and "firmware" not in r.err
+    assert sh_value(root / "etc/default") == left
