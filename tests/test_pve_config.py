@@ -305,3 +305,17 @@ def test_a_new_key_goes_where_qemu_server_writes_it():
     running = pc.set_option(pc.parse_config("cores: 1\n\n[PENDING]\ncores: 2\nmemory: 4\n"), "hostpci0",
                             "0000:01:00", running=True)
     assert running == "cores: 1\n\n[PENDING]\ncores: 2\nhostpci0: 0000:01:00\nmemory: 4\n"
+
+
+def test_an_emptied_pending_section_goes_as_qemu_server_drops_it():
+    # write_vm_config writes [PENDING] only when something is pending.
+    t = "cores: 1\n\n[PENDING]\nhostpci1: 0000:01:00\n\n[snap]\ncores: 1\n"
+    assert pc.delete_option(pc.parse_config(t), "hostpci1", running=True) == "cores: 1\n\n[snap]\ncores: 1\n"
+    t = "cores: 1\n\n[PENDING]\nhostpci1: 0000:01:00\n"
+    assert pc.delete_option(pc.parse_config(t), "hostpci1", running=True) == "cores: 1\n"
+
+
+def test_setting_a_key_pending_deletion_replaces_the_deletion_cleanly():
+    t = "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\ndelete: hostpci1\n"
+    assert pc.set_option(pc.parse_config(t), "hostpci1", "0000:03:00", running=True) == (
+        "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\nhostpci1: 0000:03:00\n")

@@ -400,12 +400,36 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
     if key in conf.pending_deletes:
         rest = sorted(conf.pending_deletes - {key})
         line = pend.lines["delete"]
-        if rest:
-            lines[line] = f"delete: {','.join(rest)}{_newline(conf)}"
-        else:
-            lines[line] = ""
+        lines[line] = f"delete: {','.join(rest)}{_newline(conf)}" if rest else ""
+        conf = parse_config("".join(lines), strict=False)  # the line indexes moved
+        lines, pend = list(conf.lines), conf.section(PENDING)
+        assert pend is not None
     _set_in(conf, lines, pend, key, value)
     return "".join(lines)
+
+
+def _without_pending(conf: VmConfig) -> list[str]:
+    """The config's lines without its `[PENDING]` section (and, when that was the last section, the
+    blank lines that set it apart)."""
+    lines = list(conf.lines)
+    pend = conf.section(PENDING)
+    if pend is None:
+        return lines
+    start = pend.start
+    if pend.end == len(lines):
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    del lines[start:pend.end]
+    return lines
+
+
+def _drop_empty_pending(text: str) -> str:
+    """qemu-server write_vm_config writes `[PENDING]` only when something is pending."""
+    conf = parse_config(text, strict=False)
+    pend = conf.section(PENDING)
+    if pend is None or any(ln.strip() for ln in conf.lines[pend.start + 1:pend.end]):
+        return text
+    return "".join(_without_pending(conf))
 
 
 def apply_pending(conf: VmConfig) -> str:
@@ -416,13 +440,7 @@ def apply_pending(conf: VmConfig) -> str:
     pend = conf.section(PENDING)
     if pend is None:
         return conf.text
-    lines = list(conf.lines)
-    start = pend.start
-    if pend.end == len(lines):  # the last section: the blank line that set it apart goes too
-        while start > 0 and not lines[start - 1].strip():
-            start -= 1
-    del lines[start:pend.end]
-    text = "".join(lines)
+    text = "".join(_without_pending(conf))
     for key in sorted(conf.pending_deletes):
         text = delete_option(parse_config(text, strict=False), key)
     for key, value in pend.values.items():
@@ -449,7 +467,7 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     if pend is not None and key in pend.lines:
         lines[pend.lines[key]] = ""
     if key not in conf.main.values:
-        return "".join(lines)
+        return _drop_empty_pending("".join(lines))
     deletes = sorted(conf.pending_deletes | {key})
     if pend is None:
         _add_pending(conf, lines, f"delete: {','.join(deletes)}")
