@@ -360,3 +360,11 @@ def test_boot_iommu_takes_off_what_turns_it_off(tmp_path: Path, standins: Standi
     assert r.code == 0, r.err
     assert f"{off} turns the IOMMU off" in r.err and "firmware" not in r.err
     assert sh_value(root / "etc/default") == left
+
+
+def test_a_refusal_names_the_file_as_the_host_sees_it(tmp_path: Path) -> None:
+    # Like every other message, the path is /etc/..., not the --root folder's own path.
+    root = grub_host(tmp_path / "root", "ubuntu-kdump")
+    r = cli("boot", "add", "iommu=pt", "--root", str(root), "--yes")
+    assert r.code == 8
+    assert r.err.startswith("vfiokit: error: /etc/default/grub.d/kdump-tools.cfg: line ")

@@ -90,14 +90,16 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
         old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
         change = FileChange(path, old_text, new_first + rest)
     else:
-        s = grub.deciding(setup.grub_files)
+        # Read with the paths the user knows (/etc/...), so a refusal names the file as the host sees it.
+        real = {shown_path(p, setup.root): p for p, _ in setup.grub_files}
+        s = grub.deciding([(shown_path(p, setup.root), t) for p, t in setup.grub_files])
         texts = dict(setup.grub_files)
         if s is None:
             path = setup.grub_files[0][0]
             value = cmdline.remove(cmdline.add("", add), remove)
             new = grub.append_assignment(texts[path], value) if value else texts[path]
         else:
-            path = s.path
+            path = real[s.path]
             value = cmdline.remove(cmdline.add(s.value, add), remove)
             new = grub.set_value(texts[path], s, value)
         change = FileChange(path, texts[path], new)
