@@ -403,3 +403,13 @@ def test_one_vm_may_take_a_mapping_as_often_as_it_has_devices_on_the_node(node):
     path.write_text("hostpci0: mapping=gpu\nhostpci1: mapping=gpu\nname: a\n")
     r = cli("attach", "104", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
     assert r.code == ExitCode.REFUSED and "mapping 'gpu' assigned more than once" in r.err
+
+
+def test_a_device_another_running_vm_releases_at_its_next_start_is_said_so(node):
+    # VM 102 runs with the SATA controller, detached there (pending delete): it holds the device
+    # until it restarts; "detach it there first" would send the user in a circle.
+    (node / "etc/pve/qemu-server/102.conf").write_text(VM102 + "\n[PENDING]\ndelete: hostpci0\n")
+    r = cli("attach", "101", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED
+    assert "VM 102 holds it until its next start (its deletion is pending)" in r.err
+    assert "detach it there first" not in r.err

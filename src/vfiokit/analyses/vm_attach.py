@@ -177,9 +177,15 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
             if vmid in sharing and pc.parse_hostpci(value).mapping == req.mapping:
                 continue
             msg = f"{f} is already given to VM {vmid} ({key}: {value})"
+            if key in rest[vmid].pending_deletes:
+                # detached there while it runs: the entry goes at that VM's next start
+                msg += f"; VM {vmid} holds it until its next start (its deletion is pending)"
+                hint = (f"restart VM {vmid} first, or --force if the two VMs never run at the same "
+                        "time")
+            else:
+                hint = "detach it there first ('vfiokit detach'), or --force if the two VMs never run at the same time"
             if not req.force:
-                raise Refused(msg, hint="detach it there first ('vfiokit detach'), or --force if the "
-                                        "two VMs never run at the same time")
+                raise Refused(msg, hint=hint)
             notes.append(msg + "; only one of the two VMs can run at a time")
 
     options: dict[str, object] = {}
