@@ -411,5 +411,5 @@ def test_a_device_another_running_vm_releases_at_its_next_start_is_said_so(node)
     (node / "etc/pve/qemu-server/102.conf").write_text(VM102 + "\n[PENDING]\ndelete: hostpci0\n")
     r = cli("attach", "101", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
     assert r.code == ExitCode.REFUSED
-    assert "VM 102 holds it until its next start (its deletion is pending)" in r.err
+    assert "VM 102, if it runs, holds it until its next start (its deletion is pending)" in r.err
     assert "detach it there first" not in r.err

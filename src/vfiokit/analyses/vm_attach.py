@@ -179,8 +179,8 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
             msg = f"{f} is already given to VM {vmid} ({key}: {value})"
             if key in rest[vmid].pending_deletes:
                 # detached there while it runs: the entry goes at that VM's next start
-                msg += f"; VM {vmid} holds it until its next start (its deletion is pending)"
-                hint = (f"restart VM {vmid} first, or --force if the two VMs never run at the same "
+                msg += f"; VM {vmid}, if it runs, holds it until its next start (its deletion is pending)"
+                hint = (f"stop VM {vmid} first (or restart it), or --force if the two VMs never run at the same "
                         "time")
             else:
                 hint = "detach it there first ('vfiokit detach'), or --force if the two VMs never run at the same time"
