@@ -413,3 +413,17 @@ def test_a_device_another_running_vm_releases_at_its_next_start_is_said_so(node)
     assert r.code == ExitCode.REFUSED
     assert "VM 102, if it runs, holds it until its next start (its deletion is pending)" in r.err
     assert "detach it there first" not in r.err
+
+
+def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
+    # A config saved with CRLF line ends, or a description with a form feed: the dry run shows the
+    # lines as they are (str.splitlines would cut at \x0c and drop the \r).
+    text = "#notes\x0cpage two\r\ncores: 2\r\nname: x\r\n"
+    (node / "etc/pve/qemu-server/104.conf").write_text(text, newline="")
+    r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    conf_ = pc.parse_config(text)
+    assert r.out == pc.unified_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
+    # and the digest is the SHA1 of those bytes: qm accepts the write
+    r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err

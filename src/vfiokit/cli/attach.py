@@ -119,7 +119,8 @@ def parse_device(text: str) -> tuple[PciAddress, bool]:
 def show_plan(plan: Plan) -> None:
     """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
-    for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").splitlines():
+    # lines end at "\n" only, as in the file (str.splitlines would also cut at \x0c or drop a \r)
+    for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").split("\n")[:-1]:
         style = None
         if ln.startswith("+") and not ln.startswith("+++"):
             style = "green"
