@@ -269,9 +269,9 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
                         if dev["mapping"] not in c.mappings:
                             raise PveError(500, f"PCI device mapping not found for '{dev['mapping']}'")
                         _need(privs, f"/mapping/pci/{dev['mapping']}", "Mapping.Use")
+                    vm.pending_delete.discard(k)  # remove_from_pending_delete
                     if vm.running:  # hostpci is not hot-pluggable: it waits in [PENDING]
                         vm.pending[k] = v
-                        vm.pending_delete.discard(k)
                     else:
                         vm.config[k] = v
             for k in deletes:
@@ -284,6 +284,12 @@ def route(c: FakeCluster, method: str, path: str, p: dict[str, Any], user: str, 
                 else:
                     vm.config.pop(k, None)
                     vm.pending.pop(k, None)
+            if not vm.running:  # update_vm_api -> vmconfig_apply_pending: all of [PENDING] applies
+                vm.config.update(vm.pending)
+                for k in vm.pending_delete:
+                    vm.config.pop(k, None)
+                vm.pending.clear()
+                vm.pending_delete.clear()
             return None
     if method == "GET" and path == "/nodes":
         return [{"node": n, "status": "offline" if n in c.slow_nodes else "online", "type": "node"}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from vfiokit.edits import pve_config as pc
 from vfiokit.errors import ExitCode
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources import synthetic, tree
@@ -258,3 +259,171 @@ def test_unknown_device_and_rom_options(node):
     r = cli("attach", "101", "01:00", "--rombar", "0", "--romfile", "/usr/share/kvm/gp107.rom", "--root", str(node),
             "--dry-run")
     assert "+hostpci0: 0000:01:00,rombar=0,romfile=gp107.rom" in r.out
+
+
+def test_stopped_vm_with_pending_changes_shows_what_qm_set_really_writes(node):
+    # On a stopped VM `qm set` applies every pending change, not only the new hostpci
+    # (qemu-server update_vm_api -> vmconfig_apply_pending): the diff must show all of it.
+    path = node / "etc/pve/qemu-server/103.conf"
+    path.write_text(VM103 + "\n[PENDING]\ncores: 4\n\n[snap1]\ncores: 2\nsnaptime: 1732700000\n")
+    before = path.read_text()
+    shown = cli("attach", "103", "01:00", "--root", str(node), "--dry-run")
+    assert shown.code == 0, shown.err
+    assert "pending" in shown.err and "cores: 4" in shown.err
+    r = cli("attach", "103", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    after = path.read_text()
+    assert "[PENDING]" not in after and "cores: 4\n" in after
+    assert pc.unified_diff(before, after, "qemu-server/103.conf") in shown.out
+
+
+FULL = "machine: q35\n" + "".join(f"hostpci{i}: 0000:{0x10 + i:02x}:00.0\n" for i in range(16))
+
+
+def test_sixteen_hostpci_used_is_refused_naming_the_vm(node):
+    (node / "etc/pve/qemu-server/200.conf").write_text(FULL)
+    r = cli("attach", "200", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.REFUSED
+    assert r.err.splitlines()[0] == ("vfiokit: error: VM 200: all 16 hostpci slots (hostpci0..hostpci15) "
+                                     "are used")
+    assert [c[0] for c in qm_calls(node)] == ["status"]
+
+
+def test_a_pending_delete_frees_its_index_on_a_stopped_vm(node):
+    # qm set on a stopped VM applies `delete: hostpci3` first: hostpci3 is free for the new device.
+    path = node / "etc/pve/qemu-server/200.conf"
+    path.write_text(FULL + "\n[PENDING]\ndelete: hostpci3\n")
+    r = cli("attach", "200", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "+hostpci3: 0000:01:00" in r.out and "-hostpci3: 0000:13:00.0" in r.out
+    assert "hostpci3: 0000:01:00\n" in path.read_text() and "[PENDING]" not in path.read_text()
+
+
+def test_detaching_twice_from_a_running_vm_changes_nothing_the_second_time(node):
+    (node / "run/qemu-server/102.pid").write_text("4243\n")
+    assert cli("detach", "102", "04:00.0", "--root", str(node), "--yes").code == 0
+    before = conf(node, "102")
+    calls = len(qm_calls(node))
+    r = cli("detach", "102", "04:00.0", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert "nothing to change" in r.err and "already" in r.err and r.out == ""
+    assert conf(node, "102") == before
+    assert [c[0] for c in qm_calls(node)[calls:]] == ["status"]
+
+
+def test_a_device_pending_deletion_on_a_running_vm_can_come_back(node):
+    # `delete: hostpci0` waits for the next start; giving the device again is no duplicate:
+    # at that start the old entry goes and the new one comes.
+    (node / "run/qemu-server/102.pid").write_text("4243\n")
+    assert cli("detach", "102", "hostpci0", "--root", str(node), "--yes").code == 0
+    r = cli("attach", "102", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci1: 0000:04:00.0" in r.out
+
+
+def test_a_node_without_etc_hostname_is_one_error(node):
+    (node / "etc/hostname").unlink()
+    r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert r.err.count("\n") == 1 and "etc/hostname" in r.err and "Traceback" not in r.err
+
+
+def test_detach_of_a_hostpci_key_out_of_range_says_so(node):
+    # hostpci16 looks like a key, not a mapping name: say what the keys are.
+    r = cli("detach", "102", "hostpci16", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "'hostpci16' is not a hostpci key (hostpci0..hostpci15)" in r.err and "mapping" not in r.err
+
+
+def test_a_primary_gpu_pending_deletion_on_a_running_vm_is_no_second_one(node):
+    # Swapping GPUs on a running VM: the old one's deletion and the new one apply at the same start.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: 0000:07:00,x-vga=1\nmachine: q35\nname: x\n\n[PENDING]\ndelete: hostpci0\n")
+    (node / "run/qemu-server/104.pid").write_text("4244\n")
+    r = cli("attach", "104", "01:00", "--primary-gpu", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci1: 0000:01:00,x-vga=1" in r.out
+
+
+def test_a_running_vm_with_other_pending_changes_is_told_they_may_apply_now(node):
+    # qm set on a running VM ends with vmconfig_hotplug_pending: pending changes that can be hot-
+    # plugged (a NIC, a disk) are applied by this call too; the diff cannot show which.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("machine: q35\nname: x\n\n[PENDING]\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr1\n")
+    (node / "run/qemu-server/104.pid").write_text("4244\n")
+    r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "other pending changes (net0)" in r.err and "hot-plug" in r.err
+
+
+def test_detach_of_a_slot_takes_every_entry_of_that_slot(node):
+    # `detach VMID 01:00` means the whole card, as `attach VMID 01:00` does: an entry per function
+    # (as the GUI makes them without "All Functions") goes too.
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: 0000:01:00.0,pcie=1\nhostpci1: 0000:01:00.1,pcie=1\nhostpci2: 0000:04:00.0\n"
+                    "machine: q35\nname: x\n")
+    r = cli("detach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "-hostpci0: 0000:01:00.0,pcie=1\n-hostpci1: 0000:01:00.1,pcie=1\n hostpci2" in r.out
+    r = cli("detach", "104", "01:00.1", "--root", str(node), "--dry-run")
+    assert "-hostpci1: 0000:01:00.1,pcie=1" in r.out and "-hostpci0" not in r.out
+
+
+TWO_GPUS = """\
+gpu
+\tmap node=pve1,path=0000:01:00,id=10de:1c82,iommugroup=2
+\tmap node=pve1,path=0000:04:00,id=10de:1c82,iommugroup=4
+"""
+
+
+def test_a_mapping_with_two_devices_on_the_node_serves_two_vms(node):
+    # Several entries of one node are alternatives: at start qemu-server takes the first one no
+    # other VM holds (choose_hostpci_devices), so a second VM may use the same mapping; a third
+    # would find none free.
+    (node / "etc/pve/mapping").mkdir()
+    (node / "etc/pve/mapping/pci.cfg").write_text(TWO_GPUS)
+    (node / "etc/pve/qemu-server/104.conf").write_text("hostpci0: mapping=gpu\nname: a\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci0: mapping=gpu" in r.out and "2 devices on this node" in r.err and "VM 104" in r.err
+    (node / "etc/pve/qemu-server/105.conf").write_text("hostpci0: mapping=gpu\nname: b\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "already given to VM 104" in r.err
+
+
+def test_one_vm_may_take_a_mapping_as_often_as_it_has_devices_on_the_node(node):
+    # choose_hostpci_devices gives each mapping=gpu entry the first alternative not used yet.
+    (node / "etc/pve/mapping").mkdir()
+    (node / "etc/pve/mapping/pci.cfg").write_text(TWO_GPUS)
+    path = node / "etc/pve/qemu-server/104.conf"
+    path.write_text("hostpci0: mapping=gpu\nname: a\n")
+    r = cli("attach", "104", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert "+hostpci1: mapping=gpu" in r.out
+    path.write_text("hostpci0: mapping=gpu\nhostpci1: mapping=gpu\nname: a\n")
+    r = cli("attach", "104", "--mapping", "gpu", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "mapping 'gpu' assigned more than once" in r.err
+
+
+def test_a_device_another_running_vm_releases_at_its_next_start_is_said_so(node):
+    # VM 102 runs with the SATA controller, detached there (pending delete): it holds the device
+    # until it restarts; "detach it there first" would send the user in a circle.
+    (node / "etc/pve/qemu-server/102.conf").write_text(VM102 + "\n[PENDING]\ndelete: hostpci0\n")
+    r = cli("attach", "101", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED
+    assert "VM 102, if it runs, holds it until its next start (its deletion is pending)" in r.err
+    assert "detach it there first" not in r.err
+
+
+def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
+    # A config saved with CRLF line ends, or a description with a form feed: the dry run shows the
+    # lines as they are (str.splitlines would cut at \x0c and drop the \r).
+    text = "#notes\x0cpage two\r\ncores: 2\r\nname: x\r\n"
+    (node / "etc/pve/qemu-server/104.conf").write_text(text, newline="")
+    r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    conf_ = pc.parse_config(text)
+    assert r.out == pc.unified_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
+    # and the digest is the SHA1 of those bytes: qm accepts the write
+    r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
+    assert r.code == 0, r.err

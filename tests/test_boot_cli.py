@@ -294,3 +294,77 @@ def test_older_hosts_refresh_with_pve_efiboot_tool(tmp_path: Path, standins: Sta
     root = pbt_host(tmp_path / "root", ZFS_CMDLINE)
     assert cli("boot", "add", "iommu=pt", "--root", str(root), "--yes").code == 0
     assert standins.calls() == ["pve-efiboot-tool refresh"]
+
+
+def test_removing_what_only_grub_cmdline_linux_sets_says_it_stays(tmp_path: Path, standins: Standins) -> None:
+    # The Proxmox installer's drop-in adds nomodeset to GRUB_CMDLINE_LINUX: removing it from the
+    # default changes nothing, and "already reads that way" alone would let the user believe the
+    # next boot goes without it.
+    root = _grub(tmp_path)
+    r = cli("boot", "remove", "nomodeset", "--root", str(root), "--yes")
+    assert r.code == 0 and "nothing to change" in r.err
+    assert "nomodeset is also in GRUB_CMDLINE_LINUX" in r.err
+    assert standins.calls() == []
+
+
+def test_status_shows_a_kernel_cmdline_it_would_not_edit(tmp_path: Path) -> None:
+    # status is how the user finds out what is wrong: it shows the file and why vfiokit will not
+    # change it, as it does for a GRUB line built by shell code, instead of failing.
+    root = pbt_host(tmp_path / "root", "boot=zfs quiet\n")
+    r = cli("boot", "status", "--root", str(root))
+    assert r.code == 0, r.err
+    assert "configured:   boot=zfs quiet" in r.out
+    assert "vfiokit will not edit it: has no root= parameter" in r.out
+    r = cli("boot", "status", "--root", str(root), "--json")
+    assert json.loads(r.out)["boot"]["not_editable_because"].startswith("has no root= parameter")
+
+
+def test_undo_says_a_reboot_is_needed_too(tmp_path: Path, standins: Standins) -> None:
+    # Undoing a command-line change is a command-line change: the running kernel keeps the
+    # parameters until the next boot, as after 'boot add'.
+    root = pbt_host(tmp_path / "root", ZFS_CMDLINE)
+    assert cli("boot", "add", "iommu=pt", "--root", str(root), "--yes").code == 0
+    r = cli("boot", "undo", "--root", str(root), "--dry-run")
+    assert r.code == 0 and "then run: proxmox-boot-tool refresh" in r.out
+    assert "reboot to apply" in r.err
+
+
+def test_adding_what_grub_cmdline_linux_also_sets_says_the_kernel_gets_both(tmp_path: Path,
+                                                                          standins: Standins) -> None:
+    # update-grub writes GRUB_CMDLINE_LINUX then GRUB_CMDLINE_LINUX_DEFAULT on the linux line; for
+    # vfio-pci.ids the later one replaces the earlier (a module parameter is set once per
+    # occurrence), so 10de:1b80 would silently stop being bound.
+    root = grub_host(tmp_path / "root", "debian12")
+    main = root / "etc/default/grub"
+    main.write_text(main.read_text().replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="vfio-pci.ids=10de:1b80"'))
+    r = cli("boot", "add", "vfio-pci.ids=10de:10f0", "--root", str(root), "--dry-run")
+    assert r.code == 0, r.err
+    assert "vfio-pci.ids is also in GRUB_CMDLINE_LINUX (vfio-pci.ids=10de:1b80)" in r.err
+
+
+@pytest.mark.parametrize(("vendor", "kernel", "off", "left"), [
+    ("GenuineIntel", "6.8.12-4-pve", "intel_iommu=off", "quiet"),
+    ("GenuineIntel", "6.5.13-6-pve", "intel_iommu=off", "quiet intel_iommu=on"),
+    ("AuthenticAMD", "6.8.12-4-pve", "amd_iommu=off", "quiet"),
+    ("AuthenticAMD", "6.8.12-4-pve", "iommu=off", "quiet"),
+])
+def test_boot_iommu_takes_off_what_turns_it_off(tmp_path: Path, standins: Standins, vendor: str, kernel: str,
+                                                off: str, left: str) -> None:
+    # No IOMMU unit because the command line says off: blaming the firmware would mislead, and
+    # "turn the IOMMU on" must take the off switch away.
+    root = _grub(tmp_path, running=f"BOOT_IMAGE=/boot/vmlinuz-{kernel} root=/dev/mapper/pve-root ro quiet {off}")
+    main = root / "etc/default/grub"
+    main.write_text(main.read_text().replace('="quiet"', f'="quiet {off}"'))
+    cpu(root, vendor, kernel)
+    r = cli("boot", "iommu", "--root", str(root), "--yes")
+    assert r.code == 0, r.err
+    assert f"{off} turns the IOMMU off" in r.err and "firmware" not in r.err
+    assert sh_value(root / "etc/default") == left
+
+
+def test_a_refusal_names_the_file_as_the_host_sees_it(tmp_path: Path) -> None:
+    # Like every other message, the path is /etc/..., not the --root folder's own path.
+    root = grub_host(tmp_path / "root", "ubuntu-kdump")
+    r = cli("boot", "add", "iommu=pt", "--root", str(root), "--yes")
+    assert r.code == 8
+    assert r.err.startswith("vfiokit: error: /etc/default/grub.d/kdump-tools.cfg: line ")

@@ -115,7 +115,8 @@ def test_config_without_final_newline_and_crlf():
     new = pc.set_option(pc.parse_config("cores: 2"), "hostpci0", "01:00.0")
     assert new == "cores: 2\nhostpci0: 01:00.0\n"
     crlf = "cores: 2\r\nmemory: 512\r\n"
-    assert pc.set_option(pc.parse_config(crlf), "hostpci0", "01:00.0") == crlf + "hostpci0: 01:00.0\r\n"
+    assert pc.set_option(pc.parse_config(crlf), "hostpci0", "01:00.0") == (
+        "cores: 2\r\nhostpci0: 01:00.0\r\nmemory: 512\r\n")
 
 
 def test_all_sixteen_used():
@@ -268,4 +269,53 @@ def test_keys_with_hyphens_are_config_lines_as_qemu_server_reads_them():
     conf = pc.parse_config(text)
     assert conf.value("amd-sev") == "type=std"
     new = pc.set_option(conf, pc.first_free_index(conf), "0000:07:00.0")
-    assert new == text + "hostpci0: 0000:07:00.0\n"
+    assert new == "amd-sev: type=std\nhostpci0: 0000:07:00.0\nmemory: 4096\n"
+
+
+def test_applying_pending_moves_every_pending_change_into_the_main_section():
+    # qemu-server update_vm_api on a stopped VM: vmconfig_apply_pending applies all of [PENDING].
+    text = ("#desc\ncores: 4\nhostpci1: 0000:07:00.0\nmemory: 8192\nname: media\n\n"
+            "[PENDING]\ncores: 8\ndelete: hostpci1\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr0\n\n"
+            "[snap1]\ncores: 2\nsnaptime: 1\n")
+    assert pc.apply_pending(pc.parse_config(text)) == (
+        "#desc\ncores: 8\nmemory: 8192\nname: media\nnet0: virtio=BC:24:11:5E:0F:01,bridge=vmbr0\n\n"
+        "[snap1]\ncores: 2\nsnaptime: 1\n")
+    assert pc.apply_pending(pc.parse_config("cores: 1\n\n[PENDING]\ncores: 2\n")) == "cores: 2\n"
+    assert pc.apply_pending(pc.parse_config(CONFIG.split("[PENDING]")[0])) == CONFIG.split("[PENDING]")[0]
+
+
+def test_the_config_diff_marks_a_last_line_without_newline():
+    # A hand-edited config may end without newline; qemu-server writes one (the diff says so).
+    old = "cores: 2\nhostpci0: 0000:04:00.0"
+    new = pc.delete_option(pc.parse_config(old), "hostpci0")
+    diff = pc.unified_diff(old, new, "qemu-server/102.conf")
+    assert "-hostpci0: 0000:04:00.0\n\\ No newline at end of file\n" in diff
+
+
+def test_a_new_key_goes_where_qemu_server_writes_it():
+    # write_vm_config writes each section's keys sorted (Perl string order: hostpci10 < hostpci2),
+    # so on a file Proxmox wrote, the diff shows the line where Proxmox will put it.
+    text = "#desc\nbios: ovmf\ncores: 4\nhostpci1: 0000:02:00.0\nmachine: q35\nname: x\n\n[snap]\ncores: 1\n"
+    conf = pc.parse_config(text)
+    assert pc.set_option(conf, "hostpci0", "0000:01:00") == text.replace(
+        "hostpci1:", "hostpci0: 0000:01:00\nhostpci1:")
+    assert pc.set_option(conf, "hostpci10", "0000:03:00") == text.replace(
+        "machine:", "hostpci10: 0000:03:00\nmachine:")
+    assert pc.set_option(conf, "vga", "none") == text.replace("name: x\n", "name: x\nvga: none\n")
+    running = pc.set_option(pc.parse_config("cores: 1\n\n[PENDING]\ncores: 2\nmemory: 4\n"), "hostpci0",
+                            "0000:01:00", running=True)
+    assert running == "cores: 1\n\n[PENDING]\ncores: 2\nhostpci0: 0000:01:00\nmemory: 4\n"
+
+
+def test_an_emptied_pending_section_goes_as_qemu_server_drops_it():
+    # write_vm_config writes [PENDING] only when something is pending.
+    t = "cores: 1\n\n[PENDING]\nhostpci1: 0000:01:00\n\n[snap]\ncores: 1\n"
+    assert pc.delete_option(pc.parse_config(t), "hostpci1", running=True) == "cores: 1\n\n[snap]\ncores: 1\n"
+    t = "cores: 1\n\n[PENDING]\nhostpci1: 0000:01:00\n"
+    assert pc.delete_option(pc.parse_config(t), "hostpci1", running=True) == "cores: 1\n"
+
+
+def test_setting_a_key_pending_deletion_replaces_the_deletion_cleanly():
+    t = "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\ndelete: hostpci1\n"
+    assert pc.set_option(pc.parse_config(t), "hostpci1", "0000:03:00", running=True) == (
+        "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\nhostpci1: 0000:03:00\n")

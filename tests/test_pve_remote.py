@@ -235,3 +235,29 @@ def test_no_iommu_node(fake):
     data = json.loads(r.out)
     assert data["nodes"][0]["iommu"] is False and data["nodes"][0]["groups"] == []
     assert len(data["nodes"][0]["ungrouped"]) == len(PVE1)
+
+
+@pytest.mark.parametrize("specs", [("01:00@pve1", "01:00.0@pve1"), ("01:00.0@pve1", "01:00.0@pve1"),
+                                   ("01:00.1@pve1", "01:00@pve1")])
+def test_map_refuses_one_device_named_twice_on_a_node(fake, specs):
+    # Entries of one node are alternatives (the first free one is used): the same function twice
+    # is no alternative, only a confusing mapping.
+    r = remote(fake, "cluster", "map", "gtx1050", *specs, "--yes")
+    assert r.code == ExitCode.BAD_INPUT
+    assert r.err.count("\n") == 1 and "pve1" in r.err and "twice" in r.err
+    assert "gtx1050" not in fake.cluster.mappings
+
+
+def test_attach_to_a_stopped_vm_with_pending_changes_shows_what_the_api_writes(fake):
+    # PUT on a stopped VM: update_vm_api applies every pending change, the diff shows all of it.
+    from vfiokit.edits import pve_config as pc
+
+    vm = fake.cluster.vms["pve1"]["100"]
+    vm.pending = {"memory": "4096"}
+    before = vm.text()
+    assert remote(fake, "cluster", "map", "gtx1050", "01:00@pve1", "--yes").code == 0
+    r = remote(fake, "attach", "100", "--mapping", "gtx1050", "--yes")
+    assert r.code == 0, r.err
+    assert vm.config["memory"] == "4096" and vm.pending == {}
+    assert pc.unified_diff(before, vm.text(), "qemu-server/100.conf") in r.out
+    assert "pending changes (memory: 4096)" in r.err

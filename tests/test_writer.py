@@ -217,3 +217,44 @@ def test_undo_warns_about_a_later_hand_edit_and_non_utf8_bytes_survive(tmp_path:
     assert plan.notes == ("/etc/default/grub was changed after vfiokit wrote it; undo also discards that",)
     writer.apply(plan)
     assert target.read_bytes() == b'# caf\xe9 (latin-1)\n' + OLD.encode()
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("root=ZFS=rpool/ROOT/pve-1 boot=zfs", "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt"),
+    ("root=ZFS=rpool/ROOT/pve-1 boot=zfs", "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"),
+    ("a\nb\n", "a\nb\nc"),
+    ("a\nb", "a\nc\nb"),
+])
+def test_the_diff_of_a_file_without_final_newline_is_what_patch_applies(tmp_path: Path, old: str,
+                                                                         new: str) -> None:
+    # /etc/kernel/cmdline written with `echo -n` (or by an editor) has no final newline: the plan's
+    # diff must still be a well-formed patch that turns the old file into exactly the new one.
+    target = write(tmp_path, "etc/kernel/cmdline", old)
+    plan = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot")
+    diff = plan.diff()
+    assert all(not ln.startswith(("-", "+", " ")) or ln.endswith("\n") for ln in diff.splitlines(True))
+    subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
+    assert target.read_bytes() == new.encode()
+
+
+def test_the_diff_splits_lines_at_newlines_only(tmp_path: Path) -> None:
+    # A form feed or \x1e inside a line (str.splitlines would split there) is part of the line.
+    old = "GRUB_DEFAULT=0\n# page\x0cbreak\x1e\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"
+    new = old.replace('"quiet"', '"quiet iommu=pt"')
+    target = write(tmp_path, "etc/default/grub", old)
+    diff = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot").diff()
+    assert "No newline" not in diff
+    subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
+    assert target.read_bytes() == new.encode()
+
+
+@pytest.mark.parametrize("line", [
+    b"[1, 2]\n", b'{"id": "x", "kind": "boot", "files": [{"path": "/etc/default/grub"}]}\n',
+    b"\xff\xfe\n", b'{"id": "x", "kind": "boot", "files": "etc"}\n', b'"text"\n'])
+def test_a_damaged_journal_is_one_error_naming_its_line(tmp_path: Path, line: bytes) -> None:
+    good = (b'{"id": "a", "kind": "boot", "undoes": null, "commands": [], "files": []}\n')
+    write(tmp_path, f"{writer.BACKUP_DIR}/{writer.JOURNAL}", good + line)
+    with pytest.raises(VfiokitError) as e:
+        writer.undo_plan(str(tmp_path), "boot")
+    assert e.value.code == ExitCode.BAD_INPUT
+    assert str(e.value).startswith(f"{tmp_path}/{writer.BACKUP_DIR}/{writer.JOURNAL}: line 2")

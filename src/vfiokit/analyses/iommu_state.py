@@ -17,6 +17,10 @@ class IommuDiagnosis:
     explanation: str
 
 
+#: Kernel parameters that turn the IOMMU off (Documentation/admin-guide/kernel-parameters.txt).
+IOMMU_OFF = ("intel_iommu=off", "amd_iommu=off", "iommu=off")
+
+
 def kernel_version(release: str | None) -> tuple[int, int] | None:
     m = re.match(r"(\d+)\.(\d+)", release or "")
     return (int(m[1]), int(m[2])) if m else None
@@ -26,7 +30,7 @@ def diagnose(host: HostInfo) -> IommuDiagnosis:
     """Best guess of why there are no IOMMU groups, from /sys/class/iommu, CPU flags, cmdline."""
     flags = set(host.cpu_flags or ())
     params = (host.cmdline or "").split()
-    off = [p for p in params if p in ("intel_iommu=off", "amd_iommu=off", "iommu=off")]
+    off = [p for p in params if p in IOMMU_OFF]
     if "hypervisor" in flags:
         return IommuDiagnosis("vm", "this looks like a virtual machine (CPU flag 'hypervisor') "
                               "without a virtual IOMMU; run vfiokit on the Proxmox host itself")
@@ -60,9 +64,13 @@ def iommu_params(host: HostInfo, pt: bool) -> tuple[list[str], str]:
     if host.iommu_units:
         return extra, f"the IOMMU is already on ({', '.join(host.iommu_units)} in /sys/class/iommu)"
     version = kernel_version(host.kernel_release)
+    off = [p for p in (host.cmdline or "").split() if p in IOMMU_OFF]
     if host.cpu_vendor == "GenuineIntel" and version is not None and version < (6, 8):
         return ["intel_iommu=on", *extra], (f"Intel CPU and kernel {host.kernel_release}: before 6.8 the "
                                             "Intel IOMMU is off unless intel_iommu=on is given")
+    if off and host.cpu_vendor in ("GenuineIntel", "AuthenticAMD"):
+        return extra, (f"the running kernel got {' '.join(off)}, which turns the IOMMU off: it must go "
+                       "from the command line, then a reboot")
     if host.cpu_vendor == "GenuineIntel" and version is not None:
         return extra, (f"kernel {host.kernel_release} turns the Intel IOMMU on by default; no IOMMU unit is "
                        "listed, so VT-d is probably disabled in the firmware setup")

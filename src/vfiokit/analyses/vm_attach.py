@@ -64,6 +64,37 @@ def _is_display(top: Topology | None, addr: PciAddress) -> bool | None:
     return None if base is None else base == 0x03
 
 
+def _stopped_base(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig:
+    """What `qm set` edits on a stopped VM: the config with its `[PENDING]` applied (qemu-server
+    update_vm_api -> vmconfig_apply_pending applies every pending change, not only the new one)."""
+    pend = conf.section(pc.PENDING)
+    if pend is None:
+        return conf
+    what = [f"{k}: {v}" for k, v in pend.values.items() if k != "delete"]
+    what += [f"delete {k}" for k in sorted(conf.pending_deletes)]
+    if what:
+        notes.append(f"VM {vmid} is stopped and has pending changes ({'; '.join(what)}): Proxmox "
+                     "applies them all with this change, as the diff shows")
+    return pc.parse_config(pc.apply_pending(conf), strict=False)
+
+
+def _running_pending(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmConfig:
+    """A running VM's config, with a note when it has other pending changes: `qm set` ends with
+    qemu-server vmconfig_hotplug_pending, which hot-plugs those it can (per the VM's `hotplug`)."""
+    others = sorted(k for k in conf.pending if not k.startswith("hostpci") and k != "delete")
+    others += sorted(k for k in conf.pending_deletes if not k.startswith("hostpci"))
+    if others:
+        notes.append(f"VM {vmid} is running and has other pending changes ({', '.join(others)}): Proxmox "
+                     "tries to hot-plug them with this change; those it cannot stay pending")
+    return conf
+
+
+def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, pc.HostPci]:
+    """The VM's `hostpciN` entries when a change made now takes effect (its next start, for a
+    running VM): an entry pending deletion is gone by then."""
+    return {k: hp for k, hp in conf.hostpci(f"{where}: ").items() if k not in conf.pending_deletes}
+
+
 def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
                 others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> Plan:
     """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
@@ -73,6 +104,10 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     """
     notes: list[str] = []
     where = f"VM {req.vmid}"
+    original = conf.text
+    # What the change is made on: a stopped VM's pending changes apply with it (_stopped_base), so
+    # the checks and the free index are those of the config Proxmox will hold.
+    conf = _running_pending(conf, req.vmid, notes) if running else _stopped_base(conf, req.vmid, notes)
     if req.mapping is not None:
         if not pc.CONFIGID_RE.match(req.mapping):
             raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
@@ -105,24 +140,52 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                              f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
                              "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
-    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start.
-    for key, hp in conf.hostpci(f"{where}: ").items():
+    # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start. A mapping
+    # is taken once per device it has on this node (each entry gets the first alternative left).
+    current = _at_next_start(conf, where)
+    own = [k for k, hp in current.items() if req.mapping is not None and hp.mapping == req.mapping]
+    if own and len(own) >= len(mapping_paths[req.mapping or ""]):
+        raise Refused(f"mapping '{req.mapping}' assigned more than once ({where} {', '.join(own)})")
+    for key, hp in current.items():
+        if key in own:
+            continue
         ids = list(hp.host) if hp.mapping is None else [
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
-        if hp.mapping is not None and hp.mapping == req.mapping:
-            raise Refused(f"mapping '{req.mapping}' assigned more than once ({where} {key})")
         for f in functions:
             if any(pc.covers(i, f) for i in ids):
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
                               f"{key}: {hp.render()})")
     # another VM that has it: only one of them can start (pci-id-reservations), the other fails.
+    rest = {k: v for k, v in others.items() if k != req.vmid}
+    sharing: set[str] = set()
+    if req.mapping is not None:
+        # A mapping's entries for one node are alternatives: at VM start qemu-server takes the
+        # first one no running VM holds (PCI.pm choose_hostpci_devices). As many VMs as it has
+        # devices here can use it at once.
+        sharing = {vmid for vmid, conf_ in rest.items()
+                   if any(hp.mapping == req.mapping for hp in conf_.hostpci(f"VM {vmid}: ").values())}
+        alternatives = len(mapping_paths[req.mapping])
+        if sharing and len(sharing) < alternatives:
+            notes.append(f"mapping '{req.mapping}' has {alternatives} devices on this node and "
+                         f"{', '.join('VM ' + v for v in sorted(sharing, key=int))} "
+                         f"{'uses' if len(sharing) == 1 else 'use'} it too: each VM gets the first one "
+                         "free when it starts")
+        else:
+            sharing = set()
     for f in functions:
-        for vmid, key, value in pc.users_of({k: v for k, v in others.items() if k != req.vmid}, f,
-                                            mapping_paths):
+        for vmid, key, value in pc.users_of(rest, f, mapping_paths):
+            if vmid in sharing and pc.parse_hostpci(value).mapping == req.mapping:
+                continue
             msg = f"{f} is already given to VM {vmid} ({key}: {value})"
+            if key in rest[vmid].pending_deletes:
+                # detached there while it runs: the entry goes at that VM's next start
+                msg += f"; VM {vmid}, if it runs, holds it until its next start (its deletion is pending)"
+                hint = (f"stop VM {vmid} first (or restart it), or --force if the two VMs never run at the same "
+                        "time")
+            else:
+                hint = "detach it there first ('vfiokit detach'), or --force if the two VMs never run at the same time"
             if not req.force:
-                raise Refused(msg, hint="detach it there first ('vfiokit detach'), or --force if the "
-                                        "two VMs never run at the same time")
+                raise Refused(msg, hint=hint)
             notes.append(msg + "; only one of the two VMs can run at a time")
 
     options: dict[str, object] = {}
@@ -136,7 +199,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         if req.device is not None and _is_display(top, req.device) is False:
             raise BadInput(f"--primary-gpu: {req.device} is not a display controller "
                            f"(class {top.device(req.device).class_id:04x})")  # type: ignore[union-attr]
-        for key, hp in conf.hostpci().items():
+        for key, hp in _at_next_start(conf, where).items():
             if hp.flag("x-vga"):
                 raise Refused(f"{where} already has a primary GPU ({key}: {hp.render()})",
                               hint="a VM has one primary VGA device; detach the other one first")
@@ -159,19 +222,30 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         options["romfile"] = pc.check_romfile(req.romfile, "--romfile")
 
     value = pc.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
-    key = pc.first_free_index(conf)
+    try:
+        key = pc.first_free_index(conf)
+    except BadInput:
+        raise Refused(f"{where}: all {pc.MAX_HOSTPCI} hostpci slots (hostpci0..hostpci{pc.MAX_HOSTPCI - 1}) "
+                      "are used", hint=f"free one first ('vfiokit detach {req.vmid} hostpciN')") from None
     new = pc.set_option(conf, key, value, running=running)
     if running:
         notes.append(f"VM {req.vmid} is running: hostpci is not hot-pluggable, the change waits under "
                      "[PENDING] and applies at the next start (a reboot from inside the guest is not enough)")
-    return Plan(req.vmid, key, value, conf.text, new, running, functions, notes)
+    return Plan(req.vmid, key, value, original, new, running, functions, notes)
 
 
 def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress | None,
                 key: str | None, mapping: str | None,
-                mapping_paths: Mapping[str, list[str]]) -> Plan:
-    """Remove the `hostpciN` entries that take `device` (or the one named `key`, or using `mapping`)."""
+                mapping_paths: Mapping[str, list[str]], whole_slot: bool = False) -> Plan:
+    """Remove the `hostpciN` entries that take `device` (with `whole_slot`, any function of its
+    slot, as `01:00` names the whole card), or the one named `key`, or those using `mapping`."""
     entries = conf.hostpci(f"VM {vmid}: ")
+
+    def takes(host_id: str) -> bool:
+        assert device is not None
+        if whole_slot:
+            return pc.host_functions(host_id.lower()).split(".")[0] == device.slot_id
+        return pc.covers(host_id, str(device))
     if key is not None:
         if key not in entries:
             raise DeviceNotFound(f"VM {vmid} has no {key}")
@@ -181,18 +255,25 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
     else:
         assert device is not None
         keys = [k for k, hp in entries.items()
-                if any(pc.covers(i, str(device)) for i in (list(hp.host) or [
+                if any(takes(i) for i in (list(hp.host) or [
                     p for path in mapping_paths.get(hp.mapping or "", []) for p in path.split(";")]))]
     if not keys:
-        what = f"mapping '{mapping}'" if mapping is not None else str(device)
+        what = f"mapping '{mapping}'" if mapping is not None else (
+            device.slot_id if whole_slot and device is not None else str(device))
         raise DeviceNotFound(f"VM {vmid} has no hostpci entry for {what}")
-    text = conf.text
-    notes = []
+    notes: list[str] = []
+    if running and all(k in conf.pending_deletes for k in keys):
+        # Already waiting for the next start: `qm set --delete` again would change nothing.
+        return Plan(vmid, ",".join(keys), None, conf.text, conf.text, True, [],
+                    [f"{', '.join(keys)} already pending deletion: the device goes at the next start"])
+    if running:
+        keys = [k for k in keys if k not in conf.pending_deletes]
+    text = _running_pending(conf, vmid, notes).text if running else _stopped_base(conf, vmid, notes).text
     for k in keys:
         text = pc.delete_option(pc.parse_config(text), k, running=running)
         hp = entries[k]
         if device is not None and len(hp.host) > 1:
-            notes.append(f"{k} also names {', '.join(h for h in hp.host if not pc.covers(h, str(device)))}: "
+            notes.append(f"{k} also names {', '.join(h for h in hp.host if not takes(h))}: "
                          "the whole entry goes")
     if running:
         notes.append(f"VM {vmid} is running: the device stays until the next start ([PENDING] delete)")

@@ -119,7 +119,8 @@ def parse_device(text: str) -> tuple[PciAddress, bool]:
 def show_plan(plan: Plan) -> None:
     """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
-    for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").splitlines():
+    # lines end at "\n" only, as in the file (str.splitlines would also cut at \x0c or drop a \r)
+    for ln in plan.diff(f"qemu-server/{plan.vmid}.conf").split("\n")[:-1]:
         style = None
         if ln.startswith("+") and not ln.startswith("+++"):
             style = "green"
@@ -268,16 +269,24 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in pc.HOSTPCI_KEYS else None
+    if key is None and device.startswith("hostpci") and device[7:].isdigit():
+        raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{pc.MAX_HOSTPCI - 1})")
     addr = mapping = None
+    slot = False
     if key is None:
         try:
-            addr, _ = parse_device(device)
+            addr, slot = parse_device(device)
         except BadInput:
             if not pc.CONFIGID_RE.match(device):
                 raise BadInput(f"'{device}' is neither a PCI address, a hostpciN key nor a mapping name") \
                     from None
             mapping = device
-    plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths())
+    plan = plan_detach(vmid, conf, running, addr, key, mapping, target.mapping_paths(), slot)
+    if plan.new_text == plan.old_text:
+        for n in plan.notes:
+            note(n)
+        click.echo(f"vfiokit: nothing to change: VM {vmid} {plan.key}", err=True)
+        return
     click.echo(f"VM {vmid} on {target.where}: remove {plan.key}", err=True)
     show_plan(plan)
     _write(plan, target, digest, dry_run, yes, f"Remove {plan.key} from VM {vmid}",

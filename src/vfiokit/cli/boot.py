@@ -47,6 +47,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
 
     if plan.empty:
         click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
+        for n in plan.notes:  # such as a parameter that GRUB_CMDLINE_LINUX still gives
+            note(n)
         return
     sys.stdout.write(plan.diff())
     for argv in plan.commands:
@@ -167,16 +169,19 @@ def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None
 @_change_options
 def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
     """Turn the IOMMU on where the kernel needs a parameter for it (Intel before kernel 6.8)."""
-    from vfiokit.analyses.iommu_state import iommu_params
+    from vfiokit.analyses.iommu_state import IOMMU_OFF, iommu_params
+    from vfiokit.edits import bootline, cmdline
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
     params, why = iommu_params(setup.host, pt)
-    note(why)
-    if not params:
+    # An off switch in the configuration is why there is no IOMMU, whatever the firmware says.
+    offs = [t for t in cmdline.tokens(bootline.configured(setup).value) if t in IOMMU_OFF]
+    note(f"{' '.join(offs)} turns the IOMMU off: vfiokit takes it away" if offs else why)
+    if not params and not offs:
         click.echo("vfiokit: nothing to add", err=True)
         return
-    _change(root, params, (), dry_run, yes)
+    _change(root, params, offs, dry_run, yes)
 
 
 def predicted_groups(root: str, modes: str) -> list[str] | None:
@@ -225,9 +230,14 @@ def acs_override(modes: str, root: str, dry_run: bool, yes: bool) -> None:
 @_change_options
 def undo(root: str, dry_run: bool, yes: bool) -> None:
     """Restore the files the last 'vfiokit boot' change wrote (shown as a diff first)."""
-    from vfiokit.edits import writer
+    import dataclasses
 
-    _execute(writer.undo_plan(root, "boot"), dry_run, yes, "the files already hold their previous content")
+    from vfiokit.edits import bootline, writer
+
+    plan = writer.undo_plan(root, "boot")
+    if not plan.empty:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, bootline.reboot_note(plan.commands)))
+    _execute(plan, dry_run, yes, "the files already hold their previous content")
 
 
 def register(main: click.Group) -> None:

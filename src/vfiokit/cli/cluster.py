@@ -122,6 +122,13 @@ def _entry_for(api: Any, spec: str) -> tuple[str, dict[str, str], Device]:
     return node, fields, dev
 
 
+def _overlap(a: str, b: str) -> bool:
+    """Whether two map paths (`DDDD:BB:DD` for a whole device, or `DDDD:BB:DD.F`) share a function;
+    several entries of one node are alternatives (pve-guest-common Mapping/PCI.pm), never the same
+    device again."""
+    return a.split(".")[0] == b.split(".")[0] and ("." not in a or "." not in b or a == b)
+
+
 @cluster.command("map")
 @click.argument("name")
 @click.argument("devices", nargs=-1, required=True)
@@ -138,6 +145,11 @@ def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: 
         raise BadInput(f"'{name}': invalid configuration ID (a letter, then letters, digits, '-' or '_')")
     api = _api(connect)
     entries = [_entry_for(api, spec) for spec in devices]
+    for i, (node, fields, _) in enumerate(entries):
+        for other_node, other, _ in entries[:i]:
+            if other_node == node and _overlap(fields["path"], other["path"]):
+                raise BadInput(f"'{devices[i]}': {fields['path']} on node {node} is already in {other['path']}: "
+                               "one device named twice in one mapping")
     first_node, first, _ = entries[0]
     for node, fields, _ in entries[1:]:
         for key in ("id", "subsystem-id"):

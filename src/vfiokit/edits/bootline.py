@@ -32,25 +32,35 @@ class Configured:
     known: bool = True
 
 
-def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
-    """(path, first line, rest of the file) of /etc/kernel/cmdline, refusing what
-    proxmox-boot-tool would refuse."""
+def _kernel_cmdline_parts(setup: BootSetup) -> tuple[str, str, str, str | None]:
+    """(path, first line, rest of the file, why vfiokit will not edit it) of /etc/kernel/cmdline:
+    it refuses what proxmox-boot-tool would refuse."""
     assert setup.kernel_cmdline is not None
     path, text = setup.kernel_cmdline
     first, nl, rest = text.partition("\n")
+    refusal = None
     if rest.strip():
-        raise Refused(f"{shown_path(path, setup.root)}: has more than one line; proxmox-boot-tool uses one line")
-    if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
-        raise Refused(f"{shown_path(path, setup.root)}: has no root= parameter; proxmox-boot-tool refuses such a "
-                      "file and the host would not find its root file system")
-    return path, first, nl + rest
+        refusal = "has more than one line; proxmox-boot-tool uses one line"
+    elif not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
+        refusal = ("has no root= parameter; proxmox-boot-tool refuses such a file and the host would "
+                   "not find its root file system")
+    return path, first, nl + rest, refusal
+
+
+def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
+    """(path, first line, rest of the file) of /etc/kernel/cmdline; Refused when vfiokit will
+    not edit it."""
+    path, first, rest, refusal = _kernel_cmdline_parts(setup)
+    if refusal:
+        raise Refused(f"{shown_path(path, setup.root)}: {refusal}")
+    return path, first, rest
 
 
 def configured(setup: BootSetup) -> Configured:
     """Where the next boot's command line comes from, and what it says."""
     if setup.uses_kernel_cmdline:
-        path, first, _ = _kernel_cmdline_line(setup)
-        return Configured(path, 1, first)
+        path, first, _, refusal = _kernel_cmdline_parts(setup)
+        return Configured(path, 1, first, refusal=refusal)
     value, last = grub.effective(setup.grub_files)
     linux, lin = grub.effective(setup.grub_files, "GRUB_CMDLINE_LINUX")
     linux_note = (f"{shown_path(lin.path, setup.root)} line {lin.line}: {lin.reason}"
@@ -80,14 +90,16 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
         old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
         change = FileChange(path, old_text, new_first + rest)
     else:
-        s = grub.deciding(setup.grub_files)
+        # Read with the paths the user knows (/etc/...), so a refusal names the file as the host sees it.
+        real = {shown_path(p, setup.root): p for p, _ in setup.grub_files}
+        s = grub.deciding([(shown_path(p, setup.root), t) for p, t in setup.grub_files])
         texts = dict(setup.grub_files)
         if s is None:
             path = setup.grub_files[0][0]
             value = cmdline.remove(cmdline.add("", add), remove)
             new = grub.append_assignment(texts[path], value) if value else texts[path]
         else:
-            path = s.path
+            path = real[s.path]
             value = cmdline.remove(cmdline.add(s.value, add), remove)
             new = grub.set_value(texts[path], s, value)
         change = FileChange(path, texts[path], new)
@@ -97,7 +109,21 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
                 if any(cmdline.key_of(t) == cmdline.key_of(p) for t in cmdline.tokens(conf.linux)):
                     notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX, which vfiokit leaves "
                                  "alone; remove it there by hand if it must go")
+            for p in add:
+                same = [t for t in cmdline.tokens(conf.linux) if cmdline.key_of(t) == cmdline.key_of(p)]
+                if same and not cmdline.has(conf.linux, p):
+                    # 10_linux writes GRUB_CMDLINE_LINUX first; for most parameters (vfio-pci.ids
+                    # included: a module parameter is set once per occurrence) the later one wins.
+                    notes.append(f"{p.partition('=')[0]} is also in GRUB_CMDLINE_LINUX ({' '.join(same)}), "
+                                 "which vfiokit leaves alone: the kernel gets both and the later one, this "
+                                 "one, usually wins; merge them by hand if both values must stay")
     if change.changes:
-        notes.append(f"reboot to apply: the running kernel keeps its command line until then "
-                     f"('{' '.join(setup.refresh)}' runs first)")
+        notes.append(reboot_note((setup.refresh,)))
     return Plan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
+
+
+def reboot_note(commands: Sequence[Sequence[str]]) -> str:
+    """What every change of the next boot's command line (undo included) must say."""
+    first = " then ".join(f"'{' '.join(c)}'" for c in commands)
+    return ("reboot to apply: the running kernel keeps its command line until then"
+            + (f" ({first} runs first)" if first else ""))

@@ -13,12 +13,12 @@ The `hostpciN` value grammar is qemu-server's `$hostpci_fmt` (PVE/QemuServer/PCI
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vfiokit.edits.writer import unified_diff as writer_diff
 from vfiokit.errors import BadInput
 
 #: qemu-server's $MAX_HOSTPCI_DEVICES.
@@ -358,6 +358,12 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     if key in sec.lines:
         lines[sec.lines[key]] = f"{key}: {value}{nl}"
         return
+    # qemu-server write_vm_config writes a section's keys sorted (Perl's string order, which is
+    # Python's for these ASCII keys): the new key goes before the first key that sorts after it.
+    after = [i for k, i in sec.lines.items() if k > key]
+    if after:
+        lines.insert(min(after), f"{key}: {value}{nl}")
+        return
     at = _insert_at(conf, sec)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
@@ -394,12 +400,53 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
     if key in conf.pending_deletes:
         rest = sorted(conf.pending_deletes - {key})
         line = pend.lines["delete"]
-        if rest:
-            lines[line] = f"delete: {','.join(rest)}{_newline(conf)}"
-        else:
-            lines[line] = ""
+        lines[line] = f"delete: {','.join(rest)}{_newline(conf)}" if rest else ""
+        conf = parse_config("".join(lines), strict=False)  # the line indexes moved
+        lines, pend = list(conf.lines), conf.section(PENDING)
+        assert pend is not None
     _set_in(conf, lines, pend, key, value)
     return "".join(lines)
+
+
+def _without_pending(conf: VmConfig) -> list[str]:
+    """The config's lines without its `[PENDING]` section (and, when that was the last section, the
+    blank lines that set it apart)."""
+    lines = list(conf.lines)
+    pend = conf.section(PENDING)
+    if pend is None:
+        return lines
+    start = pend.start
+    if pend.end == len(lines):
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    del lines[start:pend.end]
+    return lines
+
+
+def _drop_empty_pending(text: str) -> str:
+    """qemu-server write_vm_config writes `[PENDING]` only when something is pending."""
+    conf = parse_config(text, strict=False)
+    pend = conf.section(PENDING)
+    if pend is None or any(ln.strip() for ln in conf.lines[pend.start + 1:pend.end]):
+        return text
+    return "".join(_without_pending(conf))
+
+
+def apply_pending(conf: VmConfig) -> str:
+    """The config text once `[PENDING]` is applied, as `qm set` (or the API) does to a stopped VM:
+    qemu-server update_vm_api calls vmconfig_apply_pending, which moves every pending value into
+    the main section, carries out the pending deletions and drops `[PENDING]`, whatever key the
+    call itself changed. Every other byte is kept."""
+    pend = conf.section(PENDING)
+    if pend is None:
+        return conf.text
+    text = "".join(_without_pending(conf))
+    for key in sorted(conf.pending_deletes):
+        text = delete_option(parse_config(text, strict=False), key)
+    for key, value in pend.values.items():
+        if key != "delete":
+            text = set_option(parse_config(text, strict=False), key, value)
+    return text
 
 
 def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
@@ -420,7 +467,7 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     if pend is not None and key in pend.lines:
         lines[pend.lines[key]] = ""
     if key not in conf.main.values:
-        return "".join(lines)
+        return _drop_empty_pending("".join(lines))
     deletes = sorted(conf.pending_deletes | {key})
     if pend is None:
         _add_pending(conf, lines, f"delete: {','.join(deletes)}")
@@ -430,10 +477,7 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
-    def split(t: str) -> list[str]:
-        return [ln for ln in re.split(r"(?<=\n)", t) if ln]
-
-    return "".join(difflib.unified_diff(split(old), split(new), f"a/{name}", f"b/{name}"))
+    return writer_diff(old, new, f"a/{name}", f"b/{name}")
 
 
 def users_of(configs: Mapping[str, VmConfig], address: str,

@@ -23,7 +23,7 @@ Backups and the journal live below the root the plan was made for:
 `<root>/var/backups/vfiokit/journal.jsonl` has one JSON line per applied plan (time, kind, files
 with their backup, the SHA-256 of what was written, the commands). `undo_plan(root, kind)` turns
 the last entry not yet undone back into a plan (itself applied through `apply`, so an undo is
-shown as a diff, journaled, and can be undone in turn).
+shown as a diff and journaled); undoing again goes one change further back, as a stack.
 
 A plan with `root=None` (a file the user named on the command line, such as a snapshot) is
 written with the same atomic steps but without backup or journal.
@@ -39,6 +39,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -102,20 +103,27 @@ class Plan:
 
     def diff(self) -> str:
         """Unified diff of every file that changes (bytes that are not UTF-8 shown as U+FFFD)."""
-        def lines(text: str | None) -> list[str]:
-            shown = (text or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            return shown.splitlines(keepends=True)
+        def shown(text: str | None) -> str:
+            return (text or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
         out: list[str] = []
         for c in self.effective:
             name = self.shown_path(c.path)
-            out.extend(difflib.unified_diff(
-                lines(c.old_text), lines(c.new_text),
-                fromfile=name if c.old_text is not None else "/dev/null",
-                tofile=name if c.new_text is not None else "/dev/null"))
-            if out and not out[-1].endswith("\n"):
-                out[-1] += "\n\\ No newline at end of file\n"
+            out.append(unified_diff(shown(c.old_text), shown(c.new_text),
+                                    name if c.old_text is not None else "/dev/null",
+                                    name if c.new_text is not None else "/dev/null"))
         return "".join(out)
+
+
+def unified_diff(old: str, new: str, fromfile: str, tofile: str) -> str:
+    """A unified diff `patch` applies exactly: lines end at "\n" only (str.splitlines would also
+    split at a form feed or \x1e inside a line), and a last line without newline, on either side,
+    gets the "\\ No newline at end of file" marker."""
+    def split(text: str) -> list[str]:
+        return [ln for ln in re.split(r"(?<=\n)", text) if ln]
+
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in difflib.unified_diff(split(old), split(new), fromfile, tofile))
 
 
 @dataclass(frozen=True)
@@ -380,8 +388,8 @@ def read_journal(root: str) -> list[dict]:
     """The journal's entries, oldest first ([] when there is none)."""
     path = os.path.join(root, BACKUP_DIR, JOURNAL)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
     except FileNotFoundError:
         return []
     except OSError as e:
@@ -391,10 +399,26 @@ def read_journal(root: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             raise BadInput(f"{path}: line {n} is not valid JSON") from None
+        if not _journal_entry_ok(entry):
+            raise BadInput(f"{path}: line {n} is not a vfiokit journal entry (id, kind, commands, files "
+                           "with path, backup and written_sha256)")
+        entries.append(entry)
     return entries
+
+
+def _journal_entry_ok(entry: object) -> bool:
+    """Whether a journal line has what `undo_plan` reads (it was edited by hand, or cut short)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        return False
+    files, commands = entry.get("files"), entry.get("commands", [])
+    return (isinstance(files, list) and isinstance(commands, list)
+            and all(isinstance(c, list) and all(isinstance(a, str) for a in c) for c in commands)
+            and all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                    and "backup" in f and isinstance(f["backup"], str | None)
+                    and "written_sha256" in f for f in files))
 
 
 def undo_plan(root: str, kind: str | None = None) -> Plan:

@@ -21,12 +21,19 @@ from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # newline="": the text exactly as on disk (a CR kept), so its SHA1 is the digest qemu-server
+        # compares and the diff shows the real bytes
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
     except PermissionError:
         raise VfiokitError(f"{path}: permission denied (run as root on the Proxmox node)",
                            ExitCode.PERMISSION) from None
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing (a Proxmox VE node has it)") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 @dataclass
