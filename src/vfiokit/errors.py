@@ -20,7 +20,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     #: A file, snapshot, listing or tree could not be read or is malformed.
     BAD_INPUT = 3
-    #: The device named on the command line is not on this host / in this source.
+    #: The device named on the command line is not on this host / in this source (`boot undo`:
+    #: nothing left to undo).
     NOT_FOUND = 4
     #: The host has no IOMMU groups (IOMMU off in firmware or kernel, or a VM without vIOMMU).
     NO_IOMMU = 5
@@ -32,11 +33,12 @@ class ExitCode(enum.IntEnum):
     REFUSED = 8
     #: The user answered "no" at a confirmation prompt.
     ABORTED = 9
-    #: `check`: other devices leave the host with this one.
+    #: `check`: the host loses something it uses (other group members, or the device itself).
     COSTLY = 10
     #: `check`: the device or a group member is something the host cannot live without.
     UNSAFE = 11
-    #: A concurrent edit was detected (Proxmox config digest mismatch).
+    #: A concurrent edit was detected (a file or Proxmox config changed since it was read, or
+    #: another vfiokit holds the writer's lock).
     CONFLICT = 12
     #: A remote Proxmox API call failed (unreachable, timed out, no rights).
     REMOTE = 13
