@@ -177,3 +177,13 @@ def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, mo
     assert "00:00.0 Class [0600]: Device [8086:29c0]" in r.out or "Intel Corporation" in r.out
     note = next(line for line in r.err.splitlines() if str(ids) in line)
     assert note.startswith("vfiokit: note: ") and says in note
+
+
+def test_every_command_is_listed_and_has_help():
+    from vfiokit.cli import COMMANDS
+
+    listing = cli("--help").out
+    for name in COMMANDS:
+        assert f"  {name} " in listing
+        r = cli(name, "--help")
+        assert r.code == 0 and r.out.startswith(f"Usage: vfiokit {name}")

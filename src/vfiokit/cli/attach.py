@@ -291,8 +291,3 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     show_plan(plan)
     _write(plan, target, digest, dry_run, yes, f"Remove {plan.key} from VM {vmid}",
            f"{plan.key} removed", "the device stays until the next start")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(attach)
-    main.add_command(detach)

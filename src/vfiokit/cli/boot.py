@@ -238,7 +238,3 @@ def undo(root: str, dry_run: bool, yes: bool) -> None:
     if not plan.empty:
         plan = dataclasses.replace(plan, notes=(*plan.notes, bootline.reboot_note(plan.commands)))
     _execute(plan, dry_run, yes, "the files already hold their previous content")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(boot)

@@ -127,7 +127,3 @@ def host_marker(top: Topology) -> Callable[[Device], list[str]]:
         return out
 
     return mark
-
-
-def register(main: click.Group) -> None:
-    main.add_command(check)

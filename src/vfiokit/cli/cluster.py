@@ -188,7 +188,3 @@ def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: 
     else:
         api.call("PUT", f"/cluster/mapping/pci/{name}", digest=existing.get("digest"), **params)
     click.echo(f"vfiokit: mapping '{name}' written; use it with 'vfiokit attach VMID --mapping {name}'", err=True)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(cluster)

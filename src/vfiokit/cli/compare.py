@@ -150,7 +150,3 @@ def compare(a: str, b: str, common_only: bool, as_json_: bool) -> None:
             note(n)
     if not c.identical:
         sys.exit(ExitCode.DIFFERENT)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(compare)

@@ -118,7 +118,3 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     print_markup(view.warning_lines(sim))
     for n in notes:
         note(n)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(simulate)

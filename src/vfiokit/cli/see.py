@@ -123,10 +123,3 @@ def samples(as_json: bool) -> None:
     from rich.markup import escape
 
     print_markup(f"[bold]{escape(i['name'])}[/bold]  {escape(i['title'])}" for i in items)
-
-
-def register(main: click.Group) -> None:
-    for cmd in (groups, snapshot, samples):
-        main.add_command(cmd)
-
-
