@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{n} devices")
         for name in ("seed", "flat", "colon_tab", "ls_iommu", "r15ch13", "find", "pvesh"):
             text = FORMATS[name][0](top)
-            t = best(lambda text=text, name=name: listing.read_text(text, name), args.repeat)
+            t = best(lambda text=text, name=name: listing.parse_with_pciids(text, name), args.repeat)
             print(f"  read {name:<10} {len(text.splitlines()):>7} lines  {t * 1000:8.1f} ms")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "flat.txt"

@@ -39,7 +39,7 @@ def test_the_published_listings_are_there():
 def test_listing_reads_to_its_stated_groups_with_every_device_line_accounted_for(path):
     text = path.read_text()
     expected, header = _header(text)
-    read = listing.read_text(text, path.name)
+    read = listing.parse_with_pciids(text, path.name)
     top = read.topology
     assert len(top.groups) == expected
 
@@ -56,7 +56,7 @@ def test_listing_reads_to_its_stated_groups_with_every_device_line_accounted_for
 
 def _read(prefix: str):
     path = next(p for p in FILES if p.name.startswith(prefix))
-    return listing.read_text(path.read_text(), path.name).topology
+    return listing.parse_with_pciids(path.read_text(), path.name).topology
 
 
 def test_flat_lexical_order_with_brackets_and_colons_in_names():

@@ -21,7 +21,7 @@ A = PciAddress.parse
 
 
 def read(text: str):
-    return listing.read_text(textwrap.dedent(text), "paste")
+    return listing.parse_with_pciids(textwrap.dedent(text), "paste")
 
 
 def groups(text: str) -> dict[int, list[str]]:
@@ -39,7 +39,7 @@ def test_the_articles_script_run_with_real_lspci_reads_back_to_the_sample(b550_t
     """The script of the article, run by bash with the real lspci on the sample's tree."""
     sample = samples.load("asus-tuf-b550-plus")
     text = article_script(b550_tree) if not flags else article_script_with(b550_tree, flags)
-    top = listing.read_text(text, "article script").topology
+    top = listing.parse_with_pciids(text, "article script").topology
     assert {g.number: g.members for g in top.groups} == {g.number: g.members for g in sample.groups}
     grouped = [d for d in sample.devices if d.iommu_group is not None]  # a listing shows only these
     if "-n" in flags or "-nn" in flags:
@@ -61,7 +61,7 @@ def test_the_articles_script_run_with_real_lspci_reads_back_to_the_sample(b550_t
 def test_lspci_verbose_outputs_carry_the_groups_and_read_back_to_the_sample(b550_tree, flags):
     """`lspci -v` prints "IOMMU group N" in its Flags line, `lspci -vmm` an IOMMUGroup field."""
     sample = samples.load("asus-tuf-b550-plus")
-    top = listing.read_text(lspci(b550_tree, *flags), "lspci").topology
+    top = listing.parse_with_pciids(lspci(b550_tree, *flags), "lspci").topology
     assert {g.number: g.members for g in top.groups} == {g.number: g.members for g in sample.groups}
     grouped = [d for d in sample.devices if d.iommu_group is not None]
     if "-vmm" in flags:
@@ -204,7 +204,7 @@ root@pve:~# pvesh get /nodes/pve/hardware/pci --pci-class-blacklist ""
 
 
 def test_pvesh_table_with_full_class_codes_and_the_hidden_bridges_said():
-    r = listing.read_text(PVESH, "pvesh")
+    r = listing.parse_with_pciids(PVESH, "pvesh")
     top = r.topology
     assert groups(PVESH) == {0: ["00:02.0"], 5: ["00:17.0"], 12: ["02:00.0"]}
     sata = top.by_address[A("00:17.0")]
@@ -229,7 +229,7 @@ def test_noise_prompts_commands_uname_cmdline_markdown_ansi_and_quotes():
         "```\n"
         "Linux box 6.8.12-4-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.12-4 x86_64 GNU/Linux\n"
     )
-    r = listing.read_text(text, "paste")
+    r = listing.parse_with_pciids(text, "paste")
     assert groups(text) == {1: ["01:00.0", "01:00.1"]}
     assert r.topology.host.kernel_release == "6.8.12-4-pve"
     assert r.topology.host.cmdline.endswith("boot=zfs amd_iommu=on")
@@ -288,7 +288,7 @@ def test_unreadable_device_line_is_reported_with_its_number_and_kept_out():
 ])
 def test_bad_listings_are_one_clear_error(text, says):
     with pytest.raises(BadInput) as e:
-        listing.read_text(text, "paste")
+        listing.parse_with_pciids(text, "paste")
     assert str(e.value).startswith(says)
 
 

@@ -14,17 +14,17 @@ import pytest
 from tests.bootroot import write
 from vfiokit.edits import writer
 from vfiokit.edits.files import write_new_file
-from vfiokit.edits.writer import FileChange, Hooks, Plan
+from vfiokit.edits.writer import FileChange, Hooks, WritePlan
 from vfiokit.errors import ExitCode, VfiokitError
 
 OLD = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
 NEW = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on"\n'
 
 
-def _plan(root: Path, new: str = NEW, commands: tuple[tuple[str, ...], ...] = ()) -> Plan:
+def _plan(root: Path, new: str = NEW, commands: tuple[tuple[str, ...], ...] = ()) -> WritePlan:
     path = root / "etc/default/grub"
-    old = writer.read_text(writer.resolve(str(path), str(root)))
-    return Plan((FileChange(str(path), old, new),), commands, (), str(root), "boot")
+    old = writer.read_if_present(writer.resolve(str(path), str(root)))
+    return WritePlan((FileChange(str(path), old, new),), commands, (), str(root), "boot")
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -112,8 +112,8 @@ def test_killed_between_temp_write_and_rename_leaves_the_original(tmp_path: Path
     target = write(tmp_path, "etc/default/grub.d/50-local.cfg", OLD)
     script = textwrap.dedent(f"""
         import os, signal
-        from vfiokit.edits.writer import FileChange, Hooks, Plan, apply
-        plan = Plan((FileChange({str(target)!r}, {OLD!r}, {NEW!r}),), root={str(tmp_path)!r})
+        from vfiokit.edits.writer import FileChange, Hooks, WritePlan, apply
+        plan = WritePlan((FileChange({str(target)!r}, {OLD!r}, {NEW!r}),), root={str(tmp_path)!r})
         apply(plan, Hooks(before_rename=lambda tmp, dest: os.kill(os.getpid(), signal.SIGKILL)))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
@@ -126,7 +126,7 @@ def test_killed_between_temp_write_and_rename_leaves_the_original(tmp_path: Path
     assert left.startswith(".") and not left.endswith(".cfg")
     assert sorted(target.parent.glob("*.cfg")) == [target]
     # ...and the next write, holding the lock, clears it.
-    writer.apply(Plan((FileChange(str(target), OLD, NEW),), root=str(tmp_path)))
+    writer.apply(WritePlan((FileChange(str(target), OLD, NEW),), root=str(tmp_path)))
     assert target.read_text() == NEW and _leftovers(target.parent) == []
 
 
@@ -189,7 +189,7 @@ def test_undo_restores_step_by_step(tmp_path: Path) -> None:
 def test_undo_of_a_created_file_removes_it(tmp_path: Path) -> None:
     path = tmp_path / "etc/modprobe.d/vfio.conf"
     path.parent.mkdir(parents=True)
-    writer.apply(Plan((FileChange(str(path), None, "options vfio-pci ids=10de:1b80\n"),), root=str(tmp_path),
+    writer.apply(WritePlan((FileChange(str(path), None, "options vfio-pci ids=10de:1b80\n"),), root=str(tmp_path),
                       kind="modprobe"))
     assert path.stat().st_mode & 0o777 == 0o644
     writer.apply(writer.undo_plan(str(tmp_path), "modprobe"))
@@ -208,8 +208,8 @@ def test_write_new_file_goes_through_the_writer(tmp_path: Path) -> None:
 
 def test_undo_warns_about_a_later_hand_edit_and_non_utf8_bytes_survive(tmp_path: Path) -> None:
     target = write(tmp_path, "etc/default/grub", b'# caf\xe9 (latin-1)\n' + OLD.encode())
-    old = writer.read_text(str(target))
-    writer.apply(Plan((FileChange(str(target), old, old + "# vfiokit\n"),), root=str(tmp_path), kind="boot"))
+    old = writer.read_if_present(str(target))
+    writer.apply(WritePlan((FileChange(str(target), old, old + "# vfiokit\n"),), root=str(tmp_path), kind="boot"))
     with open(target, "ab") as f:
         f.write(b"# by hand\n")
     plan = writer.undo_plan(str(tmp_path), "boot")
@@ -230,7 +230,7 @@ def test_the_diff_of_a_file_without_final_newline_is_what_patch_applies(tmp_path
     # /etc/kernel/cmdline written with `echo -n` (or by an editor) has no final newline: the plan's
     # diff must still be a well-formed patch that turns the old file into exactly the new one.
     target = write(tmp_path, "etc/kernel/cmdline", old)
-    plan = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot")
+    plan = WritePlan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot")
     diff = plan.diff()
     assert all(not ln.startswith(("-", "+", " ")) or ln.endswith("\n") for ln in diff.splitlines(True))
     subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
@@ -242,7 +242,7 @@ def test_the_diff_splits_lines_at_newlines_only(tmp_path: Path) -> None:
     old = "GRUB_DEFAULT=0\n# page\x0cbreak\x1e\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"
     new = old.replace('"quiet"', '"quiet iommu=pt"')
     target = write(tmp_path, "etc/default/grub", old)
-    diff = Plan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot").diff()
+    diff = WritePlan((FileChange(str(target), old, new),), (), (), str(tmp_path), "boot").diff()
     assert "No newline" not in diff
     subprocess.run(["patch", "-s", str(target)], input=diff.encode(), check=True)
     assert target.read_bytes() == new.encode()

@@ -31,7 +31,7 @@ class AttachRequest:
 
 
 @dataclass
-class Plan:
+class AttachPlan:
     vmid: str
     key: str
     #: The new value, or None for a deletion.
@@ -96,7 +96,7 @@ def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, pc.HostPci]:
 
 
 def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
-                others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> Plan:
+                others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> AttachPlan:
     """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
 
     `others` are the other VMs' configs on the same node, `mapping_paths` the paths each cluster
@@ -231,12 +231,12 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     if running:
         notes.append(f"VM {req.vmid} is running: hostpci is not hot-pluggable, the change waits under "
                      "[PENDING] and applies at the next start (a reboot from inside the guest is not enough)")
-    return Plan(req.vmid, key, value, original, new, running, functions, notes)
+    return AttachPlan(req.vmid, key, value, original, new, running, functions, notes)
 
 
 def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress | None,
                 key: str | None, mapping: str | None,
-                mapping_paths: Mapping[str, list[str]], whole_slot: bool = False) -> Plan:
+                mapping_paths: Mapping[str, list[str]], whole_slot: bool = False) -> AttachPlan:
     """Remove the `hostpciN` entries that take `device` (with `whole_slot`, any function of its
     slot, as `01:00` names the whole card), or the one named `key`, or those using `mapping`."""
     entries = conf.hostpci(f"VM {vmid}: ")
@@ -264,7 +264,7 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
     notes: list[str] = []
     if running and all(k in conf.pending_deletes for k in keys):
         # Already waiting for the next start: `qm set --delete` again would change nothing.
-        return Plan(vmid, ",".join(keys), None, conf.text, conf.text, True, [],
+        return AttachPlan(vmid, ",".join(keys), None, conf.text, conf.text, True, [],
                     [f"{', '.join(keys)} already pending deletion: the device goes at the next start"])
     if running:
         keys = [k for k in keys if k not in conf.pending_deletes]
@@ -277,4 +277,4 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
                          "the whole entry goes")
     if running:
         notes.append(f"VM {vmid} is running: the device stays until the next start ([PENDING] delete)")
-    return Plan(vmid, ",".join(keys), None, conf.text, text, running, [], notes)
+    return AttachPlan(vmid, ",".join(keys), None, conf.text, text, running, [], notes)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfiokit.analyses import passthrough
-from vfiokit.analyses.vm_attach import AttachRequest, Plan, plan_attach, plan_detach
+from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
 from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
@@ -74,7 +74,7 @@ class Target:
     others: Callable[[], dict[str, pc.VmConfig]]
     mapping_paths: Callable[[], dict[str, list[str]]]
     topology: Callable[[], Topology]
-    apply: Callable[[Plan, str], None]
+    apply: Callable[[AttachPlan, str], None]
     remote: bool
 
 
@@ -116,7 +116,7 @@ def parse_device(text: str) -> tuple[PciAddress, bool]:
     return PciAddress.parse(t), False
 
 
-def show_plan(plan: Plan) -> None:
+def show_plan(plan: AttachPlan) -> None:
     """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
     # lines end at "\n" only, as in the file (str.splitlines would also cut at \x0c or drop a \r)
@@ -160,7 +160,7 @@ def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: boo
     note(f"{word}, {how}: {passthrough.headline(verdict)}")
 
 
-def _write(plan: Plan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
+def _write(plan: AttachPlan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
            when_pending: str) -> None:
     """After the plan was shown: stop (dry run), ask unless --yes, apply with the digest, say so."""
     if dry_run:

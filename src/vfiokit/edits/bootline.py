@@ -1,5 +1,5 @@
 """Plans that change the next boot's kernel command line, in the file that really decides it. Pure:
-it reads the texts a `BootSetup` carries and returns a writer `Plan`; nothing is written here."""
+it reads the texts a `BootSetup` carries and returns a writer `WritePlan`; nothing is written here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vfiokit.edits import cmdline, grub
-from vfiokit.edits.writer import FileChange, Plan, shown_path
+from vfiokit.edits.writer import FileChange, WritePlan, shown_path
 from vfiokit.errors import Refused
 from vfiokit.sources.boot import BootSetup
 
@@ -76,7 +76,7 @@ def configured(setup: BootSetup) -> Configured:
                       linux_note, refusal, value is not None)
 
 
-def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Plan:
+def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) -> WritePlan:
     """The plan that adds then removes parameters in the deciding file (empty when nothing
     changes), with the refresh command and a reboot note."""
     for p in (*add, *remove):
@@ -119,7 +119,7 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
                                  "one, usually wins; merge them by hand if both values must stay")
     if change.changes:
         notes.append(reboot_note((setup.refresh,)))
-    return Plan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
+    return WritePlan((change,), (setup.refresh,), tuple(notes), setup.root, "boot")
 
 
 def reboot_note(commands: Sequence[Sequence[str]]) -> str:

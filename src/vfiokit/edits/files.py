@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from vfiokit.edits.writer import FileChange, Plan, apply, read_text
+from vfiokit.edits.writer import FileChange, WritePlan, apply, read_if_present
 from vfiokit.errors import ExitCode, VfiokitError
 
 
@@ -15,9 +15,9 @@ def write_new_file(path: str, text: str) -> None:
     A crash or a full disk leaves either the old file or the new one, never half of one.
     """
     try:
-        old = read_text(path)
+        old = read_if_present(path)
     except IsADirectoryError:
         raise VfiokitError(f"{path}: is a folder", ExitCode.WRITE_FAILED) from None
     except OSError as e:
         raise VfiokitError(f"{path}: cannot write ({e.strerror})", ExitCode.WRITE_FAILED) from None
-    apply(Plan((FileChange(os.path.abspath(path), old, text),), root=None, kind="output"))
+    apply(WritePlan((FileChange(os.path.abspath(path), old, text),), root=None, kind="output"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vfiokit.analyses.vm_attach import Plan
+from vfiokit.analyses.vm_attach import AttachPlan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
 
 #: What qemu-server says when a config changed under a digest (older and newer wordings).
@@ -23,13 +23,13 @@ if TYPE_CHECKING:  # edits never import a source to run; these are only the call
     from vfiokit.sources.pve_local import LocalPve
 
 
-def qm_args(plan: Plan, digest: str) -> list[str]:
+def qm_args(plan: AttachPlan, digest: str) -> list[str]:
     """The `qm set` command line for `plan` (digest: SHA1 of the config file that was read)."""
     change = ["--delete", plan.key] if plan.value is None else [f"--{plan.key}", plan.value]
     return ["set", plan.vmid, *change, "--digest", digest]
 
 
-def apply_local(node: LocalPve, plan: Plan, digest: str) -> None:
+def apply_local(node: LocalPve, plan: AttachPlan, digest: str) -> None:
     r = node.run_qm(*qm_args(plan, digest))
     if r.returncode != 0:
         text = (r.stderr or r.stdout).strip().splitlines()
@@ -40,7 +40,7 @@ def apply_local(node: LocalPve, plan: Plan, digest: str) -> None:
         raise VfiokitError(f"qm set {plan.vmid}: {msg}", ExitCode.WRITE_FAILED)
 
 
-def apply_remote(api: PveApi, node: str, plan: Plan, digest: str) -> None:
+def apply_remote(api: PveApi, node: str, plan: AttachPlan, digest: str) -> None:
     change = {"delete": plan.key} if plan.value is None else {plan.key: plan.value}
     # PUT is synchronous (POST would return a task): the answer says whether it was written.
     api.call("PUT", f"/nodes/{node}/qemu/{plan.vmid}/config", digest=digest, **change)

@@ -1,6 +1,6 @@
 """The one safe writer: every file vfiokit changes on a host goes through `apply(plan)`.
 
-A `Plan` is built in memory first (the new text of each file, the commands to run after, notes
+A `WritePlan` is built in memory first (the new text of each file, the commands to run after, notes
 such as "reboot needed"), shown as a unified diff, and only then applied. `apply`:
 
 1. takes an exclusive `fcntl.flock` on `<root>/var/backups/vfiokit/.lock`, so two vfiokit runs
@@ -75,7 +75,7 @@ class FileChange:
 
 
 @dataclass(frozen=True)
-class Plan:
+class WritePlan:
     """What an edit will do, complete before anything is touched."""
 
     changes: tuple[FileChange, ...]
@@ -176,7 +176,7 @@ def shown_path(path: str, root: str | None) -> str:
     return "/" if rel == os.curdir else "/" + rel
 
 
-def read_text(path: str) -> str | None:
+def read_if_present(path: str) -> str | None:
     """A file's text exactly (bytes that are not UTF-8 survive a read and write unchanged);
     None when it does not exist."""
     try:
@@ -287,7 +287,7 @@ def _run(argv: Sequence[str]) -> tuple[int, str]:
     return p.returncode, lines[-1] if lines else ""
 
 
-def _backup(plan: Plan, change: FileChange, stamp: str) -> str | None:
+def _backup(plan: WritePlan, change: FileChange, stamp: str) -> str | None:
     """Save the previous content; return the backup's path relative to the backup folder."""
     if change.old_text is None or plan.root is None:
         return None
@@ -307,7 +307,7 @@ def _sha(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _journal(plan: Plan, entry: dict) -> None:
+def _journal(plan: WritePlan, entry: dict) -> None:
     path = os.path.join(plan.root or "/", BACKUP_DIR, JOURNAL)
     try:
         with open(path, "a", encoding="utf-8") as f:
@@ -318,7 +318,7 @@ def _journal(plan: Plan, entry: dict) -> None:
         raise _fail(path, "write the journal", e) from None
 
 
-def apply(plan: Plan, hooks: Hooks | None = None) -> Applied:
+def apply(plan: WritePlan, hooks: Hooks | None = None) -> Applied:
     """Apply `plan` (see the module text for the steps). Raises VfiokitError; on any failure the
     files are as they were."""
     hooks = hooks or Hooks()
@@ -329,7 +329,7 @@ def apply(plan: Plan, hooks: Hooks | None = None) -> Applied:
         reals = [resolve(c.path, plan.root) for c in todo]
         for c, real in zip(todo, reals, strict=True):
             try:
-                now_text = read_text(real)
+                now_text = read_if_present(real)
             except OSError as e:
                 raise _fail(c.path, "read", e) from None
             if now_text != c.old_text:
@@ -370,7 +370,7 @@ def apply(plan: Plan, hooks: Hooks | None = None) -> Applied:
                        tuple(b for b in backups if b), journal_id)
 
 
-def _restore(done: list[tuple[FileChange, str]], plan: Plan) -> str:
+def _restore(done: list[tuple[FileChange, str]], plan: WritePlan) -> str:
     """Put back every file already written; say what happened, in words."""
     failed = []
     for c, real in reversed(done):
@@ -421,7 +421,7 @@ def _journal_entry_ok(entry: object) -> bool:
                     and "written_sha256" in f for f in files))
 
 
-def undo_plan(root: str, kind: str | None = None) -> Plan:
+def undo_plan(root: str, kind: str | None = None) -> WritePlan:
     """A plan that restores the files of the last journal entry (of `kind`) not yet undone; its
     notes name files someone changed since vfiokit wrote them. Raises VfiokitError when there is
     nothing to undo."""
@@ -433,10 +433,10 @@ def undo_plan(root: str, kind: str | None = None) -> Plan:
         changes, notes = [], []
         for f in entry["files"]:
             real = resolve(os.path.join(root, f["path"].lstrip("/")), root)
-            current = read_text(real)
+            current = read_if_present(real)
             if f["backup"]:
                 backup = os.path.join(root, BACKUP_DIR, f["backup"])
-                old = read_text(backup)
+                old = read_if_present(backup)
                 if old is None:
                     raise VfiokitError(f"{backup}: backup missing; cannot undo", ExitCode.NOT_FOUND)
             else:
@@ -444,7 +444,7 @@ def undo_plan(root: str, kind: str | None = None) -> Plan:
             if _sha(current) != f["written_sha256"]:
                 notes.append(f"{f['path']} was changed after vfiokit wrote it; undo also discards that")
             changes.append(FileChange(real, current, old, f.get("mode", 0o644)))
-        return Plan(tuple(changes), tuple(tuple(a) for a in entry["commands"]), tuple(notes), root,
+        return WritePlan(tuple(changes), tuple(tuple(a) for a in entry["commands"]), tuple(notes), root,
                     entry.get("kind", "edit"), entry["id"])
     raise VfiokitError(f"nothing to undo: no {kind + ' ' if kind else ''}change in "
                        f"{os.path.join(root, BACKUP_DIR, JOURNAL)}", ExitCode.NOT_FOUND)

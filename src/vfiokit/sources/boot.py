@@ -25,7 +25,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from vfiokit.edits.writer import read_text, resolve
+from vfiokit.edits.writer import read_if_present, resolve
 from vfiokit.errors import BadInput, Refused
 from vfiokit.model import HostInfo
 
@@ -80,7 +80,7 @@ class BootSetup:
 def _text(path: str, root: str) -> str | None:
     """A file's text, a symlink's absolute target taken below `root`."""
     try:
-        return read_text(resolve(path, root))
+        return read_if_present(resolve(path, root))
     except IsADirectoryError:
         raise BadInput(f"{path}: is a folder, expected a file") from None
     except OSError as e:

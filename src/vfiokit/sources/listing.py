@@ -605,7 +605,7 @@ def parse(text: str, origin: str = "listing",
     return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
 
 
-def read_text(text: str, origin: str) -> ListingRead:
+def parse_with_pciids(text: str, origin: str) -> ListingRead:
     """`parse` with the system's pci.ids to tell vendor names from device names."""
     from vfiokit.pciids import PciIds
 
@@ -629,6 +629,6 @@ def load(path: str) -> Topology:
     text = text.removeprefix("\ufeff")
     if "\x00" in text:
         raise BadInput(f"{path}: not a text listing (binary data)")
-    return read_text(text, origin).topology
+    return parse_with_pciids(text, origin).topology
 
 

@@ -19,7 +19,7 @@ from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
 
 
-def read_text(path: Path) -> str:
+def read_pve_file(path: Path) -> str:
     try:
         # newline="": the text exactly as on disk (a CR kept), so its SHA1 is the digest qemu-server
         # compares and the diff shows the real bytes
@@ -48,7 +48,7 @@ class LocalPve:
         return Path(self.root) / "etc/pve"
 
     def nodename(self) -> str:
-        text = read_text(Path(self.root) / "etc/hostname").strip()
+        text = read_pve_file(Path(self.root) / "etc/hostname").strip()
         return text.split(".")[0]
 
     def config_path(self, vmid: str) -> Path:
@@ -62,19 +62,19 @@ class LocalPve:
                                    "node", ExitCode.NOT_FOUND,
                                    hint="use --host to reach a Proxmox node through its API")
             raise DeviceNotFound(f"VM {vmid}: no {path} on this node")
-        return pc.parse_config(read_text(path), str(path))
+        return pc.parse_config(read_pve_file(path), str(path))
 
     def configs(self) -> dict[str, pc.VmConfig]:
         folder = self._pve / "qemu-server"
         out = {}
         for p in sorted(folder.glob("*.conf")) if folder.is_dir() else []:
             if re.fullmatch(r"\d+\.conf", p.name):
-                out[p.stem] = pc.parse_config(read_text(p), str(p))
+                out[p.stem] = pc.parse_config(read_pve_file(p), str(p))
         return out
 
     def mappings(self) -> dict[str, list[str]]:
         path = self._pve / "mapping/pci.cfg"
-        return pc.parse_mapping_cfg(read_text(path), str(path)) if path.is_file() else {}
+        return pc.parse_mapping_cfg(read_pve_file(path), str(path)) if path.is_file() else {}
 
     def mapping_paths(self) -> dict[str, list[str]]:
         return pc.paths_on_node(self.mappings(), self.nodename())
