@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import ExitCode
+from vfiokit.formats import pve_config as pc
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources import synthetic, tree
 from vfiokit.sources.synthetic import Spec

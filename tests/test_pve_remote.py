@@ -250,7 +250,7 @@ def test_map_refuses_one_device_named_twice_on_a_node(fake, specs):
 
 def test_attach_to_a_stopped_vm_with_pending_changes_shows_what_the_api_writes(fake):
     # PUT on a stopped VM: update_vm_api applies every pending change, the diff shows all of it.
-    from vfiokit.edits import pve_config as pc
+    from vfiokit.formats import pve_config as pc
 
     vm = fake.cluster.vms["pve1"]["100"]
     vm.pending = {"memory": "4096"}

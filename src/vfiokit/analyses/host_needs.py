@@ -6,19 +6,17 @@ their interpreter, kept apart so that analyses never import a source.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vfiokit.formats.pve_hostpci import HOST_ID_RE
 from vfiokit.model import PciAddress, Topology
 
 #: What the host loses, per storage role (words used in `check`'s verdict line).
 _STORAGE_LOSS = {"root": "the root file system", "boot": "the /boot file system",
                  "efi": "the EFI system partition", "swap": "the swap", "mount": "the disks"}
 
-#: Proxmox's host id (qemu-server PCI.pm $PCIRE): domain optional, function optional (= all).
-HOSTPCI_ID_RE = re.compile(r"^(?:([0-9a-f]{4,}):)?([0-9a-f]{2}):([0-9a-f]{2})(?:\.([0-9a-f]))?$", re.I)
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class HostNeed:
 def slot_functions(text: str, top: Topology) -> list[PciAddress] | None:
     """Addresses a Proxmox host id names: one function, or all functions of a slot (`01:00`).
     None when `text` is not a host id; [] when it names nothing in `top`."""
-    m = HOSTPCI_ID_RE.match(text.strip())
+    m = HOST_ID_RE.fullmatch(text.strip().lower())
     if not m:
         return None
     domain, bus, slot = int(m[1] or "0", 16), int(m[2], 16), int(m[3], 16)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, DeviceNotFound, Refused
+from vfiokit.formats import pve_config as pc
+from vfiokit.formats import pve_hostpci as hostpci
 from vfiokit.model import PciAddress, Topology
 
 
@@ -89,7 +90,7 @@ def _running_pending(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmCon
     return conf
 
 
-def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, pc.HostPci]:
+def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, hostpci.HostPci]:
     """The VM's `hostpciN` entries when a change made now takes effect (its next start, for a
     running VM): an entry pending deletion is gone by then."""
     return {k: hp for k, hp in conf.hostpci(f"{where}: ").items() if k not in conf.pending_deletes}
@@ -109,7 +110,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     # the checks and the free index are those of the config Proxmox will hold.
     conf = _running_pending(conf, req.vmid, notes) if running else _stopped_base(conf, req.vmid, notes)
     if req.mapping is not None:
-        if not pc.CONFIGID_RE.match(req.mapping):
+        if not hostpci.CONFIGID_RE.match(req.mapping):
             raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
         if req.mapping not in mapping_paths:
             raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}'",
@@ -123,9 +124,9 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         for path in mapping_paths[req.mapping][:1]:  # the first alternative is the one judged
             for part in path.split(";"):
                 if top is None or "." in part:
-                    functions.append(pc.host_functions(part))
+                    functions.append(hostpci.host_functions(part))
                 else:  # a whole slot: every function of it on this node
-                    functions += [str(d.address) for d in top.devices if pc.covers(part, str(d.address))]
+                    functions += [str(d.address) for d in top.devices if hostpci.covers(part, str(d.address))]
         target = {"mapping": req.mapping}
     else:
         assert req.device is not None
@@ -152,7 +153,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         ids = list(hp.host) if hp.mapping is None else [
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
         for f in functions:
-            if any(pc.covers(i, f) for i in ids):
+            if any(hostpci.covers(i, f) for i in ids):
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
                               f"{key}: {hp.render()})")
     # another VM that has it: only one of them can start (pci-id-reservations), the other fails.
@@ -174,7 +175,7 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
             sharing = set()
     for f in functions:
         for vmid, key, value in pc.users_of(rest, f, mapping_paths):
-            if vmid in sharing and pc.parse_hostpci(value).mapping == req.mapping:
+            if vmid in sharing and hostpci.parse_hostpci(value).mapping == req.mapping:
                 continue
             msg = f"{f} is already given to VM {vmid} ({key}: {value})"
             if key in rest[vmid].pending_deletes:
@@ -219,13 +220,13 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
     if req.rombar is not None:
         options["rombar"] = req.rombar
     if req.romfile is not None:
-        options["romfile"] = pc.check_romfile(req.romfile, "--romfile")
+        options["romfile"] = hostpci.check_romfile(req.romfile, "--romfile")
 
-    value = pc.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
+    value = hostpci.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
     try:
         key = pc.first_free_index(conf)
     except BadInput:
-        raise Refused(f"{where}: all {pc.MAX_HOSTPCI} hostpci slots (hostpci0..hostpci{pc.MAX_HOSTPCI - 1}) "
+        raise Refused(f"{where}: all {hostpci.MAX_HOSTPCI} hostpci slots (hostpci0..hostpci{hostpci.MAX_HOSTPCI - 1}) "
                       "are used", hint=f"free one first ('vfiokit detach {req.vmid} hostpciN')") from None
     new = pc.set_option(conf, key, value, running=running)
     if running:
@@ -244,8 +245,8 @@ def plan_detach(vmid: str, conf: pc.VmConfig, running: bool, device: PciAddress 
     def takes(host_id: str) -> bool:
         assert device is not None
         if whole_slot:
-            return pc.host_functions(host_id.lower()).split(".")[0] == device.slot_id
-        return pc.covers(host_id, str(device))
+            return hostpci.host_functions(host_id.lower()).split(".")[0] == device.slot_id
+        return hostpci.covers(host_id, str(device))
     if key is not None:
         if key not in entries:
             raise DeviceNotFound(f"VM {vmid} has no {key}")

@@ -17,8 +17,10 @@ import click
 from vfiokit.analyses import passthrough
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
 from vfiokit.cli.output import note, print_lines
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
+from vfiokit.formats import pve_config as pc
+from vfiokit.formats import pve_hostpci as hostpci
+from vfiokit.formats import pve_mapping
 from vfiokit.model import PciAddress, Topology
 from vfiokit.sources.proxmox_api import TOKEN_ENV, TOKEN_ID_ENV
 
@@ -100,7 +102,7 @@ def remote_target(api: PveApi, vmid: str, node: str | None) -> Target:
     node = node or api.vm_node(vmid)
 
     def mapping_paths() -> dict[str, list[str]]:
-        return pc.paths_on_node({k: list(v.get("map", [])) for k, v in api.mappings().items()}, node)
+        return pve_mapping.paths_on_node({k: list(v.get("map", [])) for k, v in api.mappings().items()}, node)
 
     return Target(f"node {node} via {api.host}", lambda v: api.vm_config(node, v),
                   lambda v: api.running(node, v), lambda: api.node_configs(node), mapping_paths,
@@ -268,16 +270,16 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     target = _target(connect, vmid, node, root)
     conf, digest = target.config(vmid)
     running = target.running(vmid)
-    key = device if device in pc.HOSTPCI_KEYS else None
+    key = device if device in hostpci.HOSTPCI_KEYS else None
     if key is None and device.startswith("hostpci") and device[7:].isdigit():
-        raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{pc.MAX_HOSTPCI - 1})")
+        raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{hostpci.MAX_HOSTPCI - 1})")
     addr = mapping = None
     slot = False
     if key is None:
         try:
             addr, slot = parse_device(device)
         except BadInput:
-            if not pc.CONFIGID_RE.match(device):
+            if not hostpci.CONFIGID_RE.match(device):
                 raise BadInput(f"'{device}' is neither a PCI address, a hostpciN key nor a mapping name") \
                     from None
             mapping = device

@@ -139,7 +139,8 @@ def _overlap(a: str, b: str) -> bool:
 def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: bool, yes: bool,
          connect: Any) -> None:
     """Create or update cluster PCI mapping NAME from DEVICE@NODE... (the same card on each node)."""
-    from vfiokit.edits.pve_config import CONFIGID_RE, parse_map_entry
+    from vfiokit.formats.pve_hostpci import CONFIGID_RE
+    from vfiokit.formats.pve_mapping import parse_map_entry
 
     if not CONFIGID_RE.match(name):
         raise BadInput(f"'{name}': invalid configuration ID (a letter, then letters, digits, '-' or '_')")

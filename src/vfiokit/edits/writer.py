@@ -33,19 +33,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import difflib
 import fcntl
 import glob
 import hashlib
 import json
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vfiokit.errors import BadInput, Conflict, ExitCode, VfiokitError
+from vfiokit.formats.diff import unified_diff
 
 BACKUP_DIR = "var/backups/vfiokit"
 JOURNAL = "journal.jsonl"
@@ -113,17 +112,6 @@ class WritePlan:
                                     name if c.old_text is not None else "/dev/null",
                                     name if c.new_text is not None else "/dev/null"))
         return "".join(out)
-
-
-def unified_diff(old: str, new: str, fromfile: str, tofile: str) -> str:
-    """A unified diff `patch` applies exactly: lines end at "\n" only (str.splitlines would also
-    split at a form feed or \x1e inside a line), and a last line without newline, on either side,
-    gets the "\\ No newline at end of file" marker."""
-    def split(text: str) -> list[str]:
-        return [ln for ln in re.split(r"(?<=\n)", text) if ln]
-
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                   for line in difflib.unified_diff(split(old), split(new), fromfile, tofile))
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput
+from vfiokit.formats import pve_config as pc
+from vfiokit.formats import pve_mapping
 
 VERSION = 1
 
@@ -471,8 +472,8 @@ def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
                 if _HOSTPCI_KEY_RE.match(key) and value:
                     vms.append({"vmid": name[:-5], "key": key, "value": value, "pending": is_pending})
     mappings = []
-    for mapping_id, entries in pc.parse_mapping_cfg(_read(mapfile) or "", strict=False).items():
-        for props in map(pc.parse_map_entry, entries):
+    for mapping_id, entries in pve_mapping.parse_mapping_cfg(_read(mapfile) or "", strict=False).items():
+        for props in map(pve_mapping.parse_map_entry, entries):
             if "path" in props:
                 mappings.append({"id": mapping_id, "node": props.get("node"), "path": props["path"]})
     return {"node": node, "vms": vms, "mappings": mappings}

@@ -15,8 +15,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+from vfiokit.formats import pve_config as pc
+from vfiokit.formats import pve_mapping
 
 
 def read_pve_file(path: Path) -> str:
@@ -74,10 +75,10 @@ class LocalPve:
 
     def mappings(self) -> dict[str, list[str]]:
         path = self._pve / "mapping/pci.cfg"
-        return pc.parse_mapping_cfg(read_pve_file(path), str(path)) if path.is_file() else {}
+        return pve_mapping.parse_mapping_cfg(read_pve_file(path), str(path)) if path.is_file() else {}
 
     def mapping_paths(self) -> dict[str, list[str]]:
-        return pc.paths_on_node(self.mappings(), self.nodename())
+        return pve_mapping.paths_on_node(self.mappings(), self.nodename())
 
     def qm_command(self) -> str:
         found = shutil.which(self.qm)

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput
+from vfiokit.formats import pve_config as pc
+from vfiokit.formats import pve_hostpci as hostpci
 
 CONFIG = """\
 #Media server%3A Jellyfin
@@ -145,26 +146,26 @@ def test_bad_config_line_names_the_line():
 ])
 def test_bad_hostpci_values(value, message):
     with pytest.raises(BadInput, match=re.escape(message)):
-        pc.parse_hostpci(value)
+        hostpci.parse_hostpci(value)
 
 
 def test_documented_examples_parse():
     # the examples of pve-docs qm-pci-passthrough.adoc
-    assert pc.parse_hostpci("00:02.0").host == ("00:02.0",)
-    hp = pc.parse_hostpci("02:00,pcie=on,x-vga=on")
+    assert hostpci.parse_hostpci("00:02.0").host == ("00:02.0",)
+    hp = hostpci.parse_hostpci("02:00,pcie=on,x-vga=on")
     assert hp.flag("pcie") and hp.flag("x-vga") and hp.render() == "02:00,pcie=1,x-vga=1"
-    hp = pc.parse_hostpci("02:00,device-id=0x10f6,sub-vendor-id=0x0000")
+    hp = hostpci.parse_hostpci("02:00,device-id=0x10f6,sub-vendor-id=0x0000")
     assert hp.option("device-id") == "0x10f6"
-    assert pc.parse_hostpci("00:02.0,mdev=i915-GVTg_V5_4").option("mdev") == "i915-GVTg_V5_4"
-    assert pc.parse_hostpci("mapping=gpu0,pcie=1").mapping == "gpu0"
-    assert pc.parse_hostpci("0000:01:00.0,romfile=/usr/share/kvm/vbios.rom").option("romfile") == "vbios.rom"
+    assert hostpci.parse_hostpci("00:02.0,mdev=i915-GVTg_V5_4").option("mdev") == "i915-GVTg_V5_4"
+    assert hostpci.parse_hostpci("mapping=gpu0,pcie=1").mapping == "gpu0"
+    assert hostpci.parse_hostpci("0000:01:00.0,romfile=/usr/share/kvm/vbios.rom").option("romfile") == "vbios.rom"
 
 
 def test_covers_slot_and_function():
-    assert pc.covers("01:00", "0000:01:00.1")
-    assert pc.covers("0000:01:00.0", "0000:01:00.0")
-    assert not pc.covers("01:00.0", "0000:01:00.1")
-    assert not pc.covers("0001:01:00", "0000:01:00.0")
+    assert hostpci.covers("01:00", "0000:01:00.1")
+    assert hostpci.covers("0000:01:00.0", "0000:01:00.0")
+    assert not hostpci.covers("01:00.0", "0000:01:00.1")
+    assert not hostpci.covers("0001:01:00", "0000:01:00.0")
 
 
 def test_users_of_finds_host_and_mapping():
@@ -206,9 +207,9 @@ target = st.one_of(
 
 @given(target, options)
 def test_every_written_value_parses_back_the_same(tgt, opts):
-    hp = pc.make_hostpci(**tgt, **opts)
+    hp = hostpci.make_hostpci(**tgt, **opts)
     line = hp.render()
-    again = pc.parse_hostpci(line)
+    again = hostpci.parse_hostpci(line)
     assert again == hp
     assert again.render() == line
     for name, v in opts.items():
@@ -217,10 +218,10 @@ def test_every_written_value_parses_back_the_same(tgt, opts):
     # and through a config file: the same line reads back from the main section
     conf = pc.parse_config("cores: 2\n\n[snap]\ncores: 1\n")
     new = pc.parse_config(pc.set_option(conf, pc.first_free_index(conf), line))
-    assert pc.parse_hostpci(new.value("hostpci0")) == hp
+    assert hostpci.parse_hostpci(new.value("hostpci0")) == hp
 
 
-@given(st.lists(st.sampled_from(pc.HOSTPCI_KEYS), unique=True, max_size=15), st.booleans())
+@given(st.lists(st.sampled_from(hostpci.HOSTPCI_KEYS), unique=True, max_size=15), st.booleans())
 def test_add_then_delete_restores_the_file(used, running):
     text = CONFIG.replace("hostpci0: 0000:0a:00,pcie=1\n", "".join(f"{k}: 0000:01:00.0\n" for k in used))
     conf = pc.parse_config(text)

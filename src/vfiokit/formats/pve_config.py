@@ -1,5 +1,4 @@
-"""Proxmox VE VM configs as text: parse them, read `hostpciN`, and plan an edit that keeps every byte.
-Also the cluster's PCI mappings file (`/etc/pve/mapping/pci.cfg`), read only.
+"""Proxmox VE VM configs as text: parse them, and make an edit that keeps every byte.
 
 Pure: no I/O. The file format is qemu-server's `parse_vm_config` (PVE/QemuServer.pm): `key: value`
 lines, a description as leading `#` lines, then sections `[PENDING]`, `[special:cloudinit]` and one
@@ -7,175 +6,23 @@ lines, a description as leading `#` lines, then sections `[PENDING]`, `[special:
 which qemu-server writes right after the main section), and only the one line it changes; snapshots,
 comments, blank lines and the order of other keys stay byte for byte.
 
-The `hostpciN` value grammar is qemu-server's `$hostpci_fmt` (PVE/QemuServer/PCI.pm), parsed the way
-`PVE::JSONSchema::parse_property_string` parses it; errors use Proxmox's own wording where it has one.
+The text edits (`set_option`, `delete_option`, `apply_pending`) live here, not in `edits/`: they are
+pure text -> text transforms that follow qemu-server's own file rules ([PENDING] placement, the
+`delete` key), and an analysis (`vm_attach`) needs the new text to show its plan; writing it stays
+with `edits/` and the one writer. The `hostpciN` grammar is `pve_hostpci`, the mappings file
+`pve_mapping`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vfiokit.edits.writer import unified_diff as writer_diff
 from vfiokit.errors import BadInput
-
-#: qemu-server's $MAX_HOSTPCI_DEVICES.
-MAX_HOSTPCI = 16
-HOSTPCI_KEYS = tuple(f"hostpci{i}" for i in range(MAX_HOSTPCI))
-
-#: One host PCI id as qemu-server accepts it ($PCIRE): optional domain, no function = whole slot.
-PCI_ID_RE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
-_HOST_RE = re.compile(rf"^{PCI_ID_RE}(?:;{PCI_ID_RE})*$")
-#: PVE::JSONSchema::pve_verify_configid, the format of a mapping id.
-CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
-_HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{4}$")
-
-_BOOL_TRUE = ("1", "on", "yes", "true")
-_BOOL_FALSE = ("0", "off", "no", "false")
-
-#: The options of $hostpci_fmt besides host/mapping, in the order we write them, with their kind.
-#: Booleans are normalized to 1/0 as PVE::JSONSchema does when it checks a property string.
-HOSTPCI_OPTIONS: dict[str, str] = {
-    "pcie": "bool",
-    "x-vga": "bool",
-    "rombar": "bool",
-    "romfile": "romfile",
-    "legacy-igd": "bool",
-    "mdev": "mdev",
-    "driver": "driver",
-    "vendor-id": "hexid",
-    "device-id": "hexid",
-    "sub-vendor-id": "hexid",
-    "sub-device-id": "hexid",
-}
-
-
-@dataclass(frozen=True)
-class HostPci:
-    """One `hostpciN` value: host ids (`;`-separated alternatives of one device) or a mapping id."""
-
-    host: tuple[str, ...] = ()
-    mapping: str | None = None
-    #: Other options as (key, value) in the order written; values normalized (booleans 1/0).
-    options: tuple[tuple[str, str], ...] = ()
-
-    def option(self, key: str) -> str | None:
-        return dict(self.options).get(key)
-
-    def flag(self, key: str) -> bool:
-        return self.option(key) == "1"
-
-    def render(self) -> str:
-        """The value as qemu-server prints a property string: default key first, bare."""
-        head = [";".join(self.host)] if self.host else [f"mapping={self.mapping}"]
-        return ",".join(head + [f"{k}={v}" for k, v in self.options])
-
-
-def _normalize(key: str, value: str, where: str) -> str:
-    kind = HOSTPCI_OPTIONS[key]
-    if kind == "bool":
-        low = value.lower()
-        if low in _BOOL_TRUE:
-            return "1"
-        if low in _BOOL_FALSE:
-            return "0"
-        raise BadInput(f"{where}: {key}: type check ('boolean') failed - got '{value}'")
-    if kind == "hexid" and not _HEX_ID_RE.match(value):
-        raise BadInput(f"{where}: {key}: value does not match the regex pattern (expected 0x followed "
-                       f"by 4 hex digits, got '{value}')")
-    if kind == "mdev" and not re.fullmatch(r"[^/.:]+", value):
-        raise BadInput(f"{where}: mdev: value does not match the regex pattern (got '{value}')")
-    if kind == "driver" and value not in ("vfio", "keep"):
-        raise BadInput(f"{where}: driver: value '{value}' does not have a value in the enumeration "
-                       "'vfio, keep'")
-    if kind == "romfile":
-        return check_romfile(value, where)
-    return value
-
-
-def check_romfile(value: str, where: str = "romfile") -> str:
-    """A ROM file name under /usr/share/kvm/ (qemu-server passes `/usr/share/kvm/$romfile` to QEMU).
-
-    `/usr/share/kvm/x.rom` is accepted and written as `x.rom`; any other absolute path, or a path
-    climbing out with `..`, is refused rather than silently pointing somewhere else.
-    """
-    if value.startswith("/usr/share/kvm/"):
-        value = value[len("/usr/share/kvm/"):]
-    if not value or value.startswith("/") or ".." in value.split("/") or not re.fullmatch(r"[^,;]+", value):
-        raise BadInput(f"{where}: '{value}': the ROM file must be a file name under /usr/share/kvm/ "
-                       "(qemu-server looks nowhere else)")
-    return value
-
-
-def parse_hostpci(value: str, where: str = "hostpci") -> HostPci:
-    """Parse a `hostpciN` value; `BadInput` naming `where` and the offending key otherwise."""
-    host: str | None = None
-    mapping: str | None = None
-    opts: dict[str, str] = {}
-    for part in value.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, eq, val = part.partition("=")
-        if not eq:
-            key, val = "host", part
-        if key == "host":
-            if host is not None:
-                raise BadInput(f"{where}: duplicate key in comma-separated list property: host")
-            if not _HOST_RE.match(val):
-                raise BadInput(f"{where}: host: value does not match the regex pattern (expected "
-                               f"[DDDD:]BB:DD[.F] in lowercase hex, ';' between ids; got '{val}')")
-            host = val
-        elif key == "mapping":
-            if mapping is not None:
-                raise BadInput(f"{where}: duplicate key in comma-separated list property: mapping")
-            if not CONFIGID_RE.match(val):
-                raise BadInput(f"{where}: mapping: invalid configuration ID '{val}'")
-            mapping = val
-        elif key in HOSTPCI_OPTIONS:
-            if key in opts:
-                raise BadInput(f"{where}: duplicate key in comma-separated list property: {key}")
-            opts[key] = _normalize(key, val, where)
-        else:
-            raise BadInput(f"{where}: invalid key in comma-separated list property: {key}")
-    # qemu-server parse_hostpci: exactly one of host and mapping.
-    if host is not None and mapping is not None:
-        raise BadInput(f"{where}: Cannot set both 'host' and 'mapping'.")
-    if host is None and mapping is None:
-        raise BadInput(f"{where}: Either 'host' or 'mapping' must be set.")
-    return HostPci(tuple(host.split(";")) if host else (), mapping, tuple(opts.items()))
-
-
-def make_hostpci(host: Iterable[str] = (), mapping: str | None = None,
-                 **options: str | int | bool | None) -> HostPci:
-    """Build a value from keyword options (`x_vga=True` is `x-vga=1`), checked like a parsed one."""
-    parts = [";".join(host)] if host else ([f"mapping={mapping}"] if mapping else [])
-    for name in HOSTPCI_OPTIONS:
-        v = options.pop(name.replace("-", "_"), None)
-        if v is None:
-            continue
-        parts.append(f"{name}={int(v) if isinstance(v, bool) else v}")
-    if options:
-        raise TypeError(f"unknown hostpci options: {', '.join(options)}")
-    return parse_hostpci(",".join(parts))
-
-
-def host_functions(host_id: str) -> str:
-    """A host id as the full `DDDD:BB:DD[.F]` (qemu-server normalizes a missing domain to 0000)."""
-    return host_id if host_id.count(":") == 2 else f"0000:{host_id}"
-
-
-def covers(host_id: str, address: str) -> bool:
-    """Whether a `hostpciN` host id takes the function at `address` (`DDDD:BB:DD.F`).
-
-    A slot id without function (`01:00`) takes every function of the slot (lspci filter match in
-    PVE::SysFSTools::lspci).
-    """
-    full = host_functions(host_id.lower())
-    return address == full if "." in full else address.rsplit(".", 1)[0] == full
-
+from vfiokit.formats.diff import unified_diff as patch_diff
+from vfiokit.formats.pve_hostpci import HOSTPCI_KEYS, MAX_HOSTPCI, HostPci, covers, parse_hostpci
 
 # --- the config file -------------------------------------------------------------------------------
 
@@ -292,44 +139,6 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
         cur.values[key] = value
         cur.lines[key] = i
     return VmConfig(text, lines, sections)
-
-
-def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = True) -> dict[str, list[str]]:
-    """Each mapping id and its `map` entries (property strings), from the SectionConfig file
-    (pve-guest-common PVE/Mapping/PCI.pm).
-
-    A section is a header line `<id>` then indented `key value` lines; the array `map` is written
-    as one `map ...` line per entry. `strict=False` skips a property outside a section instead of
-    raising `BadInput`, as PVE::SectionConfig's parser ignores such a line with a warning.
-    """
-    out: dict[str, list[str]] = {}
-    current: str | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():
-            current = line.strip()
-            out[current] = []
-            continue
-        key, _, value = line.strip().partition(" ")
-        if current is None:
-            if not strict:
-                continue
-            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'")
-        if key == "map":
-            out[current].append(value.strip())
-    return out
-
-
-def parse_map_entry(entry: str) -> dict[str, str]:
-    """`node=pve1,path=0000:01:00.0,id=10de:1c82,...` as a dict."""
-    return dict(part.partition("=")[::2] for part in entry.split(",") if part)
-
-
-def paths_on_node(mappings: dict[str, list[str]], node: str) -> dict[str, list[str]]:
-    """For each mapping, the device paths it maps on `node` (get_node_mapping: alternatives in order)."""
-    return {name: [e["path"] for e in map(parse_map_entry, entries) if e.get("node") == node and "path" in e]
-            for name, entries in mappings.items()}
 
 
 def first_free_index(conf: VmConfig) -> str:
@@ -477,7 +286,7 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
-    return writer_diff(old, new, f"a/{name}", f"b/{name}")
+    return patch_diff(old, new, f"a/{name}", f"b/{name}")
 
 
 def users_of(configs: Mapping[str, VmConfig], address: str,
