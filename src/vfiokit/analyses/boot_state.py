@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfiokit.edits import cmdline
+from vfiokit.formats import cmdline
 
 #: Parameters the boot loader or its scripts add, not the user's configuration.
 LOADER_KEYS = frozenset({"boot_image", "initrd", "root", "ro", "rw", "boot", "rootflags", "rootfstype",

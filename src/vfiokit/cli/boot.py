@@ -170,7 +170,8 @@ def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None
 def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
     """Turn the IOMMU on where the kernel needs a parameter for it (Intel before kernel 6.8)."""
     from vfiokit.analyses.iommu_state import IOMMU_OFF, iommu_params
-    from vfiokit.edits import bootline, cmdline
+    from vfiokit.edits import bootline
+    from vfiokit.formats import cmdline
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vfiokit.edits import cmdline, grub
 from vfiokit.edits.writer import FileChange, WritePlan, shown_path
 from vfiokit.errors import Refused
-from vfiokit.sources.boot import BootSetup
+from vfiokit.formats import cmdline, kernel_cmdline_file
+from vfiokit.formats import grub_default as grub
+from vfiokit.formats.boot_setup import BootSetup
 
 
 @dataclass(frozen=True)
@@ -33,18 +34,11 @@ class Configured:
 
 
 def _kernel_cmdline_parts(setup: BootSetup) -> tuple[str, str, str, str | None]:
-    """(path, first line, rest of the file, why vfiokit will not edit it) of /etc/kernel/cmdline:
-    it refuses what proxmox-boot-tool would refuse."""
+    """(path, first line, rest of the file, why vfiokit will not edit it) of /etc/kernel/cmdline."""
     assert setup.kernel_cmdline is not None
     path, text = setup.kernel_cmdline
-    first, nl, rest = text.partition("\n")
-    refusal = None
-    if rest.strip():
-        refusal = "has more than one line; proxmox-boot-tool uses one line"
-    elif not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(first)):
-        refusal = ("has no root= parameter; proxmox-boot-tool refuses such a file and the host would "
-                   "not find its root file system")
-    return path, first, nl + rest, refusal
+    first, rest, refusal = kernel_cmdline_file.split(text)
+    return path, first, rest, refusal
 
 
 def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:

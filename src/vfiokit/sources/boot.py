@@ -23,11 +23,10 @@ import glob
 import os
 import re
 import shutil
-from dataclasses import dataclass
 
 from vfiokit.edits.writer import read_if_present, resolve
 from vfiokit.errors import BadInput, Refused
-from vfiokit.model import HostInfo
+from vfiokit.formats.boot_setup import BootSetup
 
 #: systemd's loader interface GUID (systemd `docs/BOOT_LOADER_INTERFACE.md`).
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
@@ -36,45 +35,6 @@ GRUB_MAIN = "etc/default/grub"
 GRUB_DROPINS = "etc/default/grub.d"
 KERNEL_CMDLINE = "etc/kernel/cmdline"
 PBT_UUIDS = "etc/kernel/proxmox-boot-uuids"
-
-
-@dataclass(frozen=True)
-class BootSetup:
-    """What decides the next boot's kernel command line, with the texts of the files involved."""
-
-    root: str
-    #: "grub", "proxmox-boot-tool/grub", "proxmox-boot-tool/systemd-boot".
-    path: str
-    #: "uefi" or "bios".
-    firmware: str
-    #: How vfiokit knows (one line each).
-    evidence: tuple[str, ...]
-    #: `/etc/default/grub` then the drop-ins in the order update-grub sources them: (path, text).
-    grub_files: tuple[tuple[str, str], ...]
-    #: `/etc/kernel/cmdline` (path, text), when it exists.
-    kernel_cmdline: tuple[str, str] | None
-    #: The command that turns the configuration into what the boot loader reads.
-    refresh: tuple[str, ...]
-    #: `/proc/cmdline`: what the running kernel got.
-    running: str | None
-    #: The first `linux` line's parameters in `/boot/grub/grub.cfg` (plain GRUB only).
-    generated: str | None
-    #: `/etc/os-release` PRETTY_NAME.
-    distro: str | None
-    host: HostInfo
-
-    @property
-    def uses_kernel_cmdline(self) -> bool:
-        return self.path == "proxmox-boot-tool/systemd-boot"
-
-    @property
-    def label(self) -> str:
-        """The boot path in words, e.g. "GRUB via proxmox-boot-tool (legacy BIOS)"."""
-        if self.uses_kernel_cmdline:
-            return "systemd-boot via proxmox-boot-tool (UEFI)"
-        firmware = "UEFI" if self.firmware == "uefi" else "legacy BIOS"
-        via = " via proxmox-boot-tool" if self.path == "proxmox-boot-tool/grub" else ""
-        return f"GRUB{via} ({firmware})"
 
 
 def _text(path: str, root: str) -> str | None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vfiokit.edits import cmdline
 from vfiokit.errors import BadInput
+from vfiokit.formats import cmdline
 
 
 @pytest.mark.parametrize(("text", "params", "want"), [
