@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from vfiokit.analyses import quirks as q
 from vfiokit.analyses.acs_override import NONE, AcsOverride, parse_override
+from vfiokit.formats.pciconfig import is_spt_pch_root_port
 from vfiokit.model import (
     PCI_TO_PCIE_BRIDGE,
     PCIE_DOWNSTREAM_PORT,
@@ -92,9 +93,8 @@ def _quirk_opinion(quirk: q.AcsQuirk, dev: Device, facts: KernelFacts, ctrl_flag
     if kind == "intel_pch":
         return facts.intel_pch_acs if ptype == PCIE_ROOT_PORT else None
     if kind == "intel_spt_pch":
-        spt = ptype == PCIE_ROOT_PORT and dev.device_id is not None and any(
-            lo <= dev.device_id <= hi for lo, hi in ((0xA110, 0xA11F), (0xA167, 0xA16A), (0xA290, 0xA29F),
-                                                     (0xA2E7, 0xA2EE), (0x9D10, 0x9D1B)))
+        spt = (ptype == PCIE_ROOT_PORT and dev.device_id is not None
+               and is_spt_pch_root_port(dev.device_id))
         return ctrl_flags_ok if spt and dev.acs is not None else None
     if kind in ("cavium", "al"):
         return True if ptype == PCIE_ROOT_PORT else None
@@ -130,7 +130,7 @@ def override_applies(dev: Device, override: AcsOverride) -> str | None:
     return None
 
 
-class _Model:
+class GroupingState:
     """One prediction's working state over a topology."""
 
     def __init__(self, top: Topology, override: AcsOverride, facts: KernelFacts) -> None:
@@ -271,7 +271,7 @@ def add_order(top: Topology) -> list[Device]:
 def predict_partition(top: Topology, override: AcsOverride | None,
                       facts: KernelFacts | None = None) -> dict[PciAddress, int]:
     """Group number of every device the kernel would group, keyed by address."""
-    model = _Model(top, override or NONE, facts or KernelFacts.of(top))
+    model = GroupingState(top, override or NONE, facts or KernelFacts.of(top))
     # AMD IOMMUs leave some functions out (the IOMMU's own function, devices the IVRS table does
     # not cover, e.g. 00:00.0 on many boards): a device the running kernel left without a group,
     # while others have one, stays without a group here, and takes no group number.
@@ -289,7 +289,7 @@ def predict_partition(top: Topology, override: AcsOverride | None,
     return group_of
 
 
-def _device_group(m: _Model, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
+def _device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
     """pci_device_group: the group `dev` joins, or None for a new one."""
     pdev = dev
     for alias in m.alias_chain(dev):  # get_pci_alias_or_group
@@ -312,7 +312,7 @@ def _device_group(m: _Model, dev: Device, group_of: dict[PciAddress, int]) -> in
     return found
 
 
-def _alias_group(m: _Model, pdev: Device, seen: set[int], group_of: dict[PciAddress, int]) -> int | None:
+def _alias_group(m: GroupingState, pdev: Device, seen: set[int], group_of: dict[PciAddress, int]) -> int | None:
     """get_pci_alias_group: the group of a device aliasing `pdev` (or aliased by it), if any;
     `seen` is the kernel's devfn bitmap that stops alias loops."""
     if pdev.address.devfn in seen:
@@ -334,7 +334,7 @@ def _alias_group(m: _Model, pdev: Device, seen: set[int], group_of: dict[PciAddr
     return None
 
 
-def _function_alias_group(m: _Model, pdev: Device, seen: set[int],
+def _function_alias_group(m: GroupingState, pdev: Device, seen: set[int],
                           group_of: dict[PciAddress, int]) -> int | None:
     """get_pci_function_alias_group: functions of a slot that do not isolate share a group."""
     if not m.multifunction(pdev) or m.acs_enabled(pdev):

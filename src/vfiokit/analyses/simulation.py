@@ -23,8 +23,8 @@ from vfiokit.analyses.acs_override import (
     kernel_support,
 )
 from vfiokit.analyses.grouping import (
+    GroupingState,
     KernelFacts,
-    _Model,
     add_order,
     config_unknown,
     groups_of,
@@ -363,7 +363,7 @@ def _why_not_isolating(d: Device) -> str:
 
 def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: Device,
               still: list[Device]) -> tuple[str, ...]:
-    m = _Model(sub, override, facts)
+    m = GroupingState(sub, override, facts)
     out: list[str] = []
     for p in sub.ancestors(target.address):
         if not p.is_pcie or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE):

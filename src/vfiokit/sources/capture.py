@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vfiokit import pciconfig
 from vfiokit.errors import BadInput
+from vfiokit.formats import pciconfig
 from vfiokit.model import (
     PCI_TO_PCIE_BRIDGE,
     PCIE_DOWNSTREAM_PORT,

@@ -22,9 +22,15 @@ PCI_CFG_SPACE_SIZE = 256
 
 # Intel Sunrise Point PCH root ports implement ACS with CAP and CTRL as dwords at +4 and +8
 # instead of words at +4 and +6 (drivers/pci/quirks.c pci_quirk_intel_spt_pch_acs_match).
+# The one copy of these ids: `analyses.grouping` asks `is_spt_pch_root_port` too.
 _SPT_PCH_ROOT_PORTS = (
     (0xA110, 0xA11F), (0xA167, 0xA16A), (0xA290, 0xA29F), (0xA2E7, 0xA2EE), (0x9D10, 0x9D1B),
 )
+
+
+def is_spt_pch_root_port(device_id: int) -> bool:
+    """Whether an Intel (0x8086) device id is a Sunrise Point PCH root port."""
+    return any(lo <= device_id <= hi for lo, hi in _SPT_PCH_ROOT_PORTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,7 @@ def decode(cfg: bytes) -> ConfigFacts | None:
     if acs_known:
         pos = _find_ext_cap(cfg, PCI_EXT_CAP_ID_ACS)
         if pos is not None:
-            if vendor == 0x8086 and any(lo <= device <= hi for lo, hi in _SPT_PCH_ROOT_PORTS):
+            if vendor == 0x8086 and is_spt_pch_root_port(device):
                 acs = Acs(cap=_dword(cfg, pos + 4), ctrl=_dword(cfg, pos + 8))
             else:
                 acs = Acs(cap=_word(cfg, pos + 4), ctrl=_word(cfg, pos + 6))
