@@ -10,26 +10,39 @@ update_vm_api: "checksum mismatch (file change by other user?)"), reported as CO
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import subprocess
+from typing import Any, Protocol
 
-from vfiokit.analyses.vm_attach import AttachPlan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
+from vfiokit.formats.pve_config import CONFLICT_MARKS
 
-#: What qemu-server says when a config changed under a digest (older and newer wordings).
-CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
-
-if TYPE_CHECKING:  # edits never import a source to run; these are only the callers' handles
-    from vfiokit.sources.proxmox_api import PveApi
-    from vfiokit.sources.pve_local import LocalPve
+# Edits import neither analyses nor sources: what they take is described here by shape
+# (`analyses.vm_attach.AttachPlan`, `sources.pve_local.LocalPve`, `sources.proxmox_api.PveApi` fit).
 
 
-def qm_args(plan: AttachPlan, digest: str) -> list[str]:
+class ConfigChange(Protocol):
+    """One option of one VM config to set (`value`) or delete (`value` None)."""
+
+    vmid: str
+    key: str
+    value: str | None
+
+
+class QmRunner(Protocol):
+    def run_qm(self, *args: str) -> subprocess.CompletedProcess[str]: ...
+
+
+class ApiCaller(Protocol):
+    def call(self, method: str, path: str, **params: Any) -> Any: ...
+
+
+def qm_args(plan: ConfigChange, digest: str) -> list[str]:
     """The `qm set` command line for `plan` (digest: SHA1 of the config file that was read)."""
     change = ["--delete", plan.key] if plan.value is None else [f"--{plan.key}", plan.value]
     return ["set", plan.vmid, *change, "--digest", digest]
 
 
-def apply_local(node: LocalPve, plan: AttachPlan, digest: str) -> None:
+def apply_local(node: QmRunner, plan: ConfigChange, digest: str) -> None:
     r = node.run_qm(*qm_args(plan, digest))
     if r.returncode != 0:
         text = (r.stderr or r.stdout).strip().splitlines()
@@ -40,7 +53,7 @@ def apply_local(node: LocalPve, plan: AttachPlan, digest: str) -> None:
         raise VfiokitError(f"qm set {plan.vmid}: {msg}", ExitCode.WRITE_FAILED)
 
 
-def apply_remote(api: PveApi, node: str, plan: AttachPlan, digest: str) -> None:
+def apply_remote(api: ApiCaller, node: str, plan: ConfigChange, digest: str) -> None:
     change = {"delete": plan.key} if plan.value is None else {plan.key: plan.value}
     # PUT is synchronous (POST would return a task): the answer says whether it was written.
     api.call("PUT", f"/nodes/{node}/qemu/{plan.vmid}/config", digest=digest, **change)

@@ -24,6 +24,10 @@ from vfiokit.errors import BadInput
 from vfiokit.formats.diff import unified_diff as patch_diff
 from vfiokit.formats.pve_hostpci import HOSTPCI_KEYS, MAX_HOSTPCI, HostPci, covers, parse_hostpci
 
+#: What qemu-server says when a config changed under the `digest` a writer sent (update_vm_api:
+#: "checksum mismatch (file change by other user?)"; older and newer wordings).
+CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
+
 # --- the config file -------------------------------------------------------------------------------
 
 _SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")

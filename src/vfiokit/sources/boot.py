@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 
-from vfiokit.edits.writer import read_if_present, resolve
 from vfiokit.errors import BadInput, Refused
 from vfiokit.formats.boot_setup import BootSetup
 
@@ -38,9 +37,19 @@ PBT_UUIDS = "etc/kernel/proxmox-boot-uuids"
 
 
 def _text(path: str, root: str) -> str | None:
-    """A file's text, a symlink's absolute target taken below `root`."""
+    """A file's text exactly (None when missing), a symlink's absolute target taken below `root`
+    (a source never imports `edits`, so it does not borrow the writer's resolve)."""
     try:
-        return read_if_present(resolve(path, root))
+        for _ in range(40):
+            if not os.path.islink(path):
+                break
+            target = os.readlink(path)
+            base = root.rstrip("/") if os.path.isabs(target) else os.path.dirname(path)
+            path = os.path.normpath(base + target if os.path.isabs(target) else os.path.join(base, target))
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
     except IsADirectoryError:
         raise BadInput(f"{path}: is a folder, expected a file") from None
     except OSError as e:

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vfiokit.edits.pve_apply import CONFLICT_MARKS
 from vfiokit.errors import BadInput, Conflict, ExitCode, RemoteError, VfiokitError
 from vfiokit.formats import pve_config as pc
+from vfiokit.formats.pve_config import CONFLICT_MARKS
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
 
 TOKEN_ENV = "VFIOKIT_PVE_TOKEN"
