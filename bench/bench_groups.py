@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.oracle import ARTICLE_SCRIPT, lspci_args
+from oracles.article import ARTICLE_SCRIPT, lspci_args
+
 from vfiokit.model import (
     PCIE_DOWNSTREAM_PORT,
     PCIE_ENDPOINT,

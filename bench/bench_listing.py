@@ -3,7 +3,7 @@
     python bench/bench_listing.py [--sizes 1000,10000] [--repeat 3]
 
 Builds a machine of N functions (groups of 1 to 4), writes it in the formats people paste
-(tests/listing_render.py), and times, best of --repeat:
+(oracles/listing_render.py), and times, best of --repeat:
 - `listing.read_text` per format (in process, pci.ids loaded once before timing);
 - `vfiokit groups --listing FILE` and `vfiokit compare FILE FILE` as a user runs them.
 Target: a 10,000-device listing reads in under a second.
@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tests.listing_render import FORMATS
+from oracles.listing_render import FORMATS
+
 from vfiokit.model import Device, Group, PciAddress, Topology
 from vfiokit.pciids import PciIds
 from vfiokit.sources import listing

@@ -7,25 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-# The article's script, verbatim from the seed text (tabs included); only the folder it lists is
-# made a variable so it can run against a materialized tree instead of the real /sys.
-ARTICLE_SCRIPT = """\
-#!/bin/bash
-shopt -s nullglob
-for iommu_group in $(ls -v $SYS/kernel/iommu_groups)
-\tdo echo "IOMMU Group $iommu_group"
-    for device in $SYS/kernel/iommu_groups/$iommu_group/devices/*
-    \tdo echo -n $'\\t'
-        lspci -s "${device##*/}" "$@"
-    done
- done
-"""
-
-
-def lspci_args(tree: Path) -> list[str]:
-    """Point lspci at a materialized tree, with names from pci.ids only (no udev hwdb)."""
-    return ["-A", "linux-sysfs", "-O", f"sysfs.path={tree}/sys/bus/pci", "-O", "hwdb.disable=1"]
+from oracles.article import ARTICLE_SCRIPT, lspci_args
 
 
 def need_lspci() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles.listing_render import FORMATS
 
-from tests.listing_render import FORMATS
 from vfiokit.errors import BadInput
 from vfiokit.model import Device, Group, PciAddress, Topology
 from vfiokit.sources import listing
