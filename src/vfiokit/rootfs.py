@@ -137,24 +137,51 @@ def read_text(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> str | 
 
 
 def read_attr(path: str, fallback: str | None = None, cap: int = ATTR_CAP) -> str | None:
-    """A small file's text, stripped (psutil's `cat`); `fallback` when it is missing, empty,
-    unreadable or not a regular file. A link as last component is not followed (a sysfs
+    """A small file's text, stripped (psutil's `cat`); `fallback` when it is missing,
+    unreadable, bigger than `cap` or not a regular file. A link as last component is not followed (a sysfs
     attribute is a regular file; a link there could lead out of the root)."""
     try:
         text = read_file(path, cap).decode("utf-8", "replace").strip()
     except (OSError, BadInput):
         return fallback
-    return text or fallback
+    return text
+
+
+def attr_under(root: str, path: str, fallback: str | None = None, cap: int = ATTR_CAP) -> str | None:
+    """`read_attr` of `path` as the host sees it ("/proc/cmdline"), resolved below `root`;
+    `fallback` also when it leads outside `root` or loops."""
+    try:
+        return read_attr(resolve_under(root, path), fallback, cap)
+    except BadInput:
+        return fallback
+
+
+def text_under(root: str, path: str, cap: int = FILE_CAP) -> str | None:
+    """The text of `path` as the host sees it, resolved below `root` (bytes that are not UTF-8
+    shown as U+FFFD); None when it is missing, unreadable, too big or not a regular file."""
+    try:
+        return read_file(resolve_under(root, path), cap).decode("utf-8", "replace")
+    except (OSError, BadInput):
+        return None
+
+
+def read_tail(path: str, size: int) -> bytes:
+    """The last `size` bytes of the regular file `path` (a log that holds many boots). Errors as
+    `read_file`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(f"{path}: not a regular file")
+        os.lseek(fd, max(0, os.lseek(fd, 0, os.SEEK_END) - size), os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)[-size:]
+    finally:
+        os.close(fd)
 
 
 def read_hostname(root: str) -> str | None:
     """The host's name: `proc/sys/kernel/hostname` (the running kernel's), else `etc/hostname`;
     None when neither says."""
-    for rel in ("/proc/sys/kernel/hostname", "/etc/hostname"):
-        try:
-            name = read_attr(resolve_under(root, rel))
-        except BadInput:
-            name = None
-        if name:
-            return name
-    return None
+    return attr_under(root, "/proc/sys/kernel/hostname") or attr_under(root, "/etc/hostname") or None
