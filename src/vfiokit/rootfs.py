@@ -14,6 +14,8 @@ same for every caller:
   `O_NONBLOCK | O_NOFOLLOW` and checks `fstat` before reading, so a FIFO never blocks, a device
   (`/dev/zero`) or socket is refused, and nothing is read past the cap.
 - `read_attr(path, fallback)` is psutil's `cat`: a small file's text, stripped, or `fallback`.
+- `cat(path)` is a whole file's text or None; `text_under` and `attr_under` read a path as the
+  host sees it, resolved below the root.
 - `read_hostname(root)` is the one hostname reader.
 """
 
@@ -156,12 +158,21 @@ def attr_under(root: str, path: str, fallback: str | None = None, cap: int = ATT
         return fallback
 
 
-def text_under(root: str, path: str, cap: int = FILE_CAP) -> str | None:
-    """The text of `path` as the host sees it, resolved below `root` (bytes that are not UTF-8
-    shown as U+FFFD); None when it is missing, unreadable, too big or not a regular file."""
+def cat(path: str, cap: int = FILE_CAP) -> str | None:
+    """A regular file's whole text (bytes that are not UTF-8 shown as U+FFFD); None when it is
+    missing, unreadable, bigger than `cap` or not a regular file."""
     try:
-        return read_file(resolve_under(root, path), cap).decode("utf-8", "replace")
+        return read_file(path, cap).decode("utf-8", "replace")
     except (OSError, BadInput):
+        return None
+
+
+def text_under(root: str, path: str, cap: int = FILE_CAP) -> str | None:
+    """`cat` of `path` as the host sees it ("/proc/swaps"), resolved below `root`; None also when
+    it leads outside `root` or loops."""
+    try:
+        return cat(resolve_under(root, path), cap)
+    except BadInput:
         return None
 
 
