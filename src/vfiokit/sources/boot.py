@@ -25,7 +25,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from vfiokit.edits.writer import read_text, resolve
+from vfiokit import rootfs
 from vfiokit.errors import BadInput, Refused
 from vfiokit.model import HostInfo
 
@@ -78,9 +78,10 @@ class BootSetup:
 
 
 def _text(path: str, root: str) -> str | None:
-    """A file's text, a symlink's absolute target taken below `root`."""
+    """A file's text exactly, every link on its way resolved below `root` (`rootfs`): a FIFO,
+    a device or a link that leads outside `root` is bad input, never a hang."""
     try:
-        return read_text(resolve(path, root))
+        return rootfs.read_text(rootfs.resolve_under(root, rootfs.host_path(root, path)))
     except IsADirectoryError:
         raise BadInput(f"{path}: is a folder, expected a file") from None
     except OSError as e:
