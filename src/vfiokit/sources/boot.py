@@ -90,11 +90,10 @@ def _text(path: str, root: str) -> str | None:
 
 def _loader_info(root: str) -> str | None:
     """systemd-boot's `LoaderInfo` EFI variable ("systemd-boot 252.30-1~deb12u2"), if set."""
-    path = os.path.join(root, "sys/firmware/efi/efivars", f"LoaderInfo-{LOADER_GUID}")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        path = rootfs.resolve_under(root, f"/sys/firmware/efi/efivars/LoaderInfo-{LOADER_GUID}")
+        data = rootfs.read_file(path, rootfs.ATTR_CAP)
+    except (OSError, BadInput):
         return None
     # efivarfs: 4 bytes of attributes, then the UTF-16LE string with its NUL.
     return data[4:].decode("utf-16-le", errors="replace").rstrip("\0") or None
