@@ -127,26 +127,19 @@ def _grub_plan(root: Path) -> Plan:
     return Plan((FileChange(str(path), OLD, NEW),), (), (), str(root), "boot")
 
 
-def test_the_writer_refuses_a_relative_link_that_climbs_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("link", "target"), [("etc/default/grub", "../../../outside/grub"),
+                                                ("etc/default", "../../outside")],
+                         ids=["the file", "a folder on its way"])
+def test_the_writer_refuses_a_relative_link_that_climbs_out(tmp_path: Path, link: str, target: str) -> None:
     outside = write(tmp_path, "outside/grub", OLD)
     root = tmp_path / "root"
-    (root / "etc/default").mkdir(parents=True)
-    (root / "etc/default/grub").symlink_to("../../../outside/grub")
+    (root / link).parent.mkdir(parents=True)
+    (root / link).symlink_to(target)
     with pytest.raises(VfiokitError) as e:
         writer.apply(_grub_plan(root))
     assert e.value.code == ExitCode.REFUSED
-    assert str(e.value).startswith("/etc/default/grub: leads outside")
+    assert str(e.value).startswith("/etc/default/grub: leads outside") and "\n" not in str(e.value)
     assert outside.read_text() == OLD and not (root / writer.BACKUP_DIR / writer.JOURNAL).exists()
-
-
-def test_the_writer_refuses_a_linked_folder_that_climbs_out(tmp_path: Path) -> None:
-    outside = write(tmp_path, "outside/grub", OLD)
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc/default").symlink_to("../../outside")
-    with pytest.raises(VfiokitError) as e:
-        writer.apply(_grub_plan(root))
-    assert e.value.code == ExitCode.REFUSED and outside.read_text() == OLD
 
 
 def test_the_writer_takes_an_absolute_linked_folder_below_the_root(tmp_path: Path) -> None:
