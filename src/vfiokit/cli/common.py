@@ -39,18 +39,10 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
                 listing_file: str | None = None) -> Topology:
-    if listing_file is not None:
-        from vfiokit.sources import listing
+    """The topology the chosen option names, through the one source registry (`sources.spec`)."""
+    from vfiokit.sources import spec
 
-        return listing.load(listing_file)
-    if snapshot_file is not None:
-        from vfiokit.sources import snapshot
-
-        return snapshot.load(snapshot_file)
-    if sample is not None:
-        from vfiokit.sources import samples
-
-        return samples.load(sample)
-    from vfiokit.sources import sysfs
-
-    return sysfs.read_topology(root or "/")
+    for kind, value in (("listing", listing_file), ("snapshot", snapshot_file), ("sample", sample)):
+        if value is not None:
+            return spec.load_kind(kind, value)
+    return spec.load_kind("root", root or "/")

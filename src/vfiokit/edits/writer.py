@@ -6,7 +6,8 @@ such as "reboot needed"), shown as a unified diff, and only then applied. `apply
 1. takes an exclusive `fcntl.flock` on `<root>/var/backups/vfiokit/.lock`, so two vfiokit runs
    never interleave, and re-reads each file: if it changed since the plan was made, it stops
    (exit CONFLICT) instead of overwriting someone else's edit;
-2. resolves symlinks (with `root` standing for `/`) and writes the real file, not the link;
+2. resolves every path component (with `root` standing for `/`, `rootfs.resolve_under`),
+   refuses a path that leads outside `root`, and writes the real file, not the link;
 3. writes a temporary file in the same folder (so the rename cannot cross file systems), named
    `.<name>.<random>.vfiokit-tmp`: a leftover after a crash is a dot file with a suffix that no
    `*.cfg` / `*.conf` glob (GRUB's `grub.d`, `modprobe.d`) ever picks up;
@@ -43,7 +44,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from vfiokit.errors import BadInput, Conflict, ExitCode, VfiokitError
+from vfiokit import rootfs
+from vfiokit.errors import BadInput, Conflict, ExitCode, Refused, VfiokitError
 from vfiokit.formats.diff import unified_diff
 
 BACKUP_DIR = "var/backups/vfiokit"
@@ -139,19 +141,15 @@ def _fail(path: str, what: str, e: OSError) -> VfiokitError:
 
 
 def resolve(path: str, root: str | None) -> str:
-    """Follow symlinks of `path` itself, an absolute target taken below `root` (like the kernel
-    would see it from inside that root); the real file is what gets replaced, the link stays."""
-    seen = 0
-    while os.path.islink(path):
-        seen += 1
-        if seen > 40:
-            raise VfiokitError(f"{path}: too many levels of symbolic links", ExitCode.WRITE_FAILED)
-        target = os.readlink(path)
-        if os.path.isabs(target):
-            path = os.path.normpath((root.rstrip("/") if root else "") + target)
-        else:
-            path = os.path.normpath(os.path.join(os.path.dirname(path), target))
-    return path
+    """The real file behind `path` (below `root`, which stands for `/`): every component is
+    resolved with `rootfs.resolve_under`, so the real file is what gets replaced and the link
+    stays. A path, or a link on the way, that leads outside `root` is refused (exit REFUSED),
+    named as the host sees it."""
+    base = os.path.abspath(root) if root else "/"
+    try:
+        return rootfs.resolve_under(base, rootfs.host_path(base, path))
+    except rootfs.OutsideRoot as e:
+        raise Refused(f"{e}; nothing written") from None
 
 
 def shown_path(path: str, root: str | None) -> str:
@@ -166,12 +164,8 @@ def shown_path(path: str, root: str | None) -> str:
 
 def read_if_present(path: str) -> str | None:
     """A file's text exactly (bytes that are not UTF-8 survive a read and write unchanged);
-    None when it does not exist."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    None when it does not exist. Only a regular file is read (`rootfs.read_file`)."""
+    return rootfs.read_text(path, follow=True)
 
 
 def _fsync_dir(folder: str) -> None:

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 
+from vfiokit import rootfs
 from vfiokit.errors import BadInput, Refused
 from vfiokit.formats.boot_setup import BootSetup
 
@@ -37,19 +38,10 @@ PBT_UUIDS = "etc/kernel/proxmox-boot-uuids"
 
 
 def _text(path: str, root: str) -> str | None:
-    """A file's text exactly (None when missing), a symlink's absolute target taken below `root`
-    (a source never imports `edits`, so it does not borrow the writer's resolve)."""
+    """A file's text exactly, every link on its way resolved below `root` (`rootfs`): a FIFO,
+    a device or a link that leads outside `root` is bad input, never a hang."""
     try:
-        for _ in range(40):
-            if not os.path.islink(path):
-                break
-            target = os.readlink(path)
-            base = root.rstrip("/") if os.path.isabs(target) else os.path.dirname(path)
-            path = os.path.normpath(base + target if os.path.isabs(target) else os.path.join(base, target))
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+        return rootfs.read_text(rootfs.resolve_under(root, rootfs.host_path(root, path)))
     except IsADirectoryError:
         raise BadInput(f"{path}: is a folder, expected a file") from None
     except OSError as e:
@@ -58,11 +50,10 @@ def _text(path: str, root: str) -> str | None:
 
 def _loader_info(root: str) -> str | None:
     """systemd-boot's `LoaderInfo` EFI variable ("systemd-boot 252.30-1~deb12u2"), if set."""
-    path = os.path.join(root, "sys/firmware/efi/efivars", f"LoaderInfo-{LOADER_GUID}")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        path = rootfs.resolve_under(root, f"/sys/firmware/efi/efivars/LoaderInfo-{LOADER_GUID}")
+        data = rootfs.read_file(path, rootfs.ATTR_CAP)
+    except (OSError, BadInput):
         return None
     # efivarfs: 4 bytes of attributes, then the UTF-16LE string with its NUL.
     return data[4:].decode("utf-16-le", errors="replace").rstrip("\0") or None

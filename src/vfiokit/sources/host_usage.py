@@ -53,6 +53,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from vfiokit import rootfs
 from vfiokit.errors import BadInput
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_mapping
@@ -123,14 +124,6 @@ def check_layout(facts: Any, where: str) -> None:
 
 # -- reading below root ------------------------------------------------------------------------
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _listdir(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
@@ -140,8 +133,7 @@ def _listdir(path: str) -> list[str]:
 
 def _attr(folder: str, name: str) -> str | None:
     """A sysfs attribute's text, stripped; None when missing or empty."""
-    text = _read(os.path.join(folder, name))
-    return text.strip() if text else None
+    return rootfs.read_attr(os.path.join(folder, name)) or None
 
 
 def _class_devices(root: str, cls: str, prefix: str) -> Iterator[tuple[str, str]]:
@@ -153,39 +145,13 @@ def _class_devices(root: str, cls: str, prefix: str) -> Iterator[tuple[str, str]
 
 
 def resolve(root: str, path: str) -> str | None:
-    """Follow `path` (as seen on the host) symlink by symlink with `root` standing for `/`.
-
-    Returns the real path below `root`, or None when a component is missing. An absolute link
-    target restarts at `root`, so a copied tree resolves the same anywhere.
-    """
-    parts = [p for p in path.split("/") if p]
-    cur = root
-    hops = 0
-    while parts:
-        p = parts.pop(0)
-        if p == ".":
-            continue
-        if p == "..":
-            if cur != root:
-                cur = os.path.dirname(cur)
-            continue
-        nxt = os.path.join(cur, p)
-        if os.path.islink(nxt):
-            hops += 1
-            if hops > 40:  # a loop; the kernel gives up at 40 too (MAXSYMLINKS)
-                return None
-            try:
-                target = os.readlink(nxt)
-            except OSError:  # vanished or unreadable meanwhile
-                return None
-            if target.startswith("/"):
-                cur = root
-            parts = [q for q in target.split("/") if q] + parts
-            continue
-        if not os.path.lexists(nxt):
-            return None
-        cur = nxt
-    return cur
+    """The real path below `root` of `path` as the host sees it (`rootfs.resolve_under`); None
+    when it does not exist, leads outside `root` or loops."""
+    try:
+        real = rootfs.resolve_under(root, path)
+    except BadInput:
+        return None
+    return real if os.path.lexists(real) else None
 
 
 def _pci_chain(root: str, real: str) -> tuple[list[str], str | None]:
@@ -240,7 +206,7 @@ def _block_name(root: str, source: str, majmin: str | None) -> str | None:
 def _mounts(root: str) -> list[tuple[str, str, str, str | None]]:
     """(mount point, source, fstype, major:minor or None), from mountinfo when there, else mounts."""
     out = []
-    info = _read(os.path.join(root, "proc/self/mountinfo"))
+    info = rootfs.text_under(root, "/proc/self/mountinfo")
     if info is not None:
         # proc(5): ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
         for line in info.splitlines():
@@ -249,7 +215,7 @@ def _mounts(root: str) -> list[tuple[str, str, str, str | None]]:
             if sep and len(f) >= 5 and len(r) >= 2:
                 out.append((_unescape(f[4]), _unescape(r[1]), r[0], f[2]))
         return out
-    for line in (_read(os.path.join(root, "proc/self/mounts")) or "").splitlines():
+    for line in (rootfs.text_under(root, "/proc/self/mounts") or "").splitlines():
         f = line.split()
         if len(f) >= 3:
             out.append((_unescape(f[1]), _unescape(f[0]), f[2], None))
@@ -326,7 +292,7 @@ def _storage(root: str, zpool_status: ZpoolStatus | None, notes: list[str]) -> t
         by_point[point] = (source, fstype, chains)
         add(point, _role(point), source, fstype, chains)
 
-    swaps = (_read(os.path.join(root, "proc/swaps")) or "").splitlines()[1:]
+    swaps = (rootfs.text_under(root, "/proc/swaps") or "").splitlines()[1:]
     for line in swaps:
         f = line.split()
         if len(f) < 2:
@@ -357,12 +323,12 @@ def _live_zpool(root: str) -> ZpoolStatus:
 def _default_route_ifaces(root: str) -> list[tuple[str, str]]:
     """(family, interface) of every default route, from /proc/net/route and /proc/net/ipv6_route."""
     out = []
-    for line in (_read(os.path.join(root, "proc/net/route")) or "").splitlines()[1:]:
+    for line in (rootfs.text_under(root, "/proc/net/route") or "").splitlines()[1:]:
         f = line.split()
         # Iface Destination Gateway Flags RefCnt Use Metric Mask ... (net/ipv4/fib_trie.c)
         if len(f) >= 8 and f[1] == "00000000" and f[7] == "00000000" and ("ipv4", f[0]) not in out:
             out.append(("ipv4", f[0]))
-    for line in (_read(os.path.join(root, "proc/net/ipv6_route")) or "").splitlines():
+    for line in (rootfs.text_under(root, "/proc/net/ipv6_route") or "").splitlines():
         f = line.split()
         # dest plen src splen nexthop metric refcnt use flags iface (net/ipv6/route.c);
         # the kernel keeps unreachable defaults on lo: not a way out.
@@ -375,11 +341,11 @@ def _lower_ifaces(root: str, iface: str) -> list[str]:
     """Interfaces under `iface`: bridge ports, bond slaves, a VLAN's (or macvlan's) parent."""
     base = os.path.join(root, "sys/class/net", iface)
     lowers = _listdir(os.path.join(base, "brif"))  # net/bridge/br_sysfs_if.c
-    lowers += (_read(os.path.join(base, "bonding/slaves")) or "").split()  # bonding_sysfs.c
+    lowers += (rootfs.cat(os.path.join(base, "bonding/slaves")) or "").split()  # bonding_sysfs.c
     lowers += [n[len("lower_"):] for n in _listdir(base) if n.startswith("lower_")]  # netdev_adjacent
     if not lowers:
         # Older kernels without lower_* links: /proc/net/vlan/config "name | VID | parent".
-        for line in (_read(os.path.join(root, "proc/net/vlan/config")) or "").splitlines()[2:]:
+        for line in (rootfs.text_under(root, "/proc/net/vlan/config") or "").splitlines()[2:]:
             f = [x.strip() for x in line.split("|")]
             if len(f) == 3 and f[0] == iface:
                 lowers.append(f[2])
@@ -432,7 +398,7 @@ def _input(root: str) -> list[dict[str, Any]]:
     out = []
     for dev, real in _class_devices(root, "input", "input"):
         try:
-            ev = int((_read(os.path.join(real, "capabilities/ev")) or "0").split()[-1], 16)
+            ev = int((rootfs.cat(os.path.join(real, "capabilities/ev")) or "0").split()[-1], 16)
         except (ValueError, IndexError):
             ev = 0
         children = _listdir(real)
@@ -463,7 +429,7 @@ def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
     for name in _listdir(confdir):
         if not name.endswith(".conf"):
             continue
-        conf = pc.parse_config(_read(os.path.join(confdir, name)) or "", name, strict=False)
+        conf = pc.parse_config(rootfs.cat(os.path.join(confdir, name)) or "", name, strict=False)
         # [PENDING] is applied at next start; snapshots ([name]) and [special:cloudinit] are not
         # the VM's current configuration.
         pending = conf.section(pc.PENDING)
@@ -472,7 +438,8 @@ def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
                 if _HOSTPCI_KEY_RE.match(key) and value:
                     vms.append({"vmid": name[:-5], "key": key, "value": value, "pending": is_pending})
     mappings = []
-    for mapping_id, entries in pve_mapping.parse_mapping_cfg(_read(mapfile) or "", strict=False).items():
+    mapping_text = rootfs.text_under(root, "/etc/pve/mapping/pci.cfg") or ""
+    for mapping_id, entries in pve_mapping.parse_mapping_cfg(mapping_text, strict=False).items():
         for props in map(pve_mapping.parse_map_entry, entries):
             if "path" in props:
                 mappings.append({"id": mapping_id, "node": props.get("node"), "path": props["path"]})
@@ -486,8 +453,7 @@ def gather(root: str | os.PathLike[str] = "/", zpool_status: ZpoolStatus | None 
     root = os.path.abspath(root)
     notes: list[str] = []
     storage, zfs = _storage(root, zpool_status, notes)
-    node = (_read(os.path.join(root, "proc/sys/kernel/hostname"))
-            or _read(os.path.join(root, "etc/hostname")) or "").strip().split(".")[0] or None
+    node = (rootfs.read_hostname(root) or "").split(".")[0] or None
     facts: dict[str, Any] = {
         "version": VERSION,
         "storage": storage,

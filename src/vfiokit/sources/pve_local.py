@@ -15,17 +15,19 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfiokit import rootfs
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_mapping
 
 
-def read_pve_file(path: Path) -> str:
+def read_pve_file(path: Path, root: str = "/") -> str:
+    """The text of `path` (below `root`, every link resolved there by `rootfs`) exactly as on
+    disk (a CR kept), so its SHA1 is the digest qemu-server compares and the diff shows the real
+    bytes."""
     try:
-        # newline="": the text exactly as on disk (a CR kept), so its SHA1 is the digest qemu-server
-        # compares and the diff shows the real bytes
-        with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
+        real = rootfs.resolve_under(root, rootfs.host_path(root, str(path)))
+        return rootfs.read_file(real).decode("utf-8")
     except PermissionError:
         raise VfiokitError(f"{path}: permission denied (run as root on the Proxmox node)",
                            ExitCode.PERMISSION) from None
@@ -49,7 +51,7 @@ class LocalPve:
         return Path(self.root) / "etc/pve"
 
     def nodename(self) -> str:
-        text = read_pve_file(Path(self.root) / "etc/hostname").strip()
+        text = read_pve_file(Path(self.root) / "etc/hostname", self.root).strip()
         return text.split(".")[0]
 
     def config_path(self, vmid: str) -> Path:
@@ -63,19 +65,19 @@ class LocalPve:
                                    "node", ExitCode.NOT_FOUND,
                                    hint="use --host to reach a Proxmox node through its API")
             raise DeviceNotFound(f"VM {vmid}: no {path} on this node")
-        return pc.parse_config(read_pve_file(path), str(path))
+        return pc.parse_config(read_pve_file(path, self.root), str(path))
 
     def configs(self) -> dict[str, pc.VmConfig]:
         folder = self._pve / "qemu-server"
         out = {}
         for p in sorted(folder.glob("*.conf")) if folder.is_dir() else []:
             if re.fullmatch(r"\d+\.conf", p.name):
-                out[p.stem] = pc.parse_config(read_pve_file(p), str(p))
+                out[p.stem] = pc.parse_config(read_pve_file(p, self.root), str(p))
         return out
 
     def mappings(self) -> dict[str, list[str]]:
         path = self._pve / "mapping/pci.cfg"
-        return pve_mapping.parse_mapping_cfg(read_pve_file(path), str(path)) if path.is_file() else {}
+        return pve_mapping.parse_mapping_cfg(read_pve_file(path, self.root), str(path)) if path.is_file() else {}
 
     def mapping_paths(self) -> dict[str, list[str]]:
         return pve_mapping.paths_on_node(self.mappings(), self.nodename())

@@ -7,45 +7,45 @@ else a pasted listing.
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 
 from vfiokit.errors import BadInput
 from vfiokit.model import Topology
 
-KINDS = ("live", "root", "snapshot", "sample", "listing")
+#: The registry: each kind of source and the loader (module, function) that reads it. Modules are
+#: imported on first use, so a command that reads a snapshot does not load the sysfs reader.
+LOADERS: dict[str, tuple[str, str]] = {
+    "root": ("vfiokit.sources.sysfs", "read_topology"),
+    "snapshot": ("vfiokit.sources.snapshot", "load"),
+    "sample": ("vfiokit.sources.samples", "load"),
+    "listing": ("vfiokit.sources.listing", "load"),
+}
+KINDS = ("live", *LOADERS)
 #: The specs that read standard input (which can be read once).
 STDIN = ("-", "listing:-")
+
+
+def load_kind(kind: str, arg: str) -> Topology:
+    """The topology of source `kind` (a key of `LOADERS`) read from `arg`: the one dispatcher
+    behind both `compare`'s specs and the --root/--snapshot/--sample/--listing options."""
+    module, function = LOADERS[kind]
+    loader: Callable[[str], Topology] = getattr(importlib.import_module(module), function)
+    return loader(arg)
 
 
 def load(spec: str) -> Topology:
     """The topology `spec` names; BadInput (naming the spec) when it names nothing readable."""
     kind, sep, rest = spec.partition(":")
     if spec == "live":
-        from vfiokit.sources import sysfs
-
-        return sysfs.read_topology("/")
-    if sep and kind in KINDS and kind != "live":
+        return load_kind("root", "/")
+    if sep and kind in LOADERS:
         if not rest:
             raise BadInput(f"'{spec}': nothing after '{kind}:'")
-        if kind == "root":
-            from vfiokit.sources import sysfs
-
-            return sysfs.read_topology(rest)
-        if kind == "snapshot":
-            from vfiokit.sources import snapshot
-
-            return snapshot.load(rest)
-        if kind == "sample":
-            from vfiokit.sources import samples
-
-            return samples.load(rest)
-        from vfiokit.sources import listing
-
-        return listing.load(rest)
+        return load_kind(kind, rest)
     if spec == "-":
-        from vfiokit.sources import listing
-
-        return listing.load("-")
+        return load_kind("listing", "-")
     if not os.path.isfile(spec):
         raise BadInput(f"'{spec}' is not a file, nor live, root:DIR, snapshot:FILE, sample:NAME or "
                        f"listing:FILE")
@@ -58,10 +58,4 @@ def _load_file(path: str) -> Topology:
             head = f.read(4096)
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
-    if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{":
-        from vfiokit.sources import snapshot
-
-        return snapshot.load(path)
-    from vfiokit.sources import listing
-
-    return listing.load(path)
+    return load_kind("snapshot" if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{" else "listing", path)

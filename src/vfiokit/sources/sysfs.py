@@ -19,51 +19,23 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from vfiokit import __version__
+from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
 from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import host_usage
 
 
-def _read(path: str) -> str | None:
-    """Text of a small file, stripped; None when it does not exist or cannot be read."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 65536).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _inside(root: str, link_dir: str, target: str) -> str:
-    """Resolve a symlink target as the kernel would, but with `root` standing for `/`."""
-    if os.path.isabs(target):
-        return os.path.normpath(root + target)
-    return os.path.normpath(os.path.join(link_dir, target))
-
-
 def _read_config(path: str, notes: list[str], addr: str) -> bytes | None:
-    # os.open/os.read rather than open(): a third of the cost, and this runs once per function.
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return rootfs.read_file(path, 4096)
     except PermissionError:
         notes.append(f"{addr}: config space not readable (permission denied)")
-        return None
     except OSError as e:
         notes.append(f"{addr}: config space not readable ({e.strerror})")
-        return None
-    try:
-        return os.read(fd, 4096)
-    except OSError as e:
-        notes.append(f"{addr}: config space not readable ({e.strerror})")
-        return None
-    finally:
-        os.close(fd)
+    except BadInput as e:
+        notes.append(f"{addr}: config space not read ({e})")
+    return None
 
 
 def _device_entry(devdir: str, relpath: str, addr: str, entries: set[str], notes: list[str]) -> dict:
@@ -76,7 +48,7 @@ def _device_entry(devdir: str, relpath: str, addr: str, entries: set[str], notes
     attrs = {}
     for name in wanted:
         if name in entries:
-            value = _read(f"{devdir}/{name}")
+            value = rootfs.read_attr(f"{devdir}/{name}")
             if value is not None:
                 attrs[name] = value
     if wanted is not cap.ATTRS:
@@ -97,22 +69,37 @@ def _is_address(name: str) -> bool:
     return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
 
 
-def _walk(sysdevices: str, notes: list[str]) -> dict[str, dict]:
+def _walk(root: str, sysdevices: str, notes: list[str]) -> dict[str, dict]:
     """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
-    the functions behind it, so the walk learns each path without a readlink per device."""
+    the functions behind it, so the walk learns each path without a readlink per device.
+
+    A folder is visited once (by device and inode): a tree whose address-named links point back
+    up (`0000:7e:00.0 -> ..`) would otherwise grow without end. A linked folder is followed below
+    `root` only (`rootfs.resolve_under`), never into the live host."""
     try:
         roots = sorted(e for e in os.listdir(sysdevices) if e.startswith("pci"))
     except OSError:
         return {}
     devices: dict[str, dict] = {}
+    seen: set[tuple[int, int]] = set()
     stack = [(f"{sysdevices}/{r}", r) for r in reversed(roots)]
     while stack:
         folder, rel = stack.pop()
         try:
+            if os.path.islink(folder):
+                folder = rootfs.resolve_under(root, rootfs.host_path(root, folder))
+            st = os.stat(folder)
             entries = set(os.listdir(folder))
+        except BadInput as e:
+            notes.append(f"{e}; left out")
+            continue
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
+        if (st.st_dev, st.st_ino) in seen:
+            notes.append(f"{sysdevices}/{rel}: a link to a folder already read; left out")
+            continue
+        seen.add((st.st_dev, st.st_ino))
         name = rel.rpartition("/")[2]
         if _is_address(name):
             devices[name] = _device_entry(folder, rel, name, entries, notes)
@@ -137,7 +124,7 @@ def _read_groups(root: str) -> dict[str, list[str]] | None:
 
 
 def _cpu(root: str) -> tuple[str | None, list[str] | None]:
-    text = _read(os.path.join(root, "proc/cpuinfo"))
+    text = rootfs.attr_under(root, "/proc/cpuinfo", cap=rootfs.FILE_CAP)
     if text is None:
         return None, None
     vendor = flags = None
@@ -167,14 +154,10 @@ _LOG_TAIL_BYTES = 4 << 20
 _LIVE_LOGS = (("dmesg",), ("journalctl", "-k", "-b", "-o", "cat", "--no-pager", "-q"))
 
 
-def _tail(path: str) -> str | None:
+def _tail(root: str, path: str) -> str | None:
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - _LOG_TAIL_BYTES))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
+        return rootfs.read_tail(rootfs.resolve_under(root, path), _LOG_TAIL_BYTES).decode("utf-8", "replace")
+    except (OSError, BadInput):
         return None
 
 
@@ -197,7 +180,7 @@ def _kernel_log(root: str) -> list[str] | None:
     for name in ("var/log/dmesg", "var/log/kern.log"):
         if text is not None:
             break
-        text = _tail(os.path.join(root, name))
+        text = _tail(root, name)
         if text is not None:
             # A kern.log holds several boots; keep the last one (it starts with "Linux version").
             last = text.rfind("Linux version")
@@ -213,13 +196,12 @@ def _host(root: str) -> dict[str, Any]:
         units = sorted(os.listdir(os.path.join(root, "sys/class/iommu")))
     except OSError:
         units = None
-    dmi = os.path.join(root, "sys/devices/virtual/dmi/id")
-    board = " ".join(filter(None, (_read(os.path.join(dmi, k)) for k in ("board_vendor", "board_name"))))
-    hostname = _read(os.path.join(root, "proc/sys/kernel/hostname")) or _read(
-        os.path.join(root, "etc/hostname"))
+    dmi = "/sys/devices/virtual/dmi/id"
+    board = " ".join(filter(None, (rootfs.attr_under(root, f"{dmi}/{k}") for k in ("board_vendor", "board_name"))))
+    hostname = rootfs.read_hostname(root)
     return {
-        "kernel_release": _read(os.path.join(root, "proc/sys/kernel/osrelease")),
-        "cmdline": _read(os.path.join(root, "proc/cmdline")),
+        "kernel_release": rootfs.attr_under(root, "/proc/sys/kernel/osrelease"),
+        "cmdline": rootfs.attr_under(root, "/proc/cmdline"),
         "cpu_vendor": vendor,
         "cpu_flags": flags,
         "iommu_units": units,
@@ -249,15 +231,15 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     except OSError as e:
         raise BadInput(f"{buspci}: cannot list ({e.strerror})") from None
     notes: list[str] = []
-    devices = _walk(sysdevices, notes)
+    devices = _walk(root, sysdevices, notes)
     # /sys/bus/pci/devices links every function into the tree walked above; a name there that the
     # walk did not meet is a dangling link or points elsewhere.
     for name in names:
         if name not in devices:
             link = os.path.join(buspci, name)
             try:
-                target = _inside(root, buspci, os.readlink(link))
-            except OSError:
+                target = rootfs.resolve_under(root, f"/sys/bus/pci/devices/{name}")
+            except BadInput:
                 target = link
             why = "which does not exist" if not os.path.isdir(target) else f"outside {sysdevices}"
             notes.append(f"{name}: {link} points to {target}, {why}; device left out")
