@@ -16,9 +16,10 @@ import click
 
 from vfiokit.analyses import passthrough
 from vfiokit.analyses.vm_attach import AttachRequest, Plan, plan_attach, plan_detach
+from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.edits import pve_config as pc
-from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
+from vfiokit.errors import BadInput, Refused
 from vfiokit.model import PciAddress, Topology
 from vfiokit.sources.proxmox_api import TOKEN_ENV, TOKEN_ID_ENV
 
@@ -163,12 +164,8 @@ def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: boo
 def _write(plan: Plan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
            when_pending: str) -> None:
     """After the plan was shown: stop (dry run), ask unless --yes, apply with the digest, say so."""
-    if dry_run:
-        note("dry run: nothing written")
+    if not confirm_and_apply(dry_run, yes, f"{question}?", lambda: target.apply(plan, digest)):
         return
-    if not yes and not click.confirm(f"{question}?", default=False, err=True):
-        raise VfiokitError("nothing changed", ExitCode.ABORTED)
-    target.apply(plan, digest)
     click.echo(f"vfiokit: VM {plan.vmid}: {done}" + (f" (pending: {when_pending})" if plan.pending else ""),
                err=True)
 

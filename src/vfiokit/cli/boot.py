@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
+from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, VfiokitError
 
 ACS_WARNING = (
     "pcie_acs_override tells the kernel to believe PCIe ports isolate devices when the hardware "
@@ -55,11 +56,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
         click.echo(f"then run: {' '.join(argv)}")
     for n in plan.notes:
         note(n)
-    if dry_run:
-        click.echo("vfiokit: dry run: nothing written", err=True)
+    if not go_ahead(dry_run, yes, "Apply this change?"):
         return
-    if not yes and not click.confirm("Apply this change?", default=False, err=True):
-        raise VfiokitError("nothing changed (answered no)", ExitCode.ABORTED)
     done = writer.apply(plan)
     ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
     kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
