@@ -10,7 +10,7 @@ update_vm_api: "checksum mismatch (file change by other user?)"), reported as CO
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vfiokit.analyses.vm_attach import Plan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
@@ -44,3 +44,12 @@ def apply_remote(api: PveApi, node: str, plan: Plan, digest: str) -> None:
     change = {"delete": plan.key} if plan.value is None else {plan.key: plan.value}
     # PUT is synchronous (POST would return a task): the answer says whether it was written.
     api.call("PUT", f"/nodes/{node}/qemu/{plan.vmid}/config", digest=digest, **change)
+
+
+def apply_mapping(api: PveApi, name: str, params: dict[str, Any], digest: str | None, new: bool) -> None:
+    """Create (POST) or update (PUT, carrying the `digest` read, so a change meanwhile is refused)
+    cluster PCI mapping `name`; `params` hold `map` and maybe `description`."""
+    if new:
+        api.call("POST", "/cluster/mapping/pci", id=name, **params)
+    else:
+        api.call("PUT", f"/cluster/mapping/pci/{name}", digest=digest, **params)
