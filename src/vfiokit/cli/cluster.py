@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfiokit.analyses import passthrough
-from vfiokit.cli.attach import parse_device, remote_options
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
+from vfiokit.cli.remote import parse_device, remote_options
 from vfiokit.errors import BadInput, ExitCode, VfiokitError
 from vfiokit.model import Device, Topology
 
