@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfiokit.analyses import passthrough
+from vfiokit.analyses.attach_gate import token_refusal
 from vfiokit.analyses.vm_attach import AttachRequest, Plan, plan_attach, plan_detach
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
 from vfiokit.edits import pve_config as pc
 from vfiokit.errors import BadInput, Refused
-from vfiokit.model import PciAddress, Topology
+from vfiokit.model import Topology
+from vfiokit.render import attach as render_attach
 
 if TYPE_CHECKING:
     from vfiokit.sources.proxmox_api import PveApi
@@ -89,29 +90,18 @@ def show_plan(plan: Plan) -> None:
 
 
 def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
-    """Judge what the passthrough takes from the host (`vfiokit check`), and refuse what is not accepted.
+    """The `check` verdict gate (analyses/attach_gate.py): say it, then refuse or go on."""
+    from vfiokit.analyses.attach_gate import gate
+    from vfiokit.render.attach import gate_accepted, gate_notes, gate_refusal
 
-    Unsafe (the host cannot live without a member) refuses unless --force, after saying what breaks;
-    costly (other devices leave the host) needs --accept-siblings, after listing them.
-    """
-    verdict = passthrough.judge(top, [PciAddress.parse(f) for f in functions])
-    serious = [r.text for r in verdict.reasons if r.level >= passthrough.Level.COSTLY]
-    for n in verdict.notes:
+    g = gate(top, functions, force, accept_siblings)
+    for n in gate_notes(g):
         note(n)
-    level = passthrough.Level
-    rules = {  # level: (what each reason means, the word, whether accepted, the override, how)
-        level.UNSAFE: ("breaks", "unsafe", force, "--force overrides, once you know what breaks", "forced"),
-        level.COSTLY: ("leaves the host", "costly", accept_siblings,
-                       "--accept-siblings accepts that they leave the host with it", "accepted"),
-    }
-    if verdict.level not in rules:
-        return
-    meaning, word, accepted, hint, how = rules[verdict.level]
-    for r in serious:
-        note(f"{meaning}: {r}")
-    if not accepted:
-        raise Refused(f"{word}: {passthrough.headline(verdict)}", hint=hint)
-    note(f"{word}, {how}: {passthrough.headline(verdict)}")
+    if g.refused:
+        message, hint = gate_refusal(g)
+        raise Refused(message, hint=hint)
+    if g.code is not None:
+        note(gate_accepted(g))
 
 
 def _write(plan: Plan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
@@ -193,16 +183,11 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
             _gate(top, plan.functions, force, accept_siblings)
-    if target.remote and addr is not None:
-        # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
-        # id; an API token needs a mapping and Mapping.Use on it.
-        refusal = Refused("an API token cannot give a raw PCI device to a VM (Proxmox: \"only root can set "
-                      f"'{plan.key}' config for non-mapped devices\")",
-                      hint=f"map it first: 'vfiokit cluster map NAME {device}@NODE', then "
-                           f"'vfiokit attach {vmid} --mapping NAME', or run vfiokit on the node")
+    if token_refusal(target.remote, addr is not None):
+        message, hint = render_attach.token_refusal(plan.key, vmid, device or "")
         if not dry_run:
-            raise refusal
-        note(f"the write would be refused: {refusal}")
+            raise Refused(message, hint=hint)
+        note(f"the write would be refused: {message}")
     _write(plan, target, digest, dry_run, yes, f"Write {plan.key} to VM {vmid}",
            f"{plan.key} set", "applies at the next start")
 
