@@ -143,25 +143,18 @@ def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
 
 
 def predicted_groups(root: str, modes: str) -> list[str] | None:
-    """Before/after group summary from `vfiokit.analyses.grouping`, or None when the tree below
-    `root` has no PCI devices or no IOMMU groups."""
-    from vfiokit.analyses.grouping import parse_override, predict_groups
+    """Before/after group summary of the tree below `root`, or None when it has no PCI devices or
+    no IOMMU groups."""
+    from vfiokit.analyses.override_effect import override_effect
+    from vfiokit.render.boot_status import override_effect_lines
     from vfiokit.sources import sysfs
 
     try:
         top = sysfs.read_topology(root)
     except VfiokitError:
         return None
-    if top.groups is None:
-        return None
-    after = predict_groups(top, parse_override(modes))
-
-    def shared(groups: Sequence[Any]) -> int:
-        return sum(1 for g in groups if len(g.members) > 1)
-
-    return [f"today:  {len(top.groups)} IOMMU groups, {shared(top.groups)} shared by several devices",
-            f"with pcie_acs_override={modes}: {len(after)} groups, {shared(after)} shared "
-            "(vfiokit simulate shows which devices move)"]
+    effect = override_effect(top, modes)
+    return None if effect is None else override_effect_lines(effect)
 
 
 @boot.command("acs-override")

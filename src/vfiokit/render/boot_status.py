@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vfiokit.analyses.boot_state import BootState
+    from vfiokit.analyses.override_effect import OverrideEffect
     from vfiokit.edits.bootline import Configured
     from vfiokit.sources.boot import BootSetup
 
@@ -62,3 +63,10 @@ def boot_status_lines(setup: BootSetup, conf: Configured, state: BootState, deci
         lines.append("              (what the next boot drops is unknown: part of the configuration "
                      "is built by shell code)")
     return lines
+
+
+def override_effect_lines(e: OverrideEffect) -> list[str]:
+    """`boot acs-override`'s before/after note."""
+    return [f"today:  {e.groups_now} IOMMU groups, {e.shared_now} shared by several devices",
+            f"with pcie_acs_override={e.modes}: {e.groups_then} groups, {e.shared_then} shared "
+            "(vfiokit simulate shows which devices move)"]
