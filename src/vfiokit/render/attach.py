@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vfiokit.analyses.attach_gate import COSTLY, UNSAFE, Gate
 from vfiokit.analyses.passthrough import headline
+from vfiokit.render.reasons import reason_text
 
 #: code: (what each serious reason means, the override hint, how the override reads once given)
 _GATE_WORDS = {
@@ -17,7 +18,7 @@ def gate_notes(g: Gate) -> list[str]:
     if g.code is None:
         return list(g.verdict.notes)
     meaning = _GATE_WORDS[g.code][0]
-    return [*g.verdict.notes, *(f"{meaning}: {r.text}" for r in g.serious)]
+    return [*g.verdict.notes, *(f"{meaning}: {reason_text(r)}" for r in g.serious)]
 
 
 def gate_refusal(g: Gate) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
+from vfiokit.render.reasons import reason_text
 
 if TYPE_CHECKING:
     from vfiokit.analyses.passthrough import Verdict
@@ -27,8 +28,9 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
         "targets": [str(a) for a in v.targets],
         "groups": list(v.groups),
         # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
-        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": r.text,
-                     "device": None if r.address is None else str(r.address)} for r in v.reasons],
+        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": reason_text(r),
+                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": r.fact}
+                    for r in v.reasons],
         "members": [
             {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
              "critical": m.critical, "pass_along": m.pass_along,
@@ -61,7 +63,7 @@ def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
             lines.extend(f"  {'':<17}   [dim]{escape(n.loss)}: {escape(n.detail)}[/dim]" for n in m.needs)
     if v.reasons:
         lines.append("Why:")
-        lines.extend(f"  - {escape(r.text)}" for r in v.reasons if r.level.name != "HARMLESS")
+        lines.extend(f"  - {escape(reason_text(r))}" for r in v.reasons if r.level.name != "HARMLESS")
         bridges = [r.address.short for r in v.reasons if r.level.name == "HARMLESS" and r.address]
         if bridges:
             lines.append(f"  - {', '.join(bridges)}: bridge{'s' if len(bridges) > 1 else ''}, which Proxmox "
