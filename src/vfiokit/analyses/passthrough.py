@@ -150,11 +150,11 @@ def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
         for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
             found = slot_functions(part, top)
             if found is None:
-                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})")
+                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
             if not found:
                 addr = PciAddress.parse(part) if "." in part else None
                 what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
-                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices")
+                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
             out.extend(a for a in found if a not in out)
     if not out:
         raise BadInput(f"no device given ({_ID_HINT})")
@@ -170,7 +170,7 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
             kids = ", ".join(d.address.short for d in top.children(a)[:4]) or "none"
             raise BadInput(
                 f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
-                f"name a device behind it instead (behind it: {kids})")
+                f"name a device behind it instead (behind it: {kids})", device=str(a))
     if top.groups is None:
         from vfiokit.analyses.iommu_state import diagnose
 
@@ -179,10 +179,11 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
     for a in targets:
         if a in top.group_unknown:
             raise BadInput(f"{top.source or 'the source'} shows {a} outside any group: its IOMMU group is "
-                           "unknown, so what passing it takes cannot be judged")
+                           "unknown, so what passing it takes cannot be judged", device=str(a))
         if top.group_of(a) is None:
             raise BadInput(f"{a} is in no IOMMU group: the kernel does not isolate it (an IOMMU's own "
-                           "function or a device the IOMMU driver skipped), so it cannot be passed through")
+                           "function or a device the IOMMU driver skipped), so it cannot be passed through",
+                           device=str(a))
 
 
 def _role(dev: Device, targets: list[PciAddress], critical: bool) -> str:
