@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfiokit.analyses import passthrough
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
-from vfiokit.model import Device, Topology
+from vfiokit.errors import BadInput, ExitCode
 
 if TYPE_CHECKING:
     from vfiokit.analyses.cluster_mapping import MapEntry
@@ -30,20 +27,6 @@ def _api(connect: Any):
     return connect()
 
 
-def _marker(top: Topology) -> Callable[[Device], list[str]]:
-    """A `check` verdict per device."""
-
-    def mark(dev: Device) -> list[str]:
-        if dev.is_bridge or dev.iommu_group is None:
-            return []
-        try:
-            return [f"check: {passthrough.judge(top, [dev.address]).level.name.lower()}"]
-        except VfiokitError:
-            return []
-
-    return mark
-
-
 @cluster.command()
 @click.option("--node", "only", multiple=True, help="Only this node (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
@@ -53,6 +36,7 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from vfiokit.pciids import PciIds
+    from vfiokit.render.check import check_marker
     from vfiokit.render.groups import groups_json, groups_text
     from vfiokit.sources.proxmox_api import inventory as ask
 
@@ -72,7 +56,7 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
     if as_json:
         from vfiokit.render.envelope import envelope
 
-        body = {"nodes": [{"node": r.node, **groups_json(r.topology, ids, _marker(r.topology)),
+        body = {"nodes": [{"node": r.node, **groups_json(r.topology, ids, check_marker(r.topology)),
                            "iommu": r.topology.groups is not None}
                           for r in results if r.topology is not None],
                 "failed": [{"node": r.node, "error": str(r.error)} for r in failed]}
@@ -86,7 +70,7 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
             if top.groups is None:
                 print_lines([[("  no IOMMU groups", "red"), (" (every device has iommugroup -1)", None)]])
             else:
-                print_lines(groups_text(top, ids, _marker(top)))
+                print_lines(groups_text(top, ids, check_marker(top)))
         if results and results[0].topology is not None:
             note(results[0].topology.notes[0])
     for r in failed:

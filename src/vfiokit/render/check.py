@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vfiokit.errors import VfiokitError
 from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
 from vfiokit.render.reasons import reason_text
@@ -84,5 +85,20 @@ def host_marker(top: Topology) -> Callable[[Device], list[str]]:
             if text not in out:
                 out.append(text)
         return out
+
+    return mark
+
+
+def check_marker(top: Topology) -> Callable[[Device], list[str]]:
+    """For `cluster inventory`: each device's `check` verdict, e.g. "check: costly"."""
+    from vfiokit.analyses.passthrough import judge
+
+    def mark(dev: Device) -> list[str]:
+        if dev.is_bridge or dev.iommu_group is None:
+            return []
+        try:
+            return [f"check: {judge(top, [dev.address]).level.name.lower()}"]
+        except VfiokitError:
+            return []
 
     return mark
