@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import cli
 from tests.hostfacts import B550_LIKE, HostTree
 from vfiokit.analyses.passthrough import Level, judge, parse_targets
-from vfiokit.errors import BadInput, DeviceNotFound
+from vfiokit.errors import BadInput, DeviceNotFound, ExitCode
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources.capture import build_topology
 from vfiokit.sources.synthetic import Spec, capture_of
@@ -278,3 +278,26 @@ def test_device_a_listing_shows_outside_any_group_has_an_unknown_group_not_none(
     assert "IOMMU group unknown" in r.out and "01:00.0 VGA" in r.out
     body = json.loads(cli("groups", "--listing", str(f), "--json").out)
     assert body["ungrouped"] == [] and [d["address"] for d in body["group_unknown"]] == ["0000:01:00.0"]
+
+
+def test_json_error_is_an_envelope_naming_the_device():
+    # A script reading --json gets the failure as JSON too, with the device it failed on.
+    r = cli("check", "--sample", "asus-tuf-b550-plus", "0e:00.0", "--json")
+    assert r.code == ExitCode.NOT_FOUND
+    doc = json.loads(r.out)
+    assert (doc["kind"], doc["code"], doc["device"]) == ("error", 4, "0e:00.0")
+    assert doc["message"] in r.err
+
+
+def test_json_reasons_carry_code_and_facts_beside_the_text():
+    doc = json.loads(cli("check", "--sample", "asus-tuf-b550-plus", "0b:00.0", "--json").out)
+    bound = next(r for r in doc["reasons"] if r["code"] == "target-bound")
+    assert bound["facts"]["driver"] == "nvme" and "bound to nvme" in bound["text"]
+
+
+def test_json_error_of_a_truncated_snapshot_names_file_and_line(tmp_path):
+    bad = tmp_path / "snap.json"
+    bad.write_text('{"a":\n')
+    r = cli("groups", "--snapshot", str(bad), "--json")
+    doc = json.loads(r.out)
+    assert (r.code, doc["file"], doc["line"]) == (ExitCode.BAD_INPUT, str(bad), 2)

@@ -49,11 +49,21 @@ class VfiokitError(Exception):
 
     code: ExitCode = ExitCode.BAD_INPUT
 
-    def __init__(self, message: str, code: ExitCode | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, code: ExitCode | None = None, hint: str | None = None, *,
+                 file: str | None = None, line: int | None = None, device: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
         self.hint = hint
+        #: The key it failed on, for a script (`--json` prints them in the error envelope).
+        self.file = file
+        self.line = line
+        self.device = device
+
+    def fields(self) -> dict[str, object]:
+        """The keys it failed on that are known (file, line, device)."""
+        return {k: v for k, v in (("file", self.file), ("line", self.line), ("device", self.device))
+                if v is not None}
 
 
 class BadInput(VfiokitError):

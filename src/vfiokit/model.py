@@ -240,7 +240,7 @@ class Topology:
             return self.by_address[address]
         except KeyError:
             where = f" in {self.source}" if self.source else ""
-            raise DeviceNotFound(f"no PCI device at {address}{where}") from None
+            raise DeviceNotFound(f"no PCI device at {address}{where}", device=str(address)) from None
 
     def children(self, address: PciAddress | None) -> tuple[Device, ...]:
         """Functions directly behind bridge `address` (None: those on root buses)."""

@@ -6,7 +6,7 @@ their interpreter, kept apart so that analyses never import a source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,27 +60,27 @@ def _arrow(chain: Iterable[str]) -> str:
     return " -> ".join(chain)
 
 
-def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, list[HostNeed]]:
-    """Map host-usage facts (and boot_vga flags) to the PCI functions the host needs. Pure."""
-    out: dict[PciAddress, list[HostNeed]] = {}
+#: How each step records a need: `add(address, kind, critical, loss, detail)`.
+_Add = Callable[..., None]
 
-    def add(addr: PciAddress | None, *args: Any) -> None:
-        if addr is not None:
-            need = HostNeed(addr, *args)
-            if need not in out.setdefault(addr, []):
-                out[addr].append(need)
 
+def _boot_vga_needs(top: Topology, add: _Add) -> None:
     for dev in top.devices:
         if dev.boot_vga:
             add(dev.address, "console", True, "the display",
                 "boot VGA: the firmware started the console on it")
-    facts = facts or {}
+
+
+def _storage_needs(facts: Mapping[str, Any], add: _Add) -> None:
     for s in facts.get("storage") or ():
         role = s.get("role", "mount")
         what = {"root": "/ (root)", "boot": "/boot", "efi": f"{s.get('use')} (EFI)",
                 "swap": f"swap {s.get('use')}"}.get(role, s.get("use"))
         add(_address(s.get("pci")), "storage", role != "mount", _STORAGE_LOSS.get(role, "the disks"),
             f"{what} is on {_arrow(s.get('chain') or ())}")
+
+
+def _network_needs(facts: Mapping[str, Any], add: _Add) -> None:
     for n in facts.get("network") or ():
         routes = n.get("default_route") or ()
         for r in routes:
@@ -90,6 +90,9 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
         if not routes:
             add(_address(n.get("pci")), "network", False, "the network",
                 f"interface {_arrow(n.get('chain') or ())} ({n.get('operstate') or 'state unknown'})")
+
+
+def _console_and_input_needs(facts: Mapping[str, Any], add: _Add) -> None:
     for c in facts.get("console") or ():
         add(_address(c.get("pci")), "console", True, "the display",
             f"console framebuffer {_arrow(c.get('chain') or ())}"
@@ -97,6 +100,10 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
     for i in facts.get("input") or ():
         add(_address(i.get("pci")), "input", False, f"the USB {i.get('what', 'input device')}",
             f"{i.get('name') or i.get('what')}: {_arrow(i.get('chain') or ())}")
+
+
+def _vm_needs(facts: Mapping[str, Any], top: Topology, add: _Add) -> None:
+    """The functions Proxmox VMs of this node are given, raw (`host=`) or through a cluster mapping."""
     pve = facts.get("proxmox") or {}
     for vm in pve.get("vms") or ():
         value = str(vm.get("value", ""))
@@ -115,4 +122,24 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
                     for a in slot_functions(hostid, top) or ():
                         add(a, "vm", False, f"VM {vm.get('vmid')}",
                             f"VM {vm.get('vmid')} uses it: {vm.get('key')}: {value}{later}")
+
+
+def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, list[HostNeed]]:
+    """Map host-usage facts (and boot_vga flags) to the PCI functions the host needs. Pure.
+
+    One step per kind of fact, in this order (the order the needs are listed in)."""
+    out: dict[PciAddress, list[HostNeed]] = {}
+
+    def add(addr: PciAddress | None, *args: Any) -> None:
+        if addr is not None:
+            need = HostNeed(addr, *args)
+            if need not in out.setdefault(addr, []):
+                out[addr].append(need)
+
+    _boot_vga_needs(top, add)
+    facts = facts or {}
+    _storage_needs(facts, add)
+    _network_needs(facts, add)
+    _console_and_input_needs(facts, add)
+    _vm_needs(facts, top, add)
     return out

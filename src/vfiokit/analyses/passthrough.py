@@ -99,11 +99,17 @@ class Member:
 
 @dataclass(frozen=True)
 class Reason:
-    """One sentence of the verdict, with the level it points to and the device it is about."""
+    """One reason of the verdict: the level it points to, a code saying which rule spoke, and its
+    facts (`device`, `group`, what is lost...); `render/reasons.py` words it."""
 
     level: Level
-    text: str
+    code: str
     address: PciAddress | None = None
+    facts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fact(self) -> dict[str, str]:
+        return dict(self.facts)
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,11 @@ def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
         for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
             found = slot_functions(part, top)
             if found is None:
-                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})")
+                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
             if not found:
                 addr = PciAddress.parse(part) if "." in part else None
                 what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
-                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices")
+                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
             out.extend(a for a in found if a not in out)
     if not out:
         raise BadInput(f"no device given ({_ID_HINT})")
@@ -164,7 +170,7 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
             kids = ", ".join(d.address.short for d in top.children(a)[:4]) or "none"
             raise BadInput(
                 f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
-                f"name a device behind it instead (behind it: {kids})")
+                f"name a device behind it instead (behind it: {kids})", device=str(a))
     if top.groups is None:
         from vfiokit.analyses.iommu_state import diagnose
 
@@ -173,10 +179,11 @@ def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
     for a in targets:
         if a in top.group_unknown:
             raise BadInput(f"{top.source or 'the source'} shows {a} outside any group: its IOMMU group is "
-                           "unknown, so what passing it takes cannot be judged")
+                           "unknown, so what passing it takes cannot be judged", device=str(a))
         if top.group_of(a) is None:
             raise BadInput(f"{a} is in no IOMMU group: the kernel does not isolate it (an IOMMU's own "
-                           "function or a device the IOMMU driver skipped), so it cannot be passed through")
+                           "function or a device the IOMMU driver skipped), so it cannot be passed through",
+                           device=str(a))
 
 
 def _role(dev: Device, targets: list[PciAddress], critical: bool) -> str:
@@ -195,12 +202,9 @@ def _what(dev: Device) -> str:
     return dev.address.short + (f" ({dev.driver})" if dev.driver else " (no driver)" if dev.driver == "" else "")
 
 
-def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
-    """Judge passing `targets` (all, to one VM): which group members leave the host, and at what
-    cost. Raises for a bridge target, a target without group, a source without IOMMU."""
-    _check_targets(top, targets)
+def _members(top: Topology, targets: list[PciAddress], group_numbers: list[int]) -> list[Member]:
+    """Every function of the targets' groups, with its role and what the host (or a VM) needs it for."""
     used = needs(top.host_usage, top)
-    group_numbers = sorted({top.group_of(a).number for a in targets})  # type: ignore[union-attr]
     members: list[Member] = []
     for number in group_numbers:
         for a in top.by_group[number].members:
@@ -216,62 +220,65 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
             if not own_card and not dev.is_bridge and not any(x.kind != "vm" for x in n):
                 n += tuple(filter(None, [_class_need(dev)]))
             critical = any(x.critical for x in n)
-            role = _role(dev, targets, critical)
-            members.append(Member(dev, role, n))
+            members.append(Member(dev, _role(dev, targets, critical), n))
+    return members
 
-    reasons: list[Reason] = []
-    level = Level.ALONE
-    names = ", ".join(a.short for a in targets)
 
-    def say(lvl: Level, text: str, addr: PciAddress | None = None) -> None:
-        nonlocal level
-        level = max(level, lvl)
-        reasons.append(Reason(lvl, text, addr))
-
-    for m in members:
-        dev, a = m.device, m.address
-        host_needs = [x for x in m.needs if x.kind != "vm"]
-        vm_needs = [x for x in m.needs if x.kind == "vm"]
-        if m.role == BRIDGE:
-            say(Level.HARMLESS, f"{a.short} is a bridge: Proxmox leaves it bound to the host", a)
-            continue
-        for x in host_needs:
+def _need_reasons(m: Member, facts: dict[str, str]) -> list[Reason]:
+    """What the host (`host-need`, `target-need`) or another VM (`vm-need`, `target-in-vm`) loses."""
+    out: list[Reason] = []
+    for x in m.needs:
+        f = {**facts, "loss": x.loss, "detail": x.detail, "need": x.kind}
+        if x.kind == "vm":
+            code, lvl = ("target-in-vm", Level.ALONE) if m.role == TARGET else ("vm-need", Level.COSTLY)
+        else:
             lvl = Level.UNSAFE if x.critical else Level.COSTLY
-            if m.role == TARGET:
-                verb = "is" if x.kind == "platform" else "itself carries"
-                say(lvl, f"{a.short} {verb} {x.loss}: {x.detail}", a)
-            elif x.kind == "driver":
-                say(lvl, f"{a.short} leaves the host with {names}: the host's {x.detail} uses it now "
-                    f"({x.loss})", a)
-            else:
-                say(lvl, f"{a.short} leaves the host with {names}, and with it {x.loss}: {x.detail}", a)
-        for x in vm_needs:
-            if m.role == TARGET:
-                say(Level.ALONE, f"{a.short} is already given to a VM: {x.detail}", a)
-            else:
-                say(Level.COSTLY, f"{a.short} is given to another VM ({x.detail}): that VM and this one "
-                    "cannot run at the same time", a)
-        if m.role == TARGET:
-            if dev.driver and dev.driver not in _PARKED:
-                say(Level.ALONE, f"{a.short} is bound to {dev.driver} now: the host uses it until the VM "
-                    "starts and Proxmox moves it to vfio-pci", a)
-            if dev.has_reset is False or dev.reset_methods == ():
-                say(Level.ALONE, f"{a.short} has no reset method (sysfs reset/reset_method): the VM may see "
-                    "it in a stale state after a restart", a)
-            if dev.boot_vga:
-                say(Level.UNSAFE, f"{a.short} is the boot GPU: vfio-pci cannot reserve its memory while the "
-                    "host framebuffer holds it ('BAR 0: can't reserve'); make another GPU primary in the "
-                    "firmware", a)
-            continue
-        if m.role == SAME_CARD:
-            say(Level.ALONE, f"{a.short} is another function of the same card: pass it along "
-                f"(all functions of {a.short[:5]})", a)
-            continue
-        if m.role == LEAVES and not host_needs and not vm_needs:
-            used_now = dev.driver and dev.driver not in _PARKED
-            say(Level.COSTLY, f"{a.short} leaves the host with {names}"
-                + (f": the host's driver {dev.driver} uses it now" if used_now else
-                   " (nothing on the host is known to use it)"), a)
+            code = "target-need" if m.role == TARGET else "host-need"
+        out.append(Reason(lvl, code, m.address, tuple(f.items())))
+    # Host needs first, then VM ones: the order the verdict has always listed them in.
+    return sorted(out, key=lambda r: r.code in ("vm-need", "target-in-vm"))
+
+
+def _target_reasons(dev: Device, facts: dict[str, str]) -> list[Reason]:
+    """What the target itself brings: a host driver now, no reset method, being the boot GPU."""
+    out: list[Reason] = []
+    a, ft = dev.address, tuple(facts.items())
+    if dev.driver and dev.driver not in _PARKED:
+        out.append(Reason(Level.ALONE, "target-bound", a, (*ft, ("driver", dev.driver))))
+    if dev.has_reset is False or dev.reset_methods == ():
+        out.append(Reason(Level.ALONE, "no-reset", a, ft))
+    if dev.boot_vga:
+        out.append(Reason(Level.UNSAFE, "boot-gpu", a, ft))
+    return out
+
+
+def _member_reasons(m: Member, names: str) -> list[Reason]:
+    """The reasons one member adds to the verdict, by its role."""
+    a = m.address
+    facts = {"device": a.short, "group": str(m.device.iommu_group), "with": names}
+    if m.role == BRIDGE:
+        return [Reason(Level.HARMLESS, "bridge", a, tuple(facts.items()))]
+    out = _need_reasons(m, facts)
+    if m.role == TARGET:
+        return out + _target_reasons(m.device, facts)
+    if m.role == SAME_CARD:
+        return [*out, Reason(Level.ALONE, "same-card", a, (*facts.items(), ("slot", a.short[:5])))]
+    if m.role == LEAVES and not m.needs:
+        dev = m.device
+        driver = dev.driver if dev.driver and dev.driver not in _PARKED else ""
+        out.append(Reason(Level.COSTLY, "leaves-host", a, (*facts.items(), ("driver", driver))))
+    return out
+
+
+def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
+    """Judge passing `targets` (all, to one VM): which group members leave the host, and at what
+    cost. Raises for a bridge target, a target without group, a source without IOMMU."""
+    _check_targets(top, targets)
+    group_numbers = sorted({top.group_of(a).number for a in targets})  # type: ignore[union-attr]
+    members = _members(top, targets, group_numbers)
+    names = ", ".join(a.short for a in targets)
+    reasons = [r for m in members for r in _member_reasons(m, names)]
+    level = max((r.level for r in reasons), default=Level.ALONE)
     # Worst first, so the first lines say what matters (sorted() is stable within a level).
     reasons.sort(key=lambda r: -r.level)
     if level == Level.ALONE and any(m.role == BRIDGE for m in members):

@@ -96,51 +96,40 @@ def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, hostpci.HostPci]:
     return {k: hp for k, hp in conf.hostpci(f"{where}: ").items() if k not in conf.pending_deletes}
 
 
-def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
-                others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> AttachPlan:
-    """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
+def _mapping_functions(req: AttachRequest, top: Topology | None,
+                       mapping_paths: Mapping[str, list[str]]) -> list[str]:
+    """The host functions mapping `req.mapping` gives on this node (its first alternative)."""
+    functions = []
+    for path in mapping_paths[req.mapping][:1]:  # the first alternative is the one judged
+        for part in path.split(";"):
+            if top is None or "." in part:
+                functions.append(hostpci.host_functions(part))
+            else:  # a whole slot: every function of it on this node
+                functions += [str(d.address) for d in top.devices if hostpci.covers(part, str(d.address))]
+    return functions
 
-    `others` are the other VMs' configs on the same node, `mapping_paths` the paths each cluster
-    mapping has on that node; `top` the node's devices (None when unknown: no device checks).
-    """
-    notes: list[str] = []
-    where = f"VM {req.vmid}"
-    original = conf.text
-    # What the change is made on: a stopped VM's pending changes apply with it (_stopped_base), so
-    # the checks and the free index are those of the config Proxmox will hold.
-    conf = _running_pending(conf, req.vmid, notes) if running else _stopped_base(conf, req.vmid, notes)
-    if req.mapping is not None:
-        if not hostpci.CONFIGID_RE.match(req.mapping):
-            raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
-        if req.mapping not in mapping_paths:
-            raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}'",
-                                 hint="'vfiokit cluster map NAME DEVICE@NODE' creates one")
-        if not mapping_paths[req.mapping]:
-            # qemu-server parse_hostpci: find_on_current_node finds nothing and the VM fails to start.
-            raise DeviceNotFound(f"mapping '{req.mapping}' has no device on this node (Proxmox would fail "
-                                 f"at VM start: PCI device mapping not found for '{req.mapping}')",
-                                 hint=f"'vfiokit cluster map {req.mapping} DEVICE@NODE' adds this node")
-        functions = []
-        for path in mapping_paths[req.mapping][:1]:  # the first alternative is the one judged
-            for part in path.split(";"):
-                if top is None or "." in part:
-                    functions.append(hostpci.host_functions(part))
-                else:  # a whole slot: every function of it on this node
-                    functions += [str(d.address) for d in top.devices if hostpci.covers(part, str(d.address))]
-        target = {"mapping": req.mapping}
-    else:
-        assert req.device is not None
-        addrs = _functions(top, req.device, req.all_functions)
-        functions = [str(a) for a in addrs]
-        target = {"host": [req.device.slot_id if req.all_functions else str(req.device)]}
-        if top is not None and not req.all_functions:
-            siblings = [d for d in top.devices if d.address.same_slot(req.device) and d.address != req.device
-                        and d.iommu_group is not None and d.iommu_group == top.device(req.device).iommu_group]
-            if siblings:
-                notes.append(f"{', '.join(str(d.address) for d in siblings)} "
-                             f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
-                             "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
 
+def _device_functions(req: AttachRequest, top: Topology | None,
+                      notes: list[str]) -> tuple[list[str], dict[str, object]]:
+    """The functions `req.device` gives (with --all-functions, its slot) and the hostpci `host` target;
+    notes a slot sibling in the same group that Proxmox takes too."""
+    assert req.device is not None
+    addrs = _functions(top, req.device, req.all_functions)
+    functions = [str(a) for a in addrs]
+    target = {"host": [req.device.slot_id if req.all_functions else str(req.device)]}
+    if top is not None and not req.all_functions:
+        siblings = [d for d in top.devices if d.address.same_slot(req.device) and d.address != req.device
+                    and d.iommu_group is not None and d.iommu_group == top.device(req.device).iommu_group]
+        if siblings:
+            notes.append(f"{', '.join(str(d.address) for d in siblings)} "
+                         f"{'shares' if len(siblings) == 1 else 'share'} the slot and the IOMMU group: "
+                         "Proxmox binds it to vfio-pci too; --all-functions gives it to the VM as well")
+    return functions, target
+
+
+def _check_twice_in_vm(req: AttachRequest, conf: pc.VmConfig, where: str, functions: list[str],
+                       mapping_paths: Mapping[str, list[str]]) -> None:
+    """Refuse a device (or mapping) this VM already has."""
     # the device twice in this VM: qemu-server choose_hostpci_devices dies at VM start. A mapping
     # is taken once per device it has on this node (each entry gets the first alternative left).
     current = _at_next_start(conf, where)
@@ -156,6 +145,11 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
             if any(hostpci.covers(i, f) for i in ids):
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
                               f"{key}: {hp.render()})")
+
+
+def _check_other_vms(req: AttachRequest, others: Mapping[str, pc.VmConfig], functions: list[str],
+                     mapping_paths: Mapping[str, list[str]], notes: list[str]) -> None:
+    """Refuse (or, with --force, note) a device another VM has; a mapping with spare devices is shared."""
     # another VM that has it: only one of them can start (pci-id-reservations), the other fails.
     rest = {k: v for k, v in others.items() if k != req.vmid}
     sharing: set[str] = set()
@@ -189,6 +183,10 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
                 raise Refused(msg, hint=hint)
             notes.append(msg + "; only one of the two VMs can run at a time")
 
+
+def _options(req: AttachRequest, conf: pc.VmConfig, top: Topology | None, where: str,
+             notes: list[str]) -> dict[str, object]:
+    """The hostpci options: pcie (needs q35), x-vga (one primary GPU, with its firmware notes), ROM."""
     options: dict[str, object] = {}
     if req.pcie:
         # parse_hostpci_devices: die "q35 machine model is not enabled" if !$q35 && $d->{pcie}
@@ -221,7 +219,41 @@ def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topol
         options["rombar"] = req.rombar
     if req.romfile is not None:
         options["romfile"] = hostpci.check_romfile(req.romfile, "--romfile")
+    return options
 
+
+def plan_attach(req: AttachRequest, conf: pc.VmConfig, running: bool, top: Topology | None,
+                others: Mapping[str, pc.VmConfig], mapping_paths: Mapping[str, list[str]]) -> AttachPlan:
+    """The `hostpciN` line for `req` in VM `req.vmid`, after every VM-side check.
+
+    `others` are the other VMs' configs on the same node, `mapping_paths` the paths each cluster
+    mapping has on that node; `top` the node's devices (None when unknown: no device checks).
+    """
+    notes: list[str] = []
+    where = f"VM {req.vmid}"
+    original = conf.text
+    # What the change is made on: a stopped VM's pending changes apply with it (_stopped_base), so
+    # the checks and the free index are those of the config Proxmox will hold.
+    conf = _running_pending(conf, req.vmid, notes) if running else _stopped_base(conf, req.vmid, notes)
+    if req.mapping is not None:
+        if not hostpci.CONFIGID_RE.match(req.mapping):
+            raise BadInput(f"--mapping: invalid configuration ID '{req.mapping}'")
+        if req.mapping not in mapping_paths:
+            raise DeviceNotFound(f"no cluster PCI mapping '{req.mapping}'",
+                                 hint="'vfiokit cluster map NAME DEVICE@NODE' creates one")
+        if not mapping_paths[req.mapping]:
+            # qemu-server parse_hostpci: find_on_current_node finds nothing and the VM fails to start.
+            raise DeviceNotFound(f"mapping '{req.mapping}' has no device on this node (Proxmox would fail "
+                                 f"at VM start: PCI device mapping not found for '{req.mapping}')",
+                                 hint=f"'vfiokit cluster map {req.mapping} DEVICE@NODE' adds this node")
+        functions = _mapping_functions(req, top, mapping_paths)
+        target = {"mapping": req.mapping}
+    else:
+        functions, target = _device_functions(req, top, notes)
+    _check_twice_in_vm(req, conf, where, functions, mapping_paths)
+    _check_other_vms(req, others, functions, mapping_paths, notes)
+
+    options = _options(req, conf, top, where, notes)
     value = hostpci.make_hostpci(**target, **options).render()  # type: ignore[arg-type]
     try:
         key = pc.first_free_index(conf)

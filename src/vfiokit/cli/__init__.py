@@ -58,6 +58,10 @@ def run(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except VfiokitError as e:
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            from vfiokit.render.envelope import error_envelope
+
+            sys.stdout.write(error_envelope(int(e.code), e.code.name.lower(), str(e), e.hint, e.fields()))
         click.echo(f"vfiokit: error: {e}", err=True)
         if e.hint:
             click.echo(f"vfiokit: hint: {e.hint}", err=True)

@@ -7,63 +7,26 @@ is shown as a diff, `--dry-run` stops there, and the write carries the config's 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfiokit.analyses import passthrough
+from vfiokit.analyses.attach_gate import token_refusal
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
+from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
-from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
+from vfiokit.cli.remote import parse_device, remote_options
+from vfiokit.errors import BadInput, Refused
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_hostpci as hostpci
 from vfiokit.formats import pve_mapping
-from vfiokit.model import PciAddress, Topology
-from vfiokit.sources.proxmox_api import TOKEN_ENV, TOKEN_ID_ENV
+from vfiokit.model import Topology
+from vfiokit.render import attach as render_attach
 
 if TYPE_CHECKING:
     from vfiokit.sources.proxmox_api import PveApi
-
-
-def remote_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--host and what a remote call needs; the token secret only from the environment or a file."""
-
-    @click.option("--host", default=None, help="A Proxmox VE node to reach through its API (HOST[:PORT]).")
-    @click.option("--token-id", default=None, envvar=TOKEN_ID_ENV,
-                  help=f"API token id, USER@REALM!NAME (or {TOKEN_ID_ENV}). The secret comes from "
-                       f"{TOKEN_ENV} or --token-file, never from the command line.")
-    @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
-                  help="File holding the API token secret.")
-    @click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
-                  help="CA certificate to trust (a node's /etc/pve/pve-root-ca.pem).")
-    @click.option("--insecure", is_flag=True, help="Do not verify the node's TLS certificate.")
-    @click.option("--timeout", type=float, default=10.0, show_default=True,
-                  help="Seconds to wait for each API answer.")
-    @functools.wraps(f)
-    def wrapper(*args: Any, host: str | None, token_id: str | None, token_file: str | None,
-                ca_file: str | None, insecure: bool, timeout: float, **kwargs: Any) -> Any:
-        kwargs["connect"] = None
-        if host is not None:
-            kwargs["connect"] = functools.partial(connect, host, token_id, token_file, ca_file, insecure,
-                                                  timeout)
-        elif token_id or token_file or ca_file or insecure:
-            raise click.UsageError("--token-id, --token-file, --ca-file and --insecure need --host")
-        return f(*args, **kwargs)
-
-    return wrapper
-
-
-def connect(host: str, token_id: str | None, token_file: str | None, ca_file: str | None, insecure: bool,
-            timeout: float) -> PveApi:
-    from vfiokit.sources.proxmox_api import Credentials, PveApi, read_secret
-
-    if not token_id:
-        raise BadInput(f"--host needs --token-id USER@REALM!NAME (or {TOKEN_ID_ENV})")
-    verify: bool | str = False if insecure else (ca_file or True)
-    return PveApi(Credentials(host, token_id, read_secret(token_file), verify, timeout))
 
 
 @dataclass
@@ -110,14 +73,6 @@ def remote_target(api: PveApi, vmid: str, node: str | None) -> Target:
                   lambda plan, d: apply_remote(api, node, plan, d), True)
 
 
-def parse_device(text: str) -> tuple[PciAddress, bool]:
-    """`01:00.0` / `0000:01:00.0`, or a slot `01:00` (all functions, as Proxmox accepts it)."""
-    t = text.strip().lower()
-    if t.count(".") == 0 and t.count(":") in (1, 2):
-        return PciAddress.parse(t + ".0"), True
-    return PciAddress.parse(t), False
-
-
 def show_plan(plan: AttachPlan) -> None:
     """The change as a unified diff of the VM config (coloured on a terminal), then the notes."""
     lines = []
@@ -137,40 +92,25 @@ def show_plan(plan: AttachPlan) -> None:
 
 
 def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
-    """Judge what the passthrough takes from the host (`vfiokit check`), and refuse what is not accepted.
+    """The `check` verdict gate (analyses/attach_gate.py): say it, then refuse or go on."""
+    from vfiokit.analyses.attach_gate import gate
+    from vfiokit.render.attach import gate_accepted, gate_notes, gate_refusal
 
-    Unsafe (the host cannot live without a member) refuses unless --force, after saying what breaks;
-    costly (other devices leave the host) needs --accept-siblings, after listing them.
-    """
-    verdict = passthrough.judge(top, [PciAddress.parse(f) for f in functions])
-    serious = [r.text for r in verdict.reasons if r.level >= passthrough.Level.COSTLY]
-    for n in verdict.notes:
+    g = gate(top, functions, force, accept_siblings)
+    for n in gate_notes(g):
         note(n)
-    level = passthrough.Level
-    rules = {  # level: (what each reason means, the word, whether accepted, the override, how)
-        level.UNSAFE: ("breaks", "unsafe", force, "--force overrides, once you know what breaks", "forced"),
-        level.COSTLY: ("leaves the host", "costly", accept_siblings,
-                       "--accept-siblings accepts that they leave the host with it", "accepted"),
-    }
-    if verdict.level not in rules:
-        return
-    meaning, word, accepted, hint, how = rules[verdict.level]
-    for r in serious:
-        note(f"{meaning}: {r}")
-    if not accepted:
-        raise Refused(f"{word}: {passthrough.headline(verdict)}", hint=hint)
-    note(f"{word}, {how}: {passthrough.headline(verdict)}")
+    if g.refused:
+        message, hint = gate_refusal(g)
+        raise Refused(message, hint=hint)
+    if g.code is not None:
+        note(gate_accepted(g))
 
 
 def _write(plan: AttachPlan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
            when_pending: str) -> None:
     """After the plan was shown: stop (dry run), ask unless --yes, apply with the digest, say so."""
-    if dry_run:
-        note("dry run: nothing written")
+    if not confirm_and_apply(dry_run, yes, f"{question}?", lambda: target.apply(plan, digest)):
         return
-    if not yes and not click.confirm(f"{question}?", default=False, err=True):
-        raise VfiokitError("nothing changed", ExitCode.ABORTED)
-    target.apply(plan, digest)
     click.echo(f"vfiokit: VM {plan.vmid}: {done}" + (f" (pending: {when_pending})" if plan.pending else ""),
                err=True)
 
@@ -245,16 +185,11 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
             _gate(top, plan.functions, force, accept_siblings)
-    if target.remote and addr is not None:
-        # qemu-server check_hostpci_perm: only root@pam (a password login, not a token) sets a raw host
-        # id; an API token needs a mapping and Mapping.Use on it.
-        refusal = Refused("an API token cannot give a raw PCI device to a VM (Proxmox: \"only root can set "
-                      f"'{plan.key}' config for non-mapped devices\")",
-                      hint=f"map it first: 'vfiokit cluster map NAME {device}@NODE', then "
-                           f"'vfiokit attach {vmid} --mapping NAME', or run vfiokit on the node")
+    if token_refusal(target.remote, addr is not None):
+        message, hint = render_attach.token_refusal(plan.key, vmid, device or "")
         if not dry_run:
-            raise refusal
-        note(f"the write would be refused: {refusal}")
+            raise Refused(message, hint=hint)
+        note(f"the write would be refused: {message}")
     _write(plan, target, digest, dry_run, yes, f"Write {plan.key} to VM {vmid}",
            f"{plan.key} set", "applies at the next start")
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
+from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
-from vfiokit.errors import BadInput, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, VfiokitError
 
 ACS_WARNING = (
     "pcie_acs_override tells the kernel to believe PCIe ports isolate devices when the hardware "
@@ -55,11 +56,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
         click.echo(f"then run: {' '.join(argv)}")
     for n in plan.notes:
         note(n)
-    if dry_run:
-        click.echo("vfiokit: dry run: nothing written", err=True)
+    if not go_ahead(dry_run, yes, "Apply this change?"):
         return
-    if not yes and not click.confirm("Apply this change?", default=False, err=True):
-        raise VfiokitError("nothing changed (answered no)", ExitCode.ABORTED)
     done = writer.apply(plan)
     ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
     kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
@@ -89,6 +87,7 @@ def status(root: str, as_json: bool) -> None:
     from vfiokit.analyses.boot_state import boot_state
     from vfiokit.edits import bootline
     from vfiokit.edits.writer import shown_path
+    from vfiokit.render.boot_status import boot_status_json, boot_status_lines
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
@@ -97,55 +96,14 @@ def status(root: str, as_json: bool) -> None:
     complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
     state = boot_state(full, setup.running, setup.generated, complete)
 
-    data = {
-        "path": setup.path, "label": setup.label, "firmware": setup.firmware,
-        "distribution": setup.distro, "evidence": list(setup.evidence),
-        "deciding_file": shown_path(conf.path, setup.root), "deciding_line": conf.line,
-        "overridden_files": list(conf.overridden), "configured": conf.value,
-        "not_editable_because": conf.refusal,
-        "grub_cmdline_linux": conf.linux, "grub_cmdline_linux_note": conf.linux_note,
-        "running": setup.running, "refresh_command": list(setup.refresh),
-        "pending_refresh": None if state.refresh_adds is None else
-        {"add": list(state.refresh_adds),
-         "remove": None if state.refresh_removes is None else list(state.refresh_removes)},
-        "pending_reboot": None if state.reboot_adds is None else
-        {"add": list(state.reboot_adds),
-         "remove": None if state.reboot_removes is None else list(state.reboot_removes)},
-    }
+    data = boot_status_json(setup, conf, state, shown_path(conf.path, setup.root))
     if as_json:
         from vfiokit.render.envelope import envelope
 
         sys.stdout.write(envelope("boot-status", f"tree {setup.root}" if setup.root != "/" else "live host",
                                   [], boot=data))
         return
-    where = f"{data['deciding_file']}" + (f" line {conf.line}" if conf.line else " (not set there yet)")
-    var = "" if setup.uses_kernel_cmdline else "GRUB_CMDLINE_LINUX_DEFAULT in "
-    lines = [f"boot path:    {setup.label}" + (f" on {setup.distro}" if setup.distro else ""),
-             *(f"              {e}" for e in setup.evidence),
-             f"decided by:   {var}{where}"]
-    if conf.overridden:
-        lines.append(f"              (overrides {', '.join(conf.overridden)})")
-    if conf.refusal:
-        lines.append(f"              vfiokit will not edit it: {conf.refusal}")
-    lines.append(f"configured:   {conf.value.strip() or '(empty)'}")
-    if not setup.uses_kernel_cmdline:
-        linux = (conf.linux.strip() or "(empty)") if conf.linux is not None else conf.linux_note
-        lines.append(f"also (GRUB_CMDLINE_LINUX): {linux}")
-    running = setup.running if setup.running is not None else "(unknown: no /proc/cmdline)"
-    lines.append(f"running:      {running}")
-    if state.refresh_adds or state.refresh_removes:
-        lines.append(f"pending '{' '.join(setup.refresh)}': "
-                     + " ".join([*(f"+{p}" for p in state.refresh_adds or ()),
-                                 *(f"-{p}" for p in state.refresh_removes or ())]))
-    if state.reboot_adds or state.reboot_removes:
-        lines.append("pending reboot: " + " ".join([*(f"+{p}" for p in state.reboot_adds or ()),
-                                                    *(f"-{p}" for p in state.reboot_removes or ())]))
-    elif state.reboot_adds is not None:
-        lines.append("pending reboot: nothing (the running kernel has every configured parameter)")
-    if state.reboot_adds is not None and state.reboot_removes is None:
-        lines.append("              (what the next boot drops is unknown: part of the configuration "
-                     "is built by shell code)")
-    click.echo("\n".join(lines))
+    click.echo("\n".join(boot_status_lines(setup, conf, state, data["deciding_file"])))
 
 
 @boot.command()
@@ -186,25 +144,18 @@ def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
 
 
 def predicted_groups(root: str, modes: str) -> list[str] | None:
-    """Before/after group summary from `vfiokit.analyses.grouping`, or None when the tree below
-    `root` has no PCI devices or no IOMMU groups."""
-    from vfiokit.analyses.grouping import parse_override, predict_groups
+    """Before/after group summary of the tree below `root`, or None when it has no PCI devices or
+    no IOMMU groups."""
+    from vfiokit.analyses.override_effect import override_effect
+    from vfiokit.render.boot_status import override_effect_lines
     from vfiokit.sources import sysfs
 
     try:
         top = sysfs.read_topology(root)
     except VfiokitError:
         return None
-    if top.groups is None:
-        return None
-    after = predict_groups(top, parse_override(modes))
-
-    def shared(groups: Sequence[Any]) -> int:
-        return sum(1 for g in groups if len(g.members) > 1)
-
-    return [f"today:  {len(top.groups)} IOMMU groups, {shared(top.groups)} shared by several devices",
-            f"with pcie_acs_override={modes}: {len(after)} groups, {shared(after)} shared "
-            "(vfiokit simulate shows which devices move)"]
+    effect = override_effect(top, modes)
+    return None if effect is None else override_effect_lines(effect)
 
 
 @boot.command("acs-override")

@@ -8,76 +8,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup
 from vfiokit.errors import ExitCode
-from vfiokit.model import Device, Topology
+from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
-if TYPE_CHECKING:
-    from vfiokit.analyses.passthrough import Verdict
-
 _EXIT = {"ALONE": ExitCode.OK, "HARMLESS": ExitCode.OK, "COSTLY": ExitCode.COSTLY, "UNSAFE": ExitCode.UNSAFE}
-_WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/green]",
-         "COSTLY": "[yellow]shares, costly[/yellow]", "UNSAFE": "[bold red]unsafe[/bold red]"}
-_ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host": "yellow",
-               "same card": "cyan", "bridge left alone": "dim"}
-
-
-def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
-    from vfiokit.analyses.passthrough import headline
-    from vfiokit.render.groups import device_json
-
-    return {
-        "verdict": v.level.name.lower(),
-        "summary": headline(v),
-        "targets": [str(a) for a in v.targets],
-        "groups": list(v.groups),
-        # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
-        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": r.text,
-                     "device": None if r.address is None else str(r.address)} for r in v.reasons],
-        "members": [
-            {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
-             "critical": m.critical, "pass_along": m.pass_along,
-             "needs": [{"kind": n.kind, "critical": n.critical, "loss": n.loss, "detail": n.detail}
-                       for n in m.needs]}
-            for m in v.members
-        ],
-    }
-
-
-def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
-    from rich.markup import escape
-
-    from vfiokit.analyses.passthrough import SAME_CARD, TARGET, headline
-    from vfiokit.pciids import lspci_line
-
-    word = _WORD[v.level.name]
-    if v.level.name == "COSTLY" and all(m.role in (TARGET, SAME_CARD) for m in v.members):
-        word = "[yellow]costly[/yellow]"  # the cost is the target's own use: it shares with nothing
-    lines = [f"Verdict: {word} - {escape(headline(v))}"]
-    for g in v.groups:
-        size = len(top.by_group[g].members)
-        lines.append(f"IOMMU group {g} ({size} device{'s' if size > 1 else ''}); at VM start Proxmox binds "
-                     "every member that is not a bridge to vfio-pci:")
-        for m in (m for m in v.members if m.device.iommu_group == g):
-            style = _ROLE_STYLE.get(m.role, "")
-            role = f"[{style}]{m.role:<17}[/{style}]" if style else f"{m.role:<17}"
-            drv = f"  [dim]driver {escape(m.device.driver)}[/dim]" if m.device.driver else ""
-            lines.append(f"  {role} {escape(lspci_line(m.device, ids))}{drv}")
-            lines.extend(f"  {'':<17}   [dim]{escape(n.loss)}: {escape(n.detail)}[/dim]" for n in m.needs)
-    if v.reasons:
-        lines.append("Why:")
-        lines.extend(f"  - {escape(r.text)}" for r in v.reasons if r.level.name != "HARMLESS")
-        bridges = [r.address.short for r in v.reasons if r.level.name == "HARMLESS" and r.address]
-        if bridges:
-            lines.append(f"  - {', '.join(bridges)}: bridge{'s' if len(bridges) > 1 else ''}, which Proxmox "
-                         "leaves bound to the host")
-    return lines
 
 
 @click.command()
@@ -92,6 +32,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     Exit status: 0 alone/harmless, 10 costly, 11 unsafe, 4 no such device.
     """
     from vfiokit.analyses.passthrough import judge, parse_targets
+    from vfiokit.render.check import verdict_json, verdict_text
 
     top = source()
     targets = parse_targets(devices, top)
@@ -111,19 +52,3 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
         # Not an error: the verdict itself is the answer; the code lets a script act on it.
         raise SystemExit(int(code))
 
-
-def host_marker(top: Topology) -> Callable[[Device], list[str]]:
-    """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
-    from vfiokit.analyses.host_needs import needs
-
-    used = needs(top.host_usage, top)
-
-    def mark(dev: Device) -> list[str]:
-        out: list[str] = []
-        for n in used.get(dev.address, ()):
-            text = f"used by {n.loss}" if n.kind == "vm" else f"host needs {n.loss}"
-            if text not in out:
-                out.append(text)
-        return out
-
-    return mark

@@ -4,69 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfiokit.analyses.passthrough import judge
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_renderable
-from vfiokit.errors import VfiokitError
 from vfiokit.model import PciAddress, Topology
-
-if TYPE_CHECKING:
-    from vfiokit.analyses.simulation import Simulation
 from vfiokit.pciids import PciIds
 
 #: What the article enabled; the default when the host runs without an override.
 DEFAULT_OVERRIDE = "downstream,multifunction"
-
-
-def _level(top: Topology, address: PciAddress) -> str:
-    try:
-        return judge(top, [address]).level.name.lower()
-    except VfiokitError as e:  # e.g. a bridge, which `check` does not judge
-        return f"not judged ({e})"
-
-
-def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
-                   address: PciAddress) -> dict[str, Any]:
-    top.device(address)
-    change = next((c for c in sim.changes if c.address == address), None)
-    now = next((g for g in sim.current or () if address in g.members), None)
-    then = next((g for g in sim.predicted if address in g.members), None)
-    now_level = _level(top, address) if top.groups is not None else "no IOMMU groups today"
-    then_level = _level(predicted_top, address)
-    return {
-        "address": str(address),
-        "current_group": None if now is None else now.number,
-        "predicted_group": None if then is None else then.number,
-        "current_mates": [str(a) for a in (now.members if now else ()) if a != address],
-        "predicted_mates": [str(a) for a in (then.members if then else ()) if a != address],
-        "changes": change is not None,
-        "verdict_now": now_level,
-        "verdict_then": then_level,
-        "verdict_changes": now_level != then_level,
-    }
-
-
-def _device_lines(report: dict[str, Any]) -> list[str]:
-    a = PciAddress.parse(report["address"]).short
-    now, then = report["current_group"], report["predicted_group"]
-    mates_now, mates_then = len(report["current_mates"]), len(report["predicted_mates"])
-
-    def group(number: int | None, mates: int) -> str:
-        if number is None:
-            return "no group"
-        return f"group {number} ({'alone' if not mates else f'with {mates} other(s)'})"
-
-    lines = [f"[bold]{a}[/bold]: {group(now, mates_now)} -> {group(then, mates_then)}"]
-    if report["verdict_changes"]:
-        lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
-                     f"{report['verdict_then']}[/yellow]")
-    else:
-        lines.append(f"  check verdict unchanged: {report['verdict_now']}")
-    return lines
 
 
 @click.command()
@@ -83,6 +30,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
     from vfiokit.analyses.acs_override import effective_override, parse_override
+    from vfiokit.analyses.device_change import device_report
     from vfiokit.analyses.simulation import make_alone, with_groups
     from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
@@ -95,7 +43,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     override = parse_override(override_text)
     sim = run_simulation(top, override)
     predicted_top = with_groups(top, sim.predicted)
-    reports = [_device_report(top, predicted_top, sim, a) for a in targets]
+    reports = [device_report(top, predicted_top, sim, a) for a in targets]
     advice = [make_alone(top, a) for a in alone_targets]
     ids = PciIds.system()
     notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
@@ -112,7 +60,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:
-        print_markup(_device_lines(report))
+        print_markup(view.device_lines(report))
     for x in advice:
         print_markup(view.alone_lines(top, x, ids))
     print_markup(view.warning_lines(sim))

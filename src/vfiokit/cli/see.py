@@ -42,7 +42,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     if predict:
         _predict(top, as_json)
         return
-    from vfiokit.cli.check import host_marker
+    from vfiokit.render.check import host_marker
 
     marker = host_marker(top)
     notes = [*top.notes, *filter(None, [ids.missing_note])]

@@ -4,33 +4,12 @@ it reads the texts a `BootSetup` carries and returns a writer `WritePlan`; nothi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from vfiokit.edits.writer import FileChange, WritePlan, shown_path
 from vfiokit.errors import Refused
 from vfiokit.formats import cmdline, kernel_cmdline_file
 from vfiokit.formats import grub_default as grub
-from vfiokit.formats.boot_setup import BootSetup
-
-
-@dataclass(frozen=True)
-class Configured:
-    """The configured command line: the file and line that decide it and its value."""
-
-    #: File on disk (below the root).
-    path: str
-    #: 1-based line of the deciding assignment (None: the variable is never set).
-    line: int | None
-    value: str
-    #: GRUB only: earlier files whose own value is overridden by `path`.
-    overridden: tuple[str, ...] = ()
-    #: GRUB only: `GRUB_CMDLINE_LINUX` (also given to the kernel), or why it cannot be read.
-    linux: str | None = None
-    linux_note: str | None = None
-    #: Why vfiokit cannot edit the deciding assignment (None: it can).
-    refusal: str | None = None
-    #: False when the value depends on shell code vfiokit does not run.
-    known: bool = True
+from vfiokit.formats.boot_setup import BootSetup, Configured
 
 
 def _kernel_cmdline_parts(setup: BootSetup) -> tuple[str, str, str, str | None]:

@@ -57,3 +57,12 @@ def apply_remote(api: ApiCaller, node: str, plan: ConfigChange, digest: str) -> 
     change = {"delete": plan.key} if plan.value is None else {plan.key: plan.value}
     # PUT is synchronous (POST would return a task): the answer says whether it was written.
     api.call("PUT", f"/nodes/{node}/qemu/{plan.vmid}/config", digest=digest, **change)
+
+
+def apply_mapping(api: ApiCaller, name: str, params: dict[str, Any], digest: str | None, new: bool) -> None:
+    """Create (POST) or update (PUT, carrying the `digest` read, so a change meanwhile is refused)
+    cluster PCI mapping `name`; `params` hold `map` and maybe `description`."""
+    if new:
+        api.call("POST", "/cluster/mapping/pci", id=name, **params)
+    else:
+        api.call("PUT", f"/cluster/mapping/pci/{name}", digest=digest, **params)

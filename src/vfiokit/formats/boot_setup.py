@@ -46,3 +46,23 @@ class BootSetup:
         firmware = "UEFI" if self.firmware == "uefi" else "legacy BIOS"
         via = " via proxmox-boot-tool" if self.path == "proxmox-boot-tool/grub" else ""
         return f"GRUB{via} ({firmware})"
+
+
+@dataclass(frozen=True)
+class Configured:
+    """The configured command line: the file and line that decide it and its value."""
+
+    #: File on disk (below the root).
+    path: str
+    #: 1-based line of the deciding assignment (None: the variable is never set).
+    line: int | None
+    value: str
+    #: GRUB only: earlier files whose own value is overridden by `path`.
+    overridden: tuple[str, ...] = ()
+    #: GRUB only: `GRUB_CMDLINE_LINUX` (also given to the kernel), or why it cannot be read.
+    linux: str | None = None
+    linux_note: str | None = None
+    #: Why vfiokit cannot edit the deciding assignment (None: it can).
+    refusal: str | None = None
+    #: False when the value depends on shell code vfiokit does not run.
+    known: bool = True

@@ -17,3 +17,11 @@ def envelope(kind: str, source: str, notes: tuple[str, ...] | list[str], **body:
     data = {"vfiokit": __version__, "schema": SCHEMA, "kind": kind, "source": source,
             "notes": list(notes), **body}
     return json.dumps(data, indent=2) + "\n"
+
+
+def error_envelope(code: int, name: str, message: str, hint: str | None, fields: dict[str, Any]) -> str:
+    """What `--json` prints on stdout when the command fails: `kind` "error", the exit `code` and its
+    `name`, the `message` (the stderr line), the `hint`, and the key it failed on (file, line, device)."""
+    data = {"vfiokit": __version__, "schema": SCHEMA, "kind": "error", "code": code, "name": name,
+            "message": message, "hint": hint, **fields}
+    return json.dumps(data, indent=2) + "\n"

@@ -169,3 +169,23 @@ def model_check_json(check: ModelCheck) -> dict[str, Any]:
     return {"override": str(check.override), "matches": check.matches, "limited": check.limited,
             "differences": list(check.differences), "predicted": _groups_json(check.predicted),
             "real": _groups_json(check.real)}
+
+
+def device_lines(report: dict[str, Any]) -> list[str]:
+    """`simulate --device`: the device's group now -> then, and whether its check verdict changes."""
+    a = PciAddress.parse(report["address"]).short
+    now, then = report["current_group"], report["predicted_group"]
+    mates_now, mates_then = len(report["current_mates"]), len(report["predicted_mates"])
+
+    def group(number: int | None, mates: int) -> str:
+        if number is None:
+            return "no group"
+        return f"group {number} ({'alone' if not mates else f'with {mates} other(s)'})"
+
+    lines = [f"[bold]{a}[/bold]: {group(now, mates_now)} -> {group(then, mates_then)}"]
+    if report["verdict_changes"]:
+        lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
+                     f"{report['verdict_then']}[/yellow]")
+    else:
+        lines.append(f"  check verdict unchanged: {report['verdict_now']}")
+    return lines

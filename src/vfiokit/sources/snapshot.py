@@ -24,18 +24,18 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except OSError as e:
-        raise BadInput(f"{path}: cannot read snapshot ({e.strerror})") from None
+        raise BadInput(f"{path}: cannot read snapshot ({e.strerror})", file=path) from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a vfiokit snapshot (not UTF-8 text)") from None
+        raise BadInput(f"{path}: not a vfiokit snapshot (not UTF-8 text)", file=path) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         # A cut-off file fails at its very end, or inside a string that never closes.
         cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
         what = "truncated" if cut else "not valid JSON"
-        raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})") from None
+        raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})", file=path, line=e.lineno) from None
     except RecursionError:
-        raise BadInput(f"{path}: not a vfiokit snapshot (JSON nested too deeply)") from None
+        raise BadInput(f"{path}: not a vfiokit snapshot (JSON nested too deeply)", file=path) from None
     return cap.validate(raw, str(path))
 
 

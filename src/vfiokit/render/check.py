@@ -1,0 +1,104 @@
+"""`vfiokit check` rendered: a verdict as text (rich markup) or as the JSON document's keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vfiokit.errors import VfiokitError
+from vfiokit.model import Device, Topology
+from vfiokit.pciids import PciIds
+from vfiokit.render.reasons import reason_text
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.passthrough import Verdict
+
+_WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/green]",
+         "COSTLY": "[yellow]shares, costly[/yellow]", "UNSAFE": "[bold red]unsafe[/bold red]"}
+_ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host": "yellow",
+               "same card": "cyan", "bridge left alone": "dim"}
+
+
+def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
+    from vfiokit.analyses.passthrough import headline
+    from vfiokit.render.groups import device_json
+
+    return {
+        "verdict": v.level.name.lower(),
+        "summary": headline(v),
+        "targets": [str(a) for a in v.targets],
+        "groups": list(v.groups),
+        # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
+        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": reason_text(r),
+                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": r.fact}
+                    for r in v.reasons],
+        "members": [
+            {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
+             "critical": m.critical, "pass_along": m.pass_along,
+             "needs": [{"kind": n.kind, "critical": n.critical, "loss": n.loss, "detail": n.detail}
+                       for n in m.needs]}
+            for m in v.members
+        ],
+    }
+
+
+def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
+    from rich.markup import escape
+
+    from vfiokit.analyses.passthrough import SAME_CARD, TARGET, headline
+    from vfiokit.pciids import lspci_line
+
+    word = _WORD[v.level.name]
+    if v.level.name == "COSTLY" and all(m.role in (TARGET, SAME_CARD) for m in v.members):
+        word = "[yellow]costly[/yellow]"  # the cost is the target's own use: it shares with nothing
+    lines = [f"Verdict: {word} - {escape(headline(v))}"]
+    for g in v.groups:
+        size = len(top.by_group[g].members)
+        lines.append(f"IOMMU group {g} ({size} device{'s' if size > 1 else ''}); at VM start Proxmox binds "
+                     "every member that is not a bridge to vfio-pci:")
+        for m in (m for m in v.members if m.device.iommu_group == g):
+            style = _ROLE_STYLE.get(m.role, "")
+            role = f"[{style}]{m.role:<17}[/{style}]" if style else f"{m.role:<17}"
+            drv = f"  [dim]driver {escape(m.device.driver)}[/dim]" if m.device.driver else ""
+            lines.append(f"  {role} {escape(lspci_line(m.device, ids))}{drv}")
+            lines.extend(f"  {'':<17}   [dim]{escape(n.loss)}: {escape(n.detail)}[/dim]" for n in m.needs)
+    if v.reasons:
+        lines.append("Why:")
+        lines.extend(f"  - {escape(reason_text(r))}" for r in v.reasons if r.level.name != "HARMLESS")
+        bridges = [r.address.short for r in v.reasons if r.level.name == "HARMLESS" and r.address]
+        if bridges:
+            lines.append(f"  - {', '.join(bridges)}: bridge{'s' if len(bridges) > 1 else ''}, which Proxmox "
+                         "leaves bound to the host")
+    return lines
+
+
+def host_marker(top: Topology) -> Callable[[Device], list[str]]:
+    """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
+    from vfiokit.analyses.host_needs import needs
+
+    used = needs(top.host_usage, top)
+
+    def mark(dev: Device) -> list[str]:
+        out: list[str] = []
+        for n in used.get(dev.address, ()):
+            text = f"used by {n.loss}" if n.kind == "vm" else f"host needs {n.loss}"
+            if text not in out:
+                out.append(text)
+        return out
+
+    return mark
+
+
+def check_marker(top: Topology) -> Callable[[Device], list[str]]:
+    """For `cluster inventory`: each device's `check` verdict, e.g. "check: costly"."""
+    from vfiokit.analyses.passthrough import judge
+
+    def mark(dev: Device) -> list[str]:
+        if dev.is_bridge or dev.iommu_group is None:
+            return []
+        try:
+            return [f"check: {judge(top, [dev.address]).level.name.lower()}"]
+        except VfiokitError:
+            return []
+
+    return mark
