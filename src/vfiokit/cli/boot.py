@@ -61,6 +61,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
     if not yes and not click.confirm("Apply this change?", default=False, err=True):
         raise VfiokitError("nothing changed (answered no)", ExitCode.ABORTED)
     done = writer.apply(plan)
+    for n in done.notes:  # an interrupted change finished first, a journal line not written
+        note(n)
     ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
     kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
     click.echo(f"vfiokit: wrote {', '.join(done.files)}{kept}{ran}", err=True)
@@ -87,11 +89,15 @@ def boot() -> None:
 def status(root: str, as_json: bool) -> None:
     """Which boot path, which file decides, what is configured, running and pending."""
     from vfiokit.analyses.boot_state import boot_state
-    from vfiokit.edits import bootline
+    from vfiokit.edits import bootline, writer
     from vfiokit.edits.writer import shown_path
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
+    try:  # a change killed half way (kill, hang-up): the next writing command finishes it
+        unfinished = writer.interrupted(root)
+    except VfiokitError as e:
+        unfinished = [f"the journal cannot be read: {e}"]
     conf = bootline.configured(setup)
     full = f"{conf.linux or ''} {conf.value}".strip()
     complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
@@ -111,6 +117,7 @@ def status(root: str, as_json: bool) -> None:
         "pending_reboot": None if state.reboot_adds is None else
         {"add": list(state.reboot_adds),
          "remove": None if state.reboot_removes is None else list(state.reboot_removes)},
+        "interrupted_changes": unfinished,
     }
     if as_json:
         from vfiokit.render.envelope import envelope
@@ -146,6 +153,8 @@ def status(root: str, as_json: bool) -> None:
         lines.append("              (what the next boot drops is unknown: part of the configuration "
                      "is built by shell code)")
     click.echo("\n".join(lines))
+    for n in unfinished:
+        note(n)
 
 
 @boot.command()
