@@ -354,3 +354,93 @@ def test_a_hard_linked_target_is_refused(tmp_path: Path) -> None:
         writer.apply(_plan(tmp_path), Hooks(runner=_ok))
     assert e.value.code == ExitCode.REFUSED and "has 2 hard links" in str(e.value)
     assert target.read_text() == OLD and (tmp_path / "grub.copy").read_text() == OLD
+
+
+# --- proof: kills at random moments, parallel writers ------------------------------------------
+
+def _slow_standins(folder: Path) -> dict[str, str]:
+    """update-grub that takes STANDIN_SLEEP seconds (a real one takes seconds), so kills land in
+    it too; returns the environment for a child vfiokit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("update-grub", "proxmox-boot-tool"):
+        p = folder / name
+        p.write_text('#!/bin/sh\nsleep "${STANDIN_SLEEP:-0}"\n')
+        p.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}", "PYTHONPATH": SRC}
+
+
+def _vfiokit(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "vfiokit", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigkill_at_random_moments_never_loses_the_way_back(tmp_path: Path) -> None:
+    """`boot add` SIGKILLed at random moments (python start, plan, journal, rename, refresh):
+    after every kill the file is the old or the new text and the journal reads; at the end,
+    `boot undo` (itself killed now and then) brings back the original bytes."""
+    import random
+
+    from vfiokit.edits import bootline
+    from vfiokit.sources.boot import read_boot
+
+    seed = int(os.environ.get("VFIOKIT_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    root = grub_host(tmp_path / "root", "proxmox8")
+    grub = root / "etc/default/grub"
+    original = grub.read_bytes()
+    env = {**_slow_standins(tmp_path / "bin"), "STANDIN_SLEEP": "0.3"}
+    kills = 0
+    for n in range(24):
+        before = grub.read_text()
+        param = f"vfiokit_kill{n}=1"
+        after = bootline.plan(read_boot(str(root)), [param]).changes[0].new_text
+        p = _vfiokit(env, "boot", "add", param, "--root", str(root), "--yes")
+        try:
+            p.wait(timeout=rng.uniform(0.0, 1.6))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            kills += 1
+        else:
+            assert p.returncode == 0, (seed, p.stderr.read() if p.stderr else "")
+        now = grub.read_text()
+        assert now in (before, after), f"seed {seed}, run {n}: the file is neither old nor new"
+        writer.load_journal(str(root))  # parses (a torn last line is a note, not an error)
+    assert kills, f"seed {seed}: no run was killed"
+    for _ in range(6):  # undo, killed too now and then
+        p = _vfiokit(env, "boot", "undo", "--root", str(root), "--yes")
+        try:
+            p.wait(timeout=rng.uniform(0.0, 1.6))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        writer.load_journal(str(root))
+    for _ in range(40):
+        r = subprocess.run([sys.executable, "-m", "vfiokit", "boot", "undo", "--root", str(root), "--yes"],
+                           env=env, capture_output=True, text=True)
+        if r.returncode == ExitCode.NOT_FOUND:
+            break
+        assert r.returncode == 0, (seed, r.stderr)
+    assert grub.read_bytes() == original, f"seed {seed}: undo did not bring back the original"
+
+
+def test_parallel_writers_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight `boot add` at once: each one is written whole or refused with exit 12 (lock held or
+    file changed); what was written is exactly the sum of those that succeeded; undo undoes all."""
+    root = grub_host(tmp_path / "root", "proxmox8")
+    grub = root / "etc/default/grub"
+    original = grub.read_bytes()
+    env = {**_slow_standins(tmp_path / "bin"), "STANDIN_SLEEP": "0.05"}
+    procs = {f"vfiokit_par{n}=1": _vfiokit(env, "boot", "add", f"vfiokit_par{n}=1", "--root", str(root),
+                                            "--yes") for n in range(8)}
+    codes = {param: p.wait() for param, p in procs.items()}
+    assert set(codes.values()) <= {0, ExitCode.CONFLICT}, codes
+    won = {param for param, code in codes.items() if code == 0}
+    assert won
+    text = grub.read_text()
+    assert {param for param in procs if param in text} == won
+    assert len([e for e in writer.read_journal(str(root)) if e["state"] == "done"]) == len(won)
+    monkeypatch.setenv("PATH", env["PATH"])
+    for _ in won:
+        assert cli("boot", "undo", "--root", str(root), "--yes").code == 0
+    assert grub.read_bytes() == original

@@ -779,6 +779,15 @@ def _finish_interrupted(root: str, hooks: Hooks) -> list[str]:
     return notes
 
 
+def _took_effect(root: str, entry: dict) -> bool:
+    """Whether an entry changed its files: done, or interrupted after a rename (the next writing
+    command finishes it; `undo_plan` is made before that, so it judges by the files)."""
+    if entry["state"] != "intent":
+        return entry["state"] == "done"
+    _trusted(root, entry)
+    return any(s.state != "old" for s in _file_states(root, entry))
+
+
 def undo_plan(root: str, kind: str | None = None) -> Plan:
     """A plan that restores the files of the last journal entry (of `kind`) not yet undone; its
     notes name files someone changed since vfiokit wrote them. Newer entries whose files already
@@ -786,11 +795,12 @@ def undo_plan(root: str, kind: str | None = None) -> Plan:
     VfiokitError when there is nothing to undo."""
     journal = load_journal(root)
     entries = journal.entries
-    undone = {e["undoes"] for e in entries if e.get("undoes")}
+    # An undo killed before its rename undid nothing: only what took effect counts.
+    undone = {e["undoes"] for e in entries if e.get("undoes") and _took_effect(root, e)}
     skips: list[str] = []
     for entry in reversed(entries):
-        if (entry.get("undoes") or entry["id"] in undone or entry["state"] in ("rolled-back", "skipped")
-                or (kind and entry.get("kind") != kind)):
+        if (entry.get("undoes") or entry["id"] in undone or not _took_effect(root, entry)
+                or entry["state"] == "skipped" or (kind and entry.get("kind") != kind)):
             continue
         _trusted(root, entry)
         states = _file_states(root, entry)
