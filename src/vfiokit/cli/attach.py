@@ -61,6 +61,10 @@ def connect(host: str, token_id: str | None, token_file: str | None, ca_file: st
     if not token_id:
         raise BadInput(f"--host needs --token-id USER@REALM!NAME (or {TOKEN_ID_ENV})")
     verify: bool | str = False if insecure else (ca_file or True)
+    if insecure:  # every time: a habit of --insecure is how a man in the middle gets the token
+        click.echo(f"vfiokit: warning: --insecure: {host}'s TLS certificate is not checked; anyone between "
+                   "here and it can read the API token (give --ca-file /etc/pve/pve-root-ca.pem instead)",
+                   err=True)
     return PveApi(Credentials(host, token_id, read_secret(token_file), verify, timeout))
 
 
@@ -180,12 +184,14 @@ def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root
         return local_target(root or "/")
     if root is not None:
         raise click.UsageError("--root is for local mode; remove it or --host")
+    if node is not None:
+        pc.check_plain(node, "--node")
     return remote_target(connect(), vmid, node)
 
 
 def _vmid(vmid: str) -> str:
-    if not vmid.isdigit() or not 100 <= int(vmid) <= 999999999:
-        raise BadInput(f"'{vmid}' is not a VM id (a number from 100 to 999999999)")
+    if not (vmid.isascii() and vmid.isdigit()) or not 100 <= int(vmid) <= 999999999:  # not "²" or "１００"
+        raise BadInput(f"{vmid!r} is not a VM id (a number from 100 to 999999999)")
     return vmid
 
 
@@ -269,7 +275,7 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in pc.HOSTPCI_KEYS else None
-    if key is None and device.startswith("hostpci") and device[7:].isdigit():
+    if key is None and device.startswith("hostpci") and device[7:].isascii() and device[7:].isdigit():
         raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{pc.MAX_HOSTPCI - 1})")
     addr = mapping = None
     slot = False

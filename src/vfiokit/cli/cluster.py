@@ -48,12 +48,14 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
     """Every node's PCI devices and IOMMU groups, shown like 'vfiokit groups'."""
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from vfiokit.edits.pve_config import check_plain
     from vfiokit.pciids import PciIds
     from vfiokit.render.groups import groups_json, groups_text
     from vfiokit.sources.proxmox_api import inventory as ask
 
+    nodes = [check_plain(n, "--node") for n in only]
     api = _api(connect)
-    nodes = list(only) or [n["node"] for n in api.nodes()]
+    nodes = nodes or [str(n["node"]) for n in api.nodes()]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         transient=True, console=_stderr_console())
     with progress:
@@ -104,6 +106,9 @@ def _entry_for(api: Any, spec: str) -> tuple[str, dict[str, str], Device]:
     dev_text, at, node = spec.rpartition("@")
     if not at or not dev_text or not node:
         raise BadInput(f"'{spec}': expected DEVICE@NODE (e.g. 01:00.0@pve1, or 01:00@pve1 for all functions)")
+    from vfiokit.edits.pve_config import check_plain
+
+    check_plain(node, "node")
     addr, whole_slot = parse_device(dev_text)
     top = topology_from_pci(api.node_pci(node), node, api.host)
     try:
@@ -139,10 +144,12 @@ def _overlap(a: str, b: str) -> bool:
 def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: bool, yes: bool,
          connect: Any) -> None:
     """Create or update cluster PCI mapping NAME from DEVICE@NODE... (the same card on each node)."""
-    from vfiokit.edits.pve_config import CONFIGID_RE, parse_map_entry
+    from vfiokit.edits.pve_config import CONFIGID_RE, check_plain, parse_map_entry
 
     if not CONFIGID_RE.match(name):
-        raise BadInput(f"'{name}': invalid configuration ID (a letter, then letters, digits, '-' or '_')")
+        raise BadInput(f"{name!r}: invalid configuration ID (a letter, then letters, digits, '-' or '_')")
+    if description is not None:
+        check_plain(description, "--description")
     api = _api(connect)
     entries = [_entry_for(api, spec) for spec in devices]
     for i, (node, fields, _) in enumerate(entries):

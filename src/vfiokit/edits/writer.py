@@ -63,7 +63,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from vfiokit.errors import BadInput, Conflict, ExitCode, Refused, VfiokitError
+from vfiokit.errors import BadInput, Conflict, ExitCode, Refused, VfiokitError, child_env
 
 BACKUP_DIR = "var/backups/vfiokit"
 JOURNAL = "journal.jsonl"
@@ -382,7 +382,8 @@ def _locked(root: str | None) -> Iterator[None]:
 
 def _run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
     try:
-        p = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout)
+        p = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout,
+                           env=child_env())
     except FileNotFoundError:
         return 127, "command not found"
     except subprocess.TimeoutExpired:
