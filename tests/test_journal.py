@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.bootroot import Standins, grub_host, write
 from tests.conftest import cli
@@ -444,3 +447,34 @@ def test_parallel_writers_lose_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     for _ in won:
         assert cli("boot", "undo", "--root", str(root), "--yes").code == 0
     assert grub.read_bytes() == original
+
+
+# --- proof: the journal reader under any damage ------------------------------------------------
+
+_GOOD = {"id": "20260101T120000.000000Z", "at": "2026-01-01T12:00:00+00:00", "kind": "boot", "undoes": None,
+         "commands": [["update-grub"]], "state": "intent",
+         "files": [{"path": "/etc/default/grub", "backup": "etc/default/grub.20260101T120000.000000Z",
+                    "existed": True, "mode": 420, "written_sha256": None}]}
+_PIECES = [json.dumps(_GOOD), '{"id": "20260101T120000.000000Z", "state": "done"}',
+           '{"id": "20260101T120000.000000Z", "state": "skipped"}', '{"id": 1, "state": "done"}',
+           json.dumps({**_GOOD, "commands": [["sh", "-c", "id"]]}), json.dumps({**_GOOD, "files": [{}]}),
+           json.dumps({**_GOOD, "undoes": "20260101T120000.000000Z", "id": "20260101T120001.000000Z"}),
+           "null", "[]", '{"id": "x"', "\xff", "9" * 5000, ""]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=40)), max_size=8),
+       torn=st.booleans())
+def test_any_journal_gives_a_plan_or_one_documented_error(tmp_path: Path, lines: list[str], torn: bool) -> None:
+    root = tmp_path / "j"
+    shutil.rmtree(root, ignore_errors=True)
+    write(root, "etc/default/grub", OLD)
+    write(root, "var/backups/vfiokit/etc/default/grub.20260101T120000.000000Z", NEW)
+    text = "\n".join(lines) + ("" if torn else "\n")
+    write(root, f"{writer.BACKUP_DIR}/{writer.JOURNAL}", text.encode("utf-8", "surrogateescape"))
+    for read in (lambda: writer.interrupted(str(root)), lambda: writer.undo_plan(str(root), "boot")):
+        try:
+            read()
+        except VfiokitError as e:
+            assert e.code in (ExitCode.BAD_INPUT, ExitCode.NOT_FOUND, ExitCode.REFUSED) and "\n" not in str(e)
+    assert (root / "etc/default/grub").read_text() == OLD  # reading never writes

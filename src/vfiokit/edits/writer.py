@@ -597,7 +597,7 @@ def load_journal(root: str) -> Journal:
             continue
         try:
             record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError):  # ValueError: also a number of 4,300+ digits
             if n == len(lines):  # no newline after it: a write cut short (disk full, a kill)
                 notes.append(f"{path}: line {n} is cut short (a write that did not finish); skipped")
                 continue
