@@ -10,8 +10,10 @@ such as "reboot needed"), shown as a unified diff, and only then applied. `apply
 3. writes a temporary file in the same folder (so the rename cannot cross file systems), named
    `.<name>.<random>.vfiokit-tmp`: a leftover after a crash is a dot file with a suffix that no
    `*.cfg` / `*.conf` glob (GRUB's `grub.d`, `modprobe.d`) ever picks up;
-4. gives it the old file's owner and mode, fsyncs it, keeps a timestamped backup of the old
-   content, renames it over the target (atomic on POSIX) and fsyncs the folder;
+4. gives it the old file's owner, mode and extended attributes (ACLs, security labels), fsyncs
+   it, keeps a timestamped backup of the old content, renames it over the target (atomic on
+   POSIX) and fsyncs the folder; a hard-linked target is refused (a rename would split the
+   names: the others would keep the old text);
 5. runs the plan's commands (`update-grub`, `proxmox-boot-tool refresh`, ...) with a timeout;
    if one fails or hangs, every file of the plan is put back (through the same atomic steps) and
    the error is reported as one line (exit WRITE_FAILED).
