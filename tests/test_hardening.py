@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import test_pve_remote as pve
@@ -212,3 +212,24 @@ def test_a_newline_in_romfile_or_a_mapping_name_never_reaches_proxmox(fake: Fake
     assert [m for m, _, _ in fake.cluster.requests if m != "GET"] == []
     assert cli("detach", "1\n00", "01:00").code == ExitCode.BAD_INPUT
     assert cli("detach", "１００", "01:00").code == ExitCode.BAD_INPUT
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+                     | st.sampled_from(["0000:01:00.0", "0x10de", "pve1", "9" * 4400, "²"]),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.sampled_from(["node", "id", "iommugroup", "vendor", "class",
+                                                        "vmid", "status", "x"]), inner, max_size=5),
+                     max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nodes=st.one_of(st.just([{"node": "pve1"}]), _JSON),
+       pci=st.one_of(st.lists(st.dictionaries(st.sampled_from(["id", "iommugroup", "vendor", "device", "class",
+                                                               "vendor_name", "device_name", "subsystem_vendor"]),
+                                              _JSON, max_size=8), max_size=3), _JSON))
+def test_any_api_answer_to_inventory_is_a_result_or_one_line(fake: FakePve, nodes: object, pci: object) -> None:
+    fake.cluster.broken.update({"/nodes": nodes, "/nodes/pve1/hardware/pci": pci})
+    r = remote(fake, "cluster", "inventory", "--json", timeout="1")
+    assert "Traceback" not in r.err and r.code in (0, ExitCode.BAD_INPUT, ExitCode.REMOTE), r.err
+    if r.code:
+        _one_error(r.err)
