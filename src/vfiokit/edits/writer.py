@@ -710,12 +710,12 @@ def _file_states(root: str, entry: dict) -> list[_FileState]:
     return out
 
 
-def interrupted(root: str) -> list[str]:
-    """What each change interrupted between its journal entry and its end left, in words (for
-    `boot status`; reading only: the next writing command finishes it)."""
-    notes: list[str] = []
-    out = []
+def _unfinished(root: str) -> tuple[list[str], list[tuple[dict, list[_FileState]]]]:
+    """The journal's notes (a torn line, an entry not trusted) and each entry a kill left between
+    its journal line and its end, with what its files hold now."""
     journal = load_journal(root)
+    notes = list(journal.notes)
+    found = []
     undone = {e["undoes"] for e in journal.entries if e.get("undoes")}
     for entry in journal.entries:
         if entry["state"] != "intent" or entry["id"] in undone:
@@ -725,34 +725,31 @@ def interrupted(root: str) -> list[str]:
         except BadInput as e:
             notes.append(f"an interrupted change is not finished: {e}")
             continue
-        states = _file_states(root, entry)
+        found.append((entry, _file_states(root, entry)))
+    return notes, found
+
+
+def interrupted(root: str) -> list[str]:
+    """What each change interrupted between its journal entry and its end left, in words (for
+    `boot status`; reading only: the next writing command finishes it)."""
+    notes, found = _unfinished(root)
+    for entry, states in found:
         new = [s.path for s in states if s.state != "old"]
         run = " then ".join(f"'{' '.join(a)}'" for a in entry["commands"])
         if not new:
-            out.append(f"change {entry['id']} was interrupted before it replaced any file: nothing to finish")
+            notes.append(f"change {entry['id']} was interrupted before it replaced any file: nothing to finish")
         else:
-            out.append(f"change {entry['id']} was interrupted after writing {', '.join(new)}"
-                       + (f"; {run} may not have run" if run else "")
-                       + ": the next vfiokit boot command finishes it ('boot undo' takes it back)")
-    return [*journal.notes, *notes, *out]
+            notes.append(f"change {entry['id']} was interrupted after writing {', '.join(new)}"
+                         + (f"; {run} may not have run" if run else "")
+                         + ": the next vfiokit boot command finishes it ('boot undo' takes it back)")
+    return notes
 
 
 def _finish_interrupted(root: str, hooks: Hooks) -> list[str]:
     """Finish every change a kill left between its journal entry and its end (we hold the lock);
     return what was done, in words."""
-    notes = []
-    journal = load_journal(root)
-    notes.extend(journal.notes)
-    undone = {e["undoes"] for e in journal.entries if e.get("undoes")}
-    for entry in journal.entries:
-        if entry["state"] != "intent" or entry["id"] in undone:
-            continue
-        try:
-            _trusted(root, entry)
-        except BadInput as e:
-            notes.append(f"an interrupted change is not finished: {e}")
-            continue
-        states = _file_states(root, entry)
+    notes, found = _unfinished(root)
+    for entry, states in found:
         kinds = {s.state for s in states}
         if kinds <= {"old"}:
             _journal(root, {"id": entry["id"], "state": "rolled-back"})
