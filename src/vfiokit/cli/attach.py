@@ -122,12 +122,14 @@ def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root
         return local_target(root or "/")
     if root is not None:
         raise click.UsageError("--root is for local mode; remove it or --host")
+    if node is not None:
+        pc.check_plain(node, "--node")
     return remote_target(connect(), vmid, node)
 
 
 def _vmid(vmid: str) -> str:
-    if not vmid.isdigit() or not 100 <= int(vmid) <= 999999999:
-        raise BadInput(f"'{vmid}' is not a VM id (a number from 100 to 999999999)")
+    if not (vmid.isascii() and vmid.isdigit()) or not 100 <= int(vmid) <= 999999999:  # not "²" or "１００"
+        raise BadInput(f"{vmid!r} is not a VM id (a number from 100 to 999999999)")
     return vmid
 
 
@@ -206,7 +208,7 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in hostpci.HOSTPCI_KEYS else None
-    if key is None and device.startswith("hostpci") and device[7:].isdigit():
+    if key is None and device.startswith("hostpci") and device[7:].isascii() and device[7:].isdigit():
         raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{hostpci.MAX_HOSTPCI - 1})")
     addr = mapping = None
     slot = False

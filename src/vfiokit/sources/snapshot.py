@@ -36,6 +36,8 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})", file=path, line=e.lineno) from None
     except RecursionError:
         raise BadInput(f"{path}: not a vfiokit snapshot (JSON nested too deeply)", file=path) from None
+    except ValueError:  # an integer of more than 4,300 digits (CPython's int_max_str_digits)
+        raise BadInput(f"{path}: not a vfiokit snapshot (a number too long to read)", file=path) from None
     return cap.validate(raw, str(path))
 
 
