@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode
 from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
@@ -103,6 +103,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
 
         sys.stdout.write(envelope("check", top.source, notes, **verdict_json(verdict, ids)))
     else:
+        print_source_header(top)
         print_markup(verdict_text(verdict, ids, top))
         for n in notes:
             note(n)

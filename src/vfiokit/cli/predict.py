@@ -10,7 +10,7 @@ import click
 
 from vfiokit.analyses.passthrough import judge
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_markup, print_renderable
+from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
 from vfiokit.errors import VfiokitError
 from vfiokit.model import PciAddress, Topology
 
@@ -109,6 +109,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         body["alone"] = [view.alone_json(x) for x in advice]
         sys.stdout.write(envelope("simulate", top.source, notes, **body))
         return
+    print_source_header(top)
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:
