@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode
@@ -81,7 +82,7 @@ def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
 
 
 @click.command()
-@click.argument("devices", nargs=-1, required=True, metavar="DEVICE...")
+@click.argument("devices", nargs=-1, required=True, metavar="DEVICE...", shell_complete=completion.addresses)
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: bool) -> None:

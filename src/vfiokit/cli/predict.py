@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfiokit.analyses.passthrough import judge
+from vfiokit.cli import completion
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
 from vfiokit.errors import VfiokitError
@@ -74,9 +75,9 @@ def _device_lines(report: dict[str, Any]) -> list[str]:
 @click.option("--acs-override", "override_text", metavar="OPTIONS",
               help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
                    f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
-@click.option("--device", "devices", multiple=True, metavar="ADDR",
+@click.option("--device", "devices", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
               help="Show how this device's group and its 'check' verdict change (repeatable).")
-@click.option("--alone", "alone", multiple=True, metavar="ADDR",
+@click.option("--alone", "alone", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
               help="Find the smallest override that gives this device a group of its own (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],

@@ -104,7 +104,8 @@ class PveApi:
         try:
             from proxmoxer import ProxmoxAPI
         except ImportError:
-            raise RemoteError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'") from None
+            raise RemoteError("the Proxmox API needs proxmoxer",
+                              hint="apt-get install python3-proxmoxer (or pip install 'vfiokit[proxmox]')") from None
         user, name = split_token_id(creds.token_id)
         self.host = creds.host
         self.creds = creds
