@@ -55,7 +55,7 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: vfiokit
 
 Files: *
-Copyright: vfiokit developers
+Copyright: 2026 vfiokit developers
 License: Expat
  Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
  associated documentation files (the "Software"), to deal in the Software without restriction,
@@ -104,11 +104,11 @@ Recommends: python3-proxmoxer
 Section: admin
 Priority: optional
 Description: IOMMU groups and PCI passthrough for Proxmox VE and KVM hosts
- vfiokit sees every IOMMU group and device (live host, snapshot, pasted listing or a
- Proxmox node's API), judges what passing a device to a VM takes from the host,
- predicts the groups under an ACS override before you reboot, and changes the kernel
- command line and Proxmox VM configs safely: every edit shown as a diff first, atomic,
- backed up and undoable.
+ vfiokit sees every IOMMU group and device (live host, snapshot, pasted
+ listing or a Proxmox node's API), judges what passing a device to a VM takes
+ from the host, predicts the groups under an ACS override before you reboot,
+ and changes the kernel command line and Proxmox VM configs safely: every edit
+ shown as a diff first, atomic, backed up and undoable.
 CONTROL
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) \
   > "$root/DEBIAN/md5sums"
