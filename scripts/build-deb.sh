@@ -9,6 +9,7 @@
 # Usage: bash scripts/build-deb.sh     (PYTHON=... picks the interpreter that runs the generator)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh build
 if [ -z "${PYTHON:-}" ]; then
   PYTHON=python3
   /usr/bin/python3 -c 'import click' 2>/dev/null && PYTHON=/usr/bin/python3
