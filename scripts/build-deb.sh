@@ -119,7 +119,8 @@ find "$root/usr" -type f ! -path '*/usr/bin/*' -exec chmod 0644 {} +
 mkdir -p dist
 deb="dist/${pkg}_${version}_all.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
-echo "$deb"
 if command -v lintian >/dev/null; then
-  lintian --fail-on error --suppress-tags "${LINTIAN_SUPPRESS:-}" "$deb"
+  # lintian warns when run as root (CI is root): that line is not about the package.
+  lintian --fail-on error "$deb" 2> >(grep -v "running with root privileges" >&2) >&2
 fi
+echo "$deb"
