@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build dist/vfiokit_<version>_all.deb from this tree with dpkg-deb: the package for Proxmox VE /
 # Debian hosts. It depends on Debian's own python3, python3-click, python3-rich, pciutils and
-# pci.ids (python3-proxmoxer recommended, for --host and cluster), installs the modules under
+# pci.ids, and python3-proxmoxer with python3-requests (for --host and cluster), installs the modules under
 # /usr/lib/python3/dist-packages like every Debian python3-* package, the command in /usr/bin,
 # man pages and bash/zsh completion generated from the CLI itself (scripts/gen_docs.py).
 # Then lintian judges the result when it is installed (errors fail the build).
@@ -16,7 +16,8 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 version=$(PYTHONPATH=src "$PYTHON" -c 'import vfiokit; print(vfiokit.__version__)')
 # Reproducible: every date in the package is the last commit's (or now, outside git).
-export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+# (git archive sets every file's time to the commit's, so pyproject.toml's serves outside git.)
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y pyproject.toml)}"
 pkg=vfiokit
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -100,8 +101,7 @@ Version: $version
 Architecture: all
 Maintainer: vfiokit developers <vfiokit@users.noreply.github.com>
 Installed-Size: $size
-Depends: python3:any (>= 3.11), python3-click (>= 8.1.3), python3-rich (>= 13.3.1), pciutils, pci.ids
-Recommends: python3-proxmoxer
+Depends: python3:any (>= 3.11), python3-click (>= 8.1.3), python3-rich (>= 13.3.1), pciutils, pci.ids, python3-proxmoxer, python3-requests
 Section: admin
 Priority: optional
 Description: IOMMU groups and PCI passthrough for Proxmox VE and KVM hosts

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages one use of vfiokit needs, and nothing else:
 #   build    what scripts/build-deb.sh runs on: Debian's python3 with python3-click (the man
-#            pages and completion are generated from the CLI), and git (the package's date)
+#            pages and completion are generated from the CLI)
 #   runtime  what the .deb depends on (apt-get install ./dist/vfiokit_*.deb pulls these itself):
-#            python3, python3-click, python3-rich, pciutils (lspci) and pci.ids (device names)
+#            python3, python3-click, python3-rich, pciutils (lspci), pci.ids (device names),
+#            python3-proxmoxer and python3-requests (the Proxmox API)
 #   test     the test suite's parts: pciutils (lspci, the oracle for our names), pci.ids, a venv
 #            for the test tools (Debian's python3 refuses pip outside one, PEP 668), the QEMU lab
 #            (qemu-system-x86, busybox-static, cpio), openssl (the fake Proxmox API's certificate),
@@ -13,8 +14,8 @@ set -euo pipefail
 pkgs=()
 for set in "${@:-test}"; do
   case "$set" in
-    build) pkgs+=(python3 python3-click git) ;;
-    runtime) pkgs+=(python3 python3-click python3-rich pciutils pci.ids) ;;
+    build) pkgs+=(python3 python3-click) ;;
+    runtime) pkgs+=(python3 python3-click python3-rich pciutils pci.ids python3-proxmoxer python3-requests) ;;
     test) pkgs+=(python3 python3-venv pciutils pci.ids qemu-system-x86 busybox-static cpio openssl man-db) ;;
     *) echo "setup-debian.sh: unknown set '$set' (build, runtime or test)" >&2; exit 2 ;;
   esac
