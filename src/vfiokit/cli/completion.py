@@ -55,7 +55,9 @@ def addresses(ctx: click.Context, param: click.Parameter, incomplete: str) -> li
         value = str(dev.address) if incomplete.count(":") == 2 or incomplete.startswith("0000") else \
             dev.address.short
         if value.startswith(incomplete):
-            out.append(CompletionItem(value, help=dev.class_name or None))
+            # No description: click 8.1's zsh script hands "value:description" to _describe
+            # without escaping, and an address's own ':' would cut it there.
+            out.append(CompletionItem(value))
     return out
 
 
