@@ -15,6 +15,7 @@ import click
 
 from vfiokit.analyses.attach_gate import token_refusal
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
+from vfiokit.cli import completion
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
@@ -149,8 +150,8 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@click.argument("vmid")
-@click.argument("device", required=False)
+@click.argument("vmid", shell_complete=completion.vmids)
+@click.argument("device", required=False, shell_complete=completion.addresses)
 @click.option("--mapping", default=None, help="Use a cluster PCI mapping (hostpciN: mapping=NAME).")
 @click.option("--pcie", is_flag=True, help="Pass as PCIe (needs the q35 machine).")
 @click.option("--primary-gpu", is_flag=True, help="Make it the VM's primary GPU (x-vga=1).")
@@ -197,8 +198,8 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
 
 
 @click.command()
-@click.argument("vmid")
-@click.argument("device")
+@click.argument("vmid", shell_complete=completion.vmids)
+@click.argument("device", shell_complete=completion.addresses)
 @_common
 def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: bool, yes: bool,
            connect: Any) -> None:

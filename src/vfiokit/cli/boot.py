@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, VfiokitError
@@ -124,7 +125,7 @@ def add(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
 
 
 @boot.command()
-@click.argument("params", nargs=-1, required=True)
+@click.argument("params", nargs=-1, required=True, shell_complete=completion.boot_params)
 @_change_options
 def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
     """Remove kernel parameters: KEY removes it whatever its value, KEY=VALUE only that value."""

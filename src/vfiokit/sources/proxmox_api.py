@@ -106,6 +106,24 @@ def _describe(e: BaseException, what: str, host: str) -> VfiokitError:
     return RemoteError(f"{host}: {what}: {e}")
 
 
+def _apply_timeout(api: Any, timeout: float) -> None:
+    """Give every request the timeout. proxmoxer 1.2 (Debian 12's python3-proxmoxer) keeps the
+    `timeout` it is given but never passes it to requests (its ProxmoxHttpSession.request defaults
+    to None), so a node that stops answering would hang `cluster inventory` for ever."""
+    session = getattr(api, "_store", {}).get("session")
+    if session is None:
+        return
+    request = session.request
+
+    def with_timeout(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # requests' Session.request(method, url, params, data, headers, cookies, files, auth, timeout, ...)
+        if kwargs.get("timeout") is None and len(args) < 7:
+            kwargs["timeout"] = timeout
+        return request(method, url, *args, **kwargs)
+
+    session.request = with_timeout
+
+
 class PveApi:
     """A connection to one Proxmox VE API endpoint, with vfiokit's error handling."""
 
@@ -113,7 +131,8 @@ class PveApi:
         try:
             from proxmoxer import ProxmoxAPI
         except ImportError:
-            raise RemoteError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'") from None
+            raise RemoteError("the Proxmox API needs proxmoxer",
+                              hint="apt-get install python3-proxmoxer (or pip install 'vfiokit[proxmox]')") from None
         user, name = split_token_id(creds.token_id)
         if creds.verify is False:
             # The CLI warns in its own words, once per run; urllib3 would add a multi-line
@@ -127,6 +146,7 @@ class PveApi:
         self.creds = creds
         self._api = ProxmoxAPI(creds.host, user=user, token_name=name, token_value=creds.secret,
                                verify_ssl=creds.verify, timeout=creds.timeout, service="PVE")
+        _apply_timeout(self._api, creds.timeout)
 
     def call(self, method: str, path: str, **params: Any) -> Any:
         what = f"{method} {path}"

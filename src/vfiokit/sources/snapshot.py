@@ -3,8 +3,10 @@ update. Loading one gives exactly the model of the live tree it was taken from."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -43,4 +45,15 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load(path: str | os.PathLike[str]) -> Topology:
     raw = load_raw(path)
-    return cap.build_topology(raw, f"snapshot {path}")
+    top = cap.build_topology(raw, f"snapshot {path}")
+    return dataclasses.replace(top, source=describe(path, raw))
+
+
+def describe(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> str:
+    """`snapshot host.json taken 2026-11-30 on pve1`: when and where, so a snapshot of another
+    day or another node is not read as this host now. Parts the file does not hold are left out."""
+    at = (raw.get("captured") or {}).get("at")
+    host = (raw.get("host") or {}).get("hostname")
+    when = f" taken {at[:10]}" if isinstance(at, str) and at else ""
+    where = f" on {host}" if isinstance(host, str) and host else ""
+    return f"snapshot {path}{when}{where}"
