@@ -22,11 +22,13 @@ upstream port read as an endpoint, which isolates: a difference a real kernel of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from vfiokit.analyses import quirks as q
 from vfiokit.analyses.acs_override import NONE, AcsOverride, parse_override
+from vfiokit.analyses.iommu_state import kernel_version
+from vfiokit.analyses.pci_params import names_device, pci_option
 from vfiokit.model import (
     PCI_TO_PCIE_BRIDGE,
     PCIE_DOWNSTREAM_PORT,
@@ -44,10 +46,26 @@ from vfiokit.model import (
     Topology,
 )
 
-__all__ = ["AcsOverride", "KernelFacts", "parse_override", "predict_groups", "predict_partition"]
+__all__ = ["KERNEL_RULES", "AcsOverride", "KernelFacts", "KernelRules", "parse_override", "predict_groups",
+           "predict_partition", "rules_for"]
 
 _PORTS = (PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT)
 _MF_TYPES = (PCIE_ENDPOINT, PCIE_UPSTREAM_PORT, PCIE_LEGACY_ENDPOINT, PCIE_RC_INTEGRATED_ENDPOINT)
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """The grouping rules of one range of kernel releases (an entry of KERNEL_RULES)."""
+
+    since: tuple[int, int]  #: first release (major, minor) these rules hold for
+    checked: str  #: which real kernels showed them (the QEMU lab's, python -m lab)
+    #: pci_device_group: the group a device joins (None: a new one), given the model and the
+    #: groups handed out so far. A kernel that forms groups below switches another way (the 2025
+    #: "Fix incorrect iommu_groups with PCIe ACS" series) gets its own function here.
+    device_group: Callable[[_Model, Device, dict[PciAddress, int]], int | None] = field(repr=False)
+    #: pci_enable_acs ends with pci_disable_acs_redir (4.19, "PCI: Add 'pci=disable_acs_redir='
+    #: parameter"): the named ports lose Request/Completion Redirect after the kernel enabled them.
+    disable_acs_redir: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,10 +76,19 @@ class KernelFacts:
     #: pci_request_acs): CTRL |= CAP & (SV|RR|CR|UF). False for a host booted without an IOMMU,
     #: whose CTRL registers still hold the firmware's values.
     iommu_on: bool = True
-    #: The ACPI IVRS table exists (an AMD IOMMU): pci_quirk_amd_sb_acs applies.
+    #: The ACPI IVRS table exists (an AMD IOMMU): pci_quirk_amd_sb_acs applies, and the IOMMU's
+    #: own function is in no group.
     amd_iommu: bool = False
     #: pci_quirk_enable_intel_pch_acs succeeded (RCBA enabled): quirked PCH root ports isolate.
     intel_pch_acs: bool = True
+    #: The running kernel's release (major, minor), None when unknown (then the newest rules).
+    release: tuple[int, int] | None = None
+    #: `pci=disable_acs_redir=` devices (pci_dev_str_match syntax), None when not given.
+    acs_redir_off: str | None = None
+
+    @property
+    def rules(self) -> KernelRules:
+        return rules_for(self.release)
 
     @classmethod
     def of(cls, top: Topology) -> KernelFacts:
@@ -69,7 +96,9 @@ class KernelFacts:
         units = host.iommu_units or ()
         amd = any(u.startswith("ivhd") for u in units) or (not units and host.cpu_vendor == "AuthenticAMD")
         failed = any("Failed to enable Intel PCH ACS quirk" in line for line in host.dmesg or ())
-        return cls(iommu_on=top.groups is not None, amd_iommu=amd, intel_pch_acs=not failed)
+        return cls(iommu_on=top.groups is not None, amd_iommu=amd, intel_pch_acs=not failed,
+                   release=kernel_version(host.kernel_release),
+                   acs_redir_off=pci_option(host.cmdline, "disable_acs_redir"))
 
 
 def config_unknown(dev: Device) -> bool:
@@ -166,7 +195,12 @@ class _Model:
             return False
         ctrl = dev.acs.ctrl
         if not self.facts.iommu_on:
-            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS  # what pci_std_enable_acs will write
+            # pci_enable_acs once the IOMMU asks for ACS: pci_std_enable_acs, then
+            # pci_disable_acs_redir again for the ports `pci=disable_acs_redir=` names.
+            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS
+            redir = self.facts.acs_redir_off
+            if redir and self.facts.rules.disable_acs_redir and names_device(redir, dev, self.top):
+                ctrl &= ~(q.ACS_RR | q.ACS_CR | q.ACS_EC)
         wanted = q.REQ_ACS_FLAGS & (dev.acs.cap | q.ACS_EC)
         return ctrl & wanted == wanted
 
@@ -276,17 +310,27 @@ def predict_partition(top: Topology, override: AcsOverride | None,
     # not cover, e.g. 00:00.0 on many boards): a device the running kernel left without a group,
     # while others have one, stays without a group here, and takes no group number.
     grouped_any = any(d.iommu_group is not None for d in top.devices)
-    skip = {d.address for d in top.devices if grouped_any and d.iommu_group is None}
+    skip = {d.address for d in top.devices
+            if (grouped_any and d.iommu_group is None) or (model.facts.amd_iommu and is_amd_iommu(d))}
+    device_group = model.facts.rules.device_group
     group_of: dict[PciAddress, int] = {}
     next_id = 0
     for dev in add_order(top):
         if dev.address in skip:
             continue
-        found = _device_group(model, dev, group_of)
+        found = device_group(model, dev, group_of)
         if found is None:
             found, next_id = next_id, next_id + 1
         group_of[dev.address] = found
     return group_of
+
+
+def is_amd_iommu(dev: Device) -> bool:
+    """An AMD IOMMU's own PCI function (class 0806, "IOMMU"): drivers/iommu/amd/init.c
+    init_iommu_one clears its entry of the rlookup table ("Make sure IOMMU is not considered to
+    translate itself"), so amd_iommu_probe_device refuses it and it never gets a group, which on
+    a host booted with amd_iommu=off matters for every later group's number."""
+    return dev.vendor_id == 0x1022 and dev.class_id == 0x0806
 
 
 def _device_group(m: _Model, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
@@ -347,6 +391,22 @@ def _function_alias_group(m: _Model, pdev: Device, seen: set[int],
         if found is not None:
             return found
     return None
+
+
+#: The grouping rules by kernel release, oldest first; `rules_for` takes the last entry whose
+#: `since` is not newer than the release. A kernel that changes a rule adds an entry here.
+KERNEL_RULES: tuple[KernelRules, ...] = (
+    KernelRules((0, 0), "none", _device_group, disable_acs_redir=False),
+    KernelRules((4, 19), "Debian's 6.1.0-50 and 7.3.4+deb13 (python -m lab): every capture, numbers included",
+                _device_group),
+)
+
+
+def rules_for(release: tuple[int, int] | None) -> KernelRules:
+    """The rules of `release` (major, minor); the newest when the release is unknown."""
+    if release is None:
+        return KERNEL_RULES[-1]
+    return [r for r in KERNEL_RULES if r.since <= release][-1]
 
 
 def groups_of(partition: dict[PciAddress, int]) -> tuple[Group, ...]:
