@@ -137,3 +137,44 @@ def test_hostuse_snapshot_holds_what_the_host_uses(name):
     for address in ("0000:03:00.0", "0000:04:00.0", "0000:05:00.0"):
         assert address in text
     assert "0000:06:00.0" not in text  # the AHCI controller to pass through: nothing on it
+
+
+def _scripted_boots(monkeypatch, consoles: list[str]) -> list[str]:
+    """Replace one QEMU run by the next console of `consoles` (a failed boot each, but the last
+    when it is empty): the early timer panic cannot be caused on demand under a real QEMU."""
+    from lab import boot
+
+    runs: list[str] = []
+
+    def once(topo, kernel, initrd, workdir, timeout):
+        console = consoles[len(runs)]
+        runs.append(console)
+        return boot.Result(topo.name, 1.0, error="qemu exited with 1" if console else None, console=console)
+
+    monkeypatch.setattr(boot, "_boot_once", once)
+    return runs
+
+
+def test_the_early_timer_panic_is_retried_once_and_logged(monkeypatch, tmp_path):
+    from lab import boot
+
+    panic = "Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug\n" \
+            "..TIMER: vector=0x30 apic1=0 pin1=2 apic2=-1 pin2=-1\n" \
+            "timer doesn't work through Interrupt-remapped IO-APIC"
+    runs = _scripted_boots(monkeypatch, [panic, ""])
+    logged: list[str] = []
+    r = boot.boot(TOPOLOGIES["t3-switch"], tmp_path / "k", tmp_path / "i", tmp_path, log=logged.append)
+    assert len(runs) == 2 and r.ok
+    assert logged == [r.retried] and "t3-switch: the kernel panicked early" in logged[0]
+    # Twice in a row fails: one retry only.
+    runs = _scripted_boots(monkeypatch, [panic, panic])
+    r = boot.boot(TOPOLOGIES["t3-switch"], tmp_path / "k", tmp_path / "i", tmp_path, log=logged.append)
+    assert len(runs) == 2 and not r.ok
+
+
+def test_any_other_boot_failure_fails_at_once(monkeypatch, tmp_path):
+    from lab import boot
+
+    runs = _scripted_boots(monkeypatch, ["Kernel panic - not syncing: VFS: Unable to mount root fs", ""])
+    r = boot.boot(TOPOLOGIES["t3-switch"], tmp_path / "k", tmp_path / "i", tmp_path, log=print)
+    assert len(runs) == 1 and not r.ok and r.retried is None
