@@ -14,6 +14,10 @@ The rules mirrored here, each named after its kernel function:
 - `_alias_group` / `_function_alias_group` = iommu.c get_pci_alias_group /
   get_pci_function_alias_group; `_device_group` = pci_device_group.
 
+Rules that change between kernel releases are keyed to the release in `KERNEL_RULES` (the lab's
+6.1 and 7.3 kernels agree on every capture); a kernel that forms groups below switches another way
+adds an entry with its own `device_group`.
+
 Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
 (Between commit ca78410403dd and its fix, discussed on linux-pci in November 2024, the kernel wrote
 the corrected type into the wrong bits of the PCIe flags, so a mislabelled "upstream" port below an
