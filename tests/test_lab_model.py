@@ -15,7 +15,7 @@ from lab.boot import parse_truth
 from lab.fetch import KERNELS
 from lab.topologies import TOPOLOGIES
 from tests.conftest import cli
-from vfiokit.analyses.grouping import KERNEL_RULES, predict_groups, rules_for
+from vfiokit.analyses.grouping import KERNEL_RULES, KernelFacts, acs_ctrl, predict_groups, rules_for
 from vfiokit.model import PciAddress
 from vfiokit.sources import snapshot
 
@@ -38,6 +38,25 @@ def _truth(kernel, name) -> dict[str, list[str]]:
 @pytest.mark.parametrize(("kernel", "name"), CASES, ids=IDS)
 def test_groups_predicted_with_the_iommu_off_are_the_kernels_once_it_is_on(kernel, name):
     assert _predicted(kernel, name) == _truth(kernel, name)
+
+
+@pytest.mark.parametrize(("kernel", "name"), CASES, ids=IDS)
+def test_acs_control_predicted_with_the_iommu_off_is_what_the_kernel_wrote(kernel, name):
+    """Every ACS control register the model expects once the IOMMU is on equals the one read in
+    the capture of the same machine booted with it on: 0x1d on the port disable_acs_redir does
+    not name; on the two it names 0x11 under 6.1 and 0x00 under 7.3 (since 6.11 the named port
+    starts again from the firmware's value, KernelRules.acs_redir_from_firmware). With
+    intel_iommu=off the capture reads 0 everywhere; amd_iommu=off still has the kernel enable ACS
+    (drivers/iommu/amd/init.c detect_ivrs calls pci_request_acs before the switch is read)."""
+    off = snapshot.load(samples_dir(kernel) / f"{name}.json")
+    on = snapshot.load(samples_dir(kernel) / f"{TOPOLOGIES[name].iommu_on_twin}.json").by_address
+    facts = KernelFacts.of(off)
+    ports = [d for d in off.devices if d.acs is not None]
+    assert len(ports) == 3
+    assert {str(d.address): acs_ctrl(d, facts, off) for d in ports} == {
+        str(d.address): on[d.address].acs.ctrl for d in ports}
+    assert on[PciAddress.parse("00:02.1")].acs.ctrl == 0x1D
+    assert on[PciAddress.parse("00:02.0")].acs.ctrl == (0x00 if facts.rules.acs_redir_from_firmware else 0x11)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
@@ -81,8 +100,7 @@ def test_the_amd_iommus_own_function_takes_no_group_with_amd_iommu_off(kernel):
 def test_kernel_rules_are_keyed_by_release():
     """Each lab kernel falls in an entry of the versioned table; a release before
     pci=disable_acs_redir= existed (4.19) does not apply it."""
-    for kernel in KERNELS:
-        major, minor = (int(x) for x in kernel.name.split("."))
-        assert rules_for((major, minor)) is KERNEL_RULES[-1]
+    assert rules_for((6, 1)).acs_redir_from_firmware is False
+    assert rules_for((7, 3)) is rules_for((6, 11)) is KERNEL_RULES[-1]
     assert rules_for((4, 14)).disable_acs_redir is False
     assert rules_for(None) is KERNEL_RULES[-1]

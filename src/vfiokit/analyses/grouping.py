@@ -15,7 +15,8 @@ The rules mirrored here, each named after its kernel function:
   get_pci_function_alias_group; `_device_group` = pci_device_group.
 
 Rules that change between kernel releases are keyed to the release in `KERNEL_RULES` (the lab's
-6.1 and 7.3 kernels agree on every capture); a kernel that forms groups below switches another way
+6.1 and 7.3 kernels form the same groups on every capture, but set a port named by
+pci=disable_acs_redir= differently); a kernel that forms groups below switches another way
 adds an entry with its own `device_group`.
 
 Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
@@ -70,6 +71,10 @@ class KernelRules:
     #: pci_enable_acs ends with pci_disable_acs_redir (4.19, "PCI: Add 'pci=disable_acs_redir='
     #: parameter"): the named ports lose Request/Completion Redirect after the kernel enabled them.
     disable_acs_redir: bool = True
+    #: Since 6.11 ("PCI: Extend ACS configurability", __pci_config_acs) a port that
+    #: pci=disable_acs_redir= names gets the firmware's control value less RR|CR|EC, dropping what
+    #: pci_std_enable_acs turned on (the lab: CTRL 0x11 under 6.1, 0x00 under 7.3).
+    acs_redir_from_firmware: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,14 +202,7 @@ class _Model:
         """pci_acs_flags_enabled(dev, REQ_ACS_FLAGS): flags the port cannot do count as on."""
         if dev.acs is None:
             return False
-        ctrl = dev.acs.ctrl
-        if not self.facts.iommu_on:
-            # pci_enable_acs once the IOMMU asks for ACS: pci_std_enable_acs, then
-            # pci_disable_acs_redir again for the ports `pci=disable_acs_redir=` names.
-            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS
-            redir = self.facts.acs_redir_off
-            if redir and self.facts.rules.disable_acs_redir and names_device(redir, dev, self.top):
-                ctrl &= ~(q.ACS_RR | q.ACS_CR | q.ACS_EC)
+        ctrl = acs_ctrl(dev, self.facts, self.top)
         wanted = q.REQ_ACS_FLAGS & (dev.acs.cap | q.ACS_EC)
         return ctrl & wanted == wanted
 
@@ -263,6 +261,24 @@ class _Model:
         """pci_devs_are_dma_aliases: one's alias mask holds the other's devfn (same bus)."""
         return (b.address.devfn in self.alias_mask.get(a.address, ())
                 or a.address.devfn in self.alias_mask.get(b.address, ()))
+
+
+def acs_ctrl(dev: Device, facts: KernelFacts, top: Topology) -> int:
+    """The ACS control register `dev` will have with the IOMMU on (0 without ACS): as read when it
+    was on; on a host booted without it, what pci_enable_acs will write: pci_std_enable_acs turns
+    SV|RR|CR|UF on, then pci_disable_acs_redir clears RR|CR|EC again on the ports
+    `pci=disable_acs_redir=` names."""
+    if dev.acs is None:
+        return 0
+    ctrl = dev.acs.ctrl
+    if not facts.iommu_on:
+        rules, redir = facts.rules, facts.acs_redir_off
+        named = bool(redir) and rules.disable_acs_redir and names_device(redir or "", dev, top)
+        if not (named and rules.acs_redir_from_firmware):
+            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS
+        if named:
+            ctrl &= ~(q.ACS_RR | q.ACS_CR | q.ACS_EC)
+    return ctrl
 
 
 def _dma_alias_mask(dev: Device) -> frozenset[int]:
@@ -401,8 +417,9 @@ def _function_alias_group(m: _Model, pdev: Device, seen: set[int],
 #: `since` is not newer than the release. A kernel that changes a rule adds an entry here.
 KERNEL_RULES: tuple[KernelRules, ...] = (
     KernelRules((0, 0), "none", _device_group, disable_acs_redir=False),
-    KernelRules((4, 19), "Debian's 6.1.0-50 and 7.3.4+deb13 (python -m lab): every capture, numbers included",
-                _device_group),
+    KernelRules((4, 19), "Debian's 6.1.0-50 (python -m lab): every capture, numbers included", _device_group),
+    KernelRules((6, 11), "Debian's 7.3.4+deb13 (python -m lab): every capture, numbers included", _device_group,
+                acs_redir_from_firmware=True),
 )
 
 
