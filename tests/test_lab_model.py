@@ -80,6 +80,10 @@ def test_disable_acs_redir_applies_again_after_the_kernel_enables_acs(kernel):
     assert any(g["devices"] == ["0000:00:02.0", "0000:01:00.0"] for g in data["predicted"])
     r = cli("simulate", "--sample", sample_name(kernel, "disable-acs-redir-iommu-off"), "--alone", "01:00.0")
     assert "already alone" not in r.out + r.err
+    assert "no ACS override can make it alone" in r.out
+    # The register as read (0, the IOMMU is off) and, where the kernel will change it, as it will be.
+    later = "CTRL 0x0000 now, 0x0011 once the IOMMU is on" in r.out
+    assert later == (not KernelFacts.of(top).rules.acs_redir_from_firmware)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
