@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup
 from vfiokit.errors import ExitCode
-from vfiokit.model import Device, Topology
+from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
 if TYPE_CHECKING:
@@ -26,28 +26,6 @@ _WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/
          "COSTLY": "[yellow]shares, costly[/yellow]", "UNSAFE": "[bold red]unsafe[/bold red]"}
 _ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host": "yellow",
                "same card": "cyan", "bridge left alone": "dim"}
-
-
-def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
-    from vfiokit.analyses.passthrough import headline
-    from vfiokit.render.groups import device_json
-
-    return {
-        "verdict": v.level.name.lower(),
-        "summary": headline(v),
-        "targets": [str(a) for a in v.targets],
-        "groups": list(v.groups),
-        # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
-        "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": r.text,
-                     "device": None if r.address is None else str(r.address)} for r in v.reasons],
-        "members": [
-            {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
-             "critical": m.critical, "pass_along": m.pass_along,
-             "needs": [{"kind": n.kind, "critical": n.critical, "loss": n.loss, "detail": n.detail}
-                       for n in m.needs]}
-            for m in v.members
-        ],
-    }
 
 
 def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
@@ -99,9 +77,9 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     ids = PciIds.system()
     notes = [*top.notes, *verdict.notes, *filter(None, [ids.missing_note])]
     if as_json:
-        from vfiokit.render.envelope import envelope
+        from vfiokit.render.documents import check_document
 
-        sys.stdout.write(envelope("check", top.source, notes, **verdict_json(verdict, ids)))
+        sys.stdout.write(check_document(top, verdict, ids))
     else:
         print_markup(verdict_text(verdict, ids, top))
         for n in notes:
@@ -110,20 +88,3 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     if code != ExitCode.OK:
         # Not an error: the verdict itself is the answer; the code lets a script act on it.
         raise SystemExit(int(code))
-
-
-def host_marker(top: Topology) -> Callable[[Device], list[str]]:
-    """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
-    from vfiokit.analyses.host_needs import needs
-
-    used = needs(top.host_usage, top)
-
-    def mark(dev: Device) -> list[str]:
-        out: list[str] = []
-        for n in used.get(dev.address, ()):
-            text = f"used by {n.loss}" if n.kind == "vm" else f"host needs {n.loss}"
-            if text not in out:
-                out.append(text)
-        return out
-
-    return mark

@@ -4,50 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from vfiokit.analyses.passthrough import judge
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_renderable
-from vfiokit.errors import VfiokitError
 from vfiokit.model import PciAddress, Topology
-
-if TYPE_CHECKING:
-    from vfiokit.analyses.simulation import Simulation
 from vfiokit.pciids import PciIds
-
-#: What the article enabled; the default when the host runs without an override.
-DEFAULT_OVERRIDE = "downstream,multifunction"
-
-
-def _level(top: Topology, address: PciAddress) -> str:
-    try:
-        return judge(top, [address]).level.name.lower()
-    except VfiokitError as e:  # e.g. a bridge, which `check` does not judge
-        return f"not judged ({e})"
-
-
-def _device_report(top: Topology, predicted_top: Topology, sim: Simulation,
-                   address: PciAddress) -> dict[str, Any]:
-    top.device(address)
-    change = next((c for c in sim.changes if c.address == address), None)
-    now = next((g for g in sim.current or () if address in g.members), None)
-    then = next((g for g in sim.predicted if address in g.members), None)
-    now_level = _level(top, address) if top.groups is not None else "no IOMMU groups today"
-    then_level = _level(predicted_top, address)
-    return {
-        "address": str(address),
-        "current_group": None if now is None else now.number,
-        "predicted_group": None if then is None else then.number,
-        "current_mates": [str(a) for a in (now.members if now else ()) if a != address],
-        "predicted_mates": [str(a) for a in (then.members if then else ()) if a != address],
-        "changes": change is not None,
-        "verdict_now": now_level,
-        "verdict_then": then_level,
-        "verdict_changes": now_level != then_level,
-    }
+from vfiokit.render.documents import DEFAULT_OVERRIDE
 
 
 def _device_lines(report: dict[str, Any]) -> list[str]:
@@ -82,33 +47,20 @@ def _device_lines(report: dict[str, Any]) -> list[str]:
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
-    from vfiokit.analyses.acs_override import effective_override, parse_override
-    from vfiokit.analyses.simulation import make_alone, with_groups
-    from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
+    from vfiokit.render.documents import default_override, run_simulate
 
     targets = [PciAddress.parse(d) for d in devices]
     alone_targets = [PciAddress.parse(d) for d in alone]
     top = source()
     if override_text is None:
-        override_text = "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
-    override = parse_override(override_text)
-    sim = run_simulation(top, override)
-    predicted_top = with_groups(top, sim.predicted)
-    reports = [_device_report(top, predicted_top, sim, a) for a in targets]
-    advice = [make_alone(top, a) for a in alone_targets]
+        override_text = default_override(top)
     ids = PciIds.system()
-    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
-    if top.groups is None:
-        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
-                     "prediction is what the kernel will form once the IOMMU is on")
+    run = run_simulate(top, ids, override_text, targets, alone_targets)
     if as_json:
-        from vfiokit.render.envelope import envelope
-
-        body = view.simulation_json(sim, reports)
-        body["alone"] = [view.alone_json(x) for x in advice]
-        sys.stdout.write(envelope("simulate", top.source, notes, **body))
+        sys.stdout.write(run.document(top.source))
         return
+    sim, reports, advice, notes = run.sim, run.reports, run.advice, run.notes
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:

@@ -42,16 +42,13 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     if predict:
         _predict(top, as_json)
         return
-    from vfiokit.cli.check import host_marker
+    from vfiokit.render.documents import groups_document, host_marker
 
+    if as_json:
+        sys.stdout.write(groups_document(top, ids))
+        return
     marker = host_marker(top)
     notes = [*top.notes, *filter(None, [ids.missing_note])]
-    if as_json:
-        from vfiokit.render.envelope import envelope
-        from vfiokit.render.groups import groups_json
-
-        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
-        return
     if fmt == "seed":
         from vfiokit.render.groups import groups_seed
 
