@@ -14,7 +14,7 @@ from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
 
-def _no_iommu(top: Topology) -> NoIommu:
+def no_iommu(top: Topology) -> NoIommu:
     from vfiokit.analyses.iommu_state import diagnose
 
     d = diagnose(top.host)
@@ -38,7 +38,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     top = source()
     ids = PciIds.system()
     if top.groups is None:
-        raise _no_iommu(top)
+        raise no_iommu(top)
     if predict:
         _predict(top, as_json)
         return
