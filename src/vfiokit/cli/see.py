@@ -25,16 +25,17 @@ def no_iommu(top: Topology) -> NoIommu:
 @click.command()
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
-@click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
-              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines).")
+@click.option("--format", "fmt", type=click.Choice(["table", "seed", "markdown"]), default="table",
+              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines); "
+                   "'markdown': a table in a <details> block for a forum post (read back by --listing).")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")
 def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them."""
     for flag, given in (("--json", as_json), ("--predict", predict)):
-        if given and fmt == "seed":
-            raise click.UsageError(f"--format seed and {flag} cannot be combined: each is its own output")
+        if given and fmt != "table":
+            raise click.UsageError(f"--format {fmt} and {flag} cannot be combined: each is its own output")
     top = source()
     ids = PciIds.system()
     if top.groups is None:
@@ -53,6 +54,10 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
         from vfiokit.render.groups import groups_seed
 
         sys.stdout.write(groups_seed(top, ids))
+    elif fmt == "markdown":
+        from vfiokit.render.markdown import groups_markdown
+
+        sys.stdout.write(groups_markdown(top, ids, marker))
     else:
         from vfiokit.render.groups import groups_text
 

@@ -105,6 +105,10 @@ COMMAND = re.compile(r"^(?:sudo\s+)?(?:lspci|find|ls|for|do|done|echo|cat|uname|
 FENCE = re.compile(r"^(```|~~~)")
 #: What `tree` and `ls -l` print around the group folders' symlinks.
 SYSFS_NOISE = re.compile(r"^(?:devices|reserved_regions|type|total \d+|\d+ director(?:y|ies), \d+ files?)$")
+#: `vfiokit groups --format markdown`: `| group | address | lspci -nn text | driver | notes |`; group
+#: `none` (in no group) or `?` (unknown); driver `—` (none bound) or `?` (unknown); `\|` escapes a pipe.
+MARKDOWN_ROW = re.compile(rf"^\|\s*(?P<group>\d+|none|\?)\s*\|\s*(?P<addr>{_ADDR})\s*\|"
+                          r"(?P<text>(?:[^|\\]|\\.)*)\|\s*`?(?P<driver>[^|`]*?)`?\s*\|.*$")
 PVESH_BORDER = re.compile(r"^[\s┌┐└┘├┤┬┴┼─═╞╡╪╘╛╒╕╤╧.]+$")
 
 
@@ -251,6 +255,8 @@ class _Reader:
             return self._pvesh_row(n, stripped)
         if PVESH_BORDER.match(stripped) and any(c in stripped for c in "┌├└╞"):
             return None
+        if m := MARKDOWN_ROW.match(stripped):
+            return self._markdown_row(n, raw, m)
         text, tree = _clean(raw)
         expect, self.expect = self.expect, None
         if not text:
@@ -499,6 +505,20 @@ class _Reader:
         self.devices[addr] = dev
         self.last = dev
         return True
+
+    def _markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
+        """One row of `groups --format markdown`."""
+        fields: dict[str, object] = {}
+        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
+        if text and not self._lspci(n, raw, text, fields):
+            return "the device text after the address is not readable"
+        if m["driver"] != "?":
+            self.saw_k = True
+            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
+        addr = PciAddress.parse(m["addr"])
+        if m["group"] == "none":
+            self.in_no_group.add(addr)
+        return self._add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
 
     # -- pvesh -------------------------------------------------------------------------------------
 
