@@ -39,11 +39,11 @@ def groups_markdown(top: Topology, ids: PciIds, marker: Marker | None = None) ->
     lines = ["<details>",
              f"<summary>IOMMU groups of {where or 'this host'}: {len(groups)} groups, {len(top.devices)} PCI "
              f"functions (vfiokit {__version__})</summary>", ""]
-    if host.kernel_release:
-        lines.append(f"Kernel {host.kernel_release}.")
-    if host.cmdline:
-        # On a line of its own: `--listing` reads a command line back only when it is alone.
-        lines += ["Kernel command line:", "", f"`{host.cmdline}`"]
+    # As a shell session: `--listing` reads what follows `uname -r` and `cat /proc/cmdline` back.
+    shell = (["$ uname -r", host.kernel_release] if host.kernel_release else []) + \
+            (["$ cat /proc/cmdline", host.cmdline] if host.cmdline else [])
+    if shell:
+        lines += ["```", *shell, "```"]
     lines += ["", "| Group | Address | Device (lspci -nn) | Driver | Notes |", "|---:|---|---|---|---|"]
     for g in groups:
         lines.extend(_row(top.by_address[a], str(g.number), ids, domain, mark) for a in g.members

@@ -270,10 +270,11 @@ class _Reader:
         if FENCE.match(text):
             self.group = None  # a code block ends: a device line after it is not guessed into a group
             return None
-        if expect == "cmdline" and not ADDRESS_TOKEN.search(text) and not GROUP_PREFIX.match(text):
+        if expect == "cmdline" and not ADDR_FIRST.match(text) and not GROUP_PREFIX.match(text):
             self.cmdline = text
             self._release_from_cmdline(text)
-            return None
+            # A command line may name devices (pci=disable_acs_redir=0000:00:02.0): said, not a device.
+            return "a kernel command line" if ADDRESS_TOKEN.search(text) else None
         if expect == "release" and (m := RELEASE.match(text)):
             self.release = text
             return None
