@@ -319,6 +319,8 @@ load().then((data) => {
   window.addEventListener("hashchange", redraw);
   redraw();
   document.body.dataset.ready = "1";
+  // For bench/bench_report.py: milliseconds from navigation start to the drawn page.
+  document.body.dataset.drawnMs = String(Math.round(performance.now()));
 }).catch((e) => {
   $("#status").replaceChildren(el("p", { class: "warn" }, "This page could not read its data: " + e));
 });
