@@ -3,15 +3,18 @@
     python bench/bench_report.py [--functions 10000]
 
 Builds bench_simulate's synthetic machine (root ports with ACS, switches without, 8-function NICs),
-writes the report page, then opens it in Debian's chromium headless (`--dump-dom`) and reads the
-milliseconds the page's script measured from navigation start to the drawn tree and table
-(`data-drawn-ms`). Also prints the wall-clock of the whole chromium run (browser start included)
-and of an empty page, for scale. Targets: drawn in under 5 s, page under 5 MB.
+writes the report page, then opens it in Debian's chromium headless as `report.html?timing`: the
+page then logs a console line once its tree and table are drawn, and Chromium's log stamps it with
+the wall-clock time. The page's own clocks cannot be used: `--virtual-time-budget` (which lets
+`--dump-dom` wait for the page's asynchronous inflate) makes them virtual. Prints the time from
+starting Chromium to the drawn page, the same for an empty page that logs the same line (the
+browser's own start), and their difference: the render time. Targets: render under 5 s, page under 5 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import subprocess
 import sys
@@ -35,12 +38,24 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--virtual-time-budget=60000", "--dump-dom"]
 
 
-def open_in_chromium(page: Path) -> tuple[float, str]:
+#: Chromium's log prefix: [pid:tid:MMDD/HHMMSS.micro:LEVEL:...], in local time.
+STAMP = re.compile(r"\[\d+:\d+:\d{4}/(\d{2})(\d{2})(\d{2}\.\d+):INFO:CONSOLE[^\]]*\] \"(?P<msg>[^\"]*)\"")
+
+
+def open_in_chromium(page: Path, query: str = "") -> tuple[float | None, str]:
+    """Seconds from starting Chromium to the page's "drawn" console line (None if never), the DOM."""
     with tempfile.TemporaryDirectory() as profile:
-        t = time.perf_counter()
-        r = subprocess.run(["chromium", *FLAGS, f"--user-data-dir={profile}", page.resolve().as_uri()],
-                           capture_output=True, text=True, check=True, timeout=300)
-        return time.perf_counter() - t, r.stdout
+        start = datetime.datetime.now()
+        r = subprocess.run(["chromium", *FLAGS, "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}",
+                            page.resolve().as_uri() + query], capture_output=True, text=True, check=True, timeout=300)
+    for m in STAMP.finditer(r.stderr):
+        if m["msg"] == "vfiokit: drawn":
+            h, mi, sec = int(m[1]), int(m[2]), float(m[3])
+            at = start.replace(hour=h, minute=mi, second=int(sec), microsecond=int(sec % 1 * 1e6))
+            if at < start - datetime.timedelta(seconds=1):  # the run crossed midnight
+                at += datetime.timedelta(days=1)
+            return (at - start).total_seconds(), r.stdout
+    return None, r.stdout
 
 
 def main() -> int:
@@ -57,11 +72,10 @@ def main() -> int:
         path = Path(tmp) / "report.html"
         path.write_text(page)
         empty = Path(tmp) / "empty.html"
-        empty.write_text("<!DOCTYPE html><title>empty</title>")
+        empty.write_text('<!DOCTYPE html><title>empty</title><script>console.log("vfiokit: drawn")</script>')
         t_empty, _ = open_in_chromium(empty)
-        t_open, dom = open_in_chromium(path)
+        drawn, dom = open_in_chromium(path, "?timing")
     size = len(page.encode())
-    drawn = re.search(r'data-drawn-ms="(\d+)"', dom)
     boxes = dom.count('class="dev')
     print(f"{len(top.devices)} functions, {len(data.groups['groups'])} groups, {len(data.checks)} check documents, "
           f"{len(data.simulate)} simulate documents")
@@ -70,10 +84,11 @@ def main() -> int:
     if drawn is None:
         print("the page did not finish drawing")
         return 1
-    ms = int(drawn[1])
-    print(f"drawn in Chromium (page's clock):   {ms / 1000:8.2f} s  ({boxes} device boxes)")
-    print(f"chromium run, wall clock:           {t_open:8.2f} s  (empty page: {t_empty:.2f} s)")
-    ok = ms < 5000 and t_open - t_empty < 5 and size < 5e6
+    assert t_empty is not None
+    print(f"drawn, from starting Chromium:      {drawn:8.2f} s  ({boxes} device boxes)")
+    print(f"an empty page, from starting it:    {t_empty:8.2f} s  (the browser's own start)")
+    print(f"render time (the difference):       {drawn - t_empty:8.2f} s")
+    ok = drawn - t_empty < 5 and size < 5e6
     print(f"targets: drawn under 5 s, page under 5 MB -> {'OK' if ok else 'MISSED'}")
     return 0 if ok else 1
 
