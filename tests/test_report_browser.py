@@ -99,6 +99,8 @@ def test_override_switch_gives_the_articles_second_listing(b550_page):
     # the one hardware group the override cuts is outlined, and said in words
     outlined = {a[5:] for a, (_, _, box) in _boxes(dom).items() if "assumed" in box.classes}
     assert outlined == set(today[15])
+    marvell = _boxes(dom)["0000:07:00.0"][2]
+    assert marvell.find("span", cls="verdict").text() == "today: unsafe"  # check judges today's groups
     status = dom.find("section", id="status").text()
     assert "Isolation assumed, not enforced" in status and "group 15 splits into 16 groups" in status
     table = {r.attrs["data-address"][5:]: r.find("td").text() for r in dom.find("table", id="table").find_all("tr")[1:]}

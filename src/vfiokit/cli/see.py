@@ -26,8 +26,9 @@ def no_iommu(top: Topology) -> NoIommu:
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 @click.option("--format", "fmt", type=click.Choice(["table", "seed", "markdown"]), default="table",
-              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines); "
-                   "'markdown': a table in a <details> block for a forum post (read back by --listing).")
+              metavar="FORMAT",
+              help="table (default); seed: exactly what the article's script prints (IOMMU Group N + lspci "
+                   "lines); markdown: a table in a <details> block for a forum post (read back by --listing).")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")

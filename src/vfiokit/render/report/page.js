@@ -164,6 +164,8 @@ function paint(v) {
     box.dataset.group = n === undefined ? "" : String(n);
     box.querySelector(":scope > .row > .gnum").textContent = n === undefined ? "—" : "G" + n;
     box.classList.toggle("assumed", v.assumed.has(a));
+    // The verdicts are `check`'s on today's groups: say so while a prediction is drawn.
+    box.querySelector(":scope > .row > .verdict").textContent = (v.sim ? "today: " : "") + verdictOf(a).word;
   }
 }
 
