@@ -97,7 +97,7 @@ def collect(top: Topology, ids: PciIds, alone: Sequence[PciAddress] | None = Non
 
 
 def _asset(name: str) -> str:
-    return resources.files("vfiokit.render").joinpath("report", name).read_text(encoding="utf-8")
+    return resources.files("vfiokit.render").joinpath("report_page", name).read_text(encoding="utf-8")
 
 
 def encode_payload(payload: dict[str, Any]) -> str:
