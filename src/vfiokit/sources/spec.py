@@ -1,8 +1,8 @@
 """Source specs: one word naming where a topology comes from, for commands that take two of them.
 
-`live`, `root:DIR`, `snapshot:FILE`, `sample:NAME`, `listing:FILE` (`listing:-` is standard
-input), or a bare FILE: a vfiokit snapshot when its first non-blank character opens a JSON object,
-else a pasted listing.
+`live`, `root:DIR`, `snapshot:FILE`, `sample:NAME`, `board:NAME` (a bundled board's listing),
+`listing:FILE` (`listing:-` is standard input), or a bare FILE: a vfiokit snapshot when its first
+non-blank character opens a JSON object, else a pasted listing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from vfiokit.errors import BadInput
 from vfiokit.model import Topology
 
-KINDS = ("live", "root", "snapshot", "sample", "listing")
+KINDS = ("live", "root", "snapshot", "sample", "board", "listing")
 #: The specs that read standard input (which can be read once).
 STDIN = ("-", "listing:-")
 
@@ -39,6 +39,10 @@ def load(spec: str) -> Topology:
             from vfiokit.sources import samples
 
             return samples.load(rest)
+        if kind == "board":
+            from vfiokit.sources import boards
+
+            return boards.load(rest)
         from vfiokit.sources import listing
 
         return listing.load(rest)
@@ -47,8 +51,8 @@ def load(spec: str) -> Topology:
 
         return listing.load("-")
     if not os.path.isfile(spec):
-        raise BadInput(f"'{spec}' is not a file, nor live, root:DIR, snapshot:FILE, sample:NAME or "
-                       f"listing:FILE")
+        raise BadInput(f"'{spec}' is not a file, nor live, root:DIR, snapshot:FILE, sample:NAME, "
+                       f"board:NAME or listing:FILE")
     return _load_file(spec)
 
 
