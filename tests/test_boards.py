@@ -40,7 +40,7 @@ def test_every_bundled_board_reads_whole(name):
 @pytest.mark.parametrize(("query", "must", "field"), [
     ("b550", {"gigabyte-b550-aorus-pro", "asus-tuf-gaming-b550-plus", "msi-mag-b550m-mortar",
               "asrock-b550-phantom-gaming-itx-ax-acs"}, "chipset"),
-    ("x570 aorus", {"gigabyte-x570-aorus-pro-wifi"}, "board"),
+    ("x570 aorus", {"gigabyte-x570-aorus-pro-wifi", "gigabyte-x570-aorus-pro-wifi-bios-f35"}, "board"),
     ("supermicro", {"supermicro-x11scl-if", "supermicro-a2sdi-4c-hln4f"}, "vendor"),
     ("3900x", {"gigabyte-b550-aorus-pro", "gigabyte-x570-aorus-pro-wifi"}, "cpu"),
     ("Z97", {"asrock-z97-extreme4", "asrock-z97-extreme4-linux-lts"}, "chipset"),
