@@ -146,3 +146,22 @@ def test_unknown_board_is_bad_input_naming_it():
     assert r.code == 3 and "no bundled board named 'nope'" in r.err
     r = cli("groups", "--board", "asus-tuf-gaming-b550-plus", "--sample", "asus-tuf-b550-plus")
     assert r.code == 2 and "--sample and --board" in r.err
+
+
+def test_boards_lists_every_bundled_listing():
+    r = cli("boards", "--json")
+    assert r.code == 0
+    assert sorted(b["name"] for b in json.loads(r.out)["boards"]) == NAMES
+    assert f"{len(NAMES)} of {len(NAMES)} bundled boards" in cli("boards").err
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("IOMMU Group 1 01:00.0 VGA\n", "line 1: not a board listing"),
+    ("# vfiokit-board: x\n# board: B\nnot a header\n", "header lacks vendor"),
+    ("# vfiokit-board: x\n#board B\n", "line 2: not a '# key: value' header line"),
+])
+def test_a_malformed_header_is_bad_input_naming_the_line(text, says):
+    from vfiokit.errors import BadInput
+
+    with pytest.raises(BadInput, match=re.escape(says)):
+        parse(text, "board x")
