@@ -427,3 +427,20 @@ def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
     # and the digest is the SHA1 of those bytes: qm accepts the write
     r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
     assert r.code == 0, r.err
+
+
+def test_a_vm_with_two_pending_sections_is_refused_and_another_vm_read_as_proxmox_does(node):
+    # qemu-server parse_vm_config: strict, a second [PENDING] dies ("duplicate section: pending");
+    # loading a config (non-strict) keeps the last one. The VM being edited is read strictly.
+    twice = "cores: 2\nname: x\n\n[PENDING]\ncores: 4\n\n[pending]\nhostpci0: 0000:04:00.0\n"
+    (node / "etc/pve/qemu-server/101.conf").write_text(twice)
+    r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT and "101.conf:7: duplicate section: [pending]" in r.err
+    assert "Traceback" not in r.err and conf(node, "101") == twice
+    # another VM's: its last [PENDING] takes 05:00.0, its first one's 01:00 counts for nothing
+    (node / "etc/pve/qemu-server/102.conf").write_text(
+        "cores: 2\n\n[PENDING]\nhostpci0: 0000:01:00\n\n[PENDING]\nhostpci0: 0000:05:00.0\n\n[:odd]\nx y\n")
+    r = cli("attach", "103", "05:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "0000:05:00.0 is already given to VM 102" in r.err
+    r = cli("attach", "103", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err

@@ -320,3 +320,142 @@ def test_setting_a_key_pending_deletion_replaces_the_deletion_cleanly():
     t = "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\ndelete: hostpci1\n"
     assert pc.set_option(pc.parse_config(t), "hostpci1", "0000:03:00", running=True) == (
         "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\nhostpci1: 0000:03:00\n")
+
+
+# --- read as qemu-server reads: PVE/QemuServer.pm parse_vm_config ---------------------------------
+# Each fixture below is written here (not copied from qemu-server's tests, which are AGPL).
+
+TWO_PENDING = """\
+cores: 2
+memory: 2048
+name: twice
+
+[PENDING]
+memory: 4096
+
+[snap1]
+cores: 1
+snaptime: 1700000000
+
+[PENDING]
+cores: 8
+hostpci1: 0000:05:00.0
+"""
+
+
+def test_a_second_pending_section_fails_strict_and_the_last_one_counts():
+    # parse_vm_config: "duplicate section: pending" via $handle_error (dies when strict); non-strict
+    # it warns and `$conf = $res->{pending} = {}` starts the pending hash afresh: the last one counts.
+    with pytest.raises(BadInput, match=r"101.conf:12: duplicate section: \[PENDING\]"):
+        pc.parse_config(TWO_PENDING, "101.conf")
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    assert conf.pending == {"cores": "8", "hostpci1": "0000:05:00.0"}
+    assert conf.effective("memory") == "2048"  # the first [PENDING]'s memory counts for nothing
+    assert set(conf.hostpci()) == {"hostpci1"}
+
+
+def test_a_running_vm_change_goes_into_the_pending_section_qemu_server_keeps():
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    new = pc.set_option(conf, "hostpci0", "0000:01:00", running=True)
+    assert new == TWO_PENDING.replace("cores: 8\n", "cores: 8\nhostpci0: 0000:01:00\n")
+    assert pc.parse_config(new, strict=False).pending["hostpci0"] == "0000:01:00"
+    # a key only pending loses its pending value; one in the main section gets a pending delete
+    assert pc.delete_option(conf, "hostpci1", running=True) == TWO_PENDING.replace("hostpci1: 0000:05:00.0\n", "")
+    assert pc.delete_option(conf, "memory", running=True) == TWO_PENDING.replace(
+        "cores: 8\n", "cores: 8\ndelete: memory\n")
+
+
+def test_applying_pending_applies_the_last_pending_and_drops_both():
+    # qemu-server's vmconfig_apply_pending applies $conf->{pending}, the last section; its
+    # write_vm_config writes no [PENDING] after: the ignored first one must not come back.
+    new = pc.apply_pending(pc.parse_config(TWO_PENDING, strict=False))
+    assert new == ("cores: 8\nhostpci1: 0000:05:00.0\nmemory: 2048\nname: twice\n\n"
+                   "[snap1]\ncores: 1\nsnaptime: 1700000000\n")
+    assert pc.parse_config(new).pending == {}
+
+
+def test_attach_on_a_running_vm_with_two_pending_sections_uses_the_last():
+    from vfiokit.analyses.vm_attach import AttachRequest, plan_attach
+    from vfiokit.model import PciAddress
+
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    plan = plan_attach(AttachRequest("101", PciAddress.parse("0000:01:00.0")), conf, True, None, {}, {})
+    assert plan.key == "hostpci0"  # hostpci1 is pending in the last [PENDING]
+    tail = plan.new_text.split("[snap1]")[1]
+    assert "hostpci0: 0000:01:00.0\n" in tail and "hostpci0" not in plan.new_text.split("[snap1]")[0]
+    stopped = plan_attach(AttachRequest("101", PciAddress.parse("0000:01:00.0")), conf, False, None, {}, {})
+    assert stopped.new_text == ("cores: 8\nhostpci0: 0000:01:00.0\nhostpci1: 0000:05:00.0\nmemory: 2048\n"
+                                "name: twice\n\n[snap1]\ncores: 1\nsnaptime: 1700000000\n")
+
+
+@pytest.mark.parametrize("header", ["[pending]", "[Pending]", "[PENDING]  "])
+def test_the_pending_section_name_is_case_insensitive(header):
+    # parse_vm_config matches `^\[PENDING\]\s*$` with /i: [pending] is not a snapshot called "pending".
+    text = f"cores: 2\n\n{header}\nhostpci0: 0000:01:00.0\n"
+    conf = pc.parse_config(text)
+    assert conf.pending == {"hostpci0": "0000:01:00.0"}
+    assert [s.kind for s in conf.sections] == ["main", "pending"]
+    assert pc.users_of({"105": conf}, "0000:01:00.0") == [("105", "hostpci0", "0000:01:00.0")]
+    assert pc.first_free_index(conf) == "hostpci1"
+    new = pc.set_option(conf, "hostpci1", "0000:02:00.0", running=True)
+    assert new == text + "hostpci1: 0000:02:00.0\n" and new.count("[") == 1
+    assert pc.apply_pending(conf) == "cores: 2\nhostpci0: 0000:01:00.0\n"
+
+
+@pytest.mark.parametrize("header, name", [
+    ("[special:unknown123]", "special:unknown123"), ("[:3]", ":3"), ("[a]", "a"), ("[]", ""),
+    ("[9snap]", "9snap"),
+])
+def test_an_unknown_section_fails_strict_and_its_lines_are_not_read(header, name):
+    # parse_vm_config: a header that is not [PENDING], [special:cloudinit|fleecing] or a snapshot
+    # name (`[a-z][a-z0-9_\-]+`) is "skipping unknown section" (dies when strict); non-strict,
+    # `$section = undef` and every line up to the next header is skipped.
+    text = f"cores: 2\n\n{header}\nhostpci0: 0000:01:00.0\nnot a config line\n\n[PENDING]\nmemory: 4\n"
+    with pytest.raises(BadInput, match=re.escape(f"101.conf:3: unknown section '[{name}]'")):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert conf.hostpci() == {} and conf.pending == {"memory": "4"}
+    assert pc.set_option(conf, "hostpci0", "0000:02:00.0") == text.replace(
+        "cores: 2\n", "cores: 2\nhostpci0: 0000:02:00.0\n")
+
+
+def test_known_sections_in_any_case():
+    # special sections and snapshot names match with /i too; a snapshot keeps its name as written.
+    text = "cores: 2\n\n[SPECIAL:CloudInit]\nipconfig0: ip=dhcp\n\n[Before-Upgrade]\ncores: 1\n"
+    conf = pc.parse_config(text)
+    assert [(s.kind, s.name) for s in conf.sections] == [
+        ("main", ""), ("special", "special:CloudInit"), ("snapshot", "Before-Upgrade")]
+
+
+@pytest.mark.parametrize("line", ["memory:", "memory:   ", "memory:\t"])
+def test_a_key_without_value_is_not_a_config_line(line):
+    # parse_vm_config's key line is `^([a-z][a-z_\-]*\d*):\s*(.+?)\s*$`: nothing after the colon
+    # is "unable to parse config" (dies when strict, the line is skipped otherwise).
+    text = f"cores: 2\n{line}\nname: x\n"
+    with pytest.raises(BadInput, match=r"101\.conf:2: 'memory' has no value"):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert conf.value("memory") is None and conf.value("name") == "x"
+
+
+def test_a_repeated_key_keeps_its_last_value_and_an_edit_leaves_one_line():
+    # parse_vm_config assigns `$conf->{$key} = $value` again: the last line wins, no error in
+    # either mode. write_vm_config writes one line per key, so an edit leaves one.
+    text = "cores: 2\nhostpci0: 0000:01:00.0\nmemory: 512\nhostpci0: 0000:02:00.0\nname: x\n"
+    conf = pc.parse_config(text)
+    assert conf.value("hostpci0") == "0000:02:00.0"
+    assert pc.users_of({"100": conf}, "0000:01:00.0") == []
+    assert pc.set_option(conf, "hostpci0", "0000:03:00.0") == (
+        "cores: 2\nmemory: 512\nhostpci0: 0000:03:00.0\nname: x\n")
+    assert pc.delete_option(conf, "hostpci0") == "cores: 2\nmemory: 512\nname: x\n"
+    pend = "cores: 2\n\n[PENDING]\ndelete: hostpci1\ndelete: hostpci0\n"
+    assert pc.parse_config(pend).pending_deletes == {"hostpci0"}
+    assert pc.set_option(pc.parse_config(pend), "hostpci0", "0000:03:00", running=True) == (
+        "cores: 2\n\n[PENDING]\nhostpci0: 0000:03:00\n")
+
+
+def test_delete_is_only_a_pending_key():
+    # parse_vm_config: "property 'delete' is only allowed in [PENDING]".
+    with pytest.raises(BadInput, match=r"config:2: property 'delete' is only allowed in \[PENDING\]"):
+        pc.parse_config("cores: 2\ndelete: hostpci0\n")
+    assert pc.parse_config("cores: 2\ndelete: hostpci0\n", strict=False).main.values == {"cores": "2"}

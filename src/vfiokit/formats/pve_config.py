@@ -30,9 +30,16 @@ CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
 
 # --- the config file -------------------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
-# qemu-server's parse_vm_config accepts hyphens in keys (amd-sev, ...): `^([a-z][a-z_\-]*\d*):`.
-_KEY_RE = re.compile(r"^([a-z][a-z_\-]*\d*):\s*(.*?)\s*$")
+# The section headers qemu-server's parse_vm_config knows, tried in its order; all case-insensitive
+# (its `/i`), so `[pending]` is the pending section. `\s` there is ASCII whitespace (re.ASCII).
+_PENDING_RE = re.compile(r"\[PENDING\]\s*", re.IGNORECASE | re.ASCII)
+_SPECIAL_RE = re.compile(r"\[special:(cloudinit|fleecing)\]\s*", re.IGNORECASE | re.ASCII)
+_SNAPSHOT_RE = re.compile(r"\[([a-z][a-z0-9_\-]+)\]\s*", re.IGNORECASE | re.ASCII)
+_ANY_SECTION_RE = re.compile(r"\[([^\]]*)\]\s*", re.ASCII)
+# qemu-server's parse_vm_config accepts hyphens in keys (amd-sev, ...): `^([a-z][a-z_\-]*\d*):`,
+# and a value must hold something (`(.+?)`; `.*\S` for delete, description and args).
+_KEY_RE = re.compile(r"([a-z][a-z_\-]*\d*):\s*(.*?)\s*", re.ASCII)
+_BLANK_RE = re.compile(r"\s*", re.ASCII)
 MAIN = ""
 PENDING = "PENDING"
 
@@ -44,8 +51,13 @@ class Section:
     start: int
     end: int
     values: dict[str, str] = field(default_factory=dict)
-    #: Line index of each key.
+    #: Line index of each key: of its last line, the one qemu-server keeps when a key repeats.
     lines: dict[str, int] = field(default_factory=dict)
+    #: "main", "pending", "special", "snapshot", or "unknown" (its lines are not read, as qemu-server
+    #: skips them).
+    kind: str = "main"
+    #: Every line index of each key (a repeated key has several; the earlier ones count for nothing).
+    all_lines: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,7 +74,9 @@ class VmConfig:
         return hashlib.sha1(self.text.encode()).hexdigest()
 
     def section(self, name: str) -> Section | None:
-        return next((s for s in self.sections if s.name == name), None)
+        """The section `name` as qemu-server keeps it: the last one of that name (non-strict
+        parse_vm_config replaces an earlier one), never an unknown one."""
+        return next((s for s in reversed(self.sections) if s.name == name and s.kind != "unknown"), None)
 
     @property
     def main(self) -> Section:
@@ -111,37 +125,75 @@ class VmConfig:
         return self.effective("bios") or "seabios"
 
 
-def parse_config(text: str, where: str = "config", strict: bool = True) -> VmConfig:
-    """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read.
+def _header(body: str) -> tuple[str, str] | None:
+    """(kind, name) of a section header line, in parse_vm_config's order of tests; None if not one."""
+    if _PENDING_RE.fullmatch(body):
+        return "pending", PENDING
+    m = _SPECIAL_RE.fullmatch(body)
+    if m:
+        return "special", f"special:{m.group(1)}"
+    m = _SNAPSHOT_RE.fullmatch(body)
+    if m:
+        return "snapshot", m.group(1)
+    m = _ANY_SECTION_RE.fullmatch(body)
+    if m:
+        return "unknown", m.group(1)
+    return None
 
-    `strict=False` is for readers that must not fail on one odd line (host facts): such a line is
-    skipped and a repeated key keeps its last value, as qemu-server's non-strict parse_vm_config
-    does. Never plan an edit on a config read that way.
+
+def parse_config(text: str, where: str = "config", strict: bool = True) -> VmConfig:
+    """Split a config into sections as qemu-server's parse_vm_config (PVE/QemuServer.pm) reads it.
+
+    `strict=True` raises `BadInput` naming the line where parse_vm_config's strict mode dies: a
+    second `[PENDING]` (or snapshot, or special section), an unknown section (`[special:x]`, `[:3]`,
+    a one-letter `[a]`), a line that is not `key: value`, a key without a value (`memory:`), a
+    `delete:` outside `[PENDING]`. `strict=False` is what qemu-server itself does when it loads a
+    config (cfs_read_file passes no `strict`): such a line is skipped with its warning, a repeated
+    section replaces the earlier one (so the LAST `[PENDING]` counts), an unknown section's lines
+    are not read. In both modes a repeated key keeps its last value (parse_vm_config assigns it
+    again); qemu-server validates each value against its schema, which vfiokit does only for
+    `hostpciN` (`pve_hostpci`).
     """
     # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
     lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]
     sections = [Section(MAIN, -1, len(lines))]
+    seen: set[tuple[str, str]] = set()
     for i, line in enumerate(lines):
-        body = line.rstrip("\r\n")
-        m = _SECTION_RE.match(body)
-        if m:
+        body = line[:-1] if line.endswith("\n") else line
+        if _BLANK_RE.fullmatch(body):
+            continue
+        header = _header(body)
+        if header is not None:
+            kind, name = header
+            if kind == "unknown" and strict:
+                raise BadInput(f"{where}:{i + 1}: unknown section '[{name}]' (qemu-server parse_vm_config "
+                               "skips it and every line in it)")
+            if (kind, name) in seen and strict:
+                raise BadInput(f"{where}:{i + 1}: duplicate section: {body.strip()} (qemu-server "
+                               "parse_vm_config refuses it in strict mode, else keeps only the last one)")
+            seen.add((kind, name))
             sections[-1].end = i
-            sections.append(Section(m.group(1), i, len(lines)))
+            sections.append(Section(name, i, len(lines), kind=kind))
             continue
-        if not body.strip() or body.startswith("#"):
+        cur = sections[-1]
+        if cur.kind == "unknown" or body.startswith("#"):
             continue
-        m = _KEY_RE.match(body)
+        m = _KEY_RE.fullmatch(body)
+        problem = None
         if not m:
+            problem = f"cannot read '{body.rstrip()}' (expected 'key: value')"
+        elif not m.group(2):
+            problem = f"'{m.group(1)}' has no value (qemu-server parse_vm_config cannot parse '{body.strip()}')"
+        elif m.group(1) == "delete" and cur.kind != "pending":
+            problem = "property 'delete' is only allowed in [PENDING]"
+        if problem is not None:
             if not strict:
                 continue
-            raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')")
-        key, value = m.groups()
-        cur = sections[-1]
-        if key in cur.values and strict:
-            raise BadInput(f"{where}:{i + 1}: '{key}' appears twice in section "
-                           f"{'[' + cur.name + ']' if cur.name else 'main'}")
+            raise BadInput(f"{where}:{i + 1}: {problem}")
+        key, value = m.groups()  # type: ignore[union-attr]
         cur.values[key] = value
         cur.lines[key] = i
+        cur.all_lines.setdefault(key, []).append(i)
     return VmConfig(text, lines, sections)
 
 
@@ -170,6 +222,9 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     nl = _newline(conf)
     if key in sec.lines:
         lines[sec.lines[key]] = f"{key}: {value}{nl}"
+        # a repeated key: the earlier lines counted for nothing and qemu-server writes one line
+        for i in sec.all_lines[key][:-1]:
+            lines[i] = ""
         return
     # qemu-server write_vm_config writes a section's keys sorted (Perl's string order, which is
     # Python's for these ASCII keys): the new key goes before the first key that sorts after it.
@@ -203,8 +258,8 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
     if not running:
         _set_in(conf, lines, conf.main, key, value)
         pend = conf.section(PENDING)
-        if pend is not None and key in pend.lines:  # qm set on a stopped VM applies pending too
-            del lines[pend.lines[key]]
+        for i in pend.all_lines.get(key, []) if pend is not None else ():
+            lines[i] = ""  # qm set on a stopped VM applies pending too
         return "".join(lines)
     pend = conf.section(PENDING)
     if pend is None:
@@ -212,7 +267,9 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
         return "".join(lines)
     if key in conf.pending_deletes:
         rest = sorted(conf.pending_deletes - {key})
-        line = pend.lines["delete"]
+        *earlier, line = pend.all_lines["delete"]
+        for i in earlier:  # a repeated `delete:` would count once the last one is gone
+            lines[i] = ""
         lines[line] = f"delete: {','.join(rest)}{_newline(conf)}" if rest else ""
         conf = parse_config("".join(lines), strict=False)  # the line indexes moved
         lines, pend = list(conf.lines), conf.section(PENDING)
@@ -222,17 +279,16 @@ def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> s
 
 
 def _without_pending(conf: VmConfig) -> list[str]:
-    """The config's lines without its `[PENDING]` section (and, when that was the last section, the
-    blank lines that set it apart)."""
+    """The config's lines without its `[PENDING]` sections (and, when one was the last section, the
+    blank lines that set it apart). Every one goes: an earlier `[PENDING]`, which qemu-server
+    ignored, would count once the last one is gone (qemu-server's own write drops it too)."""
     lines = list(conf.lines)
-    pend = conf.section(PENDING)
-    if pend is None:
-        return lines
-    start = pend.start
-    if pend.end == len(lines):
-        while start > 0 and not lines[start - 1].strip():
-            start -= 1
-    del lines[start:pend.end]
+    for pend in reversed([s for s in conf.sections if s.kind == "pending"]):
+        start = pend.start
+        if pend.end == len(lines):
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
+        del lines[start:pend.end]
     return lines
 
 
@@ -271,14 +327,12 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     lines = list(conf.lines)
     pend = conf.section(PENDING)
     if not running:
-        drop = [conf.main.lines.get(key)]
-        if pend is not None:
-            drop.append(pend.lines.get(key))
-        for i in sorted((i for i in drop if i is not None), reverse=True):
-            del lines[i]
+        for sec in (conf.main, pend):
+            for i in sec.all_lines.get(key, []) if sec is not None else ():
+                lines[i] = ""  # every line of it: an earlier repeat would count once the last is gone
         return "".join(lines)
-    if pend is not None and key in pend.lines:
-        lines[pend.lines[key]] = ""
+    for i in pend.all_lines.get(key, []) if pend is not None else ():
+        lines[i] = ""
     if key not in conf.main.values:
         return _drop_empty_pending("".join(lines))
     deletes = sorted(conf.pending_deletes | {key})
