@@ -444,3 +444,14 @@ def test_a_vm_with_two_pending_sections_is_refused_and_another_vm_read_as_proxmo
     assert r.code == ExitCode.REFUSED and "0000:05:00.0 is already given to VM 102" in r.err
     r = cli("attach", "103", "01:00", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
+
+
+def test_another_vms_romfile_anywhere_does_not_stop_an_attach(node):
+    # $hostpci_fmt's romfile is any '[^,;]+' (qemu-server PVE/QemuServer/PCI.pm): Proxmox reads
+    # VM 102's config, so vfiokit does; only what vfiokit writes must be under /usr/share/kvm/.
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:04:00.0,romfile=/root/sata.rom\n")
+    r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    r = cli("attach", "103", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED
+    assert "0000:04:00.0 is already given to VM 102 (hostpci0: 0000:04:00.0,romfile=/root/sata.rom)" in r.err
