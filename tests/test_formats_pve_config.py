@@ -483,3 +483,31 @@ def test_delete_is_only_a_pending_key():
     with pytest.raises(BadInput, match=r"config:2: property 'delete' is only allowed in \[PENDING\]"):
         pc.parse_config("cores: 2\ndelete: hostpci0\n")
     assert pc.parse_config("cores: 2\ndelete: hostpci0\n", strict=False).main.values == {"cores": "2"}
+
+
+def test_a_host_list_is_one_device_of_every_id_it_names():
+    # qemu-server parse_hostpci pushes `[split(/;/, $host)]` as ONE alternative: every id is passed
+    # to the VM together (choose_hostpci_devices marks them all used). Alternatives exist only for
+    # mappings: one per `map` entry of the node (get_node_mapping), a `;` path again one device.
+    from vfiokit.analyses.vm_attach import AttachRequest, plan_attach, plan_detach
+    from vfiokit.errors import Refused
+    from vfiokit.model import PciAddress
+
+    both = pc.parse_config("hostpci0: 0000:04:00.0;0000:05:00.0\nname: nas\n")
+    assert hostpci.parse_hostpci("0000:04:00.0;0000:05:00.0").host == ("0000:04:00.0", "0000:05:00.0")
+    for addr in ("0000:04:00.0", "0000:05:00.0"):
+        assert pc.users_of({"102": both}, addr) == [("102", "hostpci0", "0000:04:00.0;0000:05:00.0")]
+        with pytest.raises(Refused, match=f"{addr} is already given to VM 102"):
+            plan_attach(AttachRequest("101", PciAddress.parse(addr)), pc.parse_config("name: x\n"), False,
+                        None, {"102": both}, {})
+        # the VM itself: the same function again is "assigned more than once" at its start
+        with pytest.raises(Refused, match=f"device '{addr}' assigned more than once"):
+            plan_attach(AttachRequest("102", PciAddress.parse(addr)), both, False, None, {}, {})
+    # detaching one of them takes the whole entry, and says what else goes with it
+    plan = plan_detach("102", both, False, PciAddress.parse("0000:05:00.0"), None, None, {})
+    assert plan.new_text == "name: nas\n"
+    assert any("also names 0000:04:00.0: the whole entry goes" in n for n in plan.notes)
+    # a mapping: each map entry is an alternative, its `;` path one device of both functions
+    paths = {"gpu": ["0000:01:00.0;0000:01:00.1", "0000:02:00.0;0000:02:00.1"]}
+    plan = plan_attach(AttachRequest("101", mapping="gpu"), pc.parse_config("name: x\n"), False, None, {}, paths)
+    assert plan.functions == ["0000:01:00.0", "0000:01:00.1"]  # the first alternative, both functions

@@ -253,3 +253,13 @@ def test_nothing_readable_gives_empty_facts_and_notes(tmp_path):
     got = host_usage.gather(tmp_path)
     assert (got["storage"], got["network"], got["console"], got["input"], got["proxmox"]) == ([], [], [], [], None)
     assert len(got["notes"]) == 2
+
+
+def test_a_host_list_with_semicolons_takes_every_id_it_names(host):
+    # qemu-server parse_hostpci: `host=a;b` is one alternative, [split(/;/, $host)]: both functions
+    # go to the VM together, so the host needs neither back while VM 102 has them.
+    host.write("etc/hostname", "pve\n")
+    host.write("etc/pve/qemu-server/102.conf", "hostpci0: 0000:06:00.0;0000:07:00.0,pcie=1\nname: x\n")
+    needs = needs_by_address(host)
+    for addr in ("0000:06:00.0", "0000:07:00.0"):
+        assert [n.loss for n in needs[addr]] == ["VM 102"], addr
