@@ -253,6 +253,21 @@ def test_attach_by_mapping_locally(node):
     assert r.code == ExitCode.NOT_FOUND and "no device on this node" in r.err
 
 
+def test_a_mapping_is_read_as_section_config_reads_it(node):
+    # PVE::SectionConfig parse_config: a tab between key and value is whitespace like a space, and
+    # an empty line ends a section (a map line after it is in no mapping; Proxmox ignores it).
+    (node / "etc/pve/mapping").mkdir()
+    path = node / "etc/pve/mapping/pci.cfg"
+    path.write_text("gpu\n\tmap\tid=10de:1c82,node=pve1,path=0000:01:00\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci0: mapping=gpu" in r.out
+    path.write_text("gpu\n\tdescription the card\n\n\tmap id=10de:1c82,node=pve1,path=0000:01:00\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "pci.cfg:4: 'map id=10de:1c82,node=pve1,path=0000:01:00' belongs to no mapping" in r.err
+
+
 def test_unknown_device_and_rom_options(node):
     r = cli("attach", "101", "09:00.0", "--root", str(node), "--yes")
     assert r.code == ExitCode.NOT_FOUND and "no PCI device at 0000:09:00.0" in r.err
