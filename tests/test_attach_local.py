@@ -470,3 +470,17 @@ def test_another_vms_romfile_anywhere_does_not_stop_an_attach(node):
     r = cli("attach", "103", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
     assert r.code == ExitCode.REFUSED
     assert "0000:04:00.0 is already given to VM 102 (hostpci0: 0000:04:00.0,romfile=/root/sata.rom)" in r.err
+
+
+def test_a_device_used_as_mediated_device_says_proxmox_would_not_stop_it(node):
+    # qemu-server choose_hostpci_devices: an `mdev` entry's device is neither marked used nor
+    # reserved (mediated devices share the card), so Proxmox would start both VMs; vfio-pci binding
+    # the card for the other one takes it from the mdev driver. vfiokit refuses, and says why.
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:01:00.0,mdev=nvidia-63\n")
+    r = cli("attach", "101", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED
+    assert ("0000:01:00.0 is already given to VM 102 (hostpci0: 0000:01:00.0,mdev=nvidia-63) as a mediated "
+            "device (mdev=nvidia-63): Proxmox reserves nothing for it") in r.err
+    r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED and "assigned more than once" not in r.err
+    assert "VM 102 already uses 0000:01:00.0 (hostpci0: 0000:01:00.0,mdev=nvidia-63) as a mediated" in r.err

@@ -263,3 +263,14 @@ def test_a_host_list_with_semicolons_takes_every_id_it_names(host):
     needs = needs_by_address(host)
     for addr in ("0000:06:00.0", "0000:07:00.0"):
         assert [n.loss for n in needs[addr]] == ["VM 102"], addr
+
+
+def test_a_mediated_device_entry_says_proxmox_reserves_nothing(host):
+    # qemu-server choose_hostpci_devices: an `mdev` entry is neither counted nor reserved, for a
+    # mapping as for a host id; the VM still uses the card, so the host cannot give it away.
+    host.write("etc/hostname", "pve\n")
+    host.write("etc/pve/qemu-server/103.conf", "hostpci0: mapping=vgpu,mdev=i915-GVTg_V5_4\n")
+    host.write("etc/pve/mapping/pci.cfg", "vgpu\n\tmap node=pve,path=0000:06:00.0,id=8086:3e92\n\tmdev 1\n")
+    (need,) = needs_by_address(host)["0000:06:00.0"]
+    assert need.detail == ("VM 103 uses it: hostpci0: mapping=vgpu,mdev=i915-GVTg_V5_4 as a mediated device "
+                           "(Proxmox reserves nothing for it)")
