@@ -90,8 +90,7 @@ class VmConfig:
     @property
     def pending_deletes(self) -> set[str]:
         """Keys `[PENDING]` will delete at the next start (`delete: a,b`; `!` marks forced ones)."""
-        raw = self.pending.get("delete", "")
-        return {k.strip().lstrip("!") for k in re.split(r"[,;\s]+", raw) if k.strip()}
+        return set(_delete_hash(self))
 
     def value(self, key: str) -> str | None:
         return self.main.values.get(key)
@@ -210,10 +209,11 @@ def _newline(conf: VmConfig) -> str:
     return "\r\n" if conf.lines and conf.lines[0].endswith("\r\n") else "\n"
 
 
-def _insert_at(conf: VmConfig, sec: Section) -> int:
-    """Where a new key goes: after the section's last non-blank line (before trailing blank lines)."""
+def _insert_at(lines: list[str], sec: Section) -> int:
+    """Where a new key goes: after the section's last non-blank line (before trailing blank lines,
+    and lines an edit emptied)."""
     i = sec.end
-    while i > sec.start + 1 and not conf.lines[i - 1].strip():
+    while i > sec.start + 1 and not lines[i - 1].strip():
         i -= 1
     return i
 
@@ -232,7 +232,7 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     if after:
         lines.insert(min(after), f"{key}: {value}{nl}")
         return
-    at = _insert_at(conf, sec)
+    at = _insert_at(lines, sec)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
     lines.insert(at, f"{key}: {value}{nl}")
@@ -241,39 +241,62 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
 def _add_pending(conf: VmConfig, lines: list[str], line: str) -> None:
     """A new `[PENDING]` section holding `line`, right after the main section (write_vm_config's place)."""
     nl = _newline(conf)
-    at = _insert_at(conf, conf.main)
+    at = _insert_at(lines, conf.main)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
     lines[at:at] = ([nl] if at > 0 else []) + [f"[PENDING]{nl}", f"{line}{nl}"]
 
 
+def _delete_hash(conf: VmConfig) -> dict[str, bool]:
+    """`[PENDING]`'s `delete:` as pve-guest-common AbstractConfig parse_pending_delete reads it:
+    key -> forced (`!key`)."""
+    raw = re.split(r"\s+", re.sub(r"[,;]", " ", conf.pending.get("delete", "")).strip(), flags=re.ASCII)
+    return {e[1:] if e.startswith("!") else e: e.startswith("!") for e in raw if e}
+
+
+def _print_deletes(deletes: dict[str, bool]) -> str:
+    """AbstractConfig print_pending_delete: sorted, forced ones marked `!`."""
+    return ",".join(("!" if deletes[k] else "") + k for k in sorted(deletes))
+
+
+def _pending_names(conf: VmConfig, key: str) -> bool:
+    """Whether `[PENDING]` holds `key` (a value, or a deletion): an edit of it may empty the section."""
+    return key in conf.pending or key in conf.pending_deletes
+
+
+def _cancel_pending_delete(conf: VmConfig, lines: list[str], key: str) -> None:
+    """Take `key` out of `[PENDING]`'s `delete:` (AbstractConfig remove_from_pending_delete), in
+    place: a line emptied, never removed, so line indexes stay."""
+    pend = conf.section(PENDING)
+    deletes = _delete_hash(conf)
+    if pend is None or key not in deletes:
+        return
+    del deletes[key]
+    *earlier, last = pend.all_lines["delete"]
+    for i in earlier:  # a repeated `delete:` would count once the last one is gone
+        lines[i] = ""
+    lines[last] = f"delete: {_print_deletes(deletes)}{_newline(conf)}" if deletes else ""
+
+
 def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> str:
     """The config text after `qm set VMID --KEY VALUE`, every other byte kept.
 
-    A stopped VM gets the value in its main section. A running VM gets it under `[PENDING]`
-    (hostpci is not hot-pluggable, qemu-server keeps it there until the next start), created right
-    after the main section when missing; a pending deletion of the same key is cancelled.
+    A stopped VM gets the value in its main section (and loses any pending value of it). A running
+    VM gets it under `[PENDING]` (hostpci is not hot-pluggable, qemu-server keeps it there until the
+    next start), created right after the main section when missing. Either way a pending deletion
+    of the same key is cancelled (update_vm_api: remove_from_pending_delete).
     """
     lines = list(conf.lines)
-    if not running:
-        _set_in(conf, lines, conf.main, key, value)
-        pend = conf.section(PENDING)
-        for i in pend.all_lines.get(key, []) if pend is not None else ():
-            lines[i] = ""  # qm set on a stopped VM applies pending too
-        return "".join(lines)
     pend = conf.section(PENDING)
+    _cancel_pending_delete(conf, lines, key)
+    if not running:
+        for i in pend.all_lines.get(key, []) if pend is not None else ():
+            lines[i] = ""  # qm set on a stopped VM applies pending too (before _set_in moves indexes)
+        _set_in(conf, lines, conf.main, key, value)
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
     if pend is None:
         _add_pending(conf, lines, f"{key}: {value}")
         return "".join(lines)
-    if key in conf.pending_deletes:
-        rest = sorted(conf.pending_deletes - {key})
-        *earlier, line = pend.all_lines["delete"]
-        for i in earlier:  # a repeated `delete:` would count once the last one is gone
-            lines[i] = ""
-        lines[line] = f"delete: {','.join(rest)}{_newline(conf)}" if rest else ""
-        conf = parse_config("".join(lines), strict=False)  # the line indexes moved
-        lines, pend = list(conf.lines), conf.section(PENDING)
-        assert pend is not None
     _set_in(conf, lines, pend, key, value)
     return "".join(lines)
 
@@ -330,16 +353,17 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
         for sec in (conf.main, pend):
             for i in sec.all_lines.get(key, []) if sec is not None else ():
                 lines[i] = ""  # every line of it: an earlier repeat would count once the last is gone
-        return "".join(lines)
+        _cancel_pending_delete(conf, lines, key)
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
     for i in pend.all_lines.get(key, []) if pend is not None else ():
         lines[i] = ""
     if key not in conf.main.values:
-        return _drop_empty_pending("".join(lines))
-    deletes = sorted(conf.pending_deletes | {key})
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
+    deletes = {**_delete_hash(conf), key: _delete_hash(conf).get(key, False)}
     if pend is None:
-        _add_pending(conf, lines, f"delete: {','.join(deletes)}")
+        _add_pending(conf, lines, f"delete: {_print_deletes(deletes)}")
         return "".join(lines)
-    _set_in(conf, lines, pend, "delete", ",".join(deletes))
+    _set_in(conf, lines, pend, "delete", _print_deletes(deletes))
     return "".join(lines)
 
 
