@@ -476,11 +476,16 @@ def test_a_device_used_as_mediated_device_says_proxmox_would_not_stop_it(node):
     # qemu-server choose_hostpci_devices: an `mdev` entry's device is neither marked used nor
     # reserved (mediated devices share the card), so Proxmox would start both VMs; vfio-pci binding
     # the card for the other one takes it from the mdev driver. vfiokit refuses, and says why.
-    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:01:00.0,mdev=nvidia-63\n")
+    mdev = "0000:01:00.0,mdev=i915-GVTg_V5_4"
+    (node / "etc/pve/qemu-server/102.conf").write_text(f"cores: 2\nhostpci0: {mdev}\n")
     r = cli("attach", "101", "01:00.0", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.REFUSED
-    assert ("0000:01:00.0 is already given to VM 102 (hostpci0: 0000:01:00.0,mdev=nvidia-63) as a mediated "
-            "device (mdev=nvidia-63): Proxmox reserves nothing for it") in r.err
+    assert (f"0000:01:00.0 is already given to VM 102 (hostpci0: {mdev}) as a mediated "
+            "device (mdev=i915-GVTg_V5_4): Proxmox reserves nothing for it") in r.err
     r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.REFUSED and "assigned more than once" not in r.err
-    assert "VM 102 already uses 0000:01:00.0 (hostpci0: 0000:01:00.0,mdev=nvidia-63) as a mediated" in r.err
+    assert f"VM 102 already uses 0000:01:00.0 (hostpci0: {mdev}) as a mediated" in r.err
+    # an NVIDIA vGPU type (parse_hostpci: `nvidia`) is reserved like a whole device
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:01:00.0,mdev=nvidia-63\n")
+    r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED and "device '0000:01:00.0' assigned more than once" in r.err

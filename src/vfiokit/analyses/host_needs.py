@@ -103,7 +103,8 @@ def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, li
         later = " (pending, at its next start)" if vm.get("pending") else ""
         # qemu-server choose_hostpci_devices reserves nothing for an mdev entry (the card stays
         # with its driver and is shared), but giving the card to another VM takes it from this one.
-        if any(part.startswith("mdev=") for part in value.split(",")):
+        # An NVIDIA vGPU (`nvidia-N`, newer driver) is reserved (parse_hostpci: `nvidia`).
+        if any(p.startswith("mdev=") and not p.startswith("mdev=nvidia-") for p in value.split(",")):
             later += " as a mediated device (Proxmox reserves nothing for it)"
         for part in value.split(","):
             key, eq, val = part.partition("=")

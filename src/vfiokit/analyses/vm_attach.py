@@ -7,6 +7,7 @@ print_hostpci_devices) and the advice is pve-docs qm-pci-passthrough.adoc's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -93,8 +94,11 @@ def _running_pending(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmCon
 def _as_mdev(hp: hostpci.HostPci) -> str:
     """What to add when an entry holding a device is a mediated device: qemu-server
     choose_hostpci_devices neither counts nor reserves an `mdev` entry's device (NVIDIA vGPU aside),
-    so Proxmox itself would not stop the clash; passing the whole card still takes it from them."""
-    if hp.option("mdev") is None:
+    so Proxmox itself would not stop the clash; passing the whole card still takes it from them.
+    `nvidia-N` on a card with the newer NVIDIA driver is a vGPU that qemu-server does reserve
+    (parse_hostpci turns it into `nvidia`): no such remark for it."""
+    mdev = hp.option("mdev")
+    if mdev is None or re.fullmatch(r"nvidia-\d+", mdev):
         return ""
     return (f" as a mediated device (mdev={hp.option('mdev')}): Proxmox reserves nothing for it and would not "
             "stop this, but binding the card to vfio-pci takes it from the driver its mediated devices need")
