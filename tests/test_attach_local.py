@@ -489,3 +489,15 @@ def test_a_device_used_as_mediated_device_says_proxmox_would_not_stop_it(node):
     (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:01:00.0,mdev=nvidia-63\n")
     r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.REFUSED and "device '0000:01:00.0' assigned more than once" in r.err
+
+
+def test_another_vms_hostpci_that_proxmox_drops_does_not_hold_the_device(node):
+    # qemu-server loads VM 102 non-strict: a hostpci0 outside $hostpci_fmt (an untrimmed ' pcie'
+    # key) is "unable to parse value" and not kept, so VM 102 starts without the SATA controller.
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:04:00.0, pcie=1\n")
+    r = cli("attach", "103", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    # the VM being edited is read strictly: the line is named
+    r = cli("attach", "102", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "102.conf:2: hostpci0: invalid key in comma-separated list property:  pcie" in r.err

@@ -511,3 +511,18 @@ def test_a_host_list_is_one_device_of_every_id_it_names():
     paths = {"gpu": ["0000:01:00.0;0000:01:00.1", "0000:02:00.0;0000:02:00.1"]}
     plan = plan_attach(AttachRequest("101", mapping="gpu"), pc.parse_config("name: x\n"), False, None, {}, paths)
     assert plan.functions == ["0000:01:00.0", "0000:01:00.1"]  # the first alternative, both functions
+
+
+def test_a_hostpci_value_outside_the_format_is_refused_strict_and_not_kept_otherwise():
+    # parse_vm_config: check_type($key, $value) against $hostpci_fmt; on failure "unable to parse
+    # value of 'hostpci0'" (dies when strict), and the value is not kept: an earlier valid line of
+    # the key still counts, and the VM starts without the bad one.
+    text = "cores: 2\nhostpci0: 0000:01:00.0\nhostpci0: 0000:02:00.0, pcie=1\nhostpci1: 0000:03:00.0,x=1\n"
+    with pytest.raises(BadInput, match=re.escape("101.conf:3: hostpci0: invalid key in comma-separated list "
+                                                 "property:  pcie")):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert {k: hp.render() for k, hp in conf.hostpci().items()} == {"hostpci0": "0000:01:00.0"}
+    assert pc.users_of({"102": conf}, "0000:02:00.0") == []
+    # a cloud-init section is not checked (parse_vm_config: "ignore validation")
+    assert pc.parse_config("cores: 2\n\n[special:cloudinit]\nhostpci0: what\n").hostpci() == {}

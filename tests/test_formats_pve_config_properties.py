@@ -27,6 +27,15 @@ KEYS = ["agent", "amd-sev", "bios", "boot", "cores", "description", "hostpci0", 
 _CHARS = "".join(chr(c) for c in range(0x20, 0x7F)) + "é€\u00a0"
 value = st.text(st.sampled_from(_CHARS), min_size=1, max_size=16).filter(
     lambda v: v[0] not in " \t" and v[-1] not in " \t")
+# a hostpciN value must be one of $hostpci_fmt (parse_vm_config checks it): built from its grammar
+_hex2 = st.text(st.sampled_from("0123456789abcdef"), min_size=2, max_size=2)
+hostpci_value = st.builds(
+    lambda ids, opts: ";".join(ids) + "".join("," + o for o in opts),
+    st.lists(st.builds(lambda b, d, f: f"{b}:{d}" + (f".{f}" if f else ""), _hex2, _hex2,
+                       st.sampled_from(["", "0", "1", "7"])), min_size=1, max_size=2),
+    st.lists(st.sampled_from(["pcie=1", "x-vga=on", "rombar=0", "romfile=/root/v.rom", "mdev=i915-GVTg_V5_4"]),
+             unique=True, max_size=2),
+) | st.sampled_from(["mapping=gpu", "mapping=nic,pcie=1"])
 blank = st.sampled_from(["", " ", "\t"])
 comment = st.text(st.sampled_from(_CHARS), max_size=12).map(lambda t: "#" + t)
 
@@ -50,7 +59,8 @@ def key_lines(draw, keys=KEYS, pending=False):
         elif kind == "blank":
             lines.append(draw(blank))
         else:
-            k, v = draw(st.sampled_from(keys)), draw(value)
+            k = draw(st.sampled_from(keys))
+            v = draw(hostpci_value if k.startswith("hostpci") else value)
             lines.append(f"{k}:{draw(st.sampled_from(['', ' ', '  ', chr(9)]))}{v}{draw(blank)}")
             model[k] = v
     if pending and draw(st.booleans()):
@@ -130,8 +140,10 @@ def without_delete(values: dict[str, str]) -> dict[str, str]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(configs(), st.sampled_from(KEYS), value, st.booleans())
-def test_setting_a_key_changes_only_that_keys_lines(built, key, new_value, running):
+@given(configs(), st.sampled_from(KEYS).flatmap(
+    lambda k: st.tuples(st.just(k), hostpci_value if k.startswith("hostpci") else value)), st.booleans())
+def test_setting_a_key_changes_only_that_keys_lines(built, key_value, running):
+    key, new_value = key_value
     conf = pc.parse_config(built.text, "gen.conf")
     new = pc.set_option(conf, key, new_value, running=running)
     after = pc.parse_config(new, "gen.conf")

@@ -151,7 +151,8 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
     section replaces the earlier one (so the LAST `[PENDING]` counts), an unknown section's lines
     are not read. In both modes a repeated key keeps its last value (parse_vm_config assigns it
     again); qemu-server validates each value against its schema, which vfiokit does only for
-    `hostpciN` (`pve_hostpci`).
+    `hostpciN` (`pve_hostpci`): a value that fails is refused (strict) or not kept, and an earlier
+    valid line of that key then still counts, as in qemu-server.
     """
     # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
     lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]
@@ -185,6 +186,13 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
             problem = f"'{m.group(1)}' has no value (qemu-server parse_vm_config cannot parse '{body.strip()}')"
         elif m.group(1) == "delete" and cur.kind != "pending":
             problem = "property 'delete' is only allowed in [PENDING]"
+        elif m.group(1) in HOSTPCI_KEYS and cur.kind != "special":
+            # check_type against $hostpci_fmt: a value that fails is not kept (the VM starts
+            # without it), or dies when strict ("unable to parse value of 'hostpciN'")
+            try:
+                parse_hostpci(m.group(2), m.group(1))
+            except BadInput as e:
+                problem = str(e)
         if problem is not None:
             if not strict:
                 continue
