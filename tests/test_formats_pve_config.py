@@ -526,3 +526,13 @@ def test_a_hostpci_value_outside_the_format_is_refused_strict_and_not_kept_other
     assert pc.users_of({"102": conf}, "0000:02:00.0") == []
     # a cloud-init section is not checked (parse_vm_config: "ignore validation")
     assert pc.parse_config("cores: 2\n\n[special:cloudinit]\nhostpci0: what\n").hostpci() == {}
+
+
+def test_the_pending_delete_list_keeps_its_forced_marks():
+    # pve-guest-common AbstractConfig parse_pending_delete / print_pending_delete: `!key` is a
+    # forced deletion; adding or removing another key rewrites the list sorted, marks kept.
+    t = "cores: 1\nhostpci0: 0000:01:00\nnet0: virtio\nscsi1: x\n\n[PENDING]\ndelete: !scsi1;net0\n"
+    conf = pc.parse_config(t)
+    assert conf.pending_deletes == {"scsi1", "net0"}
+    assert pc.delete_option(conf, "hostpci0", running=True).endswith("delete: hostpci0,net0,!scsi1\n")
+    assert pc.set_option(conf, "net0", "e1000", running=True).endswith("delete: !scsi1\nnet0: e1000\n")

@@ -367,7 +367,8 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
         lines[i] = ""
     if key not in conf.main.values:
         return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
-    deletes = {**_delete_hash(conf), key: _delete_hash(conf).get(key, False)}
+    deletes = _delete_hash(conf)
+    deletes.setdefault(key, False)  # AbstractConfig add_to_pending_delete: the others keep their `!`
     if pend is None:
         _add_pending(conf, lines, f"delete: {_print_deletes(deletes)}")
         return "".join(lines)
