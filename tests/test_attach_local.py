@@ -253,6 +253,21 @@ def test_attach_by_mapping_locally(node):
     assert r.code == ExitCode.NOT_FOUND and "no device on this node" in r.err
 
 
+def test_a_mapping_is_read_as_section_config_reads_it(node):
+    # PVE::SectionConfig parse_config: a tab between key and value is whitespace like a space, and
+    # an empty line ends a section (a map line after it is in no mapping; Proxmox ignores it).
+    (node / "etc/pve/mapping").mkdir()
+    path = node / "etc/pve/mapping/pci.cfg"
+    path.write_text("gpu\n\tmap\tid=10de:1c82,node=pve1,path=0000:01:00\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci0: mapping=gpu" in r.out
+    path.write_text("gpu\n\tdescription the card\n\n\tmap id=10de:1c82,node=pve1,path=0000:01:00\n")
+    r = cli("attach", "101", "--mapping", "gpu", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "pci.cfg:4: 'map id=10de:1c82,node=pve1,path=0000:01:00' belongs to no mapping" in r.err
+
+
 def test_unknown_device_and_rom_options(node):
     r = cli("attach", "101", "09:00.0", "--root", str(node), "--yes")
     assert r.code == ExitCode.NOT_FOUND and "no PCI device at 0000:09:00.0" in r.err
@@ -434,3 +449,62 @@ def test_qm_does_not_get_the_api_token(node, monkeypatch):
     r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")
     assert r.code == 0, r.err
     assert [c[0] for c in qm_calls(node)] == ["status", "set"]
+
+
+def test_a_vm_with_two_pending_sections_is_refused_and_another_vm_read_as_proxmox_does(node):
+    # qemu-server parse_vm_config: strict, a second [PENDING] dies ("duplicate section: pending");
+    # loading a config (non-strict) keeps the last one. The VM being edited is read strictly.
+    twice = "cores: 2\nname: x\n\n[PENDING]\ncores: 4\n\n[pending]\nhostpci0: 0000:04:00.0\n"
+    (node / "etc/pve/qemu-server/101.conf").write_text(twice)
+    r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
+    assert r.code == ExitCode.BAD_INPUT and "101.conf:7: duplicate section: [pending]" in r.err
+    assert "Traceback" not in r.err and conf(node, "101") == twice
+    # another VM's: its last [PENDING] takes 05:00.0, its first one's 01:00 counts for nothing
+    (node / "etc/pve/qemu-server/102.conf").write_text(
+        "cores: 2\n\n[PENDING]\nhostpci0: 0000:01:00\n\n[PENDING]\nhostpci0: 0000:05:00.0\n\n[:odd]\nx y\n")
+    r = cli("attach", "103", "05:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED and "0000:05:00.0 is already given to VM 102" in r.err
+    r = cli("attach", "103", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+
+
+def test_another_vms_romfile_anywhere_does_not_stop_an_attach(node):
+    # $hostpci_fmt's romfile is any '[^,;]+' (qemu-server PVE/QemuServer/PCI.pm): Proxmox reads
+    # VM 102's config, so vfiokit does; only what vfiokit writes must be under /usr/share/kvm/.
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:04:00.0,romfile=/root/sata.rom\n")
+    r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    r = cli("attach", "103", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == ExitCode.REFUSED
+    assert "0000:04:00.0 is already given to VM 102 (hostpci0: 0000:04:00.0,romfile=/root/sata.rom)" in r.err
+
+
+def test_a_device_used_as_mediated_device_says_proxmox_would_not_stop_it(node):
+    # qemu-server choose_hostpci_devices: an `mdev` entry's device is neither marked used nor
+    # reserved (mediated devices share the card), so Proxmox would start both VMs; vfio-pci binding
+    # the card for the other one takes it from the mdev driver. vfiokit refuses, and says why.
+    mdev = "0000:01:00.0,mdev=i915-GVTg_V5_4"
+    (node / "etc/pve/qemu-server/102.conf").write_text(f"cores: 2\nhostpci0: {mdev}\n")
+    r = cli("attach", "101", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED
+    assert (f"0000:01:00.0 is already given to VM 102 (hostpci0: {mdev}) as a mediated "
+            "device (mdev=i915-GVTg_V5_4): Proxmox reserves nothing for it") in r.err
+    r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED and "assigned more than once" not in r.err
+    assert f"VM 102 already uses 0000:01:00.0 (hostpci0: {mdev}) as a mediated" in r.err
+    # an NVIDIA vGPU type (parse_hostpci: `nvidia`) is reserved like a whole device
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:01:00.0,mdev=nvidia-63\n")
+    r = cli("attach", "102", "01:00.0", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.REFUSED and "device '0000:01:00.0' assigned more than once" in r.err
+
+
+def test_another_vms_hostpci_that_proxmox_drops_does_not_hold_the_device(node):
+    # qemu-server loads VM 102 non-strict: a hostpci0 outside $hostpci_fmt (an untrimmed ' pcie'
+    # key) is "unable to parse value" and not kept, so VM 102 starts without the SATA controller.
+    (node / "etc/pve/qemu-server/102.conf").write_text("cores: 2\nhostpci0: 0000:04:00.0, pcie=1\n")
+    r = cli("attach", "103", "04:00.0", "--root", str(node), "--dry-run", "--accept-siblings")
+    assert r.code == 0, r.err
+    # the VM being edited is read strictly: the line is named
+    r = cli("attach", "102", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == ExitCode.BAD_INPUT
+    assert "102.conf:2: hostpci0: invalid key in comma-separated list property: ' pcie'" in r.err

@@ -135,11 +135,15 @@ def test_bad_config_line_names_the_line():
     ("01:00.0,mapping=gpu", "Cannot set both 'host' and 'mapping'"),
     ("pcie=1", "Either 'host' or 'mapping' must be set"),
     ("01:00.0,pcie=maybe", "type check ('boolean') failed"),
-    ("01:00.0,colour=red", "invalid key in comma-separated list property: colour"),
+    ("01:00.0,colour=red", "invalid key in comma-separated list property: 'colour'"),
     ("01:00.0,pcie=1,pcie=0", "duplicate key"),
     ("01:00.0,vendor-id=10de", "0x followed by 4 hex digits"),
-    ("01:00.0,romfile=/boot/vbios.rom", "under /usr/share/kvm/"),
-    ("01:00.0,romfile=../../etc/shadow", "under /usr/share/kvm/"),
+    ("01:00.0,romfile=a;b", "romfile: value does not match the regex pattern"),
+    ("01:00.0, pcie=1", "invalid key in comma-separated list property: ' pcie'"),
+    ("01:00.0,pcie =1", "invalid key in comma-separated list property: 'pcie '"),
+    (" 01:00.0,pcie=1", "host: value does not match the regex pattern"),
+    ("01:00.0,pcie=", "missing key in comma-separated list property"),
+    ("01:00.0,=1", "missing key in comma-separated list property"),
     ("01:00.0,driver=nouveau", "enumeration 'vfio, keep'"),
     ("01:0.0", "value does not match the regex pattern"),
     ("01:00.0,mapping=9gpu", "invalid configuration ID"),
@@ -158,7 +162,27 @@ def test_documented_examples_parse():
     assert hp.option("device-id") == "0x10f6"
     assert hostpci.parse_hostpci("00:02.0,mdev=i915-GVTg_V5_4").option("mdev") == "i915-GVTg_V5_4"
     assert hostpci.parse_hostpci("mapping=gpu0,pcie=1").mapping == "gpu0"
-    assert hostpci.parse_hostpci("0000:01:00.0,romfile=/usr/share/kvm/vbios.rom").option("romfile") == "vbios.rom"
+    # what vfiokit writes: a name under /usr/share/kvm/, which qemu-server prefixes with that folder
+    assert hostpci.make_hostpci(["0000:01:00.0"], romfile="/usr/share/kvm/vbios.rom").render() == (
+        "0000:01:00.0,romfile=vbios.rom")
+
+
+def test_hostpci_parts_are_not_trimmed_but_blank_parts_are_skipped():
+    # PVE::JSONSchema::parse_property_string: `next if $part =~ /^\s*$/`, then `^([^=]+)=(.+)$`
+    # on the part as it is (no trimming), the key checked against $hostpci_fmt.
+    assert hostpci.parse_hostpci("01:00.0,, ,pcie=1,").render() == "01:00.0,pcie=1"
+
+
+@pytest.mark.parametrize("romfile", ["/root/vbios.rom", "../../x.rom", "/usr/share/kvm/gp107.rom", "dir/x y.rom"])
+def test_any_romfile_of_the_format_reads_and_only_ours_are_refused_when_written(romfile):
+    # $hostpci_fmt (PVE/QemuServer/PCI.pm): romfile pattern '[^,;]+'; print_hostpci_devices passes
+    # `/usr/share/kvm/$romfile` whatever it is. Reading another VM's config must not fail on it.
+    conf = pc.parse_config(f"hostpci0: 0000:02:00.0,romfile={romfile}\n")
+    assert conf.hostpci()["hostpci0"].option("romfile") == romfile  # read as written, not rewritten
+    assert pc.users_of({"107": conf}, "0000:02:00.0") == [("107", "hostpci0", f"0000:02:00.0,romfile={romfile}")]
+    if romfile.startswith("/root") or ".." in romfile:
+        with pytest.raises(BadInput, match="under /usr/share/kvm/"):
+            hostpci.make_hostpci(["0000:01:00.0"], romfile=romfile)
 
 
 def test_covers_slot_and_function():
@@ -320,3 +344,195 @@ def test_setting_a_key_pending_deletion_replaces_the_deletion_cleanly():
     t = "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\ndelete: hostpci1\n"
     assert pc.set_option(pc.parse_config(t), "hostpci1", "0000:03:00", running=True) == (
         "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\nhostpci1: 0000:03:00\n")
+
+
+# --- read as qemu-server reads: PVE/QemuServer.pm parse_vm_config ---------------------------------
+# Each fixture below is written here (not copied from qemu-server's tests, which are AGPL).
+
+TWO_PENDING = """\
+cores: 2
+memory: 2048
+name: twice
+
+[PENDING]
+memory: 4096
+
+[snap1]
+cores: 1
+snaptime: 1700000000
+
+[PENDING]
+cores: 8
+hostpci1: 0000:05:00.0
+"""
+
+
+def test_a_second_pending_section_fails_strict_and_the_last_one_counts():
+    # parse_vm_config: "duplicate section: pending" via $handle_error (dies when strict); non-strict
+    # it warns and `$conf = $res->{pending} = {}` starts the pending hash afresh: the last one counts.
+    with pytest.raises(BadInput, match=r"101.conf:12: duplicate section: \[PENDING\]"):
+        pc.parse_config(TWO_PENDING, "101.conf")
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    assert conf.pending == {"cores": "8", "hostpci1": "0000:05:00.0"}
+    assert conf.effective("memory") == "2048"  # the first [PENDING]'s memory counts for nothing
+    assert set(conf.hostpci()) == {"hostpci1"}
+
+
+def test_a_running_vm_change_goes_into_the_pending_section_qemu_server_keeps():
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    new = pc.set_option(conf, "hostpci0", "0000:01:00", running=True)
+    assert new == TWO_PENDING.replace("cores: 8\n", "cores: 8\nhostpci0: 0000:01:00\n")
+    assert pc.parse_config(new, strict=False).pending["hostpci0"] == "0000:01:00"
+    # a key only pending loses its pending value; one in the main section gets a pending delete
+    assert pc.delete_option(conf, "hostpci1", running=True) == TWO_PENDING.replace("hostpci1: 0000:05:00.0\n", "")
+    assert pc.delete_option(conf, "memory", running=True) == TWO_PENDING.replace(
+        "cores: 8\n", "cores: 8\ndelete: memory\n")
+
+
+def test_applying_pending_applies_the_last_pending_and_drops_both():
+    # qemu-server's vmconfig_apply_pending applies $conf->{pending}, the last section; its
+    # write_vm_config writes no [PENDING] after: the ignored first one must not come back.
+    new = pc.apply_pending(pc.parse_config(TWO_PENDING, strict=False))
+    assert new == ("cores: 8\nhostpci1: 0000:05:00.0\nmemory: 2048\nname: twice\n\n"
+                   "[snap1]\ncores: 1\nsnaptime: 1700000000\n")
+    assert pc.parse_config(new).pending == {}
+
+
+def test_attach_on_a_running_vm_with_two_pending_sections_uses_the_last():
+    from vfiokit.analyses.vm_attach import AttachRequest, plan_attach
+    from vfiokit.model import PciAddress
+
+    conf = pc.parse_config(TWO_PENDING, strict=False)
+    plan = plan_attach(AttachRequest("101", PciAddress.parse("0000:01:00.0")), conf, True, None, {}, {})
+    assert plan.key == "hostpci0"  # hostpci1 is pending in the last [PENDING]
+    tail = plan.new_text.split("[snap1]")[1]
+    assert "hostpci0: 0000:01:00.0\n" in tail and "hostpci0" not in plan.new_text.split("[snap1]")[0]
+    stopped = plan_attach(AttachRequest("101", PciAddress.parse("0000:01:00.0")), conf, False, None, {}, {})
+    assert stopped.new_text == ("cores: 8\nhostpci0: 0000:01:00.0\nhostpci1: 0000:05:00.0\nmemory: 2048\n"
+                                "name: twice\n\n[snap1]\ncores: 1\nsnaptime: 1700000000\n")
+
+
+@pytest.mark.parametrize("header", ["[pending]", "[Pending]", "[PENDING]  "])
+def test_the_pending_section_name_is_case_insensitive(header):
+    # parse_vm_config matches `^\[PENDING\]\s*$` with /i: [pending] is not a snapshot called "pending".
+    text = f"cores: 2\n\n{header}\nhostpci0: 0000:01:00.0\n"
+    conf = pc.parse_config(text)
+    assert conf.pending == {"hostpci0": "0000:01:00.0"}
+    assert [s.kind for s in conf.sections] == ["main", "pending"]
+    assert pc.users_of({"105": conf}, "0000:01:00.0") == [("105", "hostpci0", "0000:01:00.0")]
+    assert pc.first_free_index(conf) == "hostpci1"
+    new = pc.set_option(conf, "hostpci1", "0000:02:00.0", running=True)
+    assert new == text + "hostpci1: 0000:02:00.0\n" and new.count("[") == 1
+    assert pc.apply_pending(conf) == "cores: 2\nhostpci0: 0000:01:00.0\n"
+
+
+@pytest.mark.parametrize("header, name", [
+    ("[special:unknown123]", "special:unknown123"), ("[:3]", ":3"), ("[a]", "a"), ("[]", ""),
+    ("[9snap]", "9snap"),
+])
+def test_an_unknown_section_fails_strict_and_its_lines_are_not_read(header, name):
+    # parse_vm_config: a header that is not [PENDING], [special:cloudinit|fleecing] or a snapshot
+    # name (`[a-z][a-z0-9_\-]+`) is "skipping unknown section" (dies when strict); non-strict,
+    # `$section = undef` and every line up to the next header is skipped.
+    text = f"cores: 2\n\n{header}\nhostpci0: 0000:01:00.0\nnot a config line\n\n[PENDING]\nmemory: 4\n"
+    with pytest.raises(BadInput, match=re.escape(f"101.conf:3: unknown section '[{name}]'")):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert conf.hostpci() == {} and conf.pending == {"memory": "4"}
+    assert pc.set_option(conf, "hostpci0", "0000:02:00.0") == text.replace(
+        "cores: 2\n", "cores: 2\nhostpci0: 0000:02:00.0\n")
+
+
+def test_known_sections_in_any_case():
+    # special sections and snapshot names match with /i too; a snapshot keeps its name as written.
+    text = "cores: 2\n\n[SPECIAL:CloudInit]\nipconfig0: ip=dhcp\n\n[Before-Upgrade]\ncores: 1\n"
+    conf = pc.parse_config(text)
+    assert [(s.kind, s.name) for s in conf.sections] == [
+        ("main", ""), ("special", "special:CloudInit"), ("snapshot", "Before-Upgrade")]
+
+
+@pytest.mark.parametrize("line", ["memory:", "memory:   ", "memory:\t"])
+def test_a_key_without_value_is_not_a_config_line(line):
+    # parse_vm_config's key line is `^([a-z][a-z_\-]*\d*):\s*(.+?)\s*$`: nothing after the colon
+    # is "unable to parse config" (dies when strict, the line is skipped otherwise).
+    text = f"cores: 2\n{line}\nname: x\n"
+    with pytest.raises(BadInput, match=r"101\.conf:2: 'memory' has no value"):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert conf.value("memory") is None and conf.value("name") == "x"
+
+
+def test_a_repeated_key_keeps_its_last_value_and_an_edit_leaves_one_line():
+    # parse_vm_config assigns `$conf->{$key} = $value` again: the last line wins, no error in
+    # either mode. write_vm_config writes one line per key, so an edit leaves one.
+    text = "cores: 2\nhostpci0: 0000:01:00.0\nmemory: 512\nhostpci0: 0000:02:00.0\nname: x\n"
+    conf = pc.parse_config(text)
+    assert conf.value("hostpci0") == "0000:02:00.0"
+    assert pc.users_of({"100": conf}, "0000:01:00.0") == []
+    assert pc.set_option(conf, "hostpci0", "0000:03:00.0") == (
+        "cores: 2\nmemory: 512\nhostpci0: 0000:03:00.0\nname: x\n")
+    assert pc.delete_option(conf, "hostpci0") == "cores: 2\nmemory: 512\nname: x\n"
+    pend = "cores: 2\n\n[PENDING]\ndelete: hostpci1\ndelete: hostpci0\n"
+    assert pc.parse_config(pend).pending_deletes == {"hostpci0"}
+    assert pc.set_option(pc.parse_config(pend), "hostpci0", "0000:03:00", running=True) == (
+        "cores: 2\n\n[PENDING]\nhostpci0: 0000:03:00\n")
+
+
+def test_delete_is_only_a_pending_key():
+    # parse_vm_config: "property 'delete' is only allowed in [PENDING]".
+    with pytest.raises(BadInput, match=r"config:2: property 'delete' is only allowed in \[PENDING\]"):
+        pc.parse_config("cores: 2\ndelete: hostpci0\n")
+    assert pc.parse_config("cores: 2\ndelete: hostpci0\n", strict=False).main.values == {"cores": "2"}
+
+
+def test_a_host_list_is_one_device_of_every_id_it_names():
+    # qemu-server parse_hostpci pushes `[split(/;/, $host)]` as ONE alternative: every id is passed
+    # to the VM together (choose_hostpci_devices marks them all used). Alternatives exist only for
+    # mappings: one per `map` entry of the node (get_node_mapping), a `;` path again one device.
+    from vfiokit.analyses.vm_attach import AttachRequest, plan_attach, plan_detach
+    from vfiokit.errors import Refused
+    from vfiokit.model import PciAddress
+
+    both = pc.parse_config("hostpci0: 0000:04:00.0;0000:05:00.0\nname: nas\n")
+    assert hostpci.parse_hostpci("0000:04:00.0;0000:05:00.0").host == ("0000:04:00.0", "0000:05:00.0")
+    for addr in ("0000:04:00.0", "0000:05:00.0"):
+        assert pc.users_of({"102": both}, addr) == [("102", "hostpci0", "0000:04:00.0;0000:05:00.0")]
+        with pytest.raises(Refused, match=f"{addr} is already given to VM 102"):
+            plan_attach(AttachRequest("101", PciAddress.parse(addr)), pc.parse_config("name: x\n"), False,
+                        None, {"102": both}, {})
+        # the VM itself: the same function again is "assigned more than once" at its start
+        with pytest.raises(Refused, match=f"device '{addr}' assigned more than once"):
+            plan_attach(AttachRequest("102", PciAddress.parse(addr)), both, False, None, {}, {})
+    # detaching one of them takes the whole entry, and says what else goes with it
+    plan = plan_detach("102", both, False, PciAddress.parse("0000:05:00.0"), None, None, {})
+    assert plan.new_text == "name: nas\n"
+    assert any("also names 0000:04:00.0: the whole entry goes" in n for n in plan.notes)
+    # a mapping: each map entry is an alternative, its `;` path one device of both functions
+    paths = {"gpu": ["0000:01:00.0;0000:01:00.1", "0000:02:00.0;0000:02:00.1"]}
+    plan = plan_attach(AttachRequest("101", mapping="gpu"), pc.parse_config("name: x\n"), False, None, {}, paths)
+    assert plan.functions == ["0000:01:00.0", "0000:01:00.1"]  # the first alternative, both functions
+
+
+def test_a_hostpci_value_outside_the_format_is_refused_strict_and_not_kept_otherwise():
+    # parse_vm_config: check_type($key, $value) against $hostpci_fmt; on failure "unable to parse
+    # value of 'hostpci0'" (dies when strict), and the value is not kept: an earlier valid line of
+    # the key still counts, and the VM starts without the bad one.
+    text = "cores: 2\nhostpci0: 0000:01:00.0\nhostpci0: 0000:02:00.0, pcie=1\nhostpci1: 0000:03:00.0,x=1\n"
+    with pytest.raises(BadInput, match=re.escape("101.conf:3: hostpci0: invalid key in comma-separated list "
+                                                 "property: ' pcie'")):
+        pc.parse_config(text, "101.conf")
+    conf = pc.parse_config(text, strict=False)
+    assert {k: hp.render() for k, hp in conf.hostpci().items()} == {"hostpci0": "0000:01:00.0"}
+    assert pc.users_of({"102": conf}, "0000:02:00.0") == []
+    # a cloud-init section is not checked (parse_vm_config: "ignore validation")
+    assert pc.parse_config("cores: 2\n\n[special:cloudinit]\nhostpci0: what\n").hostpci() == {}
+
+
+def test_the_pending_delete_list_keeps_its_forced_marks():
+    # pve-guest-common AbstractConfig parse_pending_delete / print_pending_delete: `!key` is a
+    # forced deletion; adding or removing another key rewrites the list sorted, marks kept.
+    t = "cores: 1\nhostpci0: 0000:01:00\nnet0: virtio\nscsi1: x\n\n[PENDING]\ndelete: !scsi1;net0\n"
+    conf = pc.parse_config(t)
+    assert conf.pending_deletes == {"scsi1", "net0"}
+    assert pc.delete_option(conf, "hostpci0", running=True).endswith("delete: hostpci0,net0,!scsi1\n")
+    assert pc.set_option(conf, "net0", "e1000", running=True).endswith("delete: !scsi1\nnet0: e1000\n")

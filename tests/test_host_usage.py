@@ -255,3 +255,24 @@ def test_nothing_readable_gives_empty_facts_and_notes(tmp_path):
     got = host_usage.gather(tmp_path)
     assert (got["storage"], got["network"], got["console"], got["input"], got["proxmox"]) == ([], [], [], [], None)
     assert len(got["notes"]) == 2
+
+
+def test_a_host_list_with_semicolons_takes_every_id_it_names(host):
+    # qemu-server parse_hostpci: `host=a;b` is one alternative, [split(/;/, $host)]: both functions
+    # go to the VM together, so the host needs neither back while VM 102 has them.
+    host.write("etc/hostname", "pve\n")
+    host.write("etc/pve/qemu-server/102.conf", "hostpci0: 0000:06:00.0;0000:07:00.0,pcie=1\nname: x\n")
+    needs = needs_by_address(host)
+    for addr in ("0000:06:00.0", "0000:07:00.0"):
+        assert [n.loss for n in needs[addr]] == ["VM 102"], addr
+
+
+def test_a_mediated_device_entry_says_proxmox_reserves_nothing(host):
+    # qemu-server choose_hostpci_devices: an `mdev` entry is neither counted nor reserved, for a
+    # mapping as for a host id; the VM still uses the card, so the host cannot give it away.
+    host.write("etc/hostname", "pve\n")
+    host.write("etc/pve/qemu-server/103.conf", "hostpci0: mapping=vgpu,mdev=i915-GVTg_V5_4\n")
+    host.write("etc/pve/mapping/pci.cfg", "vgpu\n\tmap node=pve,path=0000:06:00.0,id=8086:3e92\n\tmdev 1\n")
+    (need,) = needs_by_address(host)["0000:06:00.0"]
+    assert need.detail == ("VM 103 uses it: hostpci0: mapping=vgpu,mdev=i915-GVTg_V5_4 as a mediated device "
+                           "(Proxmox reserves nothing for it)")

@@ -108,6 +108,11 @@ def _vm_needs(facts: Mapping[str, Any], top: Topology, add: _Add) -> None:
     for vm in pve.get("vms") or ():
         value = str(vm.get("value", ""))
         later = " (pending, at its next start)" if vm.get("pending") else ""
+        # qemu-server choose_hostpci_devices reserves nothing for an mdev entry (the card stays
+        # with its driver and is shared), but giving the card to another VM takes it from this one.
+        # An NVIDIA vGPU (`nvidia-N`, newer driver) is reserved (parse_hostpci: `nvidia`).
+        if any(p.startswith("mdev=") and not p.startswith("mdev=nvidia-") for p in value.split(",")):
+            later += " as a mediated device (Proxmox reserves nothing for it)"
         for part in value.split(","):
             key, eq, val = part.partition("=")
             if eq and key == "mapping":
@@ -116,7 +121,7 @@ def _vm_needs(facts: Mapping[str, Any], top: Topology, add: _Add) -> None:
                         for path in str(mp.get("path", "")).split(";"):
                             for a in slot_functions(path, top) or ():
                                 add(a, "vm", False, f"VM {vm.get('vmid')}",
-                                    f"VM {vm.get('vmid')} uses it: {vm.get('key')}: mapping={val}{later}")
+                                    f"VM {vm.get('vmid')} uses it: {vm.get('key')}: {value}{later}")
             elif not eq or key == "host":
                 for hostid in (val if eq else key).split(";"):
                     for a in slot_functions(hostid, top) or ():

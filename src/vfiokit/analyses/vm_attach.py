@@ -7,6 +7,7 @@ print_hostpci_devices) and the advice is pve-docs qm-pci-passthrough.adoc's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -90,6 +91,19 @@ def _running_pending(conf: pc.VmConfig, vmid: str, notes: list[str]) -> pc.VmCon
     return conf
 
 
+def _as_mdev(hp: hostpci.HostPci) -> str:
+    """What to add when an entry holding a device is a mediated device: qemu-server
+    choose_hostpci_devices neither counts nor reserves an `mdev` entry's device (NVIDIA vGPU aside),
+    so Proxmox itself would not stop the clash; passing the whole card still takes it from them.
+    `nvidia-N` on a card with the newer NVIDIA driver is a vGPU that qemu-server does reserve
+    (parse_hostpci turns it into `nvidia`): no such remark for it."""
+    mdev = hp.option("mdev")
+    if mdev is None or re.fullmatch(r"nvidia-\d+", mdev):
+        return ""
+    return (f" as a mediated device (mdev={hp.option('mdev')}): Proxmox reserves nothing for it and would not "
+            "stop this, but binding the card to vfio-pci takes it from the driver its mediated devices need")
+
+
 def _at_next_start(conf: pc.VmConfig, where: str) -> dict[str, hostpci.HostPci]:
     """The VM's `hostpciN` entries when a change made now takes effect (its next start, for a
     running VM): an entry pending deletion is gone by then."""
@@ -143,6 +157,8 @@ def _check_twice_in_vm(req: AttachRequest, conf: pc.VmConfig, where: str, functi
             p for path in mapping_paths.get(hp.mapping, []) for p in path.split(";")]
         for f in functions:
             if any(hostpci.covers(i, f) for i in ids):
+                if _as_mdev(hp):
+                    raise Refused(f"{where} already uses {f} ({key}: {hp.render()}){_as_mdev(hp)}")
                 raise Refused(f"device '{f}' assigned more than once ({where} already has "
                               f"{key}: {hp.render()})")
 
@@ -171,7 +187,7 @@ def _check_other_vms(req: AttachRequest, others: Mapping[str, pc.VmConfig], func
         for vmid, key, value in pc.users_of(rest, f, mapping_paths):
             if vmid in sharing and hostpci.parse_hostpci(value).mapping == req.mapping:
                 continue
-            msg = f"{f} is already given to VM {vmid} ({key}: {value})"
+            msg = f"{f} is already given to VM {vmid} ({key}: {value})" + _as_mdev(hostpci.parse_hostpci(value))
             if key in rest[vmid].pending_deletes:
                 # detached there while it runs: the entry goes at that VM's next start
                 msg += f"; VM {vmid}, if it runs, holds it until its next start (its deletion is pending)"

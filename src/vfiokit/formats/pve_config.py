@@ -30,9 +30,16 @@ CONFLICT_MARKS = ("checksum mismatch", "detected modified configuration")
 
 # --- the config file -------------------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
-# qemu-server's parse_vm_config accepts hyphens in keys (amd-sev, ...): `^([a-z][a-z_\-]*\d*):`.
-_KEY_RE = re.compile(r"^([a-z][a-z_\-]*\d*):\s*(.*?)\s*$")
+# The section headers qemu-server's parse_vm_config knows, tried in its order; all case-insensitive
+# (its `/i`), so `[pending]` is the pending section. `\s` there is ASCII whitespace (re.ASCII).
+_PENDING_RE = re.compile(r"\[PENDING\]\s*", re.IGNORECASE | re.ASCII)
+_SPECIAL_RE = re.compile(r"\[special:(cloudinit|fleecing)\]\s*", re.IGNORECASE | re.ASCII)
+_SNAPSHOT_RE = re.compile(r"\[([a-z][a-z0-9_\-]+)\]\s*", re.IGNORECASE | re.ASCII)
+_ANY_SECTION_RE = re.compile(r"\[([^\]]*)\]\s*", re.ASCII)
+# qemu-server's parse_vm_config accepts hyphens in keys (amd-sev, ...): `^([a-z][a-z_\-]*\d*):`,
+# and a value must hold something (`(.+?)`; `.*\S` for delete, description and args).
+_KEY_RE = re.compile(r"([a-z][a-z_\-]*\d*):\s*(.*?)\s*", re.ASCII)
+_BLANK_RE = re.compile(r"\s*", re.ASCII)
 MAIN = ""
 PENDING = "PENDING"
 
@@ -44,8 +51,13 @@ class Section:
     start: int
     end: int
     values: dict[str, str] = field(default_factory=dict)
-    #: Line index of each key.
+    #: Line index of each key: of its last line, the one qemu-server keeps when a key repeats.
     lines: dict[str, int] = field(default_factory=dict)
+    #: "main", "pending", "special", "snapshot", or "unknown" (its lines are not read, as qemu-server
+    #: skips them).
+    kind: str = "main"
+    #: Every line index of each key (a repeated key has several; the earlier ones count for nothing).
+    all_lines: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,7 +74,9 @@ class VmConfig:
         return hashlib.sha1(self.text.encode()).hexdigest()
 
     def section(self, name: str) -> Section | None:
-        return next((s for s in self.sections if s.name == name), None)
+        """The section `name` as qemu-server keeps it: the last one of that name (non-strict
+        parse_vm_config replaces an earlier one), never an unknown one."""
+        return next((s for s in reversed(self.sections) if s.name == name and s.kind != "unknown"), None)
 
     @property
     def main(self) -> Section:
@@ -76,8 +90,7 @@ class VmConfig:
     @property
     def pending_deletes(self) -> set[str]:
         """Keys `[PENDING]` will delete at the next start (`delete: a,b`; `!` marks forced ones)."""
-        raw = self.pending.get("delete", "")
-        return {k.strip().lstrip("!") for k in re.split(r"[,;\s]+", raw) if k.strip()}
+        return set(_delete_hash(self))
 
     def value(self, key: str) -> str | None:
         return self.main.values.get(key)
@@ -111,37 +124,83 @@ class VmConfig:
         return self.effective("bios") or "seabios"
 
 
-def parse_config(text: str, where: str = "config", strict: bool = True) -> VmConfig:
-    """Split a config into sections; `BadInput` naming the line for anything qemu-server would not read.
+def _header(body: str) -> tuple[str, str] | None:
+    """(kind, name) of a section header line, in parse_vm_config's order of tests; None if not one."""
+    if _PENDING_RE.fullmatch(body):
+        return "pending", PENDING
+    m = _SPECIAL_RE.fullmatch(body)
+    if m:
+        return "special", f"special:{m.group(1)}"
+    m = _SNAPSHOT_RE.fullmatch(body)
+    if m:
+        return "snapshot", m.group(1)
+    m = _ANY_SECTION_RE.fullmatch(body)
+    if m:
+        return "unknown", m.group(1)
+    return None
 
-    `strict=False` is for readers that must not fail on one odd line (host facts): such a line is
-    skipped and a repeated key keeps its last value, as qemu-server's non-strict parse_vm_config
-    does. Never plan an edit on a config read that way.
+
+def parse_config(text: str, where: str = "config", strict: bool = True) -> VmConfig:
+    """Split a config into sections as qemu-server's parse_vm_config (PVE/QemuServer.pm) reads it.
+
+    `strict=True` raises `BadInput` naming the line where parse_vm_config's strict mode dies: a
+    second `[PENDING]` (or snapshot, or special section), an unknown section (`[special:x]`, `[:3]`,
+    a one-letter `[a]`), a line that is not `key: value`, a key without a value (`memory:`), a
+    `delete:` outside `[PENDING]`. `strict=False` is what qemu-server itself does when it loads a
+    config (cfs_read_file passes no `strict`): such a line is skipped with its warning, a repeated
+    section replaces the earlier one (so the LAST `[PENDING]` counts), an unknown section's lines
+    are not read. In both modes a repeated key keeps its last value (parse_vm_config assigns it
+    again); qemu-server validates each value against its schema, which vfiokit does only for
+    `hostpciN` (`pve_hostpci`): a value that fails is refused (strict) or not kept, and an earlier
+    valid line of that key then still counts, as in qemu-server.
     """
     # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
     lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]
     sections = [Section(MAIN, -1, len(lines))]
+    seen: set[tuple[str, str]] = set()
     for i, line in enumerate(lines):
-        body = line.rstrip("\r\n")
-        m = _SECTION_RE.match(body)
-        if m:
+        body = line[:-1] if line.endswith("\n") else line
+        if _BLANK_RE.fullmatch(body):
+            continue
+        header = _header(body)
+        if header is not None:
+            kind, name = header
+            if kind == "unknown" and strict:
+                raise BadInput(f"{where}:{i + 1}: unknown section '[{name}]' (qemu-server parse_vm_config "
+                               "skips it and every line in it)")
+            if (kind, name) in seen and strict:
+                raise BadInput(f"{where}:{i + 1}: duplicate section: {body.strip()} (qemu-server "
+                               "parse_vm_config refuses it in strict mode, else keeps only the last one)")
+            seen.add((kind, name))
             sections[-1].end = i
-            sections.append(Section(m.group(1), i, len(lines)))
+            sections.append(Section(name, i, len(lines), kind=kind))
             continue
-        if not body.strip() or body.startswith("#"):
+        cur = sections[-1]
+        if cur.kind == "unknown" or body.startswith("#"):
             continue
-        m = _KEY_RE.match(body)
+        m = _KEY_RE.fullmatch(body)
+        problem = None
         if not m:
+            problem = f"cannot read '{body.rstrip()}' (expected 'key: value')"
+        elif not m.group(2):
+            problem = f"'{m.group(1)}' has no value (qemu-server parse_vm_config cannot parse '{body.strip()}')"
+        elif m.group(1) == "delete" and cur.kind != "pending":
+            problem = "property 'delete' is only allowed in [PENDING]"
+        elif m.group(1) in HOSTPCI_KEYS and cur.kind != "special":
+            # check_type against $hostpci_fmt: a value that fails is not kept (the VM starts
+            # without it), or dies when strict ("unable to parse value of 'hostpciN'")
+            try:
+                parse_hostpci(m.group(2), m.group(1))
+            except BadInput as e:
+                problem = str(e)
+        if problem is not None:
             if not strict:
                 continue
-            raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')")
-        key, value = m.groups()
-        cur = sections[-1]
-        if key in cur.values and strict:
-            raise BadInput(f"{where}:{i + 1}: '{key}' appears twice in section "
-                           f"{'[' + cur.name + ']' if cur.name else 'main'}")
+            raise BadInput(f"{where}:{i + 1}: {problem}")
+        key, value = m.groups()  # type: ignore[union-attr]
         cur.values[key] = value
         cur.lines[key] = i
+        cur.all_lines.setdefault(key, []).append(i)
     return VmConfig(text, lines, sections)
 
 
@@ -158,10 +217,11 @@ def _newline(conf: VmConfig) -> str:
     return "\r\n" if conf.lines and conf.lines[0].endswith("\r\n") else "\n"
 
 
-def _insert_at(conf: VmConfig, sec: Section) -> int:
-    """Where a new key goes: after the section's last non-blank line (before trailing blank lines)."""
+def _insert_at(lines: list[str], sec: Section) -> int:
+    """Where a new key goes: after the section's last non-blank line (before trailing blank lines,
+    and lines an edit emptied)."""
     i = sec.end
-    while i > sec.start + 1 and not conf.lines[i - 1].strip():
+    while i > sec.start + 1 and not lines[i - 1].strip():
         i -= 1
     return i
 
@@ -170,6 +230,9 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     nl = _newline(conf)
     if key in sec.lines:
         lines[sec.lines[key]] = f"{key}: {value}{nl}"
+        # a repeated key: the earlier lines counted for nothing and qemu-server writes one line
+        for i in sec.all_lines[key][:-1]:
+            lines[i] = ""
         return
     # qemu-server write_vm_config writes a section's keys sorted (Perl's string order, which is
     # Python's for these ASCII keys): the new key goes before the first key that sorts after it.
@@ -177,7 +240,7 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
     if after:
         lines.insert(min(after), f"{key}: {value}{nl}")
         return
-    at = _insert_at(conf, sec)
+    at = _insert_at(lines, sec)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
     lines.insert(at, f"{key}: {value}{nl}")
@@ -186,53 +249,77 @@ def _set_in(conf: VmConfig, lines: list[str], sec: Section, key: str, value: str
 def _add_pending(conf: VmConfig, lines: list[str], line: str) -> None:
     """A new `[PENDING]` section holding `line`, right after the main section (write_vm_config's place)."""
     nl = _newline(conf)
-    at = _insert_at(conf, conf.main)
+    at = _insert_at(lines, conf.main)
     if at > 0 and not lines[at - 1].endswith("\n"):
         lines[at - 1] += nl
     lines[at:at] = ([nl] if at > 0 else []) + [f"[PENDING]{nl}", f"{line}{nl}"]
 
 
+def _delete_hash(conf: VmConfig) -> dict[str, bool]:
+    """`[PENDING]`'s `delete:` as pve-guest-common AbstractConfig parse_pending_delete reads it:
+    key -> forced (`!key`)."""
+    raw = re.split(r"\s+", re.sub(r"[,;]", " ", conf.pending.get("delete", "")).strip(), flags=re.ASCII)
+    return {e[1:] if e.startswith("!") else e: e.startswith("!") for e in raw if e}
+
+
+def _print_deletes(deletes: dict[str, bool]) -> str:
+    """AbstractConfig print_pending_delete: sorted, forced ones marked `!`."""
+    return ",".join(("!" if deletes[k] else "") + k for k in sorted(deletes))
+
+
+def _pending_names(conf: VmConfig, key: str) -> bool:
+    """Whether `[PENDING]` holds `key` (a value, or a deletion): an edit of it may empty the section."""
+    return key in conf.pending or key in conf.pending_deletes
+
+
+def _cancel_pending_delete(conf: VmConfig, lines: list[str], key: str) -> None:
+    """Take `key` out of `[PENDING]`'s `delete:` (AbstractConfig remove_from_pending_delete), in
+    place: a line emptied, never removed, so line indexes stay."""
+    pend = conf.section(PENDING)
+    deletes = _delete_hash(conf)
+    if pend is None or key not in deletes:
+        return
+    del deletes[key]
+    *earlier, last = pend.all_lines["delete"]
+    for i in earlier:  # a repeated `delete:` would count once the last one is gone
+        lines[i] = ""
+    lines[last] = f"delete: {_print_deletes(deletes)}{_newline(conf)}" if deletes else ""
+
+
 def set_option(conf: VmConfig, key: str, value: str, running: bool = False) -> str:
     """The config text after `qm set VMID --KEY VALUE`, every other byte kept.
 
-    A stopped VM gets the value in its main section. A running VM gets it under `[PENDING]`
-    (hostpci is not hot-pluggable, qemu-server keeps it there until the next start), created right
-    after the main section when missing; a pending deletion of the same key is cancelled.
+    A stopped VM gets the value in its main section (and loses any pending value of it). A running
+    VM gets it under `[PENDING]` (hostpci is not hot-pluggable, qemu-server keeps it there until the
+    next start), created right after the main section when missing. Either way a pending deletion
+    of the same key is cancelled (update_vm_api: remove_from_pending_delete).
     """
     lines = list(conf.lines)
-    if not running:
-        _set_in(conf, lines, conf.main, key, value)
-        pend = conf.section(PENDING)
-        if pend is not None and key in pend.lines:  # qm set on a stopped VM applies pending too
-            del lines[pend.lines[key]]
-        return "".join(lines)
     pend = conf.section(PENDING)
+    _cancel_pending_delete(conf, lines, key)
+    if not running:
+        for i in pend.all_lines.get(key, []) if pend is not None else ():
+            lines[i] = ""  # qm set on a stopped VM applies pending too (before _set_in moves indexes)
+        _set_in(conf, lines, conf.main, key, value)
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
     if pend is None:
         _add_pending(conf, lines, f"{key}: {value}")
         return "".join(lines)
-    if key in conf.pending_deletes:
-        rest = sorted(conf.pending_deletes - {key})
-        line = pend.lines["delete"]
-        lines[line] = f"delete: {','.join(rest)}{_newline(conf)}" if rest else ""
-        conf = parse_config("".join(lines), strict=False)  # the line indexes moved
-        lines, pend = list(conf.lines), conf.section(PENDING)
-        assert pend is not None
     _set_in(conf, lines, pend, key, value)
     return "".join(lines)
 
 
 def _without_pending(conf: VmConfig) -> list[str]:
-    """The config's lines without its `[PENDING]` section (and, when that was the last section, the
-    blank lines that set it apart)."""
+    """The config's lines without its `[PENDING]` sections (and, when one was the last section, the
+    blank lines that set it apart). Every one goes: an earlier `[PENDING]`, which qemu-server
+    ignored, would count once the last one is gone (qemu-server's own write drops it too)."""
     lines = list(conf.lines)
-    pend = conf.section(PENDING)
-    if pend is None:
-        return lines
-    start = pend.start
-    if pend.end == len(lines):
-        while start > 0 and not lines[start - 1].strip():
-            start -= 1
-    del lines[start:pend.end]
+    for pend in reversed([s for s in conf.sections if s.kind == "pending"]):
+        start = pend.start
+        if pend.end == len(lines):
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
+        del lines[start:pend.end]
     return lines
 
 
@@ -271,21 +358,21 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     lines = list(conf.lines)
     pend = conf.section(PENDING)
     if not running:
-        drop = [conf.main.lines.get(key)]
-        if pend is not None:
-            drop.append(pend.lines.get(key))
-        for i in sorted((i for i in drop if i is not None), reverse=True):
-            del lines[i]
-        return "".join(lines)
-    if pend is not None and key in pend.lines:
-        lines[pend.lines[key]] = ""
+        for sec in (conf.main, pend):
+            for i in sec.all_lines.get(key, []) if sec is not None else ():
+                lines[i] = ""  # every line of it: an earlier repeat would count once the last is gone
+        _cancel_pending_delete(conf, lines, key)
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
+    for i in pend.all_lines.get(key, []) if pend is not None else ():
+        lines[i] = ""
     if key not in conf.main.values:
-        return _drop_empty_pending("".join(lines))
-    deletes = sorted(conf.pending_deletes | {key})
+        return _drop_empty_pending("".join(lines)) if _pending_names(conf, key) else "".join(lines)
+    deletes = _delete_hash(conf)
+    deletes.setdefault(key, False)  # AbstractConfig add_to_pending_delete: the others keep their `!`
     if pend is None:
-        _add_pending(conf, lines, f"delete: {','.join(deletes)}")
+        _add_pending(conf, lines, f"delete: {_print_deletes(deletes)}")
         return "".join(lines)
-    _set_in(conf, lines, pend, "delete", ",".join(deletes))
+    _set_in(conf, lines, pend, "delete", _print_deletes(deletes))
     return "".join(lines)
 
 

@@ -58,7 +58,14 @@ HOSTPCI_OPTIONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class HostPci:
-    """One `hostpciN` value: host ids (`;`-separated alternatives of one device) or a mapping id."""
+    """One `hostpciN` value: host ids or a mapping id.
+
+    `host=a;b` is ONE device made of every id it lists, all passed to the VM together (qemu-server
+    parse_hostpci pushes `[split(/;/, $host)]` as a single alternative; PCI virtual functions or
+    functions of one card). Alternatives (first free one taken at start) exist only for a mapping:
+    each of its `map` entries on the node is one, and a `;` inside an entry's path again lists
+    ids passed together.
+    """
 
     host: tuple[str, ...] = ()
     mapping: str | None = None
@@ -94,16 +101,22 @@ def _normalize(key: str, value: str, where: str) -> str:
     if kind == "driver" and value not in ("vfio", "keep"):
         raise BadInput(f"{where}: driver: value '{value}' does not have a value in the enumeration "
                        "'vfio, keep'")
-    if kind == "romfile":
-        return check_romfile(value, where)
+    if kind == "romfile" and not re.fullmatch(r"[^,;\x00-\x1f\x7f]+", value):
+        # $hostpci_fmt's romfile pattern `[^,;]+` (no control character: one would cut or inject a
+        # config line); vfiokit writes only check_romfile's.
+        raise BadInput(f"{where}: romfile: value does not match the regex pattern (got '{value}')")
     return value
 
 
 def check_romfile(value: str, where: str = "romfile") -> str:
-    """A ROM file name under /usr/share/kvm/ (qemu-server passes `/usr/share/kvm/$romfile` to QEMU).
+    """A ROM file name vfiokit writes: a name under /usr/share/kvm/ (qemu-server's
+    print_hostpci_devices passes `/usr/share/kvm/$romfile` to QEMU, whatever `$romfile` is).
 
-    `/usr/share/kvm/x.rom` is accepted and written as `x.rom`; any other absolute path, or a path
-    climbing out with `..`, is refused rather than silently pointing somewhere else.
+    This is the rule for what vfiokit WRITES (`make_hostpci`, `attach --romfile`), not for reading:
+    `parse_hostpci` reads any `[^,;]+` as `$hostpci_fmt` does, so another VM's config holding
+    `romfile=/root/x.rom` still reads. `/usr/share/kvm/x.rom` is accepted and written as `x.rom`;
+    any other absolute path, or a path climbing out with `..`, is refused rather than silently
+    pointing somewhere else.
     """
     if value.startswith("/usr/share/kvm/"):
         value = value[len("/usr/share/kvm/"):]
@@ -115,17 +128,24 @@ def check_romfile(value: str, where: str = "romfile") -> str:
 
 
 def parse_hostpci(value: str, where: str = "hostpci") -> HostPci:
-    """Parse a `hostpciN` value; `BadInput` naming `where` and the offending key otherwise."""
+    """Parse a `hostpciN` value as PVE::JSONSchema::parse_property_string reads `$hostpci_fmt`;
+    `BadInput` naming `where` and the offending key otherwise.
+
+    Parts are not trimmed: in `01:00.0, pcie=1` the key is ` pcie`, an invalid key for Proxmox
+    too. Option values are read as Proxmox reads them (a `romfile` is any `[^,;]+`); what vfiokit
+    writes is checked by `make_hostpci`.
+    """
     host: str | None = None
     mapping: str | None = None
     opts: dict[str, str] = {}
     for part in value.split(","):
-        part = part.strip()
-        if not part:
+        if re.fullmatch(r"\s*", part, re.ASCII):  # `next if $part =~ /^\s*$/`
             continue
         key, eq, val = part.partition("=")
         if not eq:
             key, val = "host", part
+        elif not key or not val:  # neither `^([^=]+)=(.+)$` nor a part without `=`
+            raise BadInput(f"{where}: missing key in comma-separated list property ('{part}')")
         if key == "host":
             if host is not None:
                 raise BadInput(f"{where}: duplicate key in comma-separated list property: host")
@@ -144,7 +164,7 @@ def parse_hostpci(value: str, where: str = "hostpci") -> HostPci:
                 raise BadInput(f"{where}: duplicate key in comma-separated list property: {key}")
             opts[key] = _normalize(key, val, where)
         else:
-            raise BadInput(f"{where}: invalid key in comma-separated list property: {key}")
+            raise BadInput(f"{where}: invalid key in comma-separated list property: {key!r}")
     # qemu-server parse_hostpci: exactly one of host and mapping.
     if host is not None and mapping is not None:
         raise BadInput(f"{where}: Cannot set both 'host' and 'mapping'.")
@@ -155,12 +175,15 @@ def parse_hostpci(value: str, where: str = "hostpci") -> HostPci:
 
 def make_hostpci(host: Iterable[str] = (), mapping: str | None = None,
                  **options: str | int | bool | None) -> HostPci:
-    """Build a value from keyword options (`x_vga=True` is `x-vga=1`), checked like a parsed one."""
+    """Build a value vfiokit writes from keyword options (`x_vga=True` is `x-vga=1`), checked like a
+    parsed one and, for `romfile`, by `check_romfile` (stricter than what reads)."""
     parts = [";".join(host)] if host else ([f"mapping={mapping}"] if mapping else [])
     for name in HOSTPCI_OPTIONS:
         v = options.pop(name.replace("-", "_"), None)
         if v is None:
             continue
+        if name == "romfile":
+            v = check_romfile(str(v))
         parts.append(f"{name}={int(v) if isinstance(v, bool) else v}")
     if options:
         raise TypeError(f"unknown hostpci options: {', '.join(options)}")

@@ -67,11 +67,14 @@ class LocalPve:
         return pc.parse_config(read_pve_file(path, self.root), str(path))
 
     def configs(self) -> dict[str, pc.VmConfig]:
+        """Every VM's config, read as qemu-server loads it (non-strict parse_vm_config): a line or
+        section Proxmox skips in another VM must not stop an edit of this one. The VM being edited
+        is read strictly (`config`)."""
         folder = self._pve / "qemu-server"
         out = {}
         for p in sorted(folder.glob("*.conf")) if folder.is_dir() else []:
             if re.fullmatch(r"\d+\.conf", p.name):
-                out[p.stem] = pc.parse_config(read_pve_file(p, self.root), str(p))
+                out[p.stem] = pc.parse_config(read_pve_file(p, self.root), str(p), strict=False)
         return out
 
     def mappings(self) -> dict[str, list[str]]:
