@@ -11,12 +11,20 @@ from vfiokit.pciids import PciIds
 from vfiokit.render.reasons import headline, need_detail, need_json, need_loss, reason_text
 
 if TYPE_CHECKING:
-    from vfiokit.analyses.passthrough import Verdict
+    from vfiokit.analyses.passthrough import Reason, Verdict
 
 _WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/green]",
          "COSTLY": "[yellow]shares, costly[/yellow]", "UNSAFE": "[bold red]unsafe[/bold red]"}
 _ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host": "yellow",
                "same card": "cyan", "bridge left alone": "dim"}
+
+
+def _reason_facts(r: Reason) -> dict[str, str]:
+    """A reason's facts; for a need, with the need's words (`loss`, `detail`) as before the need
+    became data, so readers of the JSON keep them."""
+    if r.need is None:
+        return r.fact
+    return {**r.fact, "loss": need_loss(r.need), "detail": need_detail(r.need)}
 
 
 def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
@@ -29,7 +37,7 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
         "groups": list(v.groups),
         # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
         "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": reason_text(r),
-                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": r.fact,
+                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": _reason_facts(r),
                      **({"need": need_json(r.need)} if r.need is not None else {})}
                     for r in v.reasons],
         "members": [
