@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from vfiokit.errors import ExitCode
+from vfiokit.errors import BadInput, ExitCode
 from vfiokit.formats import pve_config as pc
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources import synthetic, tree
+from vfiokit.sources.pve_local import LocalPve
 from vfiokit.sources.synthetic import Spec
 
 STANDINS = Path(__file__).parent / "standins"
@@ -326,6 +327,9 @@ def test_a_node_without_etc_hostname_is_one_error(node):
     r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.BAD_INPUT
     assert r.err.count("\n") == 1 and "etc/hostname" in r.err and "Traceback" not in r.err
+    with pytest.raises(BadInput) as e:
+        LocalPve(str(node)).nodename()
+    assert e.value.fields() == {"file": str(node / "etc/hostname")}
 
 
 def test_detach_of_a_hostpci_key_out_of_range_says_so(node):

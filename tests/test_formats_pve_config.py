@@ -320,3 +320,9 @@ def test_setting_a_key_pending_deletion_replaces_the_deletion_cleanly():
     t = "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\ndelete: hostpci1\n"
     assert pc.set_option(pc.parse_config(t), "hostpci1", "0000:03:00", running=True) == (
         "cores: 1\nhostpci1: 0000:02:00\n\n[PENDING]\nhostpci1: 0000:03:00\n")
+
+
+def test_a_bad_config_line_is_named_as_fields_for_the_json_error():
+    with pytest.raises(BadInput) as e:
+        pc.parse_config("cores: 4\nmemory: 2048\ncores: 8\n", "/etc/pve/qemu-server/100.conf")
+    assert e.value.fields() == {"file": "/etc/pve/qemu-server/100.conf", "line": 3}

@@ -134,12 +134,12 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
         if not m:
             if not strict:
                 continue
-            raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')")
+            raise BadInput(f"{where}:{i + 1}: cannot read '{body}' (expected 'key: value')", file=where, line=i + 1)
         key, value = m.groups()
         cur = sections[-1]
         if key in cur.values and strict:
             raise BadInput(f"{where}:{i + 1}: '{key}' appears twice in section "
-                           f"{'[' + cur.name + ']' if cur.name else 'main'}")
+                           f"{'[' + cur.name + ']' if cur.name else 'main'}", file=where, line=i + 1)
         cur.values[key] = value
         cur.lines[key] = i
     return VmConfig(text, lines, sections)

@@ -27,7 +27,7 @@ def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = 
         if current is None:
             if not strict:
                 continue
-            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'")
+            raise BadInput(f"{where}:{n}: property outside a section: '{line.strip()}'", file=where, line=n)
         if key == "map":
             out[current].append(value.strip())
     return out

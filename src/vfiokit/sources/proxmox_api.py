@@ -46,9 +46,9 @@ def read_secret(token_file: str | None) -> str:
             with open(token_file, encoding="utf-8") as f:
                 secret = f.read().strip()
         except OSError as e:
-            raise BadInput(f"{token_file}: cannot read the API token ({e.strerror})") from None
+            raise BadInput(f"{token_file}: cannot read the API token ({e.strerror})", file=token_file) from None
         if not secret:
-            raise BadInput(f"{token_file}: empty (expected the API token secret)")
+            raise BadInput(f"{token_file}: empty (expected the API token secret)", file=token_file)
         return secret
     secret = os.environ.get(TOKEN_ENV, "").strip()
     if not secret:

@@ -30,13 +30,13 @@ def read_pve_file(path: Path, root: str = "/") -> str:
         return rootfs.read_file(real).decode("utf-8")
     except PermissionError:
         raise VfiokitError(f"{path}: permission denied (run as root on the Proxmox node)",
-                           ExitCode.PERMISSION) from None
+                           ExitCode.PERMISSION, file=str(path)) from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
+        raise BadInput(f"{path}: not UTF-8 text", file=str(path)) from None
     except FileNotFoundError:
-        raise BadInput(f"{path}: missing (a Proxmox VE node has it)") from None
+        raise BadInput(f"{path}: missing (a Proxmox VE node has it)", file=str(path)) from None
     except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})", file=str(path)) from None
 
 
 @dataclass
@@ -63,8 +63,9 @@ class LocalPve:
             if not (self._pve / "qemu-server").is_dir():
                 raise VfiokitError(f"{self._pve / 'qemu-server'} does not exist: this is not a Proxmox VE "
                                    "node", ExitCode.NOT_FOUND,
-                                   hint="use --host to reach a Proxmox node through its API")
-            raise DeviceNotFound(f"VM {vmid}: no {path} on this node")
+                                   hint="use --host to reach a Proxmox node through its API",
+                                   file=str(self._pve / "qemu-server"))
+            raise DeviceNotFound(f"VM {vmid}: no {path} on this node", file=str(path))
         return pc.parse_config(read_pve_file(path, self.root), str(path))
 
     def configs(self) -> dict[str, pc.VmConfig]:
