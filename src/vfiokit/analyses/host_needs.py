@@ -1,7 +1,7 @@
 """What the host needs, read from host-usage facts: the PCI functions it would lose and why. Pure.
 
-The facts are what `sources.host_usage.gather` stored (their layout is documented there); this is
-their interpreter, kept apart so that analyses never import a source.
+The facts are what `sources.host_usage.gather` stored (their layout: `formats/host_usage_facts.py`);
+this is their interpreter, kept apart so that analyses never import a source.
 """
 
 from __future__ import annotations
