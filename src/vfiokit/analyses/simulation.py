@@ -6,8 +6,9 @@ Pure: Topology in, results out (no I/O, no printing).
   groups the override cuts: devices that can still reach each other's memory by peer-to-peer DMA.
 - `make_alone(top, address)`: the smallest override that gives a device a group of its own, or
   why none can.
-- `check_model(top)`: the prediction for the override the host booted with, against the kernel's
-  real groups.
+
+`analyses/model_check.py` holds the prediction for the override the host booted with, against the
+kernel's real groups.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _real(top: Topology) -> Partition:
     return {a: g.number for g in top.groups or () for a in g.members if a in top.by_address}
 
 
-def _limited(top: Topology) -> bool:
+def prediction_limited(top: Topology) -> bool:
+    """Whether some device's config space was unreadable, so predictions rest on less."""
     return any(config_unknown(d) for d in top.devices)
 
 
@@ -176,7 +178,7 @@ def _pieces(part_from: Partition, part_to: Partition, groups_to: tuple[Group, ..
 def simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
-    limited = _limited(top)
+    limited = prediction_limited(top)
     predicted_part, kept = partition_for(top, override, baseline, facts)
     predicted = groups_of(predicted_part)
     real = _real(top)
@@ -390,42 +392,3 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
         p = m.parent(p)
     return tuple(out) or (f"even with {_FULL} it shares a group with "
                           f"{', '.join(o.address.short for o in still)}",)
-
-
-# --- the model against the live kernel -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class ModelCheck:
-    override: AcsOverride
-    predicted: tuple[Group, ...]
-    real: tuple[Group, ...]
-    matches: bool
-    #: One line per kernel group the prediction does not reproduce.
-    differences: tuple[str, ...]
-    limited: bool
-
-
-def check_model(top: Topology) -> ModelCheck:
-    """Predict the groups for the override the host booted with and compare them with the real
-    ones, group for group, numbers included."""
-    baseline = effective_override(top.host)
-    part = predict_partition(top, baseline)
-    predicted = groups_of(part)
-    real = top.groups or ()
-    real_sets = {g.members: g.number for g in real}
-    pred_sets = {g.members: g.number for g in predicted}
-    diffs: list[str] = []
-    for g in real:
-        short = " ".join(a.short for a in g.members)
-        if g.members not in pred_sets:
-            pieces = sorted({part[a] for a in g.members if a in part})
-            diffs.append(f"kernel group {g.number} ({short}): predicted as "
-                         + (", ".join(f"group {n}" for n in pieces) or "ungrouped"))
-        elif pred_sets[g.members] != g.number:
-            diffs.append(f"kernel group {g.number} ({short}): same devices, predicted number "
-                         f"{pred_sets[g.members]}")
-    for g in predicted:
-        if g.members not in real_sets and not any(set(g.members) & set(r.members) for r in real):
-            diffs.append(f"predicted group {g.number} ({' '.join(a.short for a in g.members)}) "
-                         "has no device in any kernel group")
-    return ModelCheck(baseline, predicted, real, not diffs, tuple(diffs), _limited(top))

@@ -7,7 +7,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, ModelCheck, Simulation
+from vfiokit.analyses.model_check import ModelCheck
+from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, Simulation
 from vfiokit.model import Group, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 
