@@ -383,7 +383,8 @@ def parse(text: str, origin: str = "listing",
             reader.line(number, raw)
         except ValueError:
             # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
-            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads") from None
+            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads",
+                           file=reader.file, line=number) from None
     top, lines = reader.topology()
     return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
 
