@@ -275,7 +275,7 @@ def test_stopped_vm_with_pending_changes_shows_what_qm_set_really_writes(node):
     assert r.code == 0, r.err
     after = path.read_text()
     assert "[PENDING]" not in after and "cores: 4\n" in after
-    assert pc.unified_diff(before, after, "qemu-server/103.conf") in shown.out
+    assert pc.config_diff(before, after, "qemu-server/103.conf") in shown.out
 
 
 FULL = "machine: q35\n" + "".join(f"hostpci{i}: 0000:{0x10 + i:02x}:00.0\n" for i in range(16))
@@ -427,7 +427,7 @@ def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
     r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
     conf_ = pc.parse_config(text)
-    assert r.out == pc.unified_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
+    assert r.out == pc.config_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
     # and the digest is the SHA1 of those bytes: qm accepts the write
     r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
     assert r.code == 0, r.err

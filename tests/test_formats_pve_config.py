@@ -75,7 +75,7 @@ def test_add_to_stopped_vm_keeps_every_other_byte():
     key = pc.first_free_index(conf)
     assert key == "hostpci1"
     new = pc.set_option(conf, key, "0000:07:00.0,pcie=1")
-    diff = pc.unified_diff(CONFIG, new, "101.conf")
+    diff = pc.config_diff(CONFIG, new, "101.conf")
     assert [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")] == [
         "+hostpci1: 0000:07:00.0,pcie=1"]
     assert sections_except(new, "") == sections_except(CONFIG, "")
@@ -289,7 +289,7 @@ def test_the_config_diff_marks_a_last_line_without_newline():
     # A hand-edited config may end without newline; qemu-server writes one (the diff says so).
     old = "cores: 2\nhostpci0: 0000:04:00.0"
     new = pc.delete_option(pc.parse_config(old), "hostpci0")
-    diff = pc.unified_diff(old, new, "qemu-server/102.conf")
+    diff = pc.config_diff(old, new, "qemu-server/102.conf")
     assert "-hostpci0: 0000:04:00.0\n\\ No newline at end of file\n" in diff
 
 

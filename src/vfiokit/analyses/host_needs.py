@@ -55,7 +55,7 @@ def slot_functions(text: str, top: Topology) -> list[PciAddress] | None:
     return [a for a in sorted(top.by_address) if (a.domain, a.bus, a.slot) == (domain, bus, slot)]
 
 
-def _address(text: Any) -> PciAddress | None:
+def _address_or_none(text: Any) -> PciAddress | None:
     try:
         return PciAddress.parse(str(text))
     except Exception:  # a malformed entry in hand-edited facts is skipped, not fatal
@@ -81,7 +81,7 @@ def _storage_needs(facts: Mapping[str, Any], add: _Add) -> None:
         role = s.get("role", "mount")
         # The mount point is said for the roles whose words name it (an EFI partition, a swap, a mount).
         use = () if role in ("root", "boot") else (("use", s.get("use")),)
-        add(_address(s.get("pci")), "storage", role != "mount", (_STORAGE_LOSS.get(role, "disks"),), "storage",
+        add(_address_or_none(s.get("pci")), "storage", role != "mount", (_STORAGE_LOSS.get(role, "disks"),), "storage",
             (("role", role), *use, ("chain", _chain(s.get("chain")))))
 
 
@@ -90,19 +90,19 @@ def _network_needs(facts: Mapping[str, Any], add: _Add) -> None:
         routes = n.get("default_route") or ()
         for r in routes:
             path = (*r.get("via", ()), *n.get("chain", ())[1:])
-            add(_address(n.get("pci")), "network", True, ("network",), "default-route",
+            add(_address_or_none(n.get("pci")), "network", True, ("network",), "default-route",
                 (("family", r.get("family")), ("chain", _chain(path))))
         if not routes:
-            add(_address(n.get("pci")), "network", False, ("network",), "interface",
+            add(_address_or_none(n.get("pci")), "network", False, ("network",), "interface",
                 (("chain", _chain(n.get("chain"))), ("operstate", n.get("operstate"))))
 
 
 def _console_and_input_needs(facts: Mapping[str, Any], add: _Add) -> None:
     for c in facts.get("console") or ():
-        add(_address(c.get("pci")), "console", True, ("display",), "framebuffer",
+        add(_address_or_none(c.get("pci")), "console", True, ("display",), "framebuffer",
             (("chain", _chain(c.get("chain"))), ("name", c.get("name"))))
     for i in facts.get("input") or ():
-        add(_address(i.get("pci")), "input", False, ("usb", i.get("what", "input device")), "usb-input",
+        add(_address_or_none(i.get("pci")), "input", False, ("usb", i.get("what", "input device")), "usb-input",
             (("what", i.get("what")), ("name", i.get("name")), ("chain", _chain(i.get("chain")))))
 
 

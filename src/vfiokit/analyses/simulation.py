@@ -342,7 +342,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     return AloneAdvice(address, False, None, (), _blockers(sub, everything, facts, target, still), peers)
 
 
-def _describe(d: Device) -> str:
+def _device_words(d: Device) -> str:
     kind = PCIE_TYPE_NAMES.get(d.pcie_type, "PCIe device") if d.is_pcie else "conventional PCI device"
     return f"{d.address.short} ({d.ids or '?'}, {kind})"
 
@@ -352,19 +352,19 @@ def _why_not_isolating(d: Device, facts: KernelFacts, top: Topology) -> str:
         ctrl = acs_ctrl(d, facts, top)
         later = "" if ctrl == d.acs.ctrl else (
             f" now, {ctrl:#06x} once the IOMMU is on and the kernel has set it")
-        return (f"{_describe(d)} has an ACS capability that does not enable SV, RR, CR and UF "
+        return (f"{_device_words(d)} has an ACS capability that does not enable SV, RR, CR and UF "
                 f"(CAP {d.acs.cap:#06x}, CTRL {d.acs.ctrl:#06x}{later}); the override never touches a device "
                 "with an ACS capability (check pci=disable_acs_redir= / pci=config_acs= on the command line)")
     if not d.is_pcie:
-        return f"{_describe(d)} is conventional PCI: a shared bus, which no override isolates"
+        return f"{_device_words(d)} is conventional PCI: a shared bus, which no override isolates"
     if d.vendor_id == 0x8086 and d.device_id is not None:
         from vfiokit.analyses.quirks import INTEL_PCH_ACS_IDS
 
         if d.device_id in INTEL_PCH_ACS_IDS:
-            return (f"{_describe(d)} is an Intel PCH root port whose kernel quirk (pci_quirk_intel_pch_acs) "
+            return (f"{_device_words(d)} is an Intel PCH root port whose kernel quirk (pci_quirk_intel_pch_acs) "
                     "says it does not isolate (the PCH's ACS could not be enabled); that quirk is checked "
                     "before the override")
-    return f"{_describe(d)} does not isolate, and no override option covers its type"
+    return f"{_device_words(d)} does not isolate, and no override option covers its type"
 
 
 def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: Device,
@@ -373,7 +373,7 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
     out: list[str] = []
     for p in sub.ancestors(target.address):
         if not p.is_pcie or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE):
-            out.append(f"it sits behind {_describe(p)}: devices behind such a bridge all reach the IOMMU "
+            out.append(f"it sits behind {_device_words(p)}: devices behind such a bridge all reach the IOMMU "
                        "with the bridge's requester ID, so the IOMMU cannot tell them apart")
             break
     for other in still:

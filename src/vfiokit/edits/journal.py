@@ -158,7 +158,7 @@ def _journal_entry_ok(entry: object) -> bool:
                     and "written_sha256" in f for f in files))
 
 
-def _path_matches(path: str, pattern: str) -> bool:
+def _matches_pattern(path: str, pattern: str) -> bool:
     return path.count("/") == pattern.count("/") and fnmatch.fnmatchcase(path, pattern)
 
 
@@ -171,7 +171,7 @@ def _trusted(root: str, entry: dict) -> None:
     allowed = UNDOABLE.get(entry.get("kind", ""), ())
     for f in entry["files"]:
         path, backup = f["path"], f["backup"]
-        if os.path.normpath(path) != path or not any(_path_matches(path, p) for p in allowed):
+        if os.path.normpath(path) != path or not any(_matches_pattern(path, p) for p in allowed):
             raise BadInput(f"{where}: {path!r} is not a file a '{entry.get('kind')}' change writes; "
                            "entry not used")
         if backup is not None and backup != f"{path.lstrip('/')}.{entry['id']}":

@@ -289,7 +289,8 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     return "".join(lines)
 
 
-def unified_diff(old: str, new: str, name: str) -> str:
+def config_diff(old: str, new: str, name: str) -> str:
+    """The diff of a VM config as `git diff` names it (`a/NAME`, `b/NAME`)."""
     return patch_diff(old, new, f"a/{name}", f"b/{name}")
 
 

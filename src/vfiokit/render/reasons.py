@@ -36,7 +36,7 @@ def _arrow(chain: Any) -> str:
     return " -> ".join(chain)
 
 
-def _storage(f: dict[str, Any]) -> str:
+def _storage_detail(f: dict[str, Any]) -> str:
     what = {"root": "/ (root)", "boot": "/boot", "efi": f"{f.get('use')} (EFI)",
             "swap": f"swap {f.get('use')}"}.get(f["role"], f.get("use"))
     return f"{what} is on {_arrow(f['chain'])}"
@@ -50,7 +50,7 @@ def _vm(f: dict[str, Any]) -> str:
 
 _DETAIL = {
     "boot-vga": lambda f: "boot VGA: the firmware started the console on it",
-    "storage": _storage,
+    "storage": _storage_detail,
     "default-route": lambda f: f"default route ({f['family']}) via {_arrow(f['chain'])}",
     "interface": lambda f: f"interface {_arrow(f['chain'])} ({f['operstate'] or 'state unknown'})",
     "framebuffer": lambda f: f"console framebuffer {_arrow(f['chain'])}" + (f" ({f['name']})" if f["name"] else ""),

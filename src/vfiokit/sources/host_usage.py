@@ -155,7 +155,7 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
 
 
-def _role(mountpoint: str) -> str:
+def _mount_role(mountpoint: str) -> str:
     return {"/": "root", "/boot": "boot", "/boot/efi": "efi", "/efi": "efi"}.get(mountpoint, "mount")
 
 
@@ -218,7 +218,7 @@ def _storage(root: str, zpool_status: ZpoolStatus | None, notes: list[str]) -> t
                 continue  # proc, sysfs, tmpfs, overlay...: no block device under them
             chains = _block_chains(root, name)
         by_point[point] = (source, fstype, chains)
-        add(point, _role(point), source, fstype, chains)
+        add(point, _mount_role(point), source, fstype, chains)
 
     swaps = (rootfs.text_under(root, "/proc/swaps") or "").splitlines()[1:]
     for line in swaps:
