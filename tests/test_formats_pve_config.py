@@ -326,3 +326,14 @@ def test_a_bad_config_line_is_named_as_fields_for_the_json_error():
     with pytest.raises(BadInput) as e:
         pc.parse_config("cores: 4\nmemory: 2048\ncores: 8\n", "/etc/pve/qemu-server/100.conf")
     assert e.value.fields() == {"file": "/etc/pve/qemu-server/100.conf", "line": 3}
+
+
+@pytest.mark.parametrize("text, want", [
+    ("07:00.0", ("0000:07:00.0", False)), ("0000:07:00", ("0000:07:00.0", True)),
+    ("01:00", ("0000:01:00.0", True)), (" 0001:02:1f.7 ", ("0001:02:1f.7", False)),
+    ("07:00.8", None), ("7:0.0", None), ("07:20.0", None), ("gpu", None),
+])
+def test_one_reader_of_an_address_or_a_slot(text, want):
+    # check, attach, cluster map and the host-usage facts all read a device argument with it.
+    got = hostpci.parse_host_id(text)
+    assert (None if got is None else (str(got[0]), got[1])) == want

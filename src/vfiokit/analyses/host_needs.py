@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vfiokit.formats.pve_hostpci import HOST_ID_RE
+from vfiokit.formats.pve_hostpci import parse_host_id
 from vfiokit.model import PciAddress, Topology
 
 #: What the host loses, per storage role (a `loses` code, worded by `render/reasons.py`).
@@ -43,16 +43,13 @@ class HostNeed:
 def slot_functions(text: str, top: Topology) -> list[PciAddress] | None:
     """Addresses a Proxmox host id names: one function, or all functions of a slot (`01:00`).
     None when `text` is not a host id; [] when it names nothing in `top`."""
-    m = HOST_ID_RE.fullmatch(text.strip().lower())
-    if not m:
+    parsed = parse_host_id(text)
+    if parsed is None:
         return None
-    domain, bus, slot = int(m[1] or "0", 16), int(m[2], 16), int(m[3], 16)
-    if m[4] is not None:
-        if int(m[4], 16) > 7:
-            return None
-        addr = PciAddress(domain, bus, slot, int(m[4], 16))
+    addr, whole_slot = parsed
+    if not whole_slot:
         return [addr] if addr in top.by_address else []
-    return [a for a in sorted(top.by_address) if (a.domain, a.bus, a.slot) == (domain, bus, slot)]
+    return [a for a in sorted(top.by_address) if a.same_slot(addr)]
 
 
 def _address_or_none(text: Any) -> PciAddress | None:

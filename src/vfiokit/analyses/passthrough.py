@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from vfiokit.analyses.host_needs import HostNeed, needs, slot_functions
 from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
+from vfiokit.formats.pve_hostpci import HOST_ID_HINT as _ID_HINT
+from vfiokit.formats.pve_hostpci import parse_host_id
 from vfiokit.model import Device, PciAddress, Topology
 
 
@@ -141,7 +143,6 @@ class Verdict:
 
 # -- the user's device argument ----------------------------------------------------------------
 
-_ID_HINT = "expected [DDDD:]BB:DD.F, or BB:DD for all functions of a slot (e.g. 07:00.0, 0000:07:00, 01:00)"
 
 
 def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
@@ -156,8 +157,8 @@ def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
             if found is None:
                 raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
             if not found:
-                addr = PciAddress.parse(part) if "." in part else None
-                what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
+                addr, whole_slot = parse_host_id(part) or (None, True)
+                what = f"no PCI device in slot {part}" if whole_slot else f"no PCI device at {addr}"
                 raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
             out.extend(a for a in found if a not in out)
     if not out:
