@@ -251,7 +251,7 @@ def test_prediction_equals_the_real_kernels_groups(capture):
     top = snapshot.load(capture)
     assert top.groups
     check = check_model(top)
-    assert check.matches, "\n".join(check.differences)
+    assert check.matches, "\n".join(map(str, check.differences))
 
 
 def test_what_the_kernel_joined_beyond_config_space_stays_joined(tmp_path):

@@ -8,7 +8,20 @@ from dataclasses import dataclass
 from vfiokit.analyses.acs_override import AcsOverride, effective_override
 from vfiokit.analyses.grouping import groups_of, predict_partition
 from vfiokit.analyses.simulation import prediction_limited
-from vfiokit.model import Group, Topology
+from vfiokit.model import Group, PciAddress, Topology
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One group the prediction does not reproduce, as a code and its facts (`render` words it):
+    "split" (a kernel group predicted as `pieces`, none when ungrouped), "renumbered" (same
+    devices, predicted number `pieces[0]`) or "extra" (a predicted group with no device in any
+    kernel group)."""
+
+    code: str
+    group: int
+    members: tuple[PciAddress, ...]
+    pieces: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -17,8 +30,8 @@ class ModelCheck:
     predicted: tuple[Group, ...]
     real: tuple[Group, ...]
     matches: bool
-    #: One line per kernel group the prediction does not reproduce.
-    differences: tuple[str, ...]
+    #: One per group the prediction does not reproduce.
+    differences: tuple[Difference, ...]
     limited: bool
 
 
@@ -31,18 +44,14 @@ def check_model(top: Topology) -> ModelCheck:
     real = top.groups or ()
     real_sets = {g.members: g.number for g in real}
     pred_sets = {g.members: g.number for g in predicted}
-    diffs: list[str] = []
+    diffs: list[Difference] = []
     for g in real:
-        short = " ".join(a.short for a in g.members)
         if g.members not in pred_sets:
-            pieces = sorted({part[a] for a in g.members if a in part})
-            diffs.append(f"kernel group {g.number} ({short}): predicted as "
-                         + (", ".join(f"group {n}" for n in pieces) or "ungrouped"))
+            pieces = tuple(sorted({part[a] for a in g.members if a in part}))
+            diffs.append(Difference("split", g.number, g.members, pieces))
         elif pred_sets[g.members] != g.number:
-            diffs.append(f"kernel group {g.number} ({short}): same devices, predicted number "
-                         f"{pred_sets[g.members]}")
+            diffs.append(Difference("renumbered", g.number, g.members, (pred_sets[g.members],)))
     for g in predicted:
         if g.members not in real_sets and not any(set(g.members) & set(r.members) for r in real):
-            diffs.append(f"predicted group {g.number} ({' '.join(a.short for a in g.members)}) "
-                         "has no device in any kernel group")
+            diffs.append(Difference("extra", g.number, g.members))
     return ModelCheck(baseline, predicted, real, not diffs, tuple(diffs), prediction_limited(top))
