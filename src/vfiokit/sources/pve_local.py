@@ -2,8 +2,8 @@
 
 Files are read below a root folder (`--root`), like every source: `etc/pve/qemu-server/*.conf` (the
 local node's VMs, a link into pmxcfs' `nodes/<node>/`), `etc/pve/mapping/pci.cfg` (cluster PCI
-mappings, pve-guest-common PVE/Mapping/PCI.pm), `etc/hostname` (PVE::INotify::nodename). Whether a
-VM runs is asked of `qm status`, Proxmox's own answer.
+mappings, pve-guest-common PVE/Mapping/PCI.pm), the host name (PVE::INotify::nodename,
+`rootfs.read_hostname`). Whether a VM runs is asked of `qm status`, Proxmox's own answer.
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ class LocalPve:
         return Path(self.root) / "etc/pve"
 
     def nodename(self) -> str:
-        text = read_pve_file(Path(self.root) / "etc/hostname", self.root).strip()
-        return text.split(".")[0]
+        """PVE::INotify::nodename: the host's short name, read by `rootfs.read_hostname` as every
+        source reads it (the running kernel's, else `etc/hostname`)."""
+        name = (rootfs.read_hostname(self.root) or "").split(".")[0]
+        if not name:
+            path = str(Path(self.root) / "etc/hostname")
+            raise BadInput(f"{path}: missing (a Proxmox VE node has it)", file=path)
+        return name
 
     def config_path(self, vmid: str) -> Path:
         return self._pve / "qemu-server" / f"{vmid}.conf"
