@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from vfiokit.errors import ExitCode
+from vfiokit.errors import BadInput, ExitCode
 from vfiokit.formats import pve_config as pc
 from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
 from vfiokit.sources import synthetic, tree
+from vfiokit.sources.pve_local import LocalPve
 from vfiokit.sources.synthetic import Spec
 
 STANDINS = Path(__file__).parent / "standins"
@@ -289,7 +290,7 @@ def test_stopped_vm_with_pending_changes_shows_what_qm_set_really_writes(node):
     assert r.code == 0, r.err
     after = path.read_text()
     assert "[PENDING]" not in after and "cores: 4\n" in after
-    assert pc.unified_diff(before, after, "qemu-server/103.conf") in shown.out
+    assert pc.config_diff(before, after, "qemu-server/103.conf") in shown.out
 
 
 FULL = "machine: q35\n" + "".join(f"hostpci{i}: 0000:{0x10 + i:02x}:00.0\n" for i in range(16))
@@ -341,6 +342,9 @@ def test_a_node_without_etc_hostname_is_one_error(node):
     r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
     assert r.code == ExitCode.BAD_INPUT
     assert r.err.count("\n") == 1 and "etc/hostname" in r.err and "Traceback" not in r.err
+    with pytest.raises(BadInput) as e:
+        LocalPve(str(node)).nodename()
+    assert e.value.fields() == {"file": str(node / "etc/hostname")}
 
 
 def test_detach_of_a_hostpci_key_out_of_range_says_so(node):
@@ -438,7 +442,7 @@ def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
     r = cli("attach", "104", "01:00", "--root", str(node), "--dry-run")
     assert r.code == 0, r.err
     conf_ = pc.parse_config(text)
-    assert r.out == pc.unified_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
+    assert r.out == pc.config_diff(text, pc.set_option(conf_, "hostpci0", "0000:01:00"), "qemu-server/104.conf")
     # and the digest is the SHA1 of those bytes: qm accepts the write
     r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
     assert r.code == 0, r.err

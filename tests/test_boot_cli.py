@@ -116,6 +116,16 @@ def test_esps_that_cannot_be_identified_are_refused(tmp_path: Path) -> None:
     assert r.code == 8 and "systemd-boot or GRUB" in r.err
 
 
+def test_a_boot_file_that_is_a_folder_is_named_in_the_json_error(tmp_path: Path) -> None:
+    root = _grub(tmp_path)
+    (root / "etc/kernel").mkdir(parents=True, exist_ok=True)
+    (root / "etc/kernel/cmdline").mkdir()
+    r = cli("boot", "status", "--root", str(root), "--json")
+    doc = json.loads(r.out)
+    assert (r.code, doc["kind"], doc["file"]) == (3, "error", str(root / "etc/kernel/cmdline"))
+    assert "etc/kernel/cmdline: is a folder" in r.err
+
+
 def test_a_bad_parameter_is_one_line(tmp_path: Path) -> None:
     root = _grub(tmp_path)
     r = cli("boot", "add", "quiet splash", "--root", str(root), "--yes")

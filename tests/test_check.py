@@ -74,8 +74,11 @@ def test_article_json_has_members_with_roles():
     assert roles["0000:03:00.0"] == "bridge left alone"
     assert roles["0000:06:00.0"] in ("leaves the host", "host-critical")
     gpu = next(m for m in data["members"] if m["address"] == "0000:04:00.0")
+    said = [{k: n[k] for k in ("kind", "critical", "loss", "detail")} for n in gpu["needs"]]
     assert {"kind": "console", "critical": True, "loss": "the display",
-            "detail": "boot VGA: the firmware started the console on it"} in gpu["needs"]
+            "detail": "boot VGA: the firmware started the console on it"} in said
+    # Beside the words, the need's code and the facts it rests on, for a script.
+    assert {"code": "boot-vga", "loses": ["display"], "facts": {}}.items() <= gpu["needs"][0].items()
     assert any(r["device"] == "0000:04:00.0" and r["level"] == "unsafe" for r in data["reasons"])
 
 

@@ -75,7 +75,7 @@ def test_add_to_stopped_vm_keeps_every_other_byte():
     key = pc.first_free_index(conf)
     assert key == "hostpci1"
     new = pc.set_option(conf, key, "0000:07:00.0,pcie=1")
-    diff = pc.unified_diff(CONFIG, new, "101.conf")
+    diff = pc.config_diff(CONFIG, new, "101.conf")
     assert [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")] == [
         "+hostpci1: 0000:07:00.0,pcie=1"]
     assert sections_except(new, "") == sections_except(CONFIG, "")
@@ -313,7 +313,7 @@ def test_the_config_diff_marks_a_last_line_without_newline():
     # A hand-edited config may end without newline; qemu-server writes one (the diff says so).
     old = "cores: 2\nhostpci0: 0000:04:00.0"
     new = pc.delete_option(pc.parse_config(old), "hostpci0")
-    diff = pc.unified_diff(old, new, "qemu-server/102.conf")
+    diff = pc.config_diff(old, new, "qemu-server/102.conf")
     assert "-hostpci0: 0000:04:00.0\n\\ No newline at end of file\n" in diff
 
 
@@ -536,3 +536,20 @@ def test_the_pending_delete_list_keeps_its_forced_marks():
     assert conf.pending_deletes == {"scsi1", "net0"}
     assert pc.delete_option(conf, "hostpci0", running=True).endswith("delete: hostpci0,net0,!scsi1\n")
     assert pc.set_option(conf, "net0", "e1000", running=True).endswith("delete: !scsi1\nnet0: e1000\n")
+
+
+def test_a_bad_config_line_is_named_as_fields_for_the_json_error():
+    with pytest.raises(BadInput) as e:
+        pc.parse_config("cores: 4\nmemory: 2048\nballoon:\n", "/etc/pve/qemu-server/100.conf")
+    assert e.value.fields() == {"file": "/etc/pve/qemu-server/100.conf", "line": 3}
+
+
+@pytest.mark.parametrize("text, want", [
+    ("07:00.0", ("0000:07:00.0", False)), ("0000:07:00", ("0000:07:00.0", True)),
+    ("01:00", ("0000:01:00.0", True)), (" 0001:02:1f.7 ", ("0001:02:1f.7", False)),
+    ("07:00.8", None), ("7:0.0", None), ("07:20.0", None), ("gpu", None),
+])
+def test_one_reader_of_an_address_or_a_slot(text, want):
+    # check, attach, cluster map and the host-usage facts all read a device argument with it.
+    got = hostpci.parse_host_id(text)
+    assert (None if got is None else (str(got[0]), got[1])) == want

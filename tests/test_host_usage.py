@@ -4,12 +4,14 @@ and judged end to end by `vfiokit check --root`."""
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import pytest
 
 from tests.conftest import cli
 from tests.hostfacts import HostTree
 from vfiokit.analyses import host_needs
+from vfiokit.render.reasons import need_detail, need_loss
 from vfiokit.sources import host_usage, sysfs
 from vfiokit.sources.capture import build_topology
 
@@ -25,12 +27,22 @@ def facts(host: HostTree, **kw) -> dict:
     return host_usage.gather(host.root, **kw)
 
 
-def needs_by_address(host: HostTree, **kw) -> dict[str, list]:
+class Worded(NamedTuple):
+    """A host need as `check` words it: what is lost and why (render/reasons.py)."""
+
+    kind: str
+    critical: bool
+    loss: str
+    detail: str
+
+
+def needs_by_address(host: HostTree, **kw) -> dict[str, list[Worded]]:
     raw = sysfs.capture(host.root)
     if kw:
         raw["host_usage"] = facts(host, **kw)
     top = build_topology(raw, "test tree")
-    return {str(a): n for a, n in host_needs.needs(raw["host_usage"], top).items()}
+    return {str(a): [Worded(n.kind, n.critical, need_loss(n), need_detail(n)) for n in ns]
+            for a, ns in host_needs.needs(raw["host_usage"], top).items()}
 
 
 def test_root_on_nvme_partition_shows_the_chain_and_is_unsafe(host):

@@ -312,6 +312,13 @@ def test_cli_listing_from_file_and_stdin_and_errors(tmp_path):
     assert both.code == 2 and "--sample and --listing" in both.err
     empty = cli("groups", "--listing", "-", stdin="nothing here\n")
     assert empty.code == 3 and "vfiokit: error: listing <stdin>: no IOMMU group found" in empty.err
+    twice = tmp_path / "twice.txt"
+    twice.write_text("IOMMU Group 1\n\t01:00.0 VGA: X\nIOMMU Group 2\n\t01:00.0 VGA: X\n")
+    doc = json.loads(cli("groups", "--listing", str(twice), "--json").out)
+    # The --json error names the file, the line and the device it failed on, as fields.
+    assert (doc["kind"], doc["file"], doc["line"], doc["device"]) == ("error", str(twice), 4, "0000:01:00.0")
+    doc = json.loads(cli("groups", "--listing", str(tmp_path / "missing.txt"), "--json").out)
+    assert (doc["code"], doc["file"]) == (3, str(tmp_path / "missing.txt"))
 
 
 def test_find_listing_json_has_nulls_not_placeholders():

@@ -264,5 +264,5 @@ def test_attach_to_a_stopped_vm_with_pending_changes_shows_what_the_api_writes(f
     r = remote(fake, "attach", "100", "--mapping", "gtx1050", "--yes")
     assert r.code == 0, r.err
     assert vm.config["memory"] == "4096" and vm.pending == {}
-    assert pc.unified_diff(before, vm.text(), "qemu-server/100.conf") in r.out
+    assert pc.config_diff(before, vm.text(), "qemu-server/100.conf") in r.out
     assert "pending changes (memory: 4096)" in r.err

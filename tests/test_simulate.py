@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import cli
 from vfiokit.analyses.acs_override import kernel_support, override_in_cmdline
 from vfiokit.analyses.grouping import parse_override, predict_groups
-from vfiokit.analyses.simulation import check_model, simulate
+from vfiokit.analyses.model_check import check_model
+from vfiokit.analyses.simulation import simulate
 from vfiokit.model import PCIE_DOWNSTREAM_PORT, PCIE_ENDPOINT, PCIE_ROOT_PORT, PCIE_UPSTREAM_PORT, HostInfo
 from vfiokit.sources import samples, snapshot, sysfs
 from vfiokit.sources.capture import build_topology
@@ -250,7 +251,7 @@ def test_prediction_equals_the_real_kernels_groups(capture):
     top = snapshot.load(capture)
     assert top.groups
     check = check_model(top)
-    assert check.matches, "\n".join(check.differences)
+    assert check.matches, "\n".join(map(str, check.differences))
 
 
 def test_what_the_kernel_joined_beyond_config_space_stays_joined(tmp_path):

@@ -64,7 +64,8 @@ def resolve_under(root: str, path: str) -> str:
             if rel:
                 rel.pop()
             elif not live:
-                raise OutsideRoot(f"{'/' + path.lstrip('/')}: leads outside {root} (through '..')")
+                raise OutsideRoot(f"{'/' + path.lstrip('/')}: leads outside {root} (through '..')",
+                                  file="/" + path.lstrip("/"))
             continue
         here = os.path.join(root, *rel, part)
         try:
@@ -75,7 +76,7 @@ def resolve_under(root: str, path: str) -> str:
         hops += 1
         if hops > MAX_LINKS:
             raise BadInput(f"{'/' + path.lstrip('/')}: too many levels of symbolic links "
-                           f"(a loop below {root})")
+                           f"(a loop below {root})", file="/" + path.lstrip("/"))
         if target.startswith("/"):
             rel = []
         todo.extend([p for p in target.split("/") if p][::-1])
@@ -86,7 +87,7 @@ def host_path(root: str, real: str) -> str:
     """`real` (a path below `root`) as the host sees it: `/etc/default/grub`."""
     rel = os.path.relpath(os.path.abspath(real), os.path.abspath(root))
     if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        raise OutsideRoot(f"{real}: not below {root}")
+        raise OutsideRoot(f"{real}: not below {root}", file=real)
     return "/" if rel == os.curdir else "/" + rel
 
 
@@ -103,7 +104,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
-            raise NotRegular(f"{path}: is a symbolic link, expected a regular file") from None
+            raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
         raise
     try:
         st = os.fstat(fd)
@@ -112,7 +113,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode)
                     else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
-            raise NotRegular(f"{path}: is {kind}, expected a regular file")
+            raise NotRegular(f"{path}: is {kind}, expected a regular file", file=path)
         chunks: list[bytes] = []
         size = 0
         while True:  # sysfs and procfs files report size 4096 or 0: read until EOF, not st_size
@@ -122,7 +123,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
             if size > cap:
-                raise BadInput(f"{path}: bigger than {cap} bytes, not read")
+                raise BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -182,7 +183,7 @@ def read_tail(path: str, size: int) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegular(f"{path}: not a regular file")
+            raise NotRegular(f"{path}: not a regular file", file=path)
         os.lseek(fd, max(0, os.lseek(fd, 0, os.SEEK_END) - size), os.SEEK_SET)
         chunks = []
         while chunk := os.read(fd, 1 << 20):

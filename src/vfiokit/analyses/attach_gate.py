@@ -53,7 +53,7 @@ def gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool
     return Gate(verdict, None, True)
 
 
-def token_refusal(remote: bool, raw_device: bool) -> str | None:
+def token_gate(remote: bool, raw_device: bool) -> str | None:
     """TOKEN_RAW_DEVICE when the write would be refused by Proxmox, else None.
 
     qemu-server `check_hostpci_perm`: only root@pam (a password login, not a token) sets a raw host

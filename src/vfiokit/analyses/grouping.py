@@ -11,8 +11,8 @@ The rules mirrored here, each named after its kernel function:
   `pcie_acs_overrides` entry in it;
 - `_flags_enabled` = pci_acs_flags_enabled; `_path_ok` = pci_acs_path_enabled(dev, NULL, REQ);
 - `_alias_chain` = drivers/pci/search.c pci_for_each_dma_alias;
-- `_alias_group` / `_function_alias_group` = iommu.c get_pci_alias_group /
-  get_pci_function_alias_group; `_device_group` = pci_device_group.
+- `analyses/device_group.py`: iommu.c pci_device_group, get_pci_alias_group and
+  get_pci_function_alias_group, the walk that picks a device's group.
 
 Rules that change between kernel releases are keyed to the release in `KERNEL_RULES` (the lab's
 6.1 and 7.3 kernels form the same groups on every capture, but set a port named by
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from vfiokit.analyses import quirks as q
 from vfiokit.analyses.acs_override import NONE, AcsOverride, parse_override
+from vfiokit.analyses.device_group import pci_device_group
 from vfiokit.analyses.iommu_state import kernel_version
 from vfiokit.analyses.pci_params import names_device, pci_option
 from vfiokit.formats.pciconfig import is_spt_pch_root_port
@@ -353,72 +354,12 @@ def is_amd_iommu(dev: Device) -> bool:
     return dev.vendor_id == 0x1022 and dev.class_id == 0x0806
 
 
-def _device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
-    """pci_device_group: the group `dev` joins, or None for a new one."""
-    pdev = dev
-    for alias in m.alias_chain(dev):  # get_pci_alias_or_group
-        pdev = alias
-        if alias.address in group_of:
-            return group_of[alias.address]
-    # Up from the point of minimum granularity to where ACS protects against peer-to-peer DMA.
-    bridge = m.parent(pdev)
-    while bridge is not None:
-        if m.path_ok(bridge):
-            break
-        pdev = bridge
-        if pdev.address in group_of:
-            return group_of[pdev.address]
-        bridge = m.parent(pdev)
-    seen: set[int] = set()
-    found = _alias_group(m, pdev, seen, group_of)
-    if found is None:
-        found = _function_alias_group(m, pdev, seen, group_of)
-    return found
-
-
-def _alias_group(m: GroupingState, pdev: Device, seen: set[int], group_of: dict[PciAddress, int]) -> int | None:
-    """get_pci_alias_group: the group of a device aliasing `pdev` (or aliased by it), if any;
-    `seen` is the kernel's devfn bitmap that stops alias loops."""
-    if pdev.address.devfn in seen:
-        return None
-    seen.add(pdev.address.devfn)
-    if pdev.address in group_of:
-        return group_of[pdev.address]
-    key = (pdev.address.domain, pdev.address.bus)
-    if key not in m.buses_with_aliases:
-        return None
-    for tmp in m.bus[key]:
-        if tmp is pdev or not m.are_dma_aliases(pdev, tmp):
-            continue
-        found = _alias_group(m, tmp, seen, group_of)
-        if found is None:
-            found = _function_alias_group(m, tmp, seen, group_of)
-        if found is not None:
-            return found
-    return None
-
-
-def _function_alias_group(m: GroupingState, pdev: Device, seen: set[int],
-                          group_of: dict[PciAddress, int]) -> int | None:
-    """get_pci_function_alias_group: functions of a slot that do not isolate share a group."""
-    if not m.multifunction(pdev) or m.acs_enabled(pdev):
-        return None
-    a = pdev.address
-    for tmp in m.slot[(a.domain, a.bus, a.slot)]:
-        if tmp is pdev or m.acs_enabled(tmp):
-            continue
-        found = _alias_group(m, tmp, seen, group_of)
-        if found is not None:
-            return found
-    return None
-
-
 #: The grouping rules by kernel release, oldest first; `rules_for` takes the last entry whose
 #: `since` is not newer than the release. A kernel that changes a rule adds an entry here.
 KERNEL_RULES: tuple[KernelRules, ...] = (
-    KernelRules((0, 0), "none", _device_group, disable_acs_redir=False),
-    KernelRules((4, 19), "Debian's 6.1.0-50 (python -m lab): every capture, numbers included", _device_group),
-    KernelRules((6, 11), "Debian's 7.3.4+deb13 (python -m lab): every capture, numbers included", _device_group,
+    KernelRules((0, 0), "none", pci_device_group, disable_acs_redir=False),
+    KernelRules((4, 19), "Debian's 6.1.0-50 (python -m lab): every capture, numbers included", pci_device_group),
+    KernelRules((6, 11), "Debian's 7.3.4+deb13 (python -m lab): every capture, numbers included", pci_device_group,
                 acs_redir_from_firmware=True),
 )
 

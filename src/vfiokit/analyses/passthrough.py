@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from vfiokit.analyses.host_needs import HostNeed, needs, slot_functions
 from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
+from vfiokit.formats.pve_hostpci import HOST_ID_HINT as _ID_HINT
+from vfiokit.formats.pve_hostpci import parse_host_id
 from vfiokit.model import Device, PciAddress, Topology
 
 
@@ -55,9 +57,9 @@ PLATFORM_CLASSES = {
 }
 
 
-#: What the host loses with a function its driver uses, by class, when no host fact says more.
-_CLASS_LOSS = {0x01: "the disks", 0x02: "the network", 0x03: "the display", 0x0C03: "the USB ports",
-               0x0403: "the sound"}
+#: What the host loses with a function its driver uses, by class, when no host fact says more
+#: (a `loses` code, worded by `render/reasons.py`).
+_CLASS_LOSS = {0x01: "disks", 0x02: "network", 0x03: "display", 0x0C03: "usb-ports", 0x0403: "sound"}
 
 
 def _class_need(dev: Device) -> HostNeed | None:
@@ -67,7 +69,7 @@ def _class_need(dev: Device) -> HostNeed | None:
     loss = _CLASS_LOSS.get(dev.class_id) or _CLASS_LOSS.get(dev.class_id >> 8)
     if loss is None:
         return None
-    return HostNeed(dev.address, "driver", False, loss, f"driver {dev.driver}")
+    return HostNeed(dev.address, "driver", False, (loss,), "driver", (("driver", dev.driver),))
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,14 @@ class Member:
 @dataclass(frozen=True)
 class Reason:
     """One reason of the verdict: the level it points to, a code saying which rule spoke, and its
-    facts (`device`, `group`, what is lost...); `render/reasons.py` words it."""
+    facts (`device`, `group`, `with`...); for a need, the `HostNeed` itself says what is lost and
+    why. `render/reasons.py` words it."""
 
     level: Level
     code: str
     address: PciAddress | None = None
     facts: tuple[tuple[str, str], ...] = ()
+    need: HostNeed | None = None
 
     @property
     def fact(self) -> dict[str, str]:
@@ -119,25 +123,26 @@ class Verdict:
     groups: tuple[int, ...]
     members: tuple[Member, ...]
     reasons: tuple[Reason, ...]
-    #: What the judgement could not see (no host-usage facts in this source).
-    notes: tuple[str, ...] = ()
+    #: Without host-usage facts in this source, the facts the judgement rested on ("group membership",
+    #: "device classes", "drivers", "boot_vga"); empty when it had them.
+    judged: tuple[str, ...] = ()
     #: The targets name a whole slot: every function the source shows at that bus and device.
     whole_slot: bool = False
 
     @property
-    def losses(self) -> list[tuple[str, list[Member]]]:
-        """What the host loses, in words, with the members it loses it through (first seen first)."""
-        out: dict[str, list[Member]] = {}
+    def losses(self) -> list[tuple[tuple[str, ...], list[Member]]]:
+        """What the host loses (a `HostNeed.loses`), with the members it loses it through (first seen
+        first)."""
+        out: dict[tuple[str, ...], list[Member]] = {}
         for m in self.members:
             for n in m.needs:
-                if n.kind != "vm" and m not in out.setdefault(n.loss, []):
-                    out[n.loss].append(m)
+                if n.kind != "vm" and m not in out.setdefault(n.loses, []):
+                    out[n.loses].append(m)
         return list(out.items())
 
 
 # -- the user's device argument ----------------------------------------------------------------
 
-_ID_HINT = "expected [DDDD:]BB:DD.F, or BB:DD for all functions of a slot (e.g. 07:00.0, 0000:07:00, 01:00)"
 
 
 def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
@@ -152,8 +157,8 @@ def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
             if found is None:
                 raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
             if not found:
-                addr = PciAddress.parse(part) if "." in part else None
-                what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
+                addr, whole_slot = parse_host_id(part) or (None, True)
+                what = f"no PCI device in slot {part}" if whole_slot else f"no PCI device at {addr}"
                 raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
             out.extend(a for a in found if a not in out)
     if not out:
@@ -198,10 +203,6 @@ def _role(dev: Device, targets: list[PciAddress], critical: bool) -> str:
     return LEAVES
 
 
-def _what(dev: Device) -> str:
-    return dev.address.short + (f" ({dev.driver})" if dev.driver else " (no driver)" if dev.driver == "" else "")
-
-
 def _members(top: Topology, targets: list[PciAddress], group_numbers: list[int]) -> list[Member]:
     """Every function of the targets' groups, with its role and what the host (or a VM) needs it for."""
     used = needs(top.host_usage, top)
@@ -213,8 +214,7 @@ def _members(top: Topology, targets: list[PciAddress], group_numbers: list[int])
                 continue
             n = tuple(used.get(a, ()))
             if dev.class_id in PLATFORM_CLASSES:
-                n += (HostNeed(a, "platform", True, f"the {PLATFORM_CLASSES[dev.class_id]}",
-                               "a platform device the host cannot give away"),)
+                n += (HostNeed(a, "platform", True, ("platform", f"{dev.class_id:04x}"), "platform"),)
             # The target's own other functions (a GPU's audio) go with it by design: not a loss.
             own_card = any(a.same_slot(t) for t in targets)
             if not own_card and not dev.is_bridge and not any(x.kind != "vm" for x in n):
@@ -228,13 +228,13 @@ def _need_reasons(m: Member, facts: dict[str, str]) -> list[Reason]:
     """What the host (`host-need`, `target-need`) or another VM (`vm-need`, `target-in-vm`) loses."""
     out: list[Reason] = []
     for x in m.needs:
-        f = {**facts, "loss": x.loss, "detail": x.detail, "need": x.kind}
+        f = {**facts, "need": x.kind}
         if x.kind == "vm":
             code, lvl = ("target-in-vm", Level.ALONE) if m.role == TARGET else ("vm-need", Level.COSTLY)
         else:
             lvl = Level.UNSAFE if x.critical else Level.COSTLY
             code = "target-need" if m.role == TARGET else "host-need"
-        out.append(Reason(lvl, code, m.address, tuple(f.items())))
+        out.append(Reason(lvl, code, m.address, tuple(f.items()), x))
     # Host needs first, then VM ones: the order the verdict has always listed them in.
     return sorted(out, key=lambda r: r.code in ("vm-need", "target-in-vm"))
 
@@ -283,13 +283,13 @@ def judge(top: Topology, targets: list[PciAddress]) -> Verdict:
     reasons.sort(key=lambda r: -r.level)
     if level == Level.ALONE and any(m.role == BRIDGE for m in members):
         level = Level.HARMLESS
-    notes = () if top.host_usage is not None else (_blind_note(top),)
+    judged = () if top.host_usage is not None else _judged(top)
     first = targets[0]
     whole_slot = len(targets) > 1 and set(targets) == {d.address for d in top.devices if d.address.same_slot(first)}
-    return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), notes, whole_slot)
+    return Verdict(level, tuple(targets), tuple(group_numbers), tuple(members), tuple(reasons), judged, whole_slot)
 
 
-def _blind_note(top: Topology) -> str:
+def _judged(top: Topology) -> tuple[str, ...]:
     """What a judgement without host-usage facts rested on. Said from what the source knew, not from
     its kind: the Proxmox API knows neither drivers nor boot_vga, an old snapshot knows both."""
     judged = ["group membership", "device classes"]
@@ -298,47 +298,4 @@ def _blind_note(top: Topology) -> str:
     # sysfs has boot_vga on VGA-class functions only (pci-sysfs.c pci_dev_attrs_are_visible).
     if all(d.boot_vga is not None for d in top.devices if d.class_id == 0x0300):
         judged.append("boot_vga")
-    return (f"this source has no host-usage facts (mounts, routes, console): only {_and(judged)} were "
-            "judged; run `vfiokit check` on the host itself, or take a snapshot there with this vfiokit, "
-            "to see more")
-
-
-def headline(v: Verdict) -> str:
-    """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
-    the network (06:00.0, ...) from the host"."""
-    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else ", ".join(a.short for a in v.targets)
-    group = ", ".join(str(g) for g in v.groups)
-    if v.level == Level.ALONE:
-        return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
-    if v.level == Level.HARMLESS:
-        return (f"{names} shares IOMMU group {group} only with bridges, which Proxmox leaves to the host: "
-                "harmless")
-    major, minor = [], []
-    for loss, ms in v.losses:
-        briefs = []
-        for m in ms:
-            # The loss's most serious reason for this member: a fact that makes it critical first.
-            first = sorted((n for n in m.needs if n.loss == loss), key=lambda n: not n.critical)[0]
-            briefs.append(f"{m.address.short}, {_brief(first)}")
-        critical = any(n.critical for m in ms for n in m.needs if n.loss == loss)
-        (major if critical else minor).append(f"{loss} ({'; '.join(briefs)})")
-    others = [_what(m.device) for m in v.members
-              if m.role in (LEAVES, CRITICAL) and not any(n.kind != "vm" for n in m.needs)]
-    minor += others
-    if not major:
-        major, minor = minor, []
-    text = f"passing {names} takes {_and(major)} from the host (IOMMU group {group})"
-    if minor:
-        text += f"; also {_and(minor)}"
-    return text
-
-
-def _and(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _brief(n: HostNeed) -> str:
-    """A need's detail without what the parentheses already say (the address)."""
-    if n.kind == "console" and n.detail.startswith("boot VGA"):
-        return "boot VGA"
-    return re.sub(r" -> [0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\b", "", n.detail)
+    return tuple(judged)

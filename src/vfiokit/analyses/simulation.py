@@ -6,8 +6,9 @@ Pure: Topology in, results out (no I/O, no printing).
   groups the override cuts: devices that can still reach each other's memory by peer-to-peer DMA.
 - `make_alone(top, address)`: the smallest override that gives a device a group of its own, or
   why none can.
-- `check_model(top)`: the prediction for the override the host booted with, against the kernel's
-  real groups.
+
+`analyses/model_check.py` holds the prediction for the override the host booted with, against the
+kernel's real groups.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _real(top: Topology) -> Partition:
     return {a: g.number for g in top.groups or () for a in g.members if a in top.by_address}
 
 
-def _limited(top: Topology) -> bool:
+def prediction_limited(top: Topology) -> bool:
+    """Whether some device's config space was unreadable, so predictions rest on less."""
     return any(config_unknown(d) for d in top.devices)
 
 
@@ -176,7 +178,7 @@ def _pieces(part_from: Partition, part_to: Partition, groups_to: tuple[Group, ..
 def simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
-    limited = _limited(top)
+    limited = prediction_limited(top)
     predicted_part, kept = partition_for(top, override, baseline, facts)
     predicted = groups_of(predicted_part)
     real = _real(top)
@@ -340,7 +342,7 @@ def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> Alon
     return AloneAdvice(address, False, None, (), _blockers(sub, everything, facts, target, still), peers)
 
 
-def _describe(d: Device) -> str:
+def _device_words(d: Device) -> str:
     kind = PCIE_TYPE_NAMES.get(d.pcie_type, "PCIe device") if d.is_pcie else "conventional PCI device"
     return f"{d.address.short} ({d.ids or '?'}, {kind})"
 
@@ -350,19 +352,19 @@ def _why_not_isolating(d: Device, facts: KernelFacts, top: Topology) -> str:
         ctrl = acs_ctrl(d, facts, top)
         later = "" if ctrl == d.acs.ctrl else (
             f" now, {ctrl:#06x} once the IOMMU is on and the kernel has set it")
-        return (f"{_describe(d)} has an ACS capability that does not enable SV, RR, CR and UF "
+        return (f"{_device_words(d)} has an ACS capability that does not enable SV, RR, CR and UF "
                 f"(CAP {d.acs.cap:#06x}, CTRL {d.acs.ctrl:#06x}{later}); the override never touches a device "
                 "with an ACS capability (check pci=disable_acs_redir= / pci=config_acs= on the command line)")
     if not d.is_pcie:
-        return f"{_describe(d)} is conventional PCI: a shared bus, which no override isolates"
+        return f"{_device_words(d)} is conventional PCI: a shared bus, which no override isolates"
     if d.vendor_id == 0x8086 and d.device_id is not None:
         from vfiokit.analyses.quirks import INTEL_PCH_ACS_IDS
 
         if d.device_id in INTEL_PCH_ACS_IDS:
-            return (f"{_describe(d)} is an Intel PCH root port whose kernel quirk (pci_quirk_intel_pch_acs) "
+            return (f"{_device_words(d)} is an Intel PCH root port whose kernel quirk (pci_quirk_intel_pch_acs) "
                     "says it does not isolate (the PCH's ACS could not be enabled); that quirk is checked "
                     "before the override")
-    return f"{_describe(d)} does not isolate, and no override option covers its type"
+    return f"{_device_words(d)} does not isolate, and no override option covers its type"
 
 
 def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: Device,
@@ -371,7 +373,7 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
     out: list[str] = []
     for p in sub.ancestors(target.address):
         if not p.is_pcie or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE):
-            out.append(f"it sits behind {_describe(p)}: devices behind such a bridge all reach the IOMMU "
+            out.append(f"it sits behind {_device_words(p)}: devices behind such a bridge all reach the IOMMU "
                        "with the bridge's requester ID, so the IOMMU cannot tell them apart")
             break
     for other in still:
@@ -390,42 +392,3 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
         p = m.parent(p)
     return tuple(out) or (f"even with {_FULL} it shares a group with "
                           f"{', '.join(o.address.short for o in still)}",)
-
-
-# --- the model against the live kernel -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class ModelCheck:
-    override: AcsOverride
-    predicted: tuple[Group, ...]
-    real: tuple[Group, ...]
-    matches: bool
-    #: One line per kernel group the prediction does not reproduce.
-    differences: tuple[str, ...]
-    limited: bool
-
-
-def check_model(top: Topology) -> ModelCheck:
-    """Predict the groups for the override the host booted with and compare them with the real
-    ones, group for group, numbers included."""
-    baseline = effective_override(top.host)
-    part = predict_partition(top, baseline)
-    predicted = groups_of(part)
-    real = top.groups or ()
-    real_sets = {g.members: g.number for g in real}
-    pred_sets = {g.members: g.number for g in predicted}
-    diffs: list[str] = []
-    for g in real:
-        short = " ".join(a.short for a in g.members)
-        if g.members not in pred_sets:
-            pieces = sorted({part[a] for a in g.members if a in part})
-            diffs.append(f"kernel group {g.number} ({short}): predicted as "
-                         + (", ".join(f"group {n}" for n in pieces) or "ungrouped"))
-        elif pred_sets[g.members] != g.number:
-            diffs.append(f"kernel group {g.number} ({short}): same devices, predicted number "
-                         f"{pred_sets[g.members]}")
-    for g in predicted:
-        if g.members not in real_sets and not any(set(g.members) & set(r.members) for r in real):
-            diffs.append(f"predicted group {g.number} ({' '.join(a.short for a in g.members)}) "
-                         "has no device in any kernel group")
-    return ModelCheck(baseline, predicted, real, not diffs, tuple(diffs), _limited(top))

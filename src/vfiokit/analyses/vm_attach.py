@@ -47,7 +47,7 @@ class AttachPlan:
     notes: list[str] = field(default_factory=list)
 
     def diff(self, name: str) -> str:
-        return pc.unified_diff(self.old_text, self.new_text, name)
+        return pc.config_diff(self.old_text, self.new_text, name)
 
 
 def _functions(top: Topology | None, dev: PciAddress, all_functions: bool) -> list[PciAddress]:

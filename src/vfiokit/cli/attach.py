@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfiokit.analyses.attach_gate import token_refusal
+from vfiokit.analyses.attach_gate import token_gate
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
 from vfiokit.cli import completion
 from vfiokit.cli.confirm import confirm_and_apply
@@ -188,7 +188,7 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
             _gate(top, plan.functions, force, accept_siblings)
-    if token_refusal(target.remote, addr is not None):
+    if token_gate(target.remote, addr is not None):
         message, hint = render_attach.token_refusal(plan.key, vmid, device or "")
         if not dry_run:
             raise Refused(message, hint=hint)

@@ -34,12 +34,13 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     """
     from vfiokit.analyses.passthrough import judge, parse_targets
     from vfiokit.render.check import verdict_text
+    from vfiokit.render.reasons import verdict_notes
 
     top = source()
     targets = parse_targets(devices, top)
     verdict = judge(top, targets)
     ids = PciIds.system()
-    notes = [*top.notes, *verdict.notes, *filter(None, [ids.missing_note])]
+    notes = [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]
     if as_json:
         from vfiokit.render.documents import check_document
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfiokit.errors import BadInput
+from vfiokit.formats.pve_hostpci import HOST_ID_HINT, parse_host_id
 from vfiokit.model import PciAddress
 from vfiokit.sources.proxmox_api import TOKEN_ENV, TOKEN_ID_ENV
 
@@ -59,8 +60,9 @@ def connect(host: str, token_id: str | None, token_file: str | None, ca_file: st
 
 
 def parse_device(text: str) -> tuple[PciAddress, bool]:
-    """`01:00.0` / `0000:01:00.0`, or a slot `01:00` (all functions, as Proxmox accepts it)."""
-    t = text.strip().lower()
-    if t.count(".") == 0 and t.count(":") in (1, 2):
-        return PciAddress.parse(t + ".0"), True
-    return PciAddress.parse(t), False
+    """`01:00.0` / `0000:01:00.0`, or a slot `01:00` (all functions, as Proxmox accepts it):
+    `formats.pve_hostpci.parse_host_id`, with a one-line error naming the text."""
+    parsed = parse_host_id(text)
+    if parsed is None:
+        raise BadInput(f"'{text}' is not a PCI address ({HOST_ID_HINT})", device=text)
+    return parsed

@@ -71,7 +71,8 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
 
 
 def _predict(top: Topology, as_json: bool) -> None:
-    from vfiokit.analyses.simulation import check_model, missing_config
+    from vfiokit.analyses.model_check import check_model
+    from vfiokit.analyses.simulation import missing_config
     from vfiokit.render.simulation import model_check_json, model_check_lines
 
     check = check_model(top)

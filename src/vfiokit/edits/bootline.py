@@ -25,7 +25,7 @@ def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
     not edit it."""
     path, first, rest, refusal = _kernel_cmdline_parts(setup)
     if refusal:
-        raise Refused(f"{shown_path(path, setup.root)}: {refusal}")
+        raise Refused(f"{shown_path(path, setup.root)}: {refusal}", file=shown_path(path, setup.root))
     return path, first, rest
 
 
@@ -59,7 +59,8 @@ def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) 
         path, first, rest = _kernel_cmdline_line(setup)
         new_first = cmdline.remove(cmdline.add(first, add), remove)
         if not any(cmdline.key_of(t) == "root" for t in cmdline.tokens(new_first)):
-            raise Refused(f"removing root= from {shown_path(path, setup.root)} would leave the host unbootable")
+            raise Refused(f"removing root= from {shown_path(path, setup.root)} would leave the host unbootable",
+                          file=shown_path(path, setup.root))
         old_text = setup.kernel_cmdline[1] if setup.kernel_cmdline else ""
         change = FileChange(path, old_text, new_first + rest)
     else:

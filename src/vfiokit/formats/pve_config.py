@@ -196,7 +196,7 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
         if problem is not None:
             if not strict:
                 continue
-            raise BadInput(f"{where}:{i + 1}: {problem}")
+            raise BadInput(f"{where}:{i + 1}: {problem}", file=where, line=i + 1)
         key, value = m.groups()  # type: ignore[union-attr]
         cur.values[key] = value
         cur.lines[key] = i
@@ -376,7 +376,8 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
     return "".join(lines)
 
 
-def unified_diff(old: str, new: str, name: str) -> str:
+def config_diff(old: str, new: str, name: str) -> str:
+    """The diff of a VM config as `git diff` names it (`a/NAME`, `b/NAME`)."""
     return patch_diff(old, new, f"a/{name}", f"b/{name}")
 
 

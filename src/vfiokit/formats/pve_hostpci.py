@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vfiokit.errors import BadInput
+from vfiokit.model import PciAddress
 
 #: qemu-server's $MAX_HOSTPCI_DEVICES.
 MAX_HOSTPCI = 16
@@ -18,6 +19,18 @@ HOSTPCI_KEYS = tuple(f"hostpci{i}" for i in range(MAX_HOSTPCI))
 #: function = the whole slot. Groups: domain, bus, slot, function. The one copy of the pattern:
 #: `host_needs` reads the ids of VM configs with it too.
 HOST_ID_RE = re.compile(r"(?:([a-f0-9]{4,}):)?([a-f0-9]{2}):([a-f0-9]{2})(?:\.([a-f0-9]))?")
+#: What a device argument may be, for error messages.
+HOST_ID_HINT = "expected [DDDD:]BB:DD.F, or BB:DD for all functions of a slot (e.g. 07:00.0, 0000:07:00, 01:00)"
+
+
+def parse_host_id(text: str) -> tuple[PciAddress, bool] | None:
+    """The one reader of "an address or a slot" (a device argument, a hostpci or mapping id):
+    (the address, True when it names the whole slot: then its function 0); None when `text` is
+    not a host id, or names a device number above 0x1f or a function above 7."""
+    m = HOST_ID_RE.fullmatch(text.strip().lower())
+    if not m or int(m[3], 16) > 0x1F or (m[4] is not None and int(m[4], 16) > 7):
+        return None
+    return PciAddress(int(m[1] or "0", 16), int(m[2], 16), int(m[3], 16), int(m[4] or "0", 16)), m[4] is None
 
 #: PVE::JSONSchema::pve_verify_configid, the format of a mapping id.
 # Every pattern ends with \Z (or is used with fullmatch), not $: `$` also matches before a final

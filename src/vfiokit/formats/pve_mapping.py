@@ -75,7 +75,7 @@ def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = 
 
     def problem(message: str) -> None:
         if strict:
-            raise BadInput(f"{where}:{n}: {message}")
+            raise BadInput(f"{where}:{n}: {message}", file=where, line=n)
 
     def next_line() -> str | None:  # SectionConfig's $nextline: skips comment lines
         nonlocal n

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from vfiokit.analyses.attach_gate import COSTLY, UNSAFE, Gate
-from vfiokit.analyses.passthrough import headline
-from vfiokit.render.reasons import reason_text
+from vfiokit.render.reasons import headline, reason_text, verdict_notes
 
 #: code: (what each serious reason means, the override hint, how the override reads once given)
 _GATE_WORDS = {
@@ -16,9 +15,9 @@ _GATE_WORDS = {
 def gate_notes(g: Gate) -> list[str]:
     """The notes shown before the decision: the verdict's notes, then each serious reason."""
     if g.code is None:
-        return list(g.verdict.notes)
+        return verdict_notes(g.verdict)
     meaning = _GATE_WORDS[g.code][0]
-    return [*g.verdict.notes, *(f"{meaning}: {reason_text(r)}" for r in g.serious)]
+    return [*verdict_notes(g.verdict), *(f"{meaning}: {reason_text(r)}" for r in g.serious)]
 
 
 def gate_refusal(g: Gate) -> tuple[str, str]:

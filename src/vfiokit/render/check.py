@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from vfiokit.errors import VfiokitError
 from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
-from vfiokit.render.reasons import reason_text
+from vfiokit.render.reasons import headline, need_detail, need_json, need_loss, reason_text
 
 if TYPE_CHECKING:
-    from vfiokit.analyses.passthrough import Verdict
+    from vfiokit.analyses.passthrough import Reason, Verdict
 
 _WORD = {"ALONE": "[green]alone[/green]", "HARMLESS": "[green]shares, harmless[/green]",
          "COSTLY": "[yellow]shares, costly[/yellow]", "UNSAFE": "[bold red]unsafe[/bold red]"}
@@ -19,8 +19,15 @@ _ROLE_STYLE = {"target": "bold", "host-critical": "bold red", "leaves the host":
                "same card": "cyan", "bridge left alone": "dim"}
 
 
+def _reason_facts(r: Reason) -> dict[str, str]:
+    """A reason's facts; for a need, with the need's words (`loss`, `detail`) as before the need
+    became data, so readers of the JSON keep them."""
+    if r.need is None:
+        return r.fact
+    return {**r.fact, "loss": need_loss(r.need), "detail": need_detail(r.need)}
+
+
 def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
-    from vfiokit.analyses.passthrough import headline
     from vfiokit.render.groups import device_json
 
     return {
@@ -30,13 +37,13 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
         "groups": list(v.groups),
         # A reason's level is the verdict it points to; "info" when it weighs nothing (ALONE).
         "reasons": [{"level": "info" if r.level.name == "ALONE" else r.level.name.lower(), "text": reason_text(r),
-                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": r.fact}
+                     "device": None if r.address is None else str(r.address), "code": r.code, "facts": _reason_facts(r),
+                     **({"need": need_json(r.need)} if r.need is not None else {})}
                     for r in v.reasons],
         "members": [
             {**device_json(m.device, ids), "role": m.role, "leaves_host": m.leaves_host,
              "critical": m.critical, "pass_along": m.pass_along,
-             "needs": [{"kind": n.kind, "critical": n.critical, "loss": n.loss, "detail": n.detail}
-                       for n in m.needs]}
+             "needs": [need_json(n) for n in m.needs]}
             for m in v.members
         ],
     }
@@ -45,7 +52,7 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
 def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
     from rich.markup import escape
 
-    from vfiokit.analyses.passthrough import SAME_CARD, TARGET, headline
+    from vfiokit.analyses.passthrough import SAME_CARD, TARGET
     from vfiokit.pciids import lspci_line
 
     word = _WORD[v.level.name]
@@ -61,7 +68,7 @@ def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
             role = f"[{style}]{m.role:<17}[/{style}]" if style else f"{m.role:<17}"
             drv = f"  [dim]driver {escape(m.device.driver)}[/dim]" if m.device.driver else ""
             lines.append(f"  {role} {escape(lspci_line(m.device, ids))}{drv}")
-            lines.extend(f"  {'':<17}   [dim]{escape(n.loss)}: {escape(n.detail)}[/dim]" for n in m.needs)
+            lines.extend(f"  {'':<17}   [dim]{escape(need_loss(n))}: {escape(need_detail(n))}[/dim]" for n in m.needs)
     if v.reasons:
         lines.append("Why:")
         lines.extend(f"  - {escape(reason_text(r))}" for r in v.reasons if r.level.name != "HARMLESS")
@@ -81,7 +88,7 @@ def host_marker(top: Topology) -> Callable[[Device], list[str]]:
     def mark(dev: Device) -> list[str]:
         out: list[str] = []
         for n in used.get(dev.address, ()):
-            text = f"used by {n.loss}" if n.kind == "vm" else f"host needs {n.loss}"
+            text = f"used by {need_loss(n)}" if n.kind == "vm" else f"host needs {need_loss(n)}"
             if text not in out:
                 out.append(text)
         return out

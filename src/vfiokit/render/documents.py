@@ -15,6 +15,7 @@ from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
 from vfiokit.render.check import host_marker, verdict_json
 from vfiokit.render.envelope import envelope
+from vfiokit.render.reasons import verdict_notes
 
 if TYPE_CHECKING:
     from vfiokit.analyses.passthrough import Verdict
@@ -34,7 +35,7 @@ def groups_document(top: Topology, ids: PciIds) -> str:
 
 def check_document(top: Topology, verdict: Verdict, ids: PciIds) -> str:
     """`check --json` for a verdict already reached on `top`."""
-    notes = [*top.notes, *verdict.notes, *filter(None, [ids.missing_note])]
+    notes = [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]
     return envelope("check", top.source, notes, **verdict_json(verdict, ids))
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, ModelCheck, Simulation
+from vfiokit.analyses.model_check import Difference, ModelCheck
+from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, Simulation
 from vfiokit.model import Group, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 
@@ -162,12 +163,27 @@ def model_check_lines(check: ModelCheck) -> list[str]:
                 f"numbers included [dim](override: {escape(str(check.override))})[/dim]"]
     return ([f"[yellow]the prediction differs from the kernel in {len(check.differences)} place(s)[/yellow] "
              f"[dim](override: {escape(str(check.override))})[/dim]"]
-            + [f"  {escape(d)}" for d in check.differences] + [f"[dim]{escape(MODEL_CAUSES)}[/dim]"])
+            + [f"  {escape(difference_text(d))}" for d in check.differences]
+            + [f"[dim]{escape(MODEL_CAUSES)}[/dim]"])
+
+
+def difference_text(d: Difference) -> str:
+    """One group the prediction does not reproduce, in words."""
+    short = " ".join(a.short for a in d.members)
+    if d.code == "split":
+        return (f"kernel group {d.group} ({short}): predicted as "
+                + (", ".join(f"group {n}" for n in d.pieces) or "ungrouped"))
+    if d.code == "renumbered":
+        return f"kernel group {d.group} ({short}): same devices, predicted number {d.pieces[0]}"
+    return f"predicted group {d.group} ({short}) has no device in any kernel group"
 
 
 def model_check_json(check: ModelCheck) -> dict[str, Any]:
     return {"override": str(check.override), "matches": check.matches, "limited": check.limited,
-            "differences": list(check.differences), "predicted": _groups_json(check.predicted),
+            "differences": [difference_text(d) for d in check.differences],
+            "mismatches": [{"code": d.code, "group": d.group, "members": [str(a) for a in d.members],
+                            "predicted": list(d.pieces)} for d in check.differences],
+            "predicted": _groups_json(check.predicted),
             "real": _groups_json(check.real)}
 
 

@@ -43,9 +43,9 @@ def _text(path: str, root: str) -> str | None:
     try:
         return rootfs.read_text(rootfs.resolve_under(root, rootfs.host_path(root, path)))
     except IsADirectoryError:
-        raise BadInput(f"{path}: is a folder, expected a file") from None
+        raise BadInput(f"{path}: is a folder, expected a file", file=path) from None
     except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+        raise BadInput(f"{path}: cannot read ({e.strerror})", file=path) from None
 
 
 def _loader_info(root: str) -> str | None:
@@ -133,11 +133,11 @@ def read_boot(root: str = "/") -> BootSetup:
         if loader == "systemd-boot":
             if kc is None:
                 raise Refused(f"{kc_path}: missing, but systemd-boot via proxmox-boot-tool reads the "
-                              "kernel command line from it")
+                              "kernel command line from it", file=kc_path)
             path = "proxmox-boot-tool/systemd-boot"
         else:
             if main is None:
-                raise Refused(f"{main_path}: missing, but the ESPs hold GRUB")
+                raise Refused(f"{main_path}: missing, but the ESPs hold GRUB", file=main_path)
             path = "proxmox-boot-tool/grub"
             if kc is not None:
                 evidence.append(f"/{KERNEL_CMDLINE} exists but is ignored: the ESPs hold GRUB")

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vfiokit.errors import BadInput
-from vfiokit.formats import pciconfig
+from vfiokit.formats import host_usage_facts, pciconfig
 from vfiokit.model import (
     PCI_TO_PCIE_BRIDGE,
     PCIE_DOWNSTREAM_PORT,
@@ -41,7 +41,6 @@ from vfiokit.model import (
     PciAddress,
     Topology,
 )
-from vfiokit.sources import host_usage
 
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
@@ -236,12 +235,12 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
     if host is not None and not isinstance(host, dict):
         raise bad("host", "an object or null")
     for key, value in (host or {}).items():
-        if key in _HOST_LISTS and not (value is None or host_usage.is_string_list(value)):
+        if key in _HOST_LISTS and not (value is None or host_usage_facts.is_string_list(value)):
             raise bad(f"host.{key}", "a list of strings or null")
         if key in _HOST_KEYS and key not in _HOST_LISTS and not isinstance(value, str | None):
             raise bad(f"host.{key}", "a string or null")
     notes = raw.get("read_notes")
-    if notes is not None and not host_usage.is_string_list(notes):
+    if notes is not None and not host_usage_facts.is_string_list(notes):
         raise bad("read_notes", "a list of strings")
     for key, entry in raw["devices"].items():
         if not isinstance(entry, dict):
@@ -250,11 +249,11 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
             if not isinstance(entry.get(name) or {}, dict) or not all(
                     isinstance(v, str) for v in (entry.get(name) or {}).values()):
                 raise bad(name, "an object of strings", f"device {key}: ")
-        if not (entry.get("files") is None or host_usage.is_string_list(entry["files"])):
+        if not (entry.get("files") is None or host_usage_facts.is_string_list(entry["files"])):
             raise bad("files", "a list of strings", f"device {key}: ")
         if not isinstance(entry.get("path"), str | None):
             raise bad("path", "a string", f"device {key}: ")
-    host_usage.check_layout(raw.get("host_usage"), origin)
+    host_usage_facts.check_layout(raw.get("host_usage"), origin)
 
 
 def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:

@@ -12,27 +12,8 @@ Two halves:
 - `analyses.host_needs.needs(facts, top)` is pure: it maps those facts (and the topology's boot_vga
   flags) to the PCI addresses the host needs, each with the reason and the chain that led there.
 
-Layout of the facts (version 1). Every list may be empty; readers ignore unknown keys. `chain` is
-the names walked from the use down to the PCI function (last item = that address); `pci` is the
-address ("DDDD:BB:DD.F") or null when the chain ends off PCI (a loop device, a PS/2 keyboard)::
-
-    {"version": 1,
-     "storage": [{"use": "/", "role": "root" | "boot" | "efi" | "swap" | "mount",
-                  "source": "/dev/nvme0n1p2", "fstype": "ext4",
-                  "chain": ["nvme0n1p2", "nvme0n1", "nvme0", "0000:01:00.0"], "pci": "0000:01:00.0"}],
-     "network": [{"interface": "enp6s0", "operstate": "up",
-                  "chain": ["enp6s0", "0000:06:00.0"], "pci": "0000:06:00.0",
-                  "default_route": [{"family": "ipv4", "via": ["vmbr0", "enp6s0"]}]}],
-     "console": [{"what": "fb0", "name": "bochsdrmfb", "chain": ["fb0", "0000:04:00.0"],
-                  "pci": "0000:04:00.0"}],
-     "input":   [{"what": "keyboard" | "mouse", "name": "USB Keyboard",
-                  "chain": ["input3", "usb1", "0000:02:00.0"], "pci": "0000:02:00.0"}],
-     "proxmox": {"node": "pve",
-                 "vms": [{"vmid": "100", "key": "hostpci0", "value": "0000:07:00.0,pcie=1",
-                          "pending": false}],
-                 "mappings": [{"id": "sata", "node": "pve", "path": "0000:07:00.0"}]},
-     "zfs": {"rpool": "text of `zpool status -P rpool`"},
-     "notes": ["what could not be read"]}
+The facts' layout (version 1) is `formats/host_usage_facts.py`; `check_layout` there checks
+facts read back from a snapshot.
 
 Storage roles root, boot, efi and swap are host-critical; "mount" is any other file system on a
 block device (a loss, not fatal). One storage entry per (use, PCI leaf): a root on md or LVM over
@@ -55,10 +36,9 @@ from typing import Any
 
 from vfiokit import rootfs
 from vfiokit.errors import BadInput
+from vfiokit.formats import host_usage_facts as facts_layout
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_mapping
-
-VERSION = 1
 
 _PCI_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 #: Path components worth showing in a chain: named kernel objects like nvme0, ata1, usb2,
@@ -68,58 +48,6 @@ _NAMED_RE = re.compile(r"^[A-Za-z][A-Za-z_]*\d+[A-Za-z0-9_]*$")
 _UNNAMED = re.compile(r"^(host|target|port|phy|end_device|expander|rport|session|card)\d")
 
 ZpoolStatus = Callable[[str], "str | None"]
-
-
-#: The facts' lists of entries (each an object of strings, plus `chain` and `default_route`).
-_ENTRY_LISTS = ("storage", "network", "console", "input")
-
-
-def is_string_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def check_layout(facts: Any, where: str) -> None:
-    """Check facts read back from a snapshot (perhaps edited by hand) against the layout above, so
-    that their interpreter (analyses.host_needs) can trust the types; BadInput names the field."""
-
-    def bad(field: str, expected: str) -> BadInput:
-        return BadInput(f"{where}: 'host_usage{field}' must be {expected}")
-
-    if facts is None:
-        return
-    if not isinstance(facts, dict):
-        raise bad("", "an object or null")
-    for key in _ENTRY_LISTS:
-        entries = facts.get(key)
-        if entries is None:
-            continue
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise bad(f".{key}", "a list of objects")
-        for entry in entries:
-            for name, value in entry.items():
-                if name == "chain" and not is_string_list(value):
-                    raise bad(f".{key}[].chain", "a list of strings")
-                if name == "default_route" and not (
-                        isinstance(value, list)
-                        and all(isinstance(r, dict) and is_string_list(r.get("via", [])) for r in value)):
-                    raise bad(f".{key}[].default_route", "a list of objects with a 'via' list of strings")
-                if name not in ("chain", "default_route") and not isinstance(value, str | None):
-                    raise bad(f".{key}[].{name}", "a string or null")
-    pve = facts.get("proxmox")
-    if pve is not None:
-        if not isinstance(pve, dict):
-            raise bad(".proxmox", "an object or null")
-        for key in ("vms", "mappings"):
-            entries = pve.get(key)
-            if entries is not None and not (isinstance(entries, list)
-                                            and all(isinstance(e, dict) for e in entries)):
-                raise bad(f".proxmox.{key}", "a list of objects")
-    zfs = facts.get("zfs")
-    if zfs is not None and not (isinstance(zfs, dict) and all(isinstance(v, str) for v in zfs.values())):
-        raise bad(".zfs", "an object of strings")
-    notes = facts.get("notes")
-    if notes is not None and not is_string_list(notes):
-        raise bad(".notes", "a list of strings")
 
 
 # -- reading below root ------------------------------------------------------------------------
@@ -139,12 +67,12 @@ def _attr(folder: str, name: str) -> str | None:
 def _class_devices(root: str, cls: str, prefix: str) -> Iterator[tuple[str, str]]:
     """(name, real path) of each `/sys/class/<cls>/<prefix>N` whose link resolves below `root`."""
     for name in _listdir(os.path.join(root, "sys/class", cls)):
-        real = resolve(root, f"/sys/class/{cls}/{name}")
+        real = real_below(root, f"/sys/class/{cls}/{name}")
         if name.startswith(prefix) and real is not None:
             yield name, real
 
 
-def resolve(root: str, path: str) -> str | None:
+def real_below(root: str, path: str) -> str | None:
     """The real path below `root` of `path` as the host sees it (`rootfs.resolve_under`); None
     when it does not exist, leads outside `root` or loops."""
     try:
@@ -173,7 +101,7 @@ def _block_chains(root: str, name: str, seen: frozenset[str] = frozenset()) -> l
     if name in seen:
         return [[name]]
     seen = seen | {name}
-    real = resolve(root, f"/sys/class/block/{name}")
+    real = real_below(root, f"/sys/class/block/{name}")
     if real is None:
         return [[name]]
     if os.path.exists(os.path.join(real, "partition")):
@@ -191,14 +119,14 @@ def _block_name(root: str, source: str, majmin: str | None) -> str | None:
     """The block device under a mount source: by major:minor (/sys/dev/block), else by resolving
     the /dev path (/dev/mapper/x and /dev/disk/by-* are udev symlinks), else by its basename."""
     if majmin:
-        real = resolve(root, f"/sys/dev/block/{majmin}")
+        real = real_below(root, f"/sys/dev/block/{majmin}")
         if real is not None:
             return os.path.basename(real)
     if not source.startswith("/dev/"):
         return None
-    real = resolve(root, source)
+    real = real_below(root, source)
     for candidate in filter(None, (real and os.path.basename(real), os.path.basename(source))):
-        if resolve(root, f"/sys/class/block/{candidate}") is not None:
+        if real_below(root, f"/sys/class/block/{candidate}") is not None:
             return candidate
     return None
 
@@ -227,7 +155,7 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
 
 
-def _role(mountpoint: str) -> str:
+def _mount_role(mountpoint: str) -> str:
     return {"/": "root", "/boot": "boot", "/boot/efi": "efi", "/efi": "efi"}.get(mountpoint, "mount")
 
 
@@ -290,7 +218,7 @@ def _storage(root: str, zpool_status: ZpoolStatus | None, notes: list[str]) -> t
                 continue  # proc, sysfs, tmpfs, overlay...: no block device under them
             chains = _block_chains(root, name)
         by_point[point] = (source, fstype, chains)
-        add(point, _role(point), source, fstype, chains)
+        add(point, _mount_role(point), source, fstype, chains)
 
     swaps = (rootfs.text_under(root, "/proc/swaps") or "").splitlines()[1:]
     for line in swaps:
@@ -421,7 +349,7 @@ _HOSTPCI_KEY_RE = re.compile(r"^hostpci\d+$")
 
 def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
     # On Proxmox /etc/pve/qemu-server is pmxcfs' link to nodes/<this node>/qemu-server.
-    confdir = resolve(root, "/etc/pve/qemu-server") or os.path.join(root, "etc/pve/qemu-server")
+    confdir = real_below(root, "/etc/pve/qemu-server") or os.path.join(root, "etc/pve/qemu-server")
     mapfile = os.path.join(root, "etc/pve/mapping/pci.cfg")
     if not os.path.isdir(confdir) and not os.path.exists(mapfile):
         return None
@@ -455,7 +383,7 @@ def gather(root: str | os.PathLike[str] = "/", zpool_status: ZpoolStatus | None 
     storage, zfs = _storage(root, zpool_status, notes)
     node = (rootfs.read_hostname(root) or "").split(".")[0] or None
     facts: dict[str, Any] = {
-        "version": VERSION,
+        "version": facts_layout.VERSION,
         "storage": storage,
         "network": _network(root),
         "console": _console(root),

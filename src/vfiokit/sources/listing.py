@@ -105,6 +105,8 @@ class Reader:
     def __init__(self, origin: str, vendor_of: Callable[[int], str | None] | None,
                  vendor_names: Collection[str]) -> None:
         self.origin = origin
+        #: The file the listing came from ("listing FILE" origins), for errors' `file` field.
+        self.file = origin.removeprefix("listing ") if origin.startswith("listing ") else None
         self.vendor_of = vendor_of
         self.vendor_names = vendor_names
         self.devices: dict[PciAddress, _Dev] = {}
@@ -241,26 +243,13 @@ class Reader:
     def add(self, n: int, raw: str, addr: PciAddress, group: int | None, fields: dict[str, object]) -> bool:
         if addr in self.devices:
             raise BadInput(f"{self.origin}: line {n}: {addr} is listed twice "
-                           f"(first at line {self.devices[addr].line}); one listing per paste")
+                           f"(first at line {self.devices[addr].line}); one listing per paste",
+                           file=self.file, line=n, device=str(addr))
         fields["iommu_group"] = group
         dev = _Dev(n, fields)
         self.devices[addr] = dev
         self.last = dev
         return True
-
-    def _markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
-        """One row of `groups --format markdown`."""
-        fields: dict[str, object] = {}
-        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
-        if text and not self._lspci(n, raw, text, fields):
-            return "the device text after the address is not readable"
-        if m["driver"] != "?":
-            self.saw_k = True
-            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
-        addr = PciAddress.parse(m["addr"])
-        if m["group"] == "none":
-            self.in_no_group.add(addr)
-        return self._add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
 
     def markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
         """One row of `groups --format markdown`."""
@@ -327,7 +316,7 @@ class Reader:
             where = f" ({len(devices)} device lines, none under a group)" if devices else ""
             raise BadInput(f"{self.origin}: no IOMMU group found{where}; expected lines such as "
                            f"'IOMMU Group 1' or 'IOMMU Group 1 01:00.0 ...' (the output of the script "
-                           f"that walks /sys/kernel/iommu_groups)")
+                           f"that walks /sys/kernel/iommu_groups)", file=self.file)
         groups = tuple(Group(k, tuple(sorted(v))) for k, v in sorted(members.items()))
         top = Topology(
             devices=tuple(devices),
@@ -380,7 +369,8 @@ def parse(text: str, origin: str = "listing",
             reader.line(number, raw)
         except ValueError:
             # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
-            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads") from None
+            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads",
+                           file=reader.file, line=number) from None
     top, lines = reader.topology()
     return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
 
@@ -411,10 +401,10 @@ def load(path: str) -> Topology:
             utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
             text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
     except OSError as e:
-        raise BadInput(f"{path}: cannot read listing ({e.strerror})") from None
+        raise BadInput(f"{path}: cannot read listing ({e.strerror})", file=path) from None
     text = text.removeprefix("\ufeff")
     if "\x00" in text:
-        raise BadInput(f"{path}: not a text listing (binary data)")
+        raise BadInput(f"{path}: not a text listing (binary data)", file=path)
     return parse_with_pciids(text, origin).topology
 
 

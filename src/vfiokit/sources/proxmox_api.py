@@ -50,10 +50,10 @@ def read_secret(token_file: str | None) -> str:
                 secret = f.read().strip()
         except (OSError, UnicodeDecodeError) as e:
             why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-            raise BadInput(f"{token_file}: cannot read the API token ({why})") from None
+            raise BadInput(f"{token_file}: cannot read the API token ({why})", file=token_file) from None
         where = token_file
         if not secret:
-            raise BadInput(f"{token_file}: empty (expected the API token secret)")
+            raise BadInput(f"{token_file}: empty (expected the API token secret)", file=token_file)
     else:
         secret, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
         if not secret:

@@ -2,8 +2,8 @@
 
 Files are read below a root folder (`--root`), like every source: `etc/pve/qemu-server/*.conf` (the
 local node's VMs, a link into pmxcfs' `nodes/<node>/`), `etc/pve/mapping/pci.cfg` (cluster PCI
-mappings, pve-guest-common PVE/Mapping/PCI.pm), `etc/hostname` (PVE::INotify::nodename). Whether a
-VM runs is asked of `qm status`, Proxmox's own answer.
+mappings, pve-guest-common PVE/Mapping/PCI.pm), the host name (PVE::INotify::nodename,
+`rootfs.read_hostname`). Whether a VM runs is asked of `qm status`, Proxmox's own answer.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ def read_pve_file(path: Path, root: str = "/") -> str:
         return rootfs.read_file(real).decode("utf-8")
     except PermissionError:
         raise VfiokitError(f"{path}: permission denied (run as root on the Proxmox node)",
-                           ExitCode.PERMISSION) from None
+                           ExitCode.PERMISSION, file=str(path)) from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
+        raise BadInput(f"{path}: not UTF-8 text", file=str(path)) from None
     except FileNotFoundError:
-        raise BadInput(f"{path}: missing (a Proxmox VE node has it)") from None
+        raise BadInput(f"{path}: missing (a Proxmox VE node has it)", file=str(path)) from None
     except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})", file=str(path)) from None
 
 
 @dataclass
@@ -50,8 +50,13 @@ class LocalPve:
         return Path(self.root) / "etc/pve"
 
     def nodename(self) -> str:
-        text = read_pve_file(Path(self.root) / "etc/hostname", self.root).strip()
-        return text.split(".")[0]
+        """PVE::INotify::nodename: the host's short name, read by `rootfs.read_hostname` as every
+        source reads it (the running kernel's, else `etc/hostname`)."""
+        name = (rootfs.read_hostname(self.root) or "").split(".")[0]
+        if not name:
+            path = str(Path(self.root) / "etc/hostname")
+            raise BadInput(f"{path}: missing (a Proxmox VE node has it)", file=path)
+        return name
 
     def config_path(self, vmid: str) -> Path:
         return self._pve / "qemu-server" / f"{vmid}.conf"
@@ -62,8 +67,9 @@ class LocalPve:
             if not (self._pve / "qemu-server").is_dir():
                 raise VfiokitError(f"{self._pve / 'qemu-server'} does not exist: this is not a Proxmox VE "
                                    "node", ExitCode.NOT_FOUND,
-                                   hint="use --host to reach a Proxmox node through its API")
-            raise DeviceNotFound(f"VM {vmid}: no {path} on this node")
+                                   hint="use --host to reach a Proxmox node through its API",
+                                   file=str(self._pve / "qemu-server"))
+            raise DeviceNotFound(f"VM {vmid}: no {path} on this node", file=str(path))
         return pc.parse_config(read_pve_file(path, self.root), str(path))
 
     def configs(self) -> dict[str, pc.VmConfig]:

@@ -47,7 +47,7 @@ class Spec:
         return self.secondary_bus is not None
 
 
-def config_bytes(s: Spec, size: int = 4096) -> bytes:
+def spec_config(s: Spec, size: int = 4096) -> bytes:
     """Config space for `s`; `size` 64 mimics a non-root reader."""
     cfg = bytearray(4096)
     cfg[0:2] = s.vendor.to_bytes(2, "little")
@@ -111,7 +111,7 @@ def capture_of(specs: list[Spec], *, as_root: bool = True, host: dict[str, Any] 
             "attrs": attrs,
             "links": links,
             "files": (["pci_bus"] if s.is_bridge else []) + (["reset"] if s.reset_method else []),
-            **cap.pack_config(config_bytes(s, 4096 if as_root else 64)),
+            **cap.pack_config(spec_config(s, 4096 if as_root else 64)),
         }
     return {
         "format": cap.FORMAT,
