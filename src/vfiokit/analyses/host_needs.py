@@ -109,7 +109,7 @@ def _vm_needs(facts: Mapping[str, Any], top: Topology, add: _Add) -> None:
     for vm in pve.get("vms") or ():
         value = str(vm.get("value", ""))
         vmid, loses = str(vm.get("vmid")), ("vm", str(vm.get("vmid")))
-        said = (("vmid", vmid), ("key", vm.get("key")), ("pending", bool(vm.get("pending"))))
+        said = (("vmid", vmid), ("key", vm.get("key")), ("value", value), ("pending", bool(vm.get("pending"))))
         # qemu-server choose_hostpci_devices reserves nothing for an mdev entry (the card stays
         # with its driver and is shared), but giving the card to another VM takes it from this one.
         # An NVIDIA vGPU (`nvidia-N`, newer driver) is reserved (parse_hostpci: `nvidia`).
@@ -126,7 +126,7 @@ def _vm_needs(facts: Mapping[str, Any], top: Topology, add: _Add) -> None:
             elif not eq or key == "host":
                 for hostid in (val if eq else key).split(";"):
                     for a in slot_functions(hostid, top) or ():
-                        add(a, "vm", False, loses, "vm-hostpci", (*said, ("value", value)))
+                        add(a, "vm", False, loses, "vm-hostpci", said)
 
 
 def needs(facts: Mapping[str, Any] | None, top: Topology) -> dict[PciAddress, list[HostNeed]]:

@@ -46,8 +46,7 @@ def _vm(f: dict[str, Any]) -> str:
     later = " (pending, at its next start)" if f["pending"] else ""
     if f.get("mdev"):
         later += " as a mediated device (Proxmox reserves nothing for it)"
-    value = f"mapping={f['mapping']}" if "mapping" in f else f["value"]
-    return f"VM {f['vmid']} uses it: {f['key']}: {value}{later}"
+    return f"VM {f['vmid']} uses it: {f['key']}: {f['value']}{later}"
 
 
 _DETAIL = {
