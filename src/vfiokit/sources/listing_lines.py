@@ -29,6 +29,7 @@ from vfiokit.sources.listing_text import (
     HEADER_TRAIL,
     KMOD_LINE,
     OTHER_K_LINE,
+    PREFIXED,
     PROC_VERSION,
     PROMPT,
     PVESH_BORDER,
@@ -255,6 +256,20 @@ def detail_line(r: Reader, ln: Line) -> object:
     return None if OTHER_K_LINE.match(text) or USB_LINE.match(text) or SYSFS_NOISE.match(text) else NOT_MINE
 
 
+def prefixed_device(r: Reader, ln: Line) -> object:
+    """A device line behind a short prefix, under a group header: `[3] 01:00.0 VGA ...`,
+    `#12 0000:01:00.0 ...`, `-> 01:00.0 ...`, `12:03:44 01:00.0 ...`, `(0) 00:01.0 Host bridge ...`.
+
+    Read before `prompt` and `comment`, which would take `#12 ...` for a heading. Outside a group,
+    or when the prefix holds a word (`see 01:00.0 for the GPU`), the line stays prose."""
+    m = PREFIXED.match(ln.text)
+    if (r.group is None or not m or ADDRESS_TOKEN.search(m["prefix"]) or ADDR_FIRST.match(ln.text)
+            or R15CH13.match(ln.text)):  # `[vvvv:dddd]` before the address is r15ch13's, read below
+        return NOT_MINE
+    read = r.device(ln.n, ln.raw, m["dev"], r.group)
+    return NOT_MINE if isinstance(read, str) else read  # `(01:00.2 was here)` stays prose
+
+
 def prompt(r: Reader, ln: Line) -> object:
     """A shell prompt and its command: `root@pve:~# lspci -nnk`."""
     m = PROMPT.match(ln.text)
@@ -325,5 +340,5 @@ def leftover(r: Reader, ln: Line) -> object:
 KINDS: tuple[Matcher, ...] = (
     blank, vmm_field, flags_group, fence, expected_cmdline, expected_release, sysfs_device,
     sysfs_group_dir, tree_number, group_line, driver_line, modules_line, subsystem_line, detail_line,
-    prompt, comment, device_line, symlink, command, cmdline, uname, leftover,
+    prefixed_device, prompt, comment, device_line, symlink, command, cmdline, uname, leftover,
 )
