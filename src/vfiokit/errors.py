@@ -42,6 +42,9 @@ class ExitCode(enum.IntEnum):
     CONFLICT = 12
     #: A remote Proxmox API call failed (unreachable, timed out, no rights).
     REMOTE = 13
+    #: `groups --predict`: the answer is unknown, the source holds no config space (a pasted
+    #: listing, an API inventory), so no group can be predicted.
+    UNKNOWN = 15
 
 
 class VfiokitError(Exception):

@@ -91,6 +91,9 @@ class Simulation:
     #: Config space beyond 64 bytes was unreadable for some device: only provable splits are shown.
     limited: bool
     notes: tuple[str, ...]
+    #: Why the groups with the override cannot be predicted at all (no config space in the
+    #: source); None when they can. When set, `predicted`, `splits` and `changes` say nothing.
+    unknown: str | None = None
 
 
 def _renumber(top: Topology, part: Partition) -> Partition:
@@ -125,6 +128,16 @@ def missing_config(top: Topology) -> tuple[str, str]:
         return ("this source holds no config space (a pasted listing or an API inventory)",
                 "a snapshot taken as root on the host gives the full answer")
     return "config space beyond 64 bytes was unreadable (not root)", "run as root for the full answer"
+
+
+def prediction_unknown(top: Topology) -> str | None:
+    """Why no group can be predicted from `top`: a source without any config space (a pasted
+    listing, an API inventory) shows no PCIe type and no ACS, and the kernel decides groups from
+    exactly those (pci_device_group -> pci_acs_path_enabled). None when some config space is there."""
+    if top.devices and all(d.config_size is None for d in top.devices):
+        why, fix = missing_config(top)
+        return f"{why}; {fix}"
+    return None
 
 
 def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | None = None,
@@ -218,6 +231,11 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     assumed = _assumed(top, natural_part, predicted_part, predicted, override)
     assumed_today = (_assumed(top, natural_part, real, current, baseline)
                      if current is not None and not baseline.empty else ())
+    if (unknown := prediction_unknown(top)) is not None:
+        # Whatever the partition above shows comes from devices counted as not isolating, not from
+        # the hardware: nothing of it is a prediction.
+        return Simulation(override, baseline, kernel_support(top.host), current, (), (), (), (), (), (),
+                          limited, (), unknown)
     return Simulation(override, baseline, kernel_support(top.host), current, predicted, tuple(splits),
                       tuple(merges), tuple(changes), assumed, assumed_today, limited, tuple(notes))
 
@@ -399,15 +417,19 @@ class ModelCheck:
     #: One line per kernel group the prediction does not reproduce.
     differences: tuple[str, ...]
     limited: bool
+    #: Why nothing can be predicted from this source (see `prediction_unknown`); None when it can.
+    unknown: str | None = None
 
 
 def check_model(top: Topology) -> ModelCheck:
     """Predict the groups for the override the host booted with and compare them with the real
     ones, group for group, numbers included."""
     baseline = effective_override(top.host)
+    real = top.groups or ()
+    if (unknown := prediction_unknown(top)) is not None:
+        return ModelCheck(baseline, (), real, False, (), _limited(top), unknown)
     part = predict_partition(top, baseline)
     predicted = groups_of(part)
-    real = top.groups or ()
     real_sets = {g.members: g.number for g in real}
     pred_sets = {g.members: g.number for g in predicted}
     diffs: list[str] = []

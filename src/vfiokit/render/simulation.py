@@ -39,9 +39,12 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
     changed = {c.address for c in sim.changes if c.separated_from or c.joined_with}
     rows = sorted({*now, *then} & set(top.by_address),
                   key=lambda a: (now.get(a, 1 << 30), then.get(a, 1 << 30), a))
+    if sim.unknown:
+        rows = sorted(top.by_address, key=lambda a: (now.get(a, 1 << 30), a))
     for a in rows:
         style = "yellow" if a in changed else ""
-        cells = [str(now.get(a, "-")), str(then.get(a, "-")), escape(_line(top, ids, a))]
+        predicted = "?" if sim.unknown else str(then.get(a, "-"))
+        cells = [str(now.get(a, "-")), predicted, escape(_line(top, ids, a))]
         table.add_row(*(f"[{style}]{c}[/{style}]" if style else c for c in cells))
     return table
 
@@ -49,6 +52,8 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
 def summary_lines(sim: Simulation) -> list[str]:
     out = [f"[bold]pcie_acs_override={escape(str(sim.override))}[/bold] "
            f"[dim](groups today were formed with: {escape(str(sim.baseline))})[/dim]"]
+    if sim.unknown:
+        return [*out, f"[yellow]the groups with this override are unknown:[/yellow] {escape(sim.unknown)}"]
     for n, pieces in sim.splits:
         out.append(f"group {n} splits into {len(pieces)} groups: "
                    + ", ".join(f"{g.number} ({_shorts(g.members)})" for g in pieces))
@@ -108,8 +113,10 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
         "baseline": str(sim.baseline),
         "kernel_support": {"patched": sim.support.patched, "evidence": sim.support.evidence},
         "limited": sim.limited,
+        "known": sim.unknown is None,
+        "unknown_because": sim.unknown,
         "current": _groups_json(sim.current),
-        "predicted": _groups_json(sim.predicted),
+        "predicted": None if sim.unknown else _groups_json(sim.predicted),
         "splits": [{"current": n, "into": [g.number for g in pieces]} for n, pieces in sim.splits],
         "merges": [{"predicted": g.number, "from": list(olds)} for g, olds in sim.merges],
         "changes": [
@@ -157,6 +164,8 @@ MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, S
 
 
 def model_check_lines(check: ModelCheck) -> list[str]:
+    if check.unknown:
+        return [f"[yellow]the groups cannot be predicted from this source:[/yellow] {escape(check.unknown)}"]
     if check.matches:
         return [f"[green]the prediction matches the kernel:[/green] {len(check.real)} groups, "
                 f"numbers included [dim](override: {escape(str(check.override))})[/dim]"]
@@ -166,8 +175,11 @@ def model_check_lines(check: ModelCheck) -> list[str]:
 
 
 def model_check_json(check: ModelCheck) -> dict[str, Any]:
-    return {"override": str(check.override), "matches": check.matches, "limited": check.limited,
-            "differences": list(check.differences), "predicted": _groups_json(check.predicted),
+    return {"override": str(check.override), "known": check.unknown is None,
+            "unknown_because": check.unknown,
+            "matches": None if check.unknown else check.matches, "limited": check.limited,
+            "differences": list(check.differences),
+            "predicted": None if check.unknown else _groups_json(check.predicted),
             "real": _groups_json(check.real)}
 
 
@@ -182,6 +194,9 @@ def device_lines(report: dict[str, Any]) -> list[str]:
             return "no group"
         return f"group {number} ({'alone' if not mates else f'with {mates} other(s)'})"
 
+    if not report["known"]:
+        return [f"[bold]{a}[/bold]: {group(now, mates_now)} -> [yellow]? (unknown)[/yellow]",
+                f"  check verdict with the override: unknown (today: {report['verdict_now']})"]
     lines = [f"[bold]{a}[/bold]: {group(now, mates_now)} -> {group(then, mates_then)}"]
     if report["verdict_changes"]:
         lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "
