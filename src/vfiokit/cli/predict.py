@@ -24,27 +24,33 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 @click.option("--device", "devices", multiple=True, metavar="ADDR",
               help="Show how this device's group and its 'check' verdict change (repeatable).")
 @click.option("--alone", "alone", multiple=True, metavar="ADDR",
-              help="Find the smallest override that gives this device a group of its own (repeatable).")
+              help="Find the smallest override that gives this device (or every function of a slot, "
+                   "01:00) a group of its own, and show the groups with it (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
     from vfiokit.analyses.acs_override import effective_override, parse_override
     from vfiokit.analyses.device_change import device_report
+    from vfiokit.analyses.passthrough import parse_targets
     from vfiokit.analyses.simulation import make_alone, with_groups
     from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
 
     targets = [PciAddress.parse(d) for d in devices]
-    alone_targets = [PciAddress.parse(d) for d in alone]
     top = source()
-    if override_text is None:
-        override_text = "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
-    override = parse_override(override_text)
+    # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
+    advice = [make_alone(top, tuple(parse_targets([text], top))) for text in alone]
+    recommended = next((x.override for x in advice if x.override is not None and not x.already_alone), None)
+    if override_text is not None:
+        override = parse_override(override_text)
+    elif recommended is not None:
+        override = recommended  # the table shows what the answer recommends, not the default
+    else:
+        override = parse_override("none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE)
     sim = run_simulation(top, override)
     predicted_top = with_groups(top, sim.predicted)
     reports = [device_report(top, predicted_top, sim, a) for a in targets]
-    advice = [make_alone(top, a) for a in alone_targets]
     ids = PciIds.system()
     notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
     if top.groups is None:
@@ -57,12 +63,14 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         body["alone"] = [view.alone_json(x) for x in advice]
         sys.stdout.write(envelope("simulate", top.source, notes, **body))
         return
+    # The answer first: the override each --alone device needs and what it changes; then the
+    # groups with the override shown (the recommended one unless --acs-override names another).
+    for x in advice:
+        print_markup(view.alone_lines(top, x, ids))
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:
         print_markup(view.device_lines(report))
-    for x in advice:
-        print_markup(view.alone_lines(top, x, ids))
     print_markup(view.warning_lines(sim))
     for n in notes:
         note(n)

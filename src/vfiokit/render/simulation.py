@@ -133,14 +133,23 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
 
 
 def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
-    head = f"[bold]{escape(_line(top, ids, advice.address))}[/bold]"
+    targets = advice.targets or (advice.address,)
+    head = "\n".join(f"[bold]{escape(_line(top, ids, a))}[/bold]" for a in targets)
     if advice.already_alone:
         return [head, "  already alone in its IOMMU group without any override"]
     if advice.override is not None:
         lines = [head, f"  smallest override that makes it alone: [bold]pcie_acs_override="
                        f"{escape(str(advice.override))}[/bold]"]
         if advice.also_affected:
-            lines.append(f"  it also changes the groups of: {_shorts(advice.also_affected)}")
+            lines.append(f"  it also changes the groups of {len(advice.also_affected)} other device(s): "
+                         f"{_shorts(advice.also_affected)}")
+        else:
+            lines.append("  it changes no other device's group")
+        if advice.splits_card:
+            slot = targets[0].short[:5]
+            lines.append(f"  [yellow]it also separates {_shorts(targets)} from its own card's other "
+                         f"function(s) {_shorts(advice.splits_card)}: Proxmox passes a card's functions "
+                         f"together; ask for the whole card with --alone {slot}[/yellow]")
         lines.append(f"  [red]assumed, not enforced: {_shorts(advice.dma_peers)} can still reach it by "
                      "peer-to-peer DMA[/red]")
         return lines
@@ -151,11 +160,13 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
 
 
 def alone_json(advice: AloneAdvice) -> dict[str, Any]:
-    return {"address": str(advice.address), "already_alone": advice.already_alone,
+    return {"address": str(advice.address), "targets": [str(a) for a in advice.targets or (advice.address,)],
+            "already_alone": advice.already_alone,
             "override": None if advice.override is None else str(advice.override),
             "known": advice.known,
             "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers),
-            "dma_peers": [str(a) for a in advice.dma_peers]}
+            "dma_peers": [str(a) for a in advice.dma_peers],
+            "splits_card": [str(a) for a in advice.splits_card]}
 
 
 MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, Switchtec NTB), a device "
