@@ -1,6 +1,6 @@
 """Device lines behind a prefix (issue 16 point 1), and class codes from class names.
 
-Real material: tests/fixtures/zephyr-7950x-prefixed-groups.txt (a custom script's ` (N) 00:01.0 ...`
+Real material: tests/fixtures/listings/29-zephyrwc3-7950x-prefixed-script.txt (a custom script's ` (N) 00:01.0 ...`
 lines under `IOMMU GROUP N` headers) and the article's plain-lspci listing."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from vfiokit.model import PciAddress
 from vfiokit.sources import listing
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ZEPHYR = FIXTURES / "zephyr-7950x-prefixed-groups.txt"
+ZEPHYR = FIXTURES / "listings" / "29-zephyrwc3-7950x-prefixed-script.txt"
 B550 = FIXTURES / "article-b550-without-override.txt"
 
 
