@@ -58,6 +58,19 @@ def test_prose_that_mentions_an_address_stays_prose():
     assert PciAddress.parse("05:00.0") not in outside.topology.by_address
 
 
+def test_prose_that_starts_like_a_group_header_opens_no_group():
+    text = textwrap.dedent("""\
+        IOMMU Group 1:
+        \t00:01.0 Host bridge [0600]: Advanced Micro Devices, Inc. [AMD] Device [1022:1482]
+        Group 13 has my GPU at 01:00.0, sadly
+        \t00:02.0 Host bridge [0600]: Advanced Micro Devices, Inc. [AMD] Device [1022:1482]
+        """)
+    read = listing.parse_with_pciids(text, "paste")
+    assert [g.number for g in read.topology.groups] == [1]
+    assert len(read.topology.by_group[1].members) == 2
+    assert [(s.line, s.reason) for s in read.skipped] == [(3, "not a device line the reader knows")]
+
+
 def test_headers_without_any_readable_device_say_so_with_the_first_device_like_line():
     text = "IOMMU GROUP 0\n  device 00:01.0 Host bridge\nIOMMU GROUP 1\n  device 00:01.1 PCI bridge\n"
     r = cli("groups", "--listing", "-", stdin=text)

@@ -136,7 +136,8 @@ PREFIXES = st.sampled_from(["[{n}] ", "#{i} ", "-> ", "12:03:{i:02d} ", "({n}) "
 #: Prose that mentions an address; it must stay prose (the address is one of the listing's own:
 #: read as a device it would be listed twice).
 PROSE = st.sampled_from(["I passed {a} through last week", "see {a} for the audio part",
-                         "Note: {a} is the one I want", "the card at {a} (my GPU) works", "", "thanks!"])
+                         "Note: {a} is the one I want", "the card at {a} (my GPU) works",
+                         "Group 7 has my GPU at {a}, sadly", "", "thanks!"])
 #: Formats whose device lines stand alone under a header line, so a prefix can go before the address.
 DEVICE_LINE = re.compile(r"^(?P<lead>[\s│├└─`\-]*)(?P<addr>(?:[0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ")
 PREFIXABLE = {"seed", "colon_tab", "markdown", "tree"}

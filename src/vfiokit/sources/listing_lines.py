@@ -212,8 +212,12 @@ def group_line(r: Reader, ln: Line) -> object:
     if HEADER_TRAIL.match(rest):
         return r.header(ln.n, int(m["n"]))
     if ADDRESS_TOKEN.search(rest) or rest.startswith("["):
-        r.group = int(m["n"])  # r15ch13 continues a group on lines without the prefix
-        return r.device(ln.n, ln.raw, rest, r.group)
+        before, r.group = r.group, int(m["n"])  # r15ch13 continues a group on lines without the prefix
+        read = r.device(ln.n, ln.raw, rest, r.group)
+        if isinstance(read, str) and rest[:1].isalpha():
+            r.group = before  # prose (`Group 13 has my GPU at 01:00.0`) opens no group
+            return NOT_MINE
+        return read
     if bad := out_of_range(rest):
         r.header(ln.n, int(m["n"]))
         return bad
