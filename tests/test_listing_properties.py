@@ -140,7 +140,7 @@ PROSE = st.sampled_from(["I passed {a} through last week", "see {a} for the audi
                          "Group 7 has my GPU at {a}, sadly", "", "thanks!"])
 #: Formats whose device lines stand alone under a header line, so a prefix can go before the address.
 DEVICE_LINE = re.compile(r"^(?P<lead>[\s│├└─`\-]*)(?P<addr>(?:[0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ")
-PREFIXABLE = {"seed", "colon_tab", "markdown", "tree"}
+PREFIXABLE = {"seed", "colon_tab", "markdown", "tree", "lspci_mm"}
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
