@@ -12,9 +12,7 @@ from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
-
-#: What the article enabled; the default when the host runs without an override.
-DEFAULT_OVERRIDE = "downstream,multifunction"
+from vfiokit.render.documents import DEFAULT_OVERRIDE
 
 
 @click.command()
@@ -31,40 +29,21 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
-    from vfiokit.analyses.acs_override import effective_override, parse_override
-    from vfiokit.analyses.device_change import device_report
     from vfiokit.analyses.passthrough import parse_targets
-    from vfiokit.analyses.simulation import make_alone, with_groups
-    from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
+    from vfiokit.render.documents import run_simulate
 
     targets = [PciAddress.parse(d) for d in devices]
     top = source()
     # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
-    advice = [make_alone(top, tuple(parse_targets([text], top))) for text in alone]
-    recommended = next((x.override for x in advice if x.override is not None and not x.already_alone), None)
-    if override_text is not None:
-        override = parse_override(override_text)
-    elif recommended is not None:
-        override = recommended  # the table shows what the answer recommends, not the default
-    else:
-        override = parse_override("none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE)
-    sim = run_simulation(top, override)
-    predicted_top = with_groups(top, sim.predicted)
-    reports = [device_report(top, predicted_top, sim, a) for a in targets]
+    alone_targets = [tuple(parse_targets([text], top)) for text in alone]
     ids = PciIds.system()
-    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
-    if top.groups is None:
-        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
-                     "prediction is what the kernel will form once the IOMMU is on")
+    run = run_simulate(top, ids, override_text, targets, alone_targets)
     if as_json:
-        from vfiokit.render.envelope import envelope
-
-        body = view.simulation_json(sim, reports)
-        body["alone"] = [view.alone_json(x) for x in advice]
-        sys.stdout.write(envelope("simulate", top.source, notes, **body))
+        sys.stdout.write(run.document(top.source))
         return
     print_source_header(top)
+    sim, reports, advice, notes = run.sim, run.reports, run.advice, run.notes
     # The answer first: the override each --alone device needs and what it changes; then the
     # groups with the override shown (the recommended one unless --acs-override names another).
     for x in advice:
