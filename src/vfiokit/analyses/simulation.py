@@ -190,6 +190,11 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
     limited = _limited(top)
+    if (unknown := prediction_unknown(top)) is not None:
+        # A partition here would come from devices counted as not isolating, not from the
+        # hardware: nothing of it would be a prediction.
+        return Simulation(override, baseline, kernel_support(top.host), top.groups, (), (), (), (), (), (),
+                          limited, (), unknown)
     predicted_part, kept = partition_for(top, override, baseline, facts)
     predicted = groups_of(predicted_part)
     real = _real(top)
@@ -232,11 +237,6 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     assumed = _assumed(top, natural_part, predicted_part, predicted, override)
     assumed_today = (_assumed(top, natural_part, real, current, baseline)
                      if current is not None and not baseline.empty else ())
-    if (unknown := prediction_unknown(top)) is not None:
-        # Whatever the partition above shows comes from devices counted as not isolating, not from
-        # the hardware: nothing of it is a prediction.
-        return Simulation(override, baseline, kernel_support(top.host), current, (), (), (), (), (), (),
-                          limited, (), unknown)
     return Simulation(override, baseline, kernel_support(top.host), current, predicted, tuple(splits),
                       tuple(merges), tuple(changes), assumed, assumed_today, limited, tuple(notes))
 
