@@ -7,7 +7,8 @@ Each writer follows the tool's own code: the article's script (seed text), its f
 optional revision; `-k` adds TAB `Subsystem:`/`Kernel driver in use:` lines), r15ch13's iommu.sh
 (`Group N:\\t[vvvv:dddd] [R] ` + `printf "%s %-40s %s"` of lspci -mm slot, class, device name),
 `find /sys/kernel/iommu_groups/ -type l`, `tree /sys/kernel/iommu_groups`, pvesh's box table
-(PVE::CLI::Formatter), and a markdown post.
+(PVE::CLI::Formatter), a markdown post, and lspci's own `-vmm` (IOMMUGroup field), `-v` (Flags
+line) and `-mm` (quoted fields, under the script's headers).
 """
 
 from __future__ import annotations
@@ -138,6 +139,44 @@ def markdown(top: Topology) -> str:
     return "".join(out)
 
 
+def lspci_vmm(top: Topology) -> str:
+    """`lspci -vmm -nn -D` (lspci.c show_machine): one record per device, `IOMMUGroup:` included;
+    `Rev:` and `ProgIf:` only when not zero."""
+    out = []
+    for d in top.devices:
+        out += [f"Slot:\t{d.address}\n", f"Class:\t{d.class_name} [{d.class_id:04x}]\n",
+                f"Vendor:\t{d.vendor_name} [{d.vendor_id:04x}]\n", f"Device:\t{d.device_name} [{d.device_id:04x}]\n"]
+        if d.revision:
+            out.append(f"Rev:\t{d.revision:02x}\n")
+        if d.class_code & 0xFF:
+            out.append(f"ProgIf:\t{d.class_code & 0xFF:02x}\n")
+        out += [f"IOMMUGroup:\t{d.iommu_group}\n", "\n"]
+    return "".join(out)
+
+
+def lspci_verbose(top: Topology) -> str:
+    """`lspci -v -nn` (lspci.c show_verbose): the device line, then its `Flags:` with the group."""
+    out = []
+    for d in top.devices:
+        out += [f"{lspci_line(d, NO_IDS, numeric=True, domain=_domain(top))}\n",
+                f"\tFlags: bus master, fast devsel, latency 0, IRQ 16, IOMMU group {d.iommu_group}\n", "\n"]
+    return "".join(out)
+
+
+def lspci_mm(top: Topology) -> str:
+    """The article's script with `lspci -mm -nn` instead of `lspci -nn`: quoted fields (lspci.c
+    show_machine), `-rXX` only when the revision is not zero."""
+    out = []
+    for n in _numbers(top):
+        out.append(f"IOMMU Group {n}\n")
+        for d in _members(top, n):
+            rev = f" -r{d.revision:02x}" if d.revision else ""
+            slot = str(d.address) if _domain(top) else d.address.short
+            out.append(f'\t{slot} "{d.class_name} [{d.class_id:04x}]" "{d.vendor_name} [{d.vendor_id:04x}]" '
+                       f'"{d.device_name} [{d.device_id:04x}]"{rev} "" ""\n')
+    return "".join(out)
+
+
 #: name -> (writer, what the format carries: "ids", "class", "names")
 FORMATS = {
     "seed": (seed, {"class_name", "names"}),
@@ -149,4 +188,7 @@ FORMATS = {
     "tree": (tree, set()),
     "pvesh": (pvesh, {"ids", "full_class"}),
     "markdown": (markdown, {"ids", "class", "class_name", "names", "revision"}),
+    "lspci_vmm": (lspci_vmm, {"ids", "full_class", "class_name", "names", "revision"}),
+    "lspci_verbose": (lspci_verbose, {"ids", "class", "class_name", "names", "revision"}),
+    "lspci_mm": (lspci_mm, {"ids", "class", "class_name", "names", "revision"}),
 }

@@ -107,6 +107,26 @@ def test_group_numbers_follow_the_order_devices_are_added(top, override):
 
 @SETTINGS
 @given(machines(), st.data())
+def test_alone_answers_for_a_whole_card_are_true_and_name_every_group_they_change(top, data):
+    dev = data.draw(st.sampled_from(top.devices))
+    card = tuple(sorted(d.address for d in top.devices if d.address.same_slot(dev.address)))
+    advice = make_alone(top, card)
+    if advice.override is None or advice.already_alone:
+        return
+    before = predict_partition(top, parse_override("none"))
+    after = predict_partition(top, advice.override)
+    theirs = {after[a] for a in card}
+    assert not [a for a, n in after.items() if n in theirs and a not in card]
+
+    def mates(part, a):
+        return {b for b, n in part.items() if n == part[a]}
+
+    changed = {a for a in after if a not in card and mates(after, a) != mates(before, a)}
+    assert set(advice.also_affected) == changed
+
+
+@SETTINGS
+@given(machines(), st.data())
 def test_alone_answers_are_true(top, data):
     dev = data.draw(st.sampled_from(top.devices))
     advice = make_alone(top, dev.address)

@@ -4,6 +4,8 @@ gives a model or the reader's own error, nothing else."""
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracles.listing_render import FORMATS
@@ -126,3 +128,35 @@ def test_any_text_gives_a_model_or_the_readers_own_error(lines):
         assert str(e).startswith("fuzz: ")
         return
     assert read.topology.groups
+
+
+#: What people's scripts print before the address on a device line (issue 16 point 1).
+PREFIXES = st.sampled_from(["[{n}] ", "#{i} ", "-> ", "12:03:{i:02d} ", "({n}) ", "{i}. ", "=> ",
+                            "[2024-05-01 12:03:44] "])
+#: Prose that mentions an address; it must stay prose (the address is one of the listing's own:
+#: read as a device it would be listed twice).
+PROSE = st.sampled_from(["I passed {a} through last week", "see {a} for the audio part",
+                         "Note: {a} is the one I want", "the card at {a} (my GPU) works",
+                         "Group 7 has my GPU at {a}, sadly", "", "thanks!"])
+#: Formats whose device lines stand alone under a header line, so a prefix can go before the address.
+DEVICE_LINE = re.compile(r"^(?P<lead>[\s│├└─`\-]*)(?P<addr>(?:[0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ")
+PREFIXABLE = {"seed", "colon_tab", "markdown", "tree", "lspci_mm"}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(top=topologies(), fmt=st.sampled_from(sorted(FORMATS)), data=st.data())
+def test_any_format_with_prefixes_and_prose_around_device_lines_reads_back_the_same_groups(top, fmt, data):
+    write, _ = FORMATS[fmt]
+    out = []
+    for i, line in enumerate(write(top).splitlines()):
+        m = DEVICE_LINE.match(line)
+        if m and fmt in PREFIXABLE and data.draw(st.booleans()):
+            group = top.by_address[PciAddress.parse(m["addr"])].iommu_group
+            prefix = data.draw(PREFIXES).format(n=group, i=i)
+            line = m["lead"] + prefix + line[len(m["lead"]):]
+        out.append(line)
+        if m and data.draw(st.booleans()):
+            out.append(data.draw(PROSE).format(a=data.draw(st.sampled_from(top.devices)).address.short))
+    text = "\n".join(out) + "\n"
+    read = listing.parse(text, fmt, VENDORS.get, set(VENDORS.values()))
+    assert _groups(read.topology) == _groups(top), text

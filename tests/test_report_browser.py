@@ -126,6 +126,18 @@ def test_listing_without_topology_shows_groups_alone(tmp_path):
     assert _groups_shown(_boxes(dom)) == article_listing("article-b550-groups.txt")
 
 
+def test_listing_override_view_says_unknown_and_keeps_todays_groups(tmp_path):
+    # A listing has no config space: the override switch shows no invented prediction.
+    page = tmp_path / "listing.html"
+    assert cli("report", "--listing", str(FIXTURES / "article-b550-groups.txt"), "-o", str(page)).code == 0
+    dom = parse(dump_dom(page, "override=downstream,multifunction"))
+    assert dom.find("body").attrs.get("data-ready") == "1"
+    status = dom.find("section", id="status").text()
+    assert "the groups are unknown: this source holds no config space" in status
+    assert "no group changes" not in status
+    assert _groups_shown(_boxes(dom)) == article_listing("article-b550-groups.txt")
+
+
 def test_page_loads_nothing_from_the_network(b550_page):
     dom_text = dump_dom(b550_page, "device=07:00.0")
     for text in (b550_page.read_text(), dom_text):

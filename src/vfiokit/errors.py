@@ -45,6 +45,9 @@ class ExitCode(enum.IntEnum):
     REMOTE = 13
     #: A bug in vfiokit: an unexpected error, shown as one line with a request to report it.
     INTERNAL = 14
+    #: `groups --predict`: the answer is unknown, the source holds no config space (a pasted
+    #: listing, an API inventory), so no group can be predicted.
+    UNKNOWN = 15
 
 
 class VfiokitError(Exception):

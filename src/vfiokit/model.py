@@ -163,6 +163,12 @@ class Device:
         return self.class_id in (0x0604, 0x0607)
 
     @property
+    def reads_all_ones(self) -> bool:
+        """Its config space reads as all ones (lspci shows `(rev ff)`): the device no longer
+        answers, powered off (D3cold) or fallen off the bus, often after a failed reset."""
+        return self.revision == 0xFF or self.vendor_id == 0xFFFF
+
+    @property
     def ids(self) -> str | None:
         if self.vendor_id is None or self.device_id is None:
             return None

@@ -103,6 +103,18 @@ class PciIds:
         """Every vendor name (to tell the vendor part of a pasted "vendor device" name)."""
         return frozenset(self._tables[0].values())
 
+    def class_of_name(self, name: str) -> int | None:
+        """The 16-bit class id lspci names `name` (its subclass name, unique in pci.ids' class
+        table): plain `lspci` prints the name without `[cccc]`, this gives the number back."""
+        return self._class_ids.get(name)
+
+    @cached_property
+    def _class_ids(self) -> dict[str, int]:
+        names: dict[str, int] = {}
+        for class_id, name in self._tables[3].items():
+            names[name] = -1 if name in names else class_id  # a name two classes share tells neither
+        return {n: c for n, c in names.items() if c >= 0}
+
     def vendor(self, vendor_id: int) -> str | None:
         return self._tables[0].get(vendor_id)
 

@@ -31,7 +31,7 @@ def device_report(top: Topology, predicted_top: Topology, sim: Simulation,
     now = next((g for g in sim.current or () if address in g.members), None)
     then = next((g for g in sim.predicted if address in g.members), None)
     now_level = _level(top, address) if top.groups is not None else "no IOMMU groups today"
-    then_level = _level(predicted_top, address)
+    then_level = None if sim.unknown else _level(predicted_top, address)
     return {
         "address": str(address),
         "current_group": None if now is None else now.number,
@@ -41,5 +41,6 @@ def device_report(top: Topology, predicted_top: Topology, sim: Simulation,
         "changes": change is not None,
         "verdict_now": now_level,
         "verdict_then": then_level,
-        "verdict_changes": now_level != then_level,
+        "verdict_changes": None if sim.unknown else now_level != then_level,
+        "known": sim.unknown is None,
     }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from vfiokit.analyses.acs_override import AcsOverride, effective_override
 from vfiokit.analyses.grouping import groups_of, predict_partition
-from vfiokit.analyses.simulation import prediction_limited
+from vfiokit.analyses.simulation import prediction_limited, prediction_unknown
 from vfiokit.model import Group, PciAddress, Topology
 
 
@@ -33,12 +33,16 @@ class ModelCheck:
     #: One per group the prediction does not reproduce.
     differences: tuple[Difference, ...]
     limited: bool
+    #: Why nothing can be predicted from this source (see `prediction_unknown`); None when it can.
+    unknown: str | None = None
 
 
 def check_model(top: Topology) -> ModelCheck:
     """Predict the groups for the override the host booted with and compare them with the real
     ones, group for group, numbers included."""
     baseline = effective_override(top.host)
+    if (unknown := prediction_unknown(top)) is not None:
+        return ModelCheck(baseline, (), top.groups or (), False, (), prediction_limited(top), unknown)
     part = predict_partition(top, baseline)
     predicted = groups_of(part)
     real = top.groups or ()

@@ -256,9 +256,12 @@ def _member_reasons(m: Member, names: str) -> list[Reason]:
     """The reasons one member adds to the verdict, by its role."""
     a = m.address
     facts = {"device": a.short, "group": str(m.device.iommu_group), "with": names}
+    # Config space reading all ones: nothing of the device answers, so neither the host nor a VM
+    # can use it until it comes back (a power cycle, or a bus rescan after a failed reset).
+    dead = [Reason(Level.ALONE, "all-ones", a, tuple(facts.items()))] if m.device.reads_all_ones else []
     if m.role == BRIDGE:
-        return [Reason(Level.HARMLESS, "bridge", a, tuple(facts.items()))]
-    out = _need_reasons(m, facts)
+        return [*dead, Reason(Level.HARMLESS, "bridge", a, tuple(facts.items()))]
+    out = dead + _need_reasons(m, facts)
     if m.role == TARGET:
         return out + _target_reasons(m.device, facts)
     if m.role == SAME_CARD:

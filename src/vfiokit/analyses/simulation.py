@@ -93,6 +93,9 @@ class Simulation:
     #: Config space beyond 64 bytes was unreadable for some device: only provable splits are shown.
     limited: bool
     notes: tuple[str, ...]
+    #: Why the groups with the override cannot be predicted at all (no config space in the
+    #: source); None when they can. When set, `predicted`, `splits` and `changes` say nothing.
+    unknown: str | None = None
 
 
 def _renumber(top: Topology, part: Partition) -> Partition:
@@ -128,6 +131,16 @@ def missing_config(top: Topology) -> tuple[str, str]:
         return ("this source holds no config space (a pasted listing or an API inventory)",
                 "a snapshot taken as root on the host gives the full answer")
     return "config space beyond 64 bytes was unreadable (not root)", "run as root for the full answer"
+
+
+def prediction_unknown(top: Topology) -> str | None:
+    """Why no group can be predicted from `top`: a source without any config space (a pasted
+    listing, an API inventory) shows no PCIe type and no ACS, and the kernel decides groups from
+    exactly those (pci_device_group -> pci_acs_path_enabled). None when some config space is there."""
+    if top.devices and all(d.config_size is None for d in top.devices):
+        why, fix = missing_config(top)
+        return f"{why}; {fix}"
+    return None
 
 
 def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | None = None,
@@ -179,6 +192,11 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
     limited = prediction_limited(top)
+    if (unknown := prediction_unknown(top)) is not None:
+        # A partition here would come from devices counted as not isolating, not from the
+        # hardware: nothing of it would be a prediction.
+        return Simulation(override, baseline, kernel_support(top.host), top.groups, (), (), (), (), (), (),
+                          limited, (), unknown)
     predicted_part, kept = partition_for(top, override, baseline, facts)
     predicted = groups_of(predicted_part)
     real = _real(top)
@@ -255,7 +273,8 @@ class AloneAdvice:
     already_alone: bool
     #: The smallest override that isolates it; None when none can (see `blockers`).
     override: AcsOverride | None
-    #: Devices whose group changes with that override (the collateral), besides the device itself.
+    #: Devices anywhere on the host whose group changes with that override (the collateral),
+    #: besides the targets: an `id:` override of a port id splits every group below such ports.
     also_affected: tuple[PciAddress, ...]
     #: Why no override can isolate it (when `override` is None), or what limits the answer.
     blockers: tuple[str, ...]
@@ -264,6 +283,11 @@ class AloneAdvice:
     dma_peers: tuple[PciAddress, ...] = ()
     #: False when the answer could not be worked out (config space unreadable).
     known: bool = True
+    #: Every function asked for (a slot `01:00` gives all of its functions); `address` is the first.
+    targets: tuple[PciAddress, ...] = ()
+    #: Other functions of the targets' own card that the override separates from them (Proxmox
+    #: passes a card's functions together: the answer says so, and asking for the slot avoids it).
+    splits_card: tuple[PciAddress, ...] = ()
 
 
 _FULL = "all of downstream, multifunction and the ids around it"
@@ -290,56 +314,77 @@ def _combine(parts: tuple[AcsOverride, ...]) -> AcsOverride:
     return out
 
 
-def make_alone(top: Topology, address: PciAddress, max_options: int = 4) -> AloneAdvice:
-    """The smallest `pcie_acs_override=` that leaves `address` alone in its group: fewest options,
-    then fewest other devices affected, `id:` preferred to the broad options on a tie."""
-    target = top.device(address)
+def _shares(part: Partition, targets: tuple[PciAddress, ...], others: list[Device]) -> list[Device]:
+    """The devices of `others` that share a group with any target in `part`."""
+    theirs = {part[t] for t in targets if t in part}
+    return [o for o in others if part.get(o.address) in theirs]
+
+
+def make_alone(top: Topology, address: PciAddress | tuple[PciAddress, ...], max_options: int = 4) -> AloneAdvice:
+    """The smallest `pcie_acs_override=` that leaves `address` (one function, or every function of a
+    card) with no other device in its group: fewest options, then fewest other devices affected
+    anywhere on the host, `id:` preferred to the broad options on a tie."""
+    targets = (address,) if isinstance(address, PciAddress) else tuple(address)
+    first = targets[0]
+    for t in targets:
+        top.device(t)
     facts = KernelFacts.of(top)
     natural = partition_for(top, NONE, None, facts)[0]
-    if address in top.group_unknown:
-        return AloneAdvice(address, False, None, (), (f"{top.source or 'the source'} shows it outside any "
-                                                      "group: its group is unknown",))
-    if address not in natural:
-        return AloneAdvice(address, False, None, (), ("the kernel gives this device no IOMMU group at all "
-                                                      "(an AMD IOMMU leaves its own function and a few "
-                                                      "others out)",))
-    mates = [top.by_address[a] for a, n in natural.items() if n == natural[address] and a != address]
+    blank = AloneAdvice(first, False, None, (), (), targets=targets)
+    if unknown_group := [t for t in targets if t in top.group_unknown]:
+        return replace(blank, blockers=(f"{top.source or 'the source'} shows {unknown_group[0].short} outside "
+                                        "any group: its group is unknown",))
+    if no_group := [t for t in targets if t not in natural]:
+        return replace(blank, blockers=(f"the kernel gives {no_group[0].short} no IOMMU group at all (an AMD "
+                                        "IOMMU leaves its own function and a few others out)",))
+    others = [d for d in top.devices if d.address not in targets]
+    mates = _shares(natural, targets, others)
     if not mates:
-        return AloneAdvice(address, True, NONE, (), ())
+        return replace(blank, already_alone=True, override=NONE)
     peers = tuple(sorted(m.address for m in mates))
-    involved = {d.address: d for d in (target, *mates)}
+    involved = {d.address: d for d in (*(top.by_address[t] for t in targets), *mates)}
     for d in list(involved.values()):
         for anc in top.ancestors(d.address):
             involved.setdefault(anc.address, anc)
     unknown = [str(a) for a, d in involved.items() if config_unknown(d)]
     if unknown:
         why, fix = missing_config(top)
-        return AloneAdvice(address, False, None, (), (
+        return replace(blank, blockers=(
             f"PCIe type and ACS of {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''} are unknown "
-            f"({why}): whether an override applies cannot be told; {fix}",), peers, known=False)
-    # Only the device's natural group and the bridges above it decide (an override only splits).
+            f"({why}): whether an override applies cannot be told; {fix}",), dma_peers=peers, known=False)
+    # Whether the targets end up alone depends only on their natural group and the bridges above
+    # it (an override only splits): tried on that part. What else the override changes is not:
+    # an `id:` names every port with that id, so each candidate is predicted for the whole host
+    # and compared group by group with the groups without it.
     sub = replace(top, devices=tuple(d for d in top.devices if d.address in involved))
-    sub_natural = predict_partition(sub, NONE, facts)
+    sub_mates = [d for d in mates if d.address in involved]
+    now = _mates(natural)
     atoms = _candidates_atoms(list(involved.values()))
-    best: tuple[tuple[int, int, str], AcsOverride, tuple[PciAddress, ...]] | None = None
+    best: tuple[tuple[int, int, str], AcsOverride, tuple[PciAddress, ...], Partition] | None = None
     for k in range(1, min(max_options, len(atoms)) + 1):
         for combo in combinations(atoms, k):
             o = _combine(combo)
-            part = predict_partition(sub, o, facts)
-            if any(part.get(m.address) == part[address] for m in mates):
+            if _shares(predict_partition(sub, o, facts), targets, sub_mates):
                 continue
-            now, then = _mates(sub_natural), _mates(part)
-            affected = tuple(sorted(a for a in then if a != address and then[a] != now.get(a)))
-            broad = int(o.downstream) + int(o.multifunction)
-            key = (len(affected), broad, str(o))
+            full = partition_for(top, o, None, facts)[0]
+            if _shares(full, targets, others):
+                continue
+            then = _mates(full)
+            affected = tuple(sorted(a for a in then if a not in targets and then[a] != now.get(a)))
+            key = (len(affected), int(o.downstream) + int(o.multifunction), str(o))
             if best is None or key < best[0]:
-                best = (key, o, affected)
+                best = (key, o, affected, full)
         if best is not None:
-            return AloneAdvice(address, False, best[1], best[2], (), peers)
+            _, o, affected, full = best
+            card = [m.address for m in mates if any(m.address.same_slot(t) for t in targets)]
+            split = tuple(a for a in card if not any(full.get(a) == full.get(t) for t in targets))
+            return AloneAdvice(first, False, o, affected, (), peers, targets=targets, splits_card=split)
     everything = _combine(tuple(atoms))
     part = predict_partition(sub, everything, facts)
-    still = [m for m in mates if part.get(m.address) == part[address]]
-    return AloneAdvice(address, False, None, (), _blockers(sub, everything, facts, target, still), peers)
+    still = _shares(part, targets, sub_mates)
+    target = next(top.by_address[t] for t in targets if any(part.get(s.address) == part.get(t) for s in still))
+    still = [s for s in still if part.get(s.address) == part.get(target.address)]
+    return replace(blank, blockers=_blockers(sub, everything, facts, target, still), dma_peers=peers)
 
 
 def _device_words(d: Device) -> str:

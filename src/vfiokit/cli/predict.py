@@ -23,19 +23,20 @@ from vfiokit.render.documents import DEFAULT_OVERRIDE
 @click.option("--device", "devices", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
               help="Show how this device's group and its 'check' verdict change (repeatable).")
 @click.option("--alone", "alone", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
-              help="Find the smallest override that gives this device a group of its own (repeatable).")
+              help="Find the smallest override that gives this device (or every function of a slot, "
+                   "01:00) a group of its own, and show the groups with it (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
+    from vfiokit.analyses.passthrough import parse_targets
     from vfiokit.render import simulation as view
-    from vfiokit.render.documents import default_override, run_simulate
+    from vfiokit.render.documents import run_simulate
 
     targets = [PciAddress.parse(d) for d in devices]
-    alone_targets = [PciAddress.parse(d) for d in alone]
     top = source()
-    if override_text is None:
-        override_text = default_override(top)
+    # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
+    alone_targets = [tuple(parse_targets([text], top)) for text in alone]
     ids = PciIds.system()
     run = run_simulate(top, ids, override_text, targets, alone_targets)
     if as_json:
@@ -43,12 +44,14 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         return
     print_source_header(top)
     sim, reports, advice, notes = run.sim, run.reports, run.advice, run.notes
+    # The answer first: the override each --alone device needs and what it changes; then the
+    # groups with the override shown (the recommended one unless --acs-override names another).
+    for x in advice:
+        print_markup(view.alone_lines(top, x, ids))
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:
         print_markup(view.device_lines(report))
-    for x in advice:
-        print_markup(view.alone_lines(top, x, ids))
     print_markup(view.warning_lines(sim))
     for n in notes:
         note(n)

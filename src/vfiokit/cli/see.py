@@ -9,7 +9,7 @@ import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
-from vfiokit.errors import NoIommu
+from vfiokit.errors import ExitCode, NoIommu
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
@@ -77,7 +77,7 @@ def _predict(top: Topology, as_json: bool) -> None:
 
     check = check_model(top)
     notes = list(top.notes)
-    if check.limited:
+    if check.limited and not check.unknown:
         why, fix = missing_config(top)
         notes.append(f"{why}: devices of unknown PCIe type count as not isolating, so differences may come "
                      f"from that; {fix}")
@@ -85,11 +85,13 @@ def _predict(top: Topology, as_json: bool) -> None:
         from vfiokit.render.envelope import envelope
 
         sys.stdout.write(envelope("groups-predict", top.source, notes, **model_check_json(check)))
-        return
-    print_source_header(top)
-    print_markup(model_check_lines(check))
-    for n in notes:
-        note(n)
+    else:
+        print_source_header(top)
+        print_markup(model_check_lines(check))
+        for n in notes:
+            note(n)
+    if check.unknown:
+        sys.exit(ExitCode.UNKNOWN)
 
 
 @click.command()

@@ -64,17 +64,25 @@ class SimulateRun:
         return envelope("simulate", source, self.notes, **body)
 
 
-def run_simulate(top: Topology, ids: PciIds, override_text: str, targets: Sequence[PciAddress] = (),
-                 alone: Sequence[PciAddress] = ()) -> SimulateRun:
-    """Everything `simulate` prints, for one override."""
+def run_simulate(top: Topology, ids: PciIds, override_text: str | None, targets: Sequence[PciAddress] = (),
+                 alone: Sequence[PciAddress | tuple[PciAddress, ...]] = ()) -> SimulateRun:
+    """Everything `simulate` prints, for one override: `override_text`, else the one the first
+    `alone` answer recommends, else `default_override`. An `alone` item is one function or every
+    function of a card."""
     from vfiokit.analyses.acs_override import parse_override
     from vfiokit.analyses.device_change import device_report
     from vfiokit.analyses.simulation import make_alone, simulate, with_groups
 
-    sim = simulate(top, parse_override(override_text))
+    advice = [make_alone(top, a) for a in alone]
+    recommended = next((x.override for x in advice if x.override is not None and not x.already_alone), None)
+    if override_text is not None:
+        override = parse_override(override_text)
+    else:
+        # The table shows what the answer recommends, not the default.
+        override = recommended if recommended is not None else parse_override(default_override(top))
+    sim = simulate(top, override)
     predicted_top = with_groups(top, sim.predicted)
     reports = [device_report(top, predicted_top, sim, a) for a in targets]
-    advice = [make_alone(top, a) for a in alone]
     notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
     if top.groups is None:
         notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "

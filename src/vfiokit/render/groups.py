@@ -25,6 +25,8 @@ def flags(dev: Device) -> list[str]:
         out.append("boot_vga")
     if dev.physfn is not None:
         out.append("sriov_vf")
+    if dev.reads_all_ones:
+        out.append("reads_all_ones")
     return out
 
 
@@ -96,7 +98,9 @@ def groups_seed(top: Topology, ids: PciIds) -> str:
 #: A line of the human view: text segments with an optional rich style each.
 Line = list[tuple[str, str | None]]
 
-_FLAG_STYLE = {"bridge": ("bridge", "dim"), "boot_vga": ("boot VGA", "magenta"), "sriov_vf": ("SR-IOV VF", "dim")}
+_FLAG_STYLE = {"bridge": ("bridge", "dim"), "boot_vga": ("boot VGA", "magenta"), "sriov_vf": ("SR-IOV VF", "dim"),
+               "reads_all_ones": ("reads all ones (rev ff): powered off or fell off the bus, often after a "
+                                  "failed reset", "red")}
 
 
 def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> list[Line]:

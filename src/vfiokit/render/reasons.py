@@ -119,6 +119,9 @@ _TEXT = {
     "same-card": lambda f: (f"{f['device']} is another function of the same card: pass it along "
                             f"(all functions of {f['slot']})"),
     "leaves-host": _leaves,
+    "all-ones": lambda f: (f"{f['device']} reads as all ones (rev ff): it is powered off or fell off the "
+                           "bus, often after a failed reset; a VM given it gets a dead device (power-cycle "
+                           "the host, or remove it and rescan the bus)"),
 }
 
 

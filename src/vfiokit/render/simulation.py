@@ -40,9 +40,12 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
     changed = {c.address for c in sim.changes if c.separated_from or c.joined_with}
     rows = sorted({*now, *then} & set(top.by_address),
                   key=lambda a: (now.get(a, 1 << 30), then.get(a, 1 << 30), a))
+    if sim.unknown:
+        rows = sorted(top.by_address, key=lambda a: (now.get(a, 1 << 30), a))
     for a in rows:
         style = "yellow" if a in changed else ""
-        cells = [str(now.get(a, "-")), str(then.get(a, "-")), escape(_line(top, ids, a))]
+        predicted = "?" if sim.unknown else str(then.get(a, "-"))
+        cells = [str(now.get(a, "-")), predicted, escape(_line(top, ids, a))]
         table.add_row(*(f"[{style}]{c}[/{style}]" if style else c for c in cells))
     return table
 
@@ -50,6 +53,8 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Table:
 def summary_lines(sim: Simulation) -> list[str]:
     out = [f"[bold]pcie_acs_override={escape(str(sim.override))}[/bold] "
            f"[dim](groups today were formed with: {escape(str(sim.baseline))})[/dim]"]
+    if sim.unknown:
+        return [*out, f"[yellow]the groups with this override are unknown:[/yellow] {escape(sim.unknown)}"]
     for n, pieces in sim.splits:
         out.append(f"group {n} splits into {len(pieces)} groups: "
                    + ", ".join(f"{g.number} ({_shorts(g.members)})" for g in pieces))
@@ -109,8 +114,10 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
         "baseline": str(sim.baseline),
         "kernel_support": {"patched": sim.support.patched, "evidence": sim.support.evidence},
         "limited": sim.limited,
+        "known": sim.unknown is None,
+        "unknown_because": sim.unknown,
         "current": _groups_json(sim.current),
-        "predicted": _groups_json(sim.predicted),
+        "predicted": None if sim.unknown else _groups_json(sim.predicted),
         "splits": [{"current": n, "into": [g.number for g in pieces]} for n, pieces in sim.splits],
         "merges": [{"predicted": g.number, "from": list(olds)} for g, olds in sim.merges],
         "changes": [
@@ -127,14 +134,23 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
 
 
 def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
-    head = f"[bold]{escape(_line(top, ids, advice.address))}[/bold]"
+    targets = advice.targets or (advice.address,)
+    head = "\n".join(f"[bold]{escape(_line(top, ids, a))}[/bold]" for a in targets)
     if advice.already_alone:
         return [head, "  already alone in its IOMMU group without any override"]
     if advice.override is not None:
         lines = [head, f"  smallest override that makes it alone: [bold]pcie_acs_override="
                        f"{escape(str(advice.override))}[/bold]"]
         if advice.also_affected:
-            lines.append(f"  it also changes the groups of: {_shorts(advice.also_affected)}")
+            lines.append(f"  it also changes the groups of {len(advice.also_affected)} other device(s): "
+                         f"{_shorts(advice.also_affected)}")
+        else:
+            lines.append("  it changes no other device's group")
+        if advice.splits_card:
+            slot = targets[0].short[:5]
+            lines.append(f"  [yellow]it also separates {_shorts(targets)} from its own card's other "
+                         f"function(s) {_shorts(advice.splits_card)}: Proxmox passes a card's functions "
+                         f"together; ask for the whole card with --alone {slot}[/yellow]")
         lines.append(f"  [red]assumed, not enforced: {_shorts(advice.dma_peers)} can still reach it by "
                      "peer-to-peer DMA[/red]")
         return lines
@@ -145,11 +161,13 @@ def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
 
 
 def alone_json(advice: AloneAdvice) -> dict[str, Any]:
-    return {"address": str(advice.address), "already_alone": advice.already_alone,
+    return {"address": str(advice.address), "targets": [str(a) for a in advice.targets or (advice.address,)],
+            "already_alone": advice.already_alone,
             "override": None if advice.override is None else str(advice.override),
             "known": advice.known,
             "also_affected": [str(a) for a in advice.also_affected], "blockers": list(advice.blockers),
-            "dma_peers": [str(a) for a in advice.dma_peers]}
+            "dma_peers": [str(a) for a in advice.dma_peers],
+            "splits_card": [str(a) for a in advice.splits_card]}
 
 
 MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, Switchtec NTB), a device "
@@ -158,6 +176,8 @@ MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, S
 
 
 def model_check_lines(check: ModelCheck) -> list[str]:
+    if check.unknown:
+        return [f"[yellow]the groups cannot be predicted from this source:[/yellow] {escape(check.unknown)}"]
     if check.matches:
         return [f"[green]the prediction matches the kernel:[/green] {len(check.real)} groups, "
                 f"numbers included [dim](override: {escape(str(check.override))})[/dim]"]
@@ -179,11 +199,13 @@ def difference_text(d: Difference) -> str:
 
 
 def model_check_json(check: ModelCheck) -> dict[str, Any]:
-    return {"override": str(check.override), "matches": check.matches, "limited": check.limited,
+    return {"override": str(check.override), "known": check.unknown is None,
+            "unknown_because": check.unknown,
+            "matches": None if check.unknown else check.matches, "limited": check.limited,
             "differences": [difference_text(d) for d in check.differences],
             "mismatches": [{"code": d.code, "group": d.group, "members": [str(a) for a in d.members],
                             "predicted": list(d.pieces)} for d in check.differences],
-            "predicted": _groups_json(check.predicted),
+            "predicted": None if check.unknown else _groups_json(check.predicted),
             "real": _groups_json(check.real)}
 
 
@@ -198,6 +220,9 @@ def device_lines(report: dict[str, Any]) -> list[str]:
             return "no group"
         return f"group {number} ({'alone' if not mates else f'with {mates} other(s)'})"
 
+    if not report["known"]:
+        return [f"[bold]{a}[/bold]: {group(now, mates_now)} -> [yellow]? (unknown)[/yellow]",
+                f"  check verdict with the override: unknown (today: {report['verdict_now']})"]
     lines = [f"[bold]{a}[/bold]: {group(now, mates_now)} -> {group(then, mates_then)}"]
     if report["verdict_changes"]:
         lines.append(f"  [yellow]check verdict changes: {report['verdict_now']} -> "

@@ -50,6 +50,7 @@ from vfiokit.sources.listing_text import (
     CUT,
     IDS_AT_END,
     NUMERIC,
+    PREFIXED,
     PROG_IF,
     R15CH13,
     REVISION,
@@ -103,10 +104,12 @@ class Reader:
     """One pass over a listing's lines. Holds the group context and what was read so far."""
 
     def __init__(self, origin: str, vendor_of: Callable[[int], str | None] | None,
-                 vendor_names: Collection[str]) -> None:
+                 vendor_names: Collection[str],
+                 class_of: Callable[[str], int | None] | None = None) -> None:
         self.origin = origin
         #: The file the listing came from ("listing FILE" origins), for errors' `file` field.
         self.file = origin.removeprefix("listing ") if origin.startswith("listing ") else None
+        self.class_of = class_of
         self.vendor_of = vendor_of
         self.vendor_names = vendor_names
         self.devices: dict[PciAddress, _Dev] = {}
@@ -123,6 +126,7 @@ class Reader:
         self.saw_k = False  # a `-k` listing: a device without a driver line has none bound
         self.with_reset_marks = False  # an r15ch13 listing: no [R] means no reset file
         self.record: _Dev | None = None  # the `lspci -vmm` record being read
+        self.classes_from_names = 0
 
     # -- line dispatch -----------------------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class Reader:
         if m := SYSFS_DEVICE.search(text):
             return self.add(n, raw, PciAddress.parse(m["addr"]), int(m["n"]), {})
         m = ADDR_FIRST.match(text)
+        if not m and (p := PREFIXED.match(text)) and not ADDRESS_TOKEN.search(p["prefix"]):
+            m = ADDR_FIRST.match(p["dev"])  # `IOMMU Group 3: [3] 01:00.0 ...`
         if not m:
             return "a group line whose device part is not readable"
         addr = PciAddress.parse(m["addr"])
@@ -308,10 +314,24 @@ class Reader:
                 f["driver"] = ""  # lspci -k / ls-iommu -k print the line only when a driver is bound
             if not self.with_reset_marks:
                 f.pop("has_reset", None)
+            # Plain `lspci` prints the class name without `[cccc]`; the name is pci.ids' own, so its
+            # number comes back from the same table (the programming interface does not).
+            class_id = (self.class_of(str(f["class_name"])) if f.get("class_code") is None
+                        and f.get("class_name") and self.class_of is not None else None)
+            if class_id is not None:
+                f["class_code"] = class_id << 8
+                self.classes_from_names += 1
             devices.append(Device(address=addr, **f))  # type: ignore[arg-type]
             if d.fields.get("iommu_group") is not None:
                 members.setdefault(int(d.fields["iommu_group"]), []).append(addr)  # type: ignore[call-overload]
         empty = sorted(set(self.headers) - set(members))
+        if not members and self.headers:
+            first = min(self.headers.values())
+            looked = next((s for s in self.skipped if ADDRESS_TOKEN.search(ANSI.sub("", s.text))), None)
+            seen = f"; the first line that looked like a device: {looked}" if looked else \
+                "; no line under them holds a PCI address"
+            raise BadInput(f"{self.origin}: {len(self.headers)} IOMMU group header(s) found (the first "
+                           f"at line {first}) but no device line was read under them{seen}")
         if not members:
             where = f" ({len(devices)} device lines, none under a group)" if devices else ""
             raise BadInput(f"{self.origin}: no IOMMU group found{where}; expected lines such as "
@@ -342,6 +362,9 @@ class Reader:
         no_class = sum(1 for d in devices if d.class_code is None)
         if no_class:
             notes.append(f"class codes unknown for {no_class} of {len(devices)} devices")
+        if self.classes_from_names:
+            notes.append(f"class codes of {self.classes_from_names} device(s) read from their class names "
+                         "(pci.ids' class table; the programming interface is unknown)")
         ungrouped = [d for d in devices if d.iommu_group is None and d.address not in self.in_no_group]
         if ungrouped:
             notes.append(f"{len(ungrouped)} device(s) listed outside any group, group unknown: "
@@ -360,10 +383,12 @@ class Reader:
 
 def parse(text: str, origin: str = "listing",
           vendor_of: Callable[[int], str | None] | None = None,
-          vendor_names: Collection[str] = ()) -> ListingRead:
+          vendor_names: Collection[str] = (),
+          class_of: Callable[[str], int | None] | None = None) -> ListingRead:
     """Read a pasted listing. `vendor_of`/`vendor_names` (from pci.ids) only split "vendor device"
-    names; groups, addresses, ids and classes never depend on them. Raises BadInput only."""
-    reader = Reader(origin, vendor_of, vendor_names)
+    names; `class_of` gives the class number of a class name printed without `[cccc]`; groups,
+    addresses and ids never depend on them. Raises BadInput only."""
+    reader = Reader(origin, vendor_of, vendor_names, class_of)
     for number, raw in enumerate(text.splitlines(), 1):
         try:
             reader.line(number, raw)
@@ -380,7 +405,7 @@ def parse_with_pciids(text: str, origin: str) -> ListingRead:
     from vfiokit.pciids import PciIds
 
     ids = PciIds.system()
-    return parse(text, origin, ids.vendor, ids.vendor_names())
+    return parse(text, origin, ids.vendor, ids.vendor_names(), ids.class_of_name)
 
 
 def load(path: str) -> Topology:

@@ -30,6 +30,7 @@ from vfiokit.sources.listing_text import (
     KMOD_LINE,
     MARKDOWN_ROW,
     OTHER_K_LINE,
+    PREFIXED,
     PROC_VERSION,
     PROMPT,
     PVESH_BORDER,
@@ -220,8 +221,12 @@ def group_line(r: Reader, ln: Line) -> object:
     if HEADER_TRAIL.match(rest):
         return r.header(ln.n, int(m["n"]))
     if ADDRESS_TOKEN.search(rest) or rest.startswith("["):
-        r.group = int(m["n"])  # r15ch13 continues a group on lines without the prefix
-        return r.device(ln.n, ln.raw, rest, r.group)
+        before, r.group = r.group, int(m["n"])  # r15ch13 continues a group on lines without the prefix
+        read = r.device(ln.n, ln.raw, rest, r.group)
+        if isinstance(read, str) and rest[:1].isalpha():
+            r.group = before  # prose (`Group 13 has my GPU at 01:00.0`) opens no group
+            return NOT_MINE
+        return read
     if bad := out_of_range(rest):
         r.header(ln.n, int(m["n"]))
         return bad
@@ -262,6 +267,20 @@ def detail_line(r: Reader, ln: Line) -> object:
     """A detail line that tells nothing we keep: `DeviceName: Onboard IGD`, `USB: ...`, `total 0`."""
     text = ln.text
     return None if OTHER_K_LINE.match(text) or USB_LINE.match(text) or SYSFS_NOISE.match(text) else NOT_MINE
+
+
+def prefixed_device(r: Reader, ln: Line) -> object:
+    """A device line behind a short prefix, under a group header: `[3] 01:00.0 VGA ...`,
+    `#12 0000:01:00.0 ...`, `-> 01:00.0 ...`, `12:03:44 01:00.0 ...`, `(0) 00:01.0 Host bridge ...`.
+
+    Read before `prompt` and `comment`, which would take `#12 ...` for a heading. Outside a group,
+    or when the prefix holds a word (`see 01:00.0 for the GPU`), the line stays prose."""
+    m = PREFIXED.match(ln.text)
+    if (r.group is None or not m or ADDRESS_TOKEN.search(m["prefix"]) or ADDR_FIRST.match(ln.text)
+            or R15CH13.match(ln.text)):  # `[vvvv:dddd]` before the address is r15ch13's, read below
+        return NOT_MINE
+    read = r.device(ln.n, ln.raw, m["dev"], r.group)
+    return NOT_MINE if isinstance(read, str) else read  # `(01:00.2 was here)` stays prose
 
 
 def prompt(r: Reader, ln: Line) -> object:
@@ -334,5 +353,5 @@ def leftover(r: Reader, ln: Line) -> object:
 KINDS: tuple[Matcher, ...] = (
     blank, vmm_field, flags_group, fence, expected_cmdline, expected_release, sysfs_device,
     sysfs_group_dir, tree_number, group_line, driver_line, modules_line, subsystem_line, detail_line,
-    prompt, comment, device_line, symlink, command, cmdline, uname, leftover,
+    prefixed_device, prompt, comment, device_line, symlink, command, cmdline, uname, leftover,
 )

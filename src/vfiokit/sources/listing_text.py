@@ -30,6 +30,11 @@ SYSFS_GROUP_DIR = re.compile(r"/sys/kernel/iommu_groups/(?P<n>\d+)(?:/devices)?/
 SYSFS_DEVICE = re.compile(rf"/sys/kernel/iommu_groups/(?P<n>\d+)/devices/(?P<addr>{_ADDR})\b")
 BARE_NUMBER = re.compile(r"^(?P<n>\d+)/?$")
 SYMLINK = re.compile(rf"(?P<addr>{_ADDR})\s*->\s*\S+")
+#: A device line behind a short prefix without letters, as people's scripts print them: a counter,
+#: the group in brackets or parentheses, a bullet, an arrow, a timestamp (`[3] 01:00.0 VGA ...`,
+#: `#12 0000:01:00.0 ...`, `-> 01:00.0 ...`, `12:03:44 01:00.0 ...`, ` (0) 00:01.0 ...`). A letter
+#: in the prefix makes it prose (`see 01:00.0 for the GPU`).
+PREFIXED = re.compile(rf"^(?P<prefix>[^A-Za-z]{{1,24}}?)(?<![\w:.])(?P<dev>{_ADDR}(?![\w:]).*)$")
 ADDR_FIRST = re.compile(rf"^(?P<addr>{_ADDR})(?![\w:])\s*(?P<rest>.*)$")
 #: Shaped like an address at the start of a line but maybe out of range (device 0x20, function 8):
 #: a typo to report with its line, not prose to pass over.

@@ -244,11 +244,14 @@ def _hex(value: Any, where: str) -> int | None:
     try:
         return int(str(value), 16)
     except ValueError:
-        raise BadInput(f"{where}: '{value}' is not a hex number") from None
+        raise RemoteError(f"{where}: '{value}' is not a hex number") from None
 
 
 def topology_from_pci(items: list[dict[str, Any]], node: str, host: str = "") -> Topology:
-    """The Topology of one node from its `/hardware/pci` answer (with an empty class blacklist)."""
+    """The Topology of one node from its `/hardware/pci` answer (with an empty class blacklist).
+
+    An item the API never gives (no id, no group, a class that is not hex) is the server's fault,
+    not the user's: RemoteError (exit 13), as for any other unexpected answer."""
     devices = []
     groups: dict[int, list[PciAddress]] = {}
     for n, it in enumerate(items):
@@ -257,10 +260,10 @@ def topology_from_pci(items: list[dict[str, Any]], node: str, host: str = "") ->
             addr = PciAddress.parse(str(it["id"]))
             group = int(it["iommugroup"])
         except KeyError as e:
-            raise BadInput(f"{where}: missing '{e.args[0]}'") from None
+            raise RemoteError(f"{where}: missing '{e.args[0]}'") from None
         except (BadInput, ValueError, TypeError):
-            raise BadInput(f"{where}: unreadable id or iommugroup ({it.get('id')!r}, "
-                           f"{it.get('iommugroup')!r})") from None
+            raise RemoteError(f"{where}: unreadable id or iommugroup ({it.get('id')!r}, "
+                              f"{it.get('iommugroup')!r})") from None
         if group >= 0:
             groups.setdefault(group, []).append(addr)
         devices.append(Device(

@@ -68,7 +68,7 @@ function view(s) {
     sim = D.simulate[s.override];
   }
   const groupOf = new Map();
-  if (sim) {
+  if (sim && sim.predicted) {  // null when the source has no config space: unknown, today's drawn
     for (const g of sim.predicted) for (const a of g.devices) groupOf.set(a, g.number);
   } else {
     for (const g of D.groups.groups) for (const d of g.devices) groupOf.set(d.address, g.number);
@@ -195,6 +195,11 @@ function drawStatus(s, v) {
     return;
   }
   const sim = v.sim;
+  if (sim.known === false) {
+    st.append(el("p", { class: "warn" }, "With ", el("code", {}, "pcie_acs_override=" + sim.override),
+      " the groups are unknown: " + sim.unknown_because + ". The groups drawn are today's."));
+    return;
+  }
   const p = el("p", {}, "Predicted with ", el("code", {}, "pcie_acs_override=" + sim.override),
     ` (groups today were formed with: ${sim.baseline}): ${sim.predicted.length} groups.`);
   st.append(p);
@@ -224,7 +229,8 @@ function drawDetails(s, v) {
   const out = [el("h3", {}, short(d.address) + " " + devName(d))];
   const now = d.iommu_group, then = v.groupOf.get(d.address);
   out.push(el("p", {}, now === null ? "In no IOMMU group." : `IOMMU group ${now} today` +
-    (v.sim ? `; group ${then} predicted with pcie_acs_override=${v.sim.override}.` : ".")));
+    (!v.sim ? "." : v.sim.known === false ? `; unknown with pcie_acs_override=${v.sim.override}.`
+      : `; group ${then} predicted with pcie_acs_override=${v.sim.override}.`)));
   const c = D.checks[d.address];
   if (!c) {
     out.push(el("p", { class: "muted" }, d.flags.includes("bridge")
