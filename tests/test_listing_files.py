@@ -128,3 +128,18 @@ def test_groups_cli_on_a_listing_says_what_is_unknown():
     assert "  00:1f.2 SATA controller [0106]: Intel Corporation 9 Series Chipset Family SATA Controller " \
            "[AHCI Mode] [8086:8c82]" in r.out
     assert "no config space" in r.err and "drivers are unknown" in r.err
+
+
+def test_a_line_longer_than_the_documented_cap_is_refused_with_its_number():
+    long = "01:00.0 VGA compatible controller: " + "x" * listing.MAX_LINE
+    r = cli("groups", "--listing", "-", stdin=f"IOMMU Group 1\n{long}\n")
+    assert r.code == 3, r.err
+    assert f"line 2 is {len(long)} characters long; a listing line holds at most 4096" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_a_line_kept_out_keeps_a_short_text():
+    text = "IOMMU Group 1\n01:00.0 VGA: NVIDIA GP104 [10de:1b81]\n" + "seen at 02:00.0 " + "y" * 3000 + "\n"
+    read = listing.parse(text, "paste")
+    assert [s.line for s in read.skipped] == [3]
+    assert len(read.skipped[0].text) == listing.KEPT_TEXT

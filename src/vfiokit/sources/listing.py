@@ -32,9 +32,10 @@ group is `BadInput`.
 from __future__ import annotations
 
 import codecs
+import gc
 import re
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from vfiokit.errors import BadInput
@@ -60,6 +61,15 @@ from vfiokit.sources.listing_text import (
     out_of_range,
     split_names,
 )
+
+#: The longest line a listing may hold, in characters. The widest real line (`lspci -nnk -vv`'s
+#: capability dumps, a pvesh table of long names) is a few hundred; a longer one is not a listing.
+MAX_LINE = 4096
+#: What a kept-out line keeps of its text (`Skipped.text`): notes show 70 characters, so a paste of
+#: a million unreadable lines holds a million short strings, not the whole paste twice.
+KEPT_TEXT = 200
+#: How many distinct "vendor device" texts the reader remembers the split of.
+NAMES_KEPT = 4096
 
 # --- the result -----------------------------------------------------------------------------------
 
@@ -121,20 +131,27 @@ class Reader:
         self.saw_k = False  # a `-k` listing: a device without a driver line has none bound
         self.with_reset_marks = False  # an r15ch13 listing: no [R] means no reset file
         self.record: _Dev | None = None  # the `lspci -vmm` record being read
+        # split_names by (text, vendor id): a listing repeats the same few names on many lines.
+        self.names: dict[tuple[str, int | None], tuple[str | None, str | None]] = {}
 
     # -- line dispatch -----------------------------------------------------------------------------
 
     def line(self, number: int, raw: str) -> None:
+        if len(raw) > MAX_LINE:
+            raise BadInput(f"{self.origin}: line {number} is {len(raw)} characters long; a listing line "
+                           f"holds at most {MAX_LINE} (is this the output of an IOMMU listing?)")
         made = self._line(number, raw)
+        if made is True:
+            return
         # Every line holding an address is accounted for: a device, or reported with its reason.
-        text = ANSI.sub("", raw)
-        if made is not True and (ADDRESS_TOKEN.search(text) or (made and out_of_range(clean(raw)[0]))):
-            self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw))
+        text = ANSI.sub("", raw) if "\x1b" in raw else raw
+        if ADDRESS_TOKEN.search(text) or (made and out_of_range(clean(raw)[0])):
+            self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw[:KEPT_TEXT]))
 
     def _line(self, n: int, raw: str) -> bool | str | None:
         """Read one line with the first kind of `listing_lines` that claims it. True: it gave a
         device; a string: why a line with an address was not read."""
-        stripped = ANSI.sub("", raw).strip()
+        stripped = (ANSI.sub("", raw) if "\x1b" in raw else raw).strip()
         ln = Line(n, raw, stripped)
         for kind in RAW_KINDS:
             if (result := kind(self, ln)) is not NOT_MINE:
@@ -209,7 +226,7 @@ class Reader:
             return True
         cut = CUT.search(rest)
         if cut:
-            self.cut.append(Skipped(n, "cut short, what follows is unknown", raw))
+            self.cut.append(Skipped(n, "cut short, what follows is unknown", raw[:KEPT_TEXT]))
             rest = rest[:cut.start()].rstrip()
         prog_if = None
         if m := PROG_IF.search(rest):
@@ -233,8 +250,13 @@ class Reader:
         if ids := IDS_AT_END.search(names):
             fields["vendor_id"], fields["device_id"] = int(ids["v"], 16), int(ids["d"], 16)
             names = names[:ids.start()]
-        vendor, device = split_names(names, fields.get("vendor_id"),  # type: ignore[arg-type]
-                                      self.vendor_of, self.vendor_names)
+        key = (names, fields.get("vendor_id"))
+        split = self.names.get(key)  # type: ignore[arg-type]
+        if split is None:
+            split = split_names(names, key[1], self.vendor_of, self.vendor_names)  # type: ignore[arg-type]
+            if len(self.names) < NAMES_KEPT:
+                self.names[key] = split  # type: ignore[index]
+        vendor, device = split
         fields["vendor_name"], fields["device_name"] = vendor, device
         return True
 
@@ -284,7 +306,10 @@ class Reader:
     def topology(self) -> tuple[Topology, dict[PciAddress, int]]:
         devices = []
         members: dict[int, list[PciAddress]] = {}
-        for addr, d in sorted(self.devices.items()):
+        # Sorted on the address's fields (the order PciAddress compares in): a key is one tuple per
+        # device where the dataclass's __lt__ would build two per comparison.
+        for addr, d in sorted(self.devices.items(), key=lambda item: (
+                item[0].domain, item[0].bus, item[0].slot, item[0].function)):
             f = dict(d.fields)
             f.pop("prog_if", None)  # a ProgIf line without a class code: nowhere to keep it
             if self.saw_k and "driver" not in f:
@@ -347,10 +372,30 @@ def parse(text: str, origin: str = "listing",
     """Read a pasted listing. `vendor_of`/`vendor_names` (from pci.ids) only split "vendor device"
     names; groups, addresses, ids and classes never depend on them. Raises BadInput only."""
     reader = Reader(origin, vendor_of, vendor_names)
-    for number, raw in enumerate(text.splitlines(), 1):
-        reader.line(number, raw)
-    top, lines = reader.topology()
+    # The reader makes only acyclic objects (a few per line): the cyclic collector would walk all
+    # of them again and again as they pile up, which made a 1,000,000-line listing quadratic.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for number, raw in enumerate(_lines(text), 1):
+            reader.line(number, raw)
+        top, lines = reader.topology()
+    finally:
+        if collecting:
+            gc.enable()
     return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
+
+
+def _lines(text: str) -> Iterator[str]:
+    """`text.splitlines()` one line at a time: a 99 MB paste is not copied into a list of lines."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        # splitlines also ends a line at \r, \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029.
+        yield from text[start:end + 1].splitlines()
+        start = end + 1
 
 
 def parse_with_pciids(text: str, origin: str) -> ListingRead:
