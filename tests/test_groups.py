@@ -187,3 +187,10 @@ def test_every_command_is_listed_and_has_help():
         assert f"  {name} " in listing
         r = cli(name, "--help")
         assert r.code == 0 and r.out.startswith(f"Usage: vfiokit {name}")
+
+
+def test_json_piped_is_one_compact_line_that_reads_back():
+    r = cli("groups", "--sample", "asus-tuf-b550-plus", "--json")
+    assert r.code == 0, r.err
+    assert r.out.count("\n") == 1 and '","schema":1,' in r.out
+    assert json.loads(r.out)["kind"] == "groups"
