@@ -111,6 +111,15 @@ class PveApi:
         self._api = ProxmoxAPI(creds.host, user=user, token_name=name, token_value=creds.secret,
                                verify_ssl=creds.verify, timeout=creds.timeout, service="PVE")
 
+    def allow_parallel(self, requests: int) -> None:
+        """Keep up to `requests` connections open at once: requests' default pool keeps 10, and
+        urllib3 warns on standard error for each connection it has to drop past them."""
+        session = getattr(self._api, "_store", {}).get("session")
+        if session is not None and requests > 10:
+            from requests.adapters import HTTPAdapter
+
+            session.mount("https://", HTTPAdapter(pool_maxsize=requests))
+
     def call(self, method: str, path: str, **params: Any) -> Any:
         what = f"{method} {path}"
         try:
@@ -222,10 +231,19 @@ class NodeResult:
     error: VfiokitError | None = None
 
 
+#: How many nodes `inventory` asks at once. Each question waits on the network (the GIL is released),
+#: so a cluster answers in about one node's latency up to this many nodes; Proxmox clusters past
+#: 32 nodes are rare, and beyond it the API proxy (pveproxy) would queue the requests anyway.
+MAX_PARALLEL_NODES = 32
+
+
 def inventory(api: PveApi, nodes: list[str], progress: Callable[[str, NodeResult], None] | None = None,
-              workers: int = 4) -> list[NodeResult]:
+              workers: int = MAX_PARALLEL_NODES) -> list[NodeResult]:
     """Every node's topology, asked in parallel; a node that fails is a result with its error."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    workers = max(1, min(workers, len(nodes)))
+    api.allow_parallel(workers)
 
     def one(node: str) -> NodeResult:
         try:
@@ -234,7 +252,7 @@ def inventory(api: PveApi, nodes: list[str], progress: Callable[[str, NodeResult
             return NodeResult(node, error=e)
 
     results: dict[str, NodeResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(nodes)))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(one, n): n for n in nodes}
         for fut in as_completed(futures):
             r = fut.result()
