@@ -99,7 +99,7 @@ class Acs:
     ctrl: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Device:
     """One PCI function as a source saw it. `None` means "the source could not tell"."""
 
@@ -175,7 +175,7 @@ class Device:
         return f"{self.subsystem_vendor_id:04x}:{self.subsystem_device_id:04x}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     """An IOMMU group: its number and its members' addresses, in address order."""
 
