@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import codecs
 import gc
+import io
 import re
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from vfiokit.errors import BadInput
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
@@ -371,13 +373,20 @@ def parse(text: str, origin: str = "listing",
           vendor_names: Collection[str] = ()) -> ListingRead:
     """Read a pasted listing. `vendor_of`/`vendor_names` (from pci.ids) only split "vendor device"
     names; groups, addresses, ids and classes never depend on them. Raises BadInput only."""
+    return parse_lines(_lines(text), origin, vendor_of, vendor_names)
+
+
+def parse_lines(lines: Iterable[str], origin: str = "listing",
+                vendor_of: Callable[[int], str | None] | None = None,
+                vendor_names: Collection[str] = ()) -> ListingRead:
+    """`parse` over lines as `str.splitlines` gives them, taken one at a time."""
     reader = Reader(origin, vendor_of, vendor_names)
     # The reader makes only acyclic objects (a few per line): the cyclic collector would walk all
     # of them again and again as they pile up, which made a 1,000,000-line listing quadratic.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for number, raw in enumerate(_lines(text), 1):
+        for number, raw in enumerate(lines, 1):
             reader.line(number, raw)
         top, lines = reader.topology()
     finally:
@@ -398,25 +407,40 @@ def _lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
-def parse_with_pciids(text: str, origin: str) -> ListingRead:
-    """`parse` with the system's pci.ids to tell vendor names from device names."""
+def parse_with_pciids(text: str | Iterable[str], origin: str) -> ListingRead:
+    """`parse` (or `parse_lines`, given lines) with the system's pci.ids to tell vendor names from
+    device names."""
     from vfiokit.pciids import PciIds
 
     ids = PciIds.system()
-    return parse(text, origin, ids.vendor, ids.vendor_names())
+    lines = _lines(text) if isinstance(text, str) else text
+    return parse_lines(lines, origin, ids.vendor, ids.vendor_names())
+
+
+def _file_lines(f: BinaryIO, path: str) -> Iterator[str]:
+    """The lines of a listing file as `str.splitlines` gives them, decoded as they are read: a 99 MB
+    paste is never held whole, neither as bytes nor as text."""
+    head = f.read(4)
+    f.seek(0)
+    # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    text = io.TextIOWrapper(f, encoding="utf-16" if utf16 else "utf-8-sig", errors="replace", newline="")
+    first = True
+    for chunk in text:
+        if first:
+            chunk, first = chunk.removeprefix("\ufeff"), False
+        if "\x00" in chunk:
+            raise BadInput(f"{path}: not a text listing (binary data)")
+        yield from chunk.splitlines()
 
 
 def load(path: str) -> Topology:
     """Read a listing file (`-`: standard input); BadInput names the file when it cannot be read."""
     try:
-        if path == "-":
-            text, origin = sys.stdin.read(), "listing <stdin>"
-        else:
+        if path != "-":
             with open(path, "rb") as f:
-                data, origin = f.read(), f"listing {path}"
-            # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
-            utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-            text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
+                return parse_with_pciids(_file_lines(f, path), f"listing {path}").topology
+        text, origin = sys.stdin.read(), "listing <stdin>"
     except OSError as e:
         raise BadInput(f"{path}: cannot read listing ({e.strerror})") from None
     text = text.removeprefix("\ufeff")
