@@ -126,7 +126,7 @@ def main() -> int:
         tty_time, _ = best([*VFIOKIT, "groups", "--root", str(tree)], rep, tty=True)
         t.ratio(f"groups on a terminal, {big:,}", f"{tty_time:.3f} s", f"piped {g_time:.3f} s", tty_time / g_time,
                 "<= 1.5", tty_time / g_time <= 1.5)
-        c_time, _ = best([*VFIOKIT, "check", "0000:01:00.0", "--root", str(tree)], rep)
+        c_time, _ = best([*VFIOKIT, "check", "0000:03:00.0", "--root", str(tree)], rep)
         t.ratio(f"check, {big:,}", f"{c_time:.3f} s", "budget 0.5 s", c_time / 0.5, "<= 1", c_time < 0.5)
 
         small_tree = materialize(capture_of(bench_groups.machine(small)), tmp / "small")
