@@ -143,3 +143,19 @@ def test_a_line_kept_out_keeps_a_short_text():
     read = listing.parse(text, "paste")
     assert [s.line for s in read.skipped] == [3]
     assert len(read.skipped[0].text) == listing.KEPT_TEXT
+
+
+def test_more_devices_than_a_pci_domain_is_refused_with_the_limit(monkeypatch):
+    monkeypatch.setattr(listing, "MAX_DEVICES", 2)
+    text = "IOMMU Group 1\n01:00.0 VGA: A\n01:00.1 Audio: B\n02:00.0 USB: C\n"
+    r = cli("groups", "--listing", "-", stdin=text)
+    assert r.code == 3, r.err
+    assert "line 4: more than 2 devices, a whole PCI domain" in r.err
+
+
+def test_lines_kept_out_past_the_limit_are_counted_in_one_note(monkeypatch):
+    monkeypatch.setattr(listing, "MAX_KEPT_OUT", 2)
+    text = "IOMMU Group 1\n01:00.0 VGA: A\n" + "".join(f"see 0{i}:00.0 here\n" for i in range(2, 7))
+    read = listing.parse(text, "paste")
+    assert [s.line for s in read.skipped] == [3, 4]
+    assert "3 more lines holding an address kept out (only the first 2 are listed)" in read.topology.notes

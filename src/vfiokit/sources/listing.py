@@ -70,6 +70,13 @@ MAX_LINE = 4096
 #: What a kept-out line keeps of its text (`Skipped.text`): notes show 70 characters, so a paste of
 #: a million unreadable lines holds a million short strings, not the whole paste twice.
 KEPT_TEXT = 200
+#: The most devices a listing may hold: a whole PCI domain (256 buses x 32 devices x 8 functions).
+#: The largest real hosts have a few thousand; past this a paste is not one machine's listing, and
+#: modelling it would take about 1 KB of memory per device.
+MAX_DEVICES = 65536
+#: Lines kept out that are remembered one by one (`ListingRead.skipped`, one note each); the rest
+#: are counted in one note.
+MAX_KEPT_OUT = 1000
 #: How many distinct "vendor device" texts the reader remembers the split of.
 NAMES_KEPT = 4096
 
@@ -124,6 +131,7 @@ class Reader:
         self.group: int | None = None
         self.last: _Dev | None = None
         self.skipped: list[Skipped] = []
+        self.more_kept_out = 0  # lines kept out past MAX_KEPT_OUT
         self.cut: list[Skipped] = []
         self.in_no_group: set[PciAddress] = set()  # pvesh's iommugroup -1: known to have none
         self.cmdline: str | None = None
@@ -148,6 +156,9 @@ class Reader:
         # Every line holding an address is accounted for: a device, or reported with its reason.
         text = ANSI.sub("", raw) if "\x1b" in raw else raw
         if ADDRESS_TOKEN.search(text) or (made and out_of_range(clean(raw)[0])):
+            if len(self.skipped) >= MAX_KEPT_OUT:
+                self.more_kept_out += 1
+                return
             self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw[:KEPT_TEXT]))
 
     def _line(self, n: int, raw: str) -> bool | str | None:
@@ -266,6 +277,9 @@ class Reader:
         if addr in self.devices:
             raise BadInput(f"{self.origin}: line {n}: {addr} is listed twice "
                            f"(first at line {self.devices[addr].line}); one listing per paste")
+        if len(self.devices) >= MAX_DEVICES:
+            raise BadInput(f"{self.origin}: line {n}: more than {MAX_DEVICES} devices, a whole PCI domain; "
+                           f"a listing holds one machine's devices")
         fields["iommu_group"] = group
         dev = _Dev(n, fields)
         self.devices[addr] = dev
@@ -365,6 +379,9 @@ class Reader:
             notes.append(f"line {self.headers[number]}: group {number} has no readable device, left out")
         notes.extend(str(s) for s in self.cut)
         notes.extend(str(s) for s in self.skipped if not s.reason.startswith(("a comment", "a shell")))
+        if self.more_kept_out:
+            notes.append(f"{self.more_kept_out} more lines holding an address kept out (only the first "
+                         f"{MAX_KEPT_OUT} are listed)")
         return tuple(notes)
 
 
