@@ -66,7 +66,7 @@ from vfiokit.sources.listing_text import (
 
 #: The longest line a listing may hold, in characters. The widest real line (`lspci -nnk -vv`'s
 #: capability dumps, a pvesh table of long names) is a few hundred; a longer one is not a listing.
-MAX_LINE = 4096
+MAX_LINE = 16384
 #: What a kept-out line keeps of its text (`Skipped.text`): notes show 70 characters, so a paste of
 #: a million unreadable lines holds a million short strings, not the whole paste twice.
 KEPT_TEXT = 200
@@ -286,6 +286,34 @@ class Reader:
         self.last = dev
         return True
 
+    def _markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
+        """One row of `groups --format markdown`."""
+        fields: dict[str, object] = {}
+        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
+        if text and not self._lspci(n, raw, text, fields):
+            return "the device text after the address is not readable"
+        if m["driver"] != "?":
+            self.saw_k = True
+            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
+        addr = PciAddress.parse(m["addr"])
+        if m["group"] == "none":
+            self.in_no_group.add(addr)
+        return self._add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
+
+    def markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
+        """One row of `groups --format markdown`."""
+        fields: dict[str, object] = {}
+        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
+        if text and not self._lspci(n, raw, text, fields):
+            return "the device text after the address is not readable"
+        if m["driver"] != "?":
+            self.saw_k = True
+            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
+        addr = PciAddress.parse(m["addr"])
+        if m["group"] == "none":
+            self.in_no_group.add(addr)
+        return self.add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
+
     # -- pvesh -------------------------------------------------------------------------------------
 
     def pvesh_row(self, n: int, text: str) -> bool | str | None:
@@ -404,12 +432,16 @@ def parse_lines(lines: Iterable[str], origin: str = "listing",
     gc.disable()
     try:
         for number, raw in enumerate(lines, 1):
-            reader.line(number, raw)
-        top, lines = reader.topology()
+            try:
+                reader.line(number, raw)
+            except ValueError:
+                # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
+                raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads") from None
+        top, line_of = reader.topology()
     finally:
         if collecting:
             gc.enable()
-    return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
+    return ListingRead(top, line_of, tuple(reader.skipped), tuple(reader.cut))
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -457,7 +489,16 @@ def load(path: str) -> Topology:
         if path != "-":
             with open(path, "rb") as f:
                 return parse_with_pciids(_file_lines(f, path), f"listing {path}").topology
-        text, origin = sys.stdin.read(), "listing <stdin>"
+        # Bytes, decoded below like a file: the locale's strict UTF-8 would fail on a paste
+        # with one stray Latin-1 byte (a test's StringIO has no buffer: already text).
+        raw_in = getattr(sys.stdin, "buffer", None)
+        data, origin = (raw_in.read() if raw_in is not None else sys.stdin.read()), "listing <stdin>"
+        if isinstance(data, str):
+            text = data
+        else:
+            # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
+            utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+            text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
     except OSError as e:
         raise BadInput(f"{path}: cannot read listing ({e.strerror})") from None
     text = text.removeprefix("\ufeff")
