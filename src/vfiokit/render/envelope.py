@@ -15,11 +15,11 @@ SCHEMA = 1
 
 
 def dumps(data: dict[str, Any]) -> str:
-    """Indented for a person on a terminal; compact for a program, through json's C encoder
+    """Indented for a person on a terminal; one line for a program, through json's C encoder
     (`indent` makes json fall back to its pure-Python encoder: 4x slower on 50,000 devices)."""
     if sys.stdout.isatty():
-        return dumps(data)
-    return json.dumps(data, separators=(",", ":")) + "\n"
+        return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data) + "\n"
 
 
 def envelope(kind: str, source: str, notes: tuple[str, ...] | list[str], **body: Any) -> str:
