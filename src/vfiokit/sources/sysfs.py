@@ -62,7 +62,8 @@ def _device_entry(devdir: str, relpath: str, addr: str, entries: set[str], notes
             with contextlib.suppress(OSError):
                 links[name] = os.path.basename(os.readlink(f"{devdir}/{name}"))
     if as_bytes:  # modelled at once (cap.config_bytes): no hex and back for each device
-        packed: dict[str, Any] = {cap.CONFIG_BYTES: config}
+        # Without the trailing zeros, as in the hex form: 4 KB a device would be 40 MB at 10,000.
+        packed: dict[str, Any] = {cap.CONFIG_BYTES: None if config is None else (config.rstrip(b"\0"), len(config))}
     else:
         packed = cap.pack_config(config) if config is not None else {"config": None, "config_size": None}
     return {"path": relpath, "attrs": attrs, "links": links,
