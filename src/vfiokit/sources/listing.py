@@ -350,10 +350,7 @@ class Reader:
     def topology(self) -> tuple[Topology, dict[PciAddress, int]]:
         devices = []
         members: dict[int, list[PciAddress]] = {}
-        # Sorted on the address's fields (the order PciAddress compares in): a key is one tuple per
-        # device where the dataclass's __lt__ would build two per comparison.
-        for addr, d in sorted(self.devices.items(), key=lambda item: (
-                item[0].domain, item[0].bus, item[0].slot, item[0].function)):
+        for addr, d in sorted(self.devices.items(), key=lambda item: item[0]):
             f = dict(d.fields)
             f.pop("prog_if", None)  # a ProgIf line without a class code: nowhere to keep it
             if self.saw_k and "driver" not in f:
