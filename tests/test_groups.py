@@ -187,3 +187,24 @@ def test_every_command_is_listed_and_has_help():
         assert f"  {name} " in listing
         r = cli(name, "--help")
         assert r.code == 0 and r.out.startswith(f"Usage: vfiokit {name}")
+
+
+def test_json_piped_is_one_line_that_reads_back():
+    r = cli("groups", "--sample", "asus-tuf-b550-plus", "--json")
+    assert r.code == 0, r.err
+    assert r.out.count("\n") == 1 and '", "schema": 1, ' in r.out
+    assert json.loads(r.out)["kind"] == "groups"
+
+
+def test_json_on_a_terminal_is_indented(monkeypatch):
+    import io
+
+    from vfiokit.render.envelope import envelope
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdout", Terminal())
+    text = envelope("groups", "sample", [], groups=[])
+    assert text.startswith('{\n  "vfiokit": ') and json.loads(text)["kind"] == "groups"

@@ -45,7 +45,7 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
     """Print styled segments: through rich on a terminal, as plain text otherwise (fast, so a
     10,000-device listing piped to grep costs no rendering)."""
     if not sys.stdout.isatty():
-        sys.stdout.write("".join("".join(text for text, _ in line) + "\n" for line in lines))
+        sys.stdout.writelines("".join(text for text, _ in line) + "\n" for line in lines)
         return
     from rich.text import Text
 

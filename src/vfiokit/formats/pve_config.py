@@ -15,13 +15,11 @@ with `edits/` and the one writer. The `hostpciN` grammar is `pve_hostpci`, the m
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vfiokit.errors import BadInput
-from vfiokit.formats.diff import unified_diff as patch_diff
 from vfiokit.formats.pve_hostpci import HOSTPCI_KEYS, MAX_HOSTPCI, HostPci, covers, parse_hostpci
 
 #: What qemu-server says when a config changed under the `digest` a writer sent (update_vm_api:
@@ -71,6 +69,8 @@ class VmConfig:
     @property
     def digest(self) -> str:
         """SHA1 of the file, what qemu-server calls the config's `digest`."""
+        import hashlib  # here: read-only commands parse VM configs but never need a digest
+
         return hashlib.sha1(self.text.encode()).hexdigest()
 
     def section(self, name: str) -> Section | None:
@@ -378,6 +378,8 @@ def delete_option(conf: VmConfig, key: str, running: bool = False) -> str:
 
 def config_diff(old: str, new: str, name: str) -> str:
     """The diff of a VM config as `git diff` names it (`a/NAME`, `b/NAME`)."""
+    from vfiokit.formats.diff import unified_diff as patch_diff  # difflib: for writes only
+
     return patch_diff(old, new, f"a/{name}", f"b/{name}")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from vfiokit.model import Device, Topology
@@ -103,8 +103,9 @@ _FLAG_STYLE = {"bridge": ("bridge", "dim"), "boot_vga": ("boot VGA", "magenta"),
                                   "failed reset", "red")}
 
 
-def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> list[Line]:
-    """The human view: one header per group, one line per device, then ungrouped devices."""
+def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> Iterator[Line]:
+    """The human view: one header per group, one line per device, then ungrouped devices; made
+    line by line as it is printed (a million-device listing is not held twice)."""
     mark = marker or (lambda d: [])
     domain = shows_domains(top)
 
@@ -122,20 +123,18 @@ def groups_text(top: Topology, ids: PciIds, marker: Marker | None = None) -> lis
             out.append(tag)
         return out
 
-    lines: list[Line] = []
     for g in top.groups or ():
         members = [top.by_address[a] for a in g.members if a in top.by_address]
         size = "alone" if len(members) == 1 else f"{len(members)} devices"
-        lines.append([(f"IOMMU group {g.number}", "bold"), (f" ({size})", "dim")])
-        lines.extend(line(dev) for dev in members)
+        yield [(f"IOMMU group {g.number}", "bold"), (f" ({size})", "dim")]
+        yield from (line(dev) for dev in members)
     grouped = {a for g in top.groups or () for a in g.members}
     unknown = [d for d in top.devices if d.address in top.group_unknown]
     if unknown:
-        lines.append([("IOMMU group unknown", "bold"), (" (shown outside any group by the source)", "dim")])
-        lines.extend(line(dev) for dev in unknown)
+        yield [("IOMMU group unknown", "bold"), (" (shown outside any group by the source)", "dim")]
+        yield from (line(dev) for dev in unknown)
     loose = [d for d in top.devices if d.address not in grouped and d.address not in top.group_unknown]
     if loose:
-        lines.append([("Not in any IOMMU group", "bold"),
-                      (" (the IOMMU does not translate for these; they cannot be passed through)", "dim")])
-        lines.extend(line(dev) for dev in loose)
-    return lines
+        yield [("Not in any IOMMU group", "bold"),
+               (" (the IOMMU does not translate for these; they cannot be passed through)", "dim")]
+        yield from (line(dev) for dev in loose)

@@ -97,8 +97,17 @@ def pack_config(data: bytes) -> dict[str, Any]:
     return {"config": data.rstrip(b"\0").hex(), "config_size": len(data)}
 
 
+#: The live reader's in-memory form of config space, in place of `config`/`config_size`: the bytes
+#: without trailing zeros and the size read (or None), so a capture modelled at once skips the hex
+#: round trip. Never in a snapshot file (JSON has no bytes).
+CONFIG_BYTES = "config_bytes"
+
+
 def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     """Config space bytes of a capture entry (inverse of `pack_config`); None when not read."""
+    if CONFIG_BYTES in entry:
+        raw = entry[CONFIG_BYTES]
+        return raw[0].ljust(raw[1], b"\0") if isinstance(raw, tuple) else None
     cfg_hex, size = entry.get("config"), entry.get("config_size")
     if cfg_hex is None:
         return None

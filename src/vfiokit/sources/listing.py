@@ -32,10 +32,13 @@ group is `BadInput`.
 from __future__ import annotations
 
 import codecs
+import gc
+import io
 import re
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from vfiokit.errors import BadInput
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
@@ -61,6 +64,22 @@ from vfiokit.sources.listing_text import (
     out_of_range,
     split_names,
 )
+
+#: The longest line a listing may hold, in characters. The widest real line (`lspci -nnk -vv`'s
+#: capability dumps, a pvesh table of long names) is a few hundred; a longer one is not a listing.
+MAX_LINE = 16384
+#: What a kept-out line keeps of its text (`Skipped.text`): notes show 70 characters, so a paste of
+#: a million unreadable lines holds a million short strings, not the whole paste twice.
+KEPT_TEXT = 200
+#: The most devices a listing may hold: a whole PCI domain (256 buses x 32 devices x 8 functions).
+#: The largest real hosts have a few thousand; past this a paste is not one machine's listing, and
+#: modelling it would take about 1 KB of memory per device.
+MAX_DEVICES = 65536
+#: Lines kept out that are remembered one by one (`ListingRead.skipped`, one note each); the rest
+#: are counted in one note.
+MAX_KEPT_OUT = 1000
+#: How many distinct "vendor device" texts the reader remembers the split of.
+NAMES_KEPT = 4096
 
 # --- the result -----------------------------------------------------------------------------------
 
@@ -117,6 +136,7 @@ class Reader:
         self.group: int | None = None
         self.last: _Dev | None = None
         self.skipped: list[Skipped] = []
+        self.more_kept_out = 0  # lines kept out past MAX_KEPT_OUT
         self.cut: list[Skipped] = []
         self.in_no_group: set[PciAddress] = set()  # pvesh's iommugroup -1: known to have none
         self.cmdline: str | None = None
@@ -127,20 +147,30 @@ class Reader:
         self.with_reset_marks = False  # an r15ch13 listing: no [R] means no reset file
         self.record: _Dev | None = None  # the `lspci -vmm` record being read
         self.classes_from_names = 0
+        # split_names by (text, vendor id): a listing repeats the same few names on many lines.
+        self.names: dict[tuple[str, int | None], tuple[str | None, str | None]] = {}
 
     # -- line dispatch -----------------------------------------------------------------------------
 
     def line(self, number: int, raw: str) -> None:
+        if len(raw) > MAX_LINE:
+            raise BadInput(f"{self.origin}: line {number} is {len(raw)} characters long; a listing line "
+                           f"holds at most {MAX_LINE} (is this the output of an IOMMU listing?)")
         made = self._line(number, raw)
+        if made is True:
+            return
         # Every line holding an address is accounted for: a device, or reported with its reason.
-        text = ANSI.sub("", raw)
-        if made is not True and (ADDRESS_TOKEN.search(text) or (made and out_of_range(clean(raw)[0]))):
-            self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw))
+        text = ANSI.sub("", raw) if "\x1b" in raw else raw
+        if ADDRESS_TOKEN.search(text) or (made and out_of_range(clean(raw)[0])):
+            if len(self.skipped) >= MAX_KEPT_OUT:
+                self.more_kept_out += 1
+                return
+            self.skipped.append(Skipped(number, made or "not a device line the reader knows", raw[:KEPT_TEXT]))
 
     def _line(self, n: int, raw: str) -> bool | str | None:
         """Read one line with the first kind of `listing_lines` that claims it. True: it gave a
         device; a string: why a line with an address was not read."""
-        stripped = ANSI.sub("", raw).strip()
+        stripped = (ANSI.sub("", raw) if "\x1b" in raw else raw).strip()
         ln = Line(n, raw, stripped)
         for kind in RAW_KINDS:
             if (result := kind(self, ln)) is not NOT_MINE:
@@ -217,7 +247,7 @@ class Reader:
             return True
         cut = CUT.search(rest)
         if cut:
-            self.cut.append(Skipped(n, "cut short, what follows is unknown", raw))
+            self.cut.append(Skipped(n, "cut short, what follows is unknown", raw[:KEPT_TEXT]))
             rest = rest[:cut.start()].rstrip()
         prog_if = None
         if m := PROG_IF.search(rest):
@@ -241,8 +271,13 @@ class Reader:
         if ids := IDS_AT_END.search(names):
             fields["vendor_id"], fields["device_id"] = int(ids["v"], 16), int(ids["d"], 16)
             names = names[:ids.start()]
-        vendor, device = split_names(names, fields.get("vendor_id"),  # type: ignore[arg-type]
-                                      self.vendor_of, self.vendor_names)
+        key = (names, fields.get("vendor_id"))
+        split = self.names.get(key)  # type: ignore[arg-type]
+        if split is None:
+            split = split_names(names, key[1], self.vendor_of, self.vendor_names)  # type: ignore[arg-type]
+            if len(self.names) < NAMES_KEPT:
+                self.names[key] = split  # type: ignore[index]
+        vendor, device = split
         fields["vendor_name"], fields["device_name"] = vendor, device
         return True
 
@@ -251,6 +286,9 @@ class Reader:
             raise BadInput(f"{self.origin}: line {n}: {addr} is listed twice "
                            f"(first at line {self.devices[addr].line}); one listing per paste",
                            file=self.file, line=n, device=str(addr))
+        if len(self.devices) >= MAX_DEVICES:
+            raise BadInput(f"{self.origin}: line {n}: more than {MAX_DEVICES} devices, a whole PCI domain; "
+                           f"a listing holds one machine's devices", file=self.file, line=n)
         fields["iommu_group"] = group
         dev = _Dev(n, fields)
         self.devices[addr] = dev
@@ -307,7 +345,7 @@ class Reader:
     def topology(self) -> tuple[Topology, dict[PciAddress, int]]:
         devices = []
         members: dict[int, list[PciAddress]] = {}
-        for addr, d in sorted(self.devices.items()):
+        for addr, d in sorted(self.devices.items(), key=lambda item: item[0]):
             f = dict(d.fields)
             f.pop("prog_if", None)  # a ProgIf line without a class code: nowhere to keep it
             if self.saw_k and "driver" not in f:
@@ -378,6 +416,9 @@ class Reader:
             notes.append(f"line {self.headers[number]}: group {number} has no readable device, left out")
         notes.extend(str(s) for s in self.cut)
         notes.extend(str(s) for s in self.skipped if not s.reason.startswith(("a comment", "a shell")))
+        if self.more_kept_out:
+            notes.append(f"{self.more_kept_out} more lines holding an address kept out (only the first "
+                         f"{MAX_KEPT_OUT} are listed)")
         return tuple(notes)
 
 
@@ -388,37 +429,83 @@ def parse(text: str, origin: str = "listing",
     """Read a pasted listing. `vendor_of`/`vendor_names` (from pci.ids) only split "vendor device"
     names; `class_of` gives the class number of a class name printed without `[cccc]`; groups,
     addresses and ids never depend on them. Raises BadInput only."""
+    return parse_lines(_lines(text), origin, vendor_of, vendor_names, class_of)
+
+
+def parse_lines(lines: Iterable[str], origin: str = "listing",
+                vendor_of: Callable[[int], str | None] | None = None,
+                vendor_names: Collection[str] = (),
+                class_of: Callable[[str], int | None] | None = None) -> ListingRead:
+    """`parse` over lines as `str.splitlines` gives them, taken one at a time."""
     reader = Reader(origin, vendor_of, vendor_names, class_of)
-    for number, raw in enumerate(text.splitlines(), 1):
-        try:
-            reader.line(number, raw)
-        except ValueError:
-            # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
-            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads",
-                           file=reader.file, line=number) from None
-    top, lines = reader.topology()
-    return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
+    # The reader makes only acyclic objects (a few per line): the cyclic collector would walk all
+    # of them again and again as they pile up, which made a 1,000,000-line listing quadratic.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for number, raw in enumerate(lines, 1):
+            try:
+                reader.line(number, raw)
+            except ValueError:
+                # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
+                raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads",
+                               file=reader.file, line=number) from None
+        top, line_of = reader.topology()
+    finally:
+        if collecting:
+            gc.enable()
+    return ListingRead(top, line_of, tuple(reader.skipped), tuple(reader.cut))
 
 
-def parse_with_pciids(text: str, origin: str) -> ListingRead:
-    """`parse` with the system's pci.ids to tell vendor names from device names."""
+def _lines(text: str) -> Iterator[str]:
+    """`text.splitlines()` one line at a time: a 99 MB paste is not copied into a list of lines."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        # splitlines also ends a line at \r, \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029.
+        yield from text[start:end + 1].splitlines()
+        start = end + 1
+
+
+def parse_with_pciids(text: str | Iterable[str], origin: str) -> ListingRead:
+    """`parse` (or `parse_lines`, given lines) with the system's pci.ids to tell vendor names from
+    device names."""
     from vfiokit.pciids import PciIds
 
     ids = PciIds.system()
-    return parse(text, origin, ids.vendor, ids.vendor_names(), ids.class_of_name)
+    lines = _lines(text) if isinstance(text, str) else text
+    return parse_lines(lines, origin, ids.vendor, ids.vendor_names(), ids.class_of_name)
+
+
+def _file_lines(f: BinaryIO, path: str) -> Iterator[str]:
+    """The lines of a listing file as `str.splitlines` gives them, decoded as they are read: a 99 MB
+    paste is never held whole, neither as bytes nor as text."""
+    head = f.read(4)
+    f.seek(0)
+    # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    text = io.TextIOWrapper(f, encoding="utf-16" if utf16 else "utf-8-sig", errors="replace", newline="")
+    first = True
+    for chunk in text:
+        if first:
+            chunk, first = chunk.removeprefix("\ufeff"), False
+        if "\x00" in chunk:
+            raise BadInput(f"{path}: not a text listing (binary data)")
+        yield from chunk.splitlines()
 
 
 def load(path: str) -> Topology:
     """Read a listing file (`-`: standard input); BadInput names the file when it cannot be read."""
     try:
-        if path == "-":
-            # Bytes, decoded below like a file: the locale's strict UTF-8 would fail on a paste
-            # with one stray Latin-1 byte (a test's StringIO has no buffer: already text).
-            raw_in = getattr(sys.stdin, "buffer", None)
-            data, origin = (raw_in.read() if raw_in is not None else sys.stdin.read()), "listing <stdin>"
-        else:
+        if path != "-":
             with open(path, "rb") as f:
-                data, origin = f.read(), f"listing {path}"
+                return parse_with_pciids(_file_lines(f, path), f"listing {path}").topology
+        # Bytes, decoded below like a file: the locale's strict UTF-8 would fail on a paste
+        # with one stray Latin-1 byte (a test's StringIO has no buffer: already text).
+        raw_in = getattr(sys.stdin, "buffer", None)
+        data, origin = (raw_in.read() if raw_in is not None else sys.stdin.read()), "listing <stdin>"
         if isinstance(data, str):
             text = data
         else:

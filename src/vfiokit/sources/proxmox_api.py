@@ -148,6 +148,15 @@ class PveApi:
                                verify_ssl=creds.verify, timeout=creds.timeout, service="PVE")
         _apply_timeout(self._api, creds.timeout)
 
+    def allow_parallel(self, requests: int) -> None:
+        """Keep up to `requests` connections open at once: requests' default pool keeps 10, and
+        urllib3 warns on standard error for each connection it has to drop past them."""
+        session = getattr(self._api, "_store", {}).get("session")
+        if session is not None and requests > 10:
+            from requests.adapters import HTTPAdapter
+
+            session.mount("https://", HTTPAdapter(pool_maxsize=requests))
+
     def call(self, method: str, path: str, **params: Any) -> Any:
         what = f"{method} {path}"
         try:
@@ -292,10 +301,19 @@ class NodeResult:
     error: VfiokitError | None = None
 
 
+#: How many nodes `inventory` asks at once. Each question waits on the network (the GIL is released),
+#: so a cluster answers in about one node's latency up to this many nodes; Proxmox clusters past
+#: 32 nodes are rare, and beyond it the API proxy (pveproxy) would queue the requests anyway.
+MAX_PARALLEL_NODES = 32
+
+
 def inventory(api: PveApi, nodes: list[str], progress: Callable[[str, NodeResult], None] | None = None,
-              workers: int = 4) -> list[NodeResult]:
+              workers: int = MAX_PARALLEL_NODES) -> list[NodeResult]:
     """Every node's topology, asked in parallel; a node that fails is a result with its error."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    workers = max(1, min(workers, len(nodes)))
+    api.allow_parallel(workers)
 
     def one(node: str) -> NodeResult:
         try:
@@ -304,7 +322,7 @@ def inventory(api: PveApi, nodes: list[str], progress: Callable[[str, NodeResult
             return NodeResult(node, error=e)
 
     results: dict[str, NodeResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(nodes)))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(one, n): n for n in nodes}
         for fut in as_completed(futures):
             r = fut.result()
