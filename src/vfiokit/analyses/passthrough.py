@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vfiokit.analyses.host_needs import HostNeed, needs, slot_functions
-from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
+from vfiokit.analyses.host_needs import HostNeed, needs
+from vfiokit.errors import BadInput, NoIommu
 from vfiokit.model import Device, PciAddress, Topology
 
 
@@ -133,32 +132,6 @@ class Verdict:
                 if n.kind != "vm" and m not in out.setdefault(n.loss, []):
                     out[n.loss].append(m)
         return list(out.items())
-
-
-# -- the user's device argument ----------------------------------------------------------------
-
-_ID_HINT = "expected [DDDD:]BB:DD.F, or BB:DD for all functions of a slot (e.g. 07:00.0, 0000:07:00, 01:00)"
-
-
-def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
-    """The functions the user named: addresses with or without domain, several (also `;`-joined as
-    in a Proxmox hostpci value), or `01:00` for every function of a slot. BadInput for a
-    malformed one, DeviceNotFound for one that is not in `top`."""
-    out: list[PciAddress] = []
-    where = f" in {top.source}" if top.source else ""
-    for text in texts:
-        for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
-            found = slot_functions(part, top)
-            if found is None:
-                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
-            if not found:
-                addr = PciAddress.parse(part) if "." in part else None
-                what = f"no PCI device at {addr}" if addr else f"no PCI device in slot {part}"
-                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
-            out.extend(a for a in found if a not in out)
-    if not out:
-        raise BadInput(f"no device given ({_ID_HINT})")
-    return out
 
 
 # -- the judgement -----------------------------------------------------------------------------

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import functools
+import shlex
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from vfiokit.model import Topology
+
+
+_AGAIN = "vfiokit.source_again"
+
+
+def source_again() -> str:
+    """The source option the user gave (`--sample X`), to repeat in a suggested command so that it
+    reads the same machine; "" for the live host."""
+    ctx = click.get_current_context(silent=True)
+    return "" if ctx is None else str(ctx.meta.get(_AGAIN, ""))
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,6 +42,9 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                                  ("--listing", listing_file)) if v is not None]
         if len(chosen) > 1:
             raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
+        given = [(o, v) for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample),
+                                     ("--listing", listing_file)) if v is not None]
+        click.get_current_context().meta[_AGAIN] = " ".join(f"{o} {shlex.quote(v)}" for o, v in given)
         kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file)
         return f(*args, **kwargs)
 

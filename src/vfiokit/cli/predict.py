@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import click
 
-from vfiokit.cli.common import source_options
+from vfiokit.cli.common import source_again, source_options
 from vfiokit.cli.output import note, print_markup, print_renderable
-from vfiokit.model import PciAddress, Topology
+from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
 #: What the article enabled; the default when the host runs without an override.
@@ -21,23 +21,28 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 @click.option("--acs-override", "override_text", metavar="OPTIONS",
               help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
                    f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
-@click.option("--device", "devices", multiple=True, metavar="ADDR",
+@click.option("--device", "devices", multiple=True, metavar="DEVICE",
               help="Show how this device's group and its 'check' verdict change (repeatable).")
-@click.option("--alone", "alone", multiple=True, metavar="ADDR",
+@click.option("--alone", "alone", multiple=True, metavar="DEVICE",
               help="Find the smallest override that gives this device a group of its own (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
-    """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
+    """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting.
+
+    DEVICE is an address (04:00.0), a slot (04:00), ids (10de:1430) or a class word (gpu, nic...),
+    as for 'vfiokit check'."""
     from vfiokit.analyses.acs_override import effective_override, parse_override
     from vfiokit.analyses.device_change import device_report
     from vfiokit.analyses.simulation import make_alone, with_groups
     from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
 
-    targets = [PciAddress.parse(d) for d in devices]
-    alone_targets = [PciAddress.parse(d) for d in alone]
+    from vfiokit.analyses.device_query import resolve
+
     top = source()
+    targets = resolve(devices, top, again=source_again()) if devices else []
+    alone_targets = resolve(alone, top, again=source_again()) if alone else []
     if override_text is None:
         override_text = "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
     override = parse_override(override_text)
