@@ -450,3 +450,10 @@ def test_dry_run_off_node_shows_the_diff_without_qm(node, monkeypatch):
     assert "'qm' not found" in r.err and "dry run" in r.err
     r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
     assert r.code == 4 and "'qm' not found" in r.err
+
+
+def test_qm_does_not_get_the_api_token(node, monkeypatch):
+    monkeypatch.setenv("VFIOKIT_PVE_TOKEN", "5c2f0d6a-0b3e-4c37-9a61-8f4d2b1e7c90")
+    r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert [c[0] for c in qm_calls(node)] == ["status", "set"]

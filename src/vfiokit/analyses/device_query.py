@@ -31,7 +31,6 @@ from vfiokit.errors import BadInput, DeviceNotFound
 from vfiokit.formats.pve_hostpci import HOST_ID_RE
 from vfiokit.model import Device, PciAddress, Topology
 
-
 #: pci.ids class names (`C 03  Display controller`) and subclass names (`00  VGA compatible
 #: controller`) of the classes the words below use, keyed as lspci prints them (`03`, `0300`).
 PCI_CLASS_NAMES: dict[int, str] = {
