@@ -152,7 +152,8 @@ def test_snapshot_into_a_folder_or_from_a_file_is_one_line(tmp_path):
 @pytest.mark.parametrize("other", ["--json", "--predict"])
 def test_seed_format_with_json_or_predict_is_refused_not_silently_ignored(other):
     r = cli("groups", "--sample", "asus-tuf-b550-plus", "--format", "seed", other)
-    assert r.code == 2 and not r.out
+    # under --json the refusal is an error envelope, never seed text
+    assert r.code == 2 and (json.loads(r.out)["kind"] == "error" if other == "--json" else not r.out)
     assert "--format seed" in r.err and other in r.err
 
 

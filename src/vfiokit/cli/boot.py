@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from vfiokit.cli import completion
+from vfiokit.cli.common import SuggestingGroup
 from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, VfiokitError
@@ -77,7 +78,7 @@ def _change(root: str, add: Sequence[str], remove: Sequence[str], dry_run: bool,
              f"the command line already reads that way ({what})")
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def boot() -> None:
     """The kernel command line: GRUB or proxmox-boot-tool, changed safely."""
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfiokit.cli.common import SuggestingGroup
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from vfiokit.analyses.cluster_mapping import MapEntry
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def cluster() -> None:
     """A Proxmox VE cluster through its API: every node's devices, cluster PCI mappings."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import shlex
 from collections.abc import Callable
@@ -13,6 +14,18 @@ from vfiokit.cli import completion
 from vfiokit.model import Topology
 
 _AGAIN = "vfiokit.source_again"
+
+
+class SuggestingGroup(click.Group):
+    """A command group that answers a mistyped command with the nearest ones ("did you mean")."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
+            said = f"; did you mean {' or '.join(near)}?" if near else ""
+            raise click.UsageError(f"no command '{name}' in '{ctx.command_path}'{said}", ctx)
+        return super().resolve_command(ctx, args)
 
 
 def source_again() -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -12,6 +14,59 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from vfiokit.model import Topology
+
+
+class _QuietStdout:
+    """Standard output that, once its reader is gone (EPIPE), drops the rest quietly: the command
+    runs to its end and exits with its own code. Python's default would print "Exception ignored
+    ... BrokenPipeError" at exit and exit 120."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def _lost(self) -> None:
+        # Point the descriptor at /dev/null so that the interpreter's last flush succeeds too.
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._lost()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """Run the command with a `_QuietStdout` (only over the process's real stdout: a test's
+    captured one cannot break), flushing it before the exit code is given."""
+    real = sys.stdout
+    if real is not sys.__stdout__ or real is None:
+        yield
+        return
+    quiet = _QuietStdout(real)
+    sys.stdout = quiet  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        quiet.flush()
+        sys.stdout = real
 
 
 def console() -> Console:

@@ -1,0 +1,133 @@
+"""How a person asks and reads: device words, "did you mean", usage errors, --json errors, pipes.
+
+Driven through the real CLI (in-process, or as a subprocess where a pipe or a terminal matters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+B550 = "asus-tuf-b550-plus"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+# -- device words (README "Naming a device") ----------------------------------------------------
+
+@pytest.mark.parametrize("word, first", [
+    ("04:00.0", "04:00.0"), ("0000:04:00.0", "04:00.0"), ("04:00", "04:00 (all functions)"),
+    ("10de:1430", "04:00.0"), ("gpu", "04:00.0"), ("vga", "04:00.0"), ("sata", None),
+])
+def test_device_words_name_the_card(word, first):
+    r = cli("check", "--sample", B550, word)
+    if first is None:  # two SATA controllers: listed, not guessed
+        assert r.code == 4 and "'sata' names 2 devices" in r.err and "02:00.1" in r.err and "07:00.0" in r.err
+        return
+    verdict = next(ln for ln in r.out.splitlines() if ln.startswith("Verdict:"))
+    assert f"passing {first} takes" in verdict
+
+
+@pytest.mark.parametrize("word, listed", [
+    ("nvme", ["01:00.0", "08:00.0", "0b:00.0"]), ("nic", ["06:00.0", "0a:00.0"]),
+    ("usb", ["02:00.0", "0d:00.3"]), ("audio", ["04:00.1", "0d:00.4"]),
+    ("15b7:5006", ["01:00.0", "08:00.0", "0b:00.0"]),
+])
+def test_a_word_naming_several_devices_lists_them_and_exits_4(word, listed):
+    r = cli("check", "--sample", B550, word, "--json")
+    assert r.code == 4 and not r.out.startswith("Verdict")
+    err = json.loads(r.out)
+    assert err["kind"] == "error" and err["device"] == word
+    assert [a[5:] for a in err["candidates"]] == listed
+    assert all(a in r.err for a in listed)
+
+
+def test_a_word_naming_nothing_says_what_exists():
+    r = cli("check", "--sample", B550, "hba")
+    assert r.code == 4 and "no hba (SCSI storage controller [0100]" in r.err
+    assert f"'vfiokit groups --sample {B550}' lists the devices" in r.err
+    r = cli("check", "--sample", B550, "gpus")
+    assert r.code == 3 and "did you mean gpu?" in r.err
+
+
+def test_a_mistyped_address_gets_the_nearest_ones_and_the_same_source():
+    r = cli("check", "--sample", B550, "04:00.3")
+    assert r.code == 4
+    hint = r.err.splitlines()[1]
+    assert "did you mean" in hint and "04:00.1" in hint and f"vfiokit groups --sample {B550}" in hint
+
+
+def test_simulate_takes_the_same_words():
+    r = cli("simulate", "--sample", B550, "--device", "sata", "--json")
+    assert r.code == 4 and json.loads(r.out)["kind"] == "error"
+    r = cli("simulate", "--sample", B550, "--device", "gpu", "--json")
+    assert r.code == 0 and json.loads(r.out)["devices"][0]["address"] == "0000:04:00.0"
+
+
+# -- usage errors and "did you mean" ------------------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [
+    (["grops"], "no command 'grops' in 'vfiokit'; did you mean groups?"),
+    (["boot", "statu"], "did you mean status?"),
+    (["check"], "missing argument 'DEVICE...'"),
+    (["groups", "--jsn"], "--json"),
+])
+def test_usage_errors_look_like_every_other_error(args, says):
+    r = cli(*args)
+    first, hint = r.err.splitlines()
+    assert r.code == 2 and first.startswith("vfiokit: error: ") and says in first
+    assert hint.startswith("vfiokit: hint: '") and hint.endswith(" --help' shows the usage")
+    assert "Usage:" not in r.err and "Error:" not in r.err
+
+
+# -- every error under --json is an envelope ----------------------------------------------------
+
+@pytest.mark.parametrize("args, code", [
+    (["check", "--json"], 2),
+    (["check", "--json", "--sample", B550, "--snapshot", "x.json", "01:00.0"], 2),
+    (["check", "--json", "--sample", B550, "09:00.0"], 4),
+    (["check", "--json", "--sample", B550, "nvme"], 4),
+    (["check", "--json", "--sample", B550, "7:0.0"], 3),
+    (["check", "--json", "--sample", B550, "00:01.1"], 3),
+    (["check", "--json", "--sample", "no-such-sample", "01:00.0"], 3),
+    (["check", "--json", "--snapshot", "/nonexistent.json", "01:00.0"], 3),
+    (["groups", "--json", "--listing", "/nonexistent"], 3),
+    (["groups", "--json", "--bogus"], 2),
+    (["simulate", "--json", "--sample", B550, "--acs-override", "downstrem"], 3),
+    (["simulate", "--json", "--sample", B550, "--alone", "09:00.0"], 4),
+    (["samples", "--json", "extra"], 2),
+    (["compare", "--json", "sample:nope", "live"], 3),
+    (["attach", "--json", "abc", "01:00.0"], 2),
+])
+def test_every_error_under_json_is_a_parseable_envelope(args, code):
+    r = cli(*args)
+    assert r.code == code, r.err
+    body = json.loads(r.out)
+    assert (body["kind"], body["code"]) == ("error", code)
+    assert body["message"] and r.err.startswith(f"vfiokit: error: {body['message']}")
+
+
+# -- pipes ------------------------------------------------------------------------------------
+
+def test_check_into_a_closed_pipe_exits_with_the_verdict_code():
+    # `vfiokit check ... | head -1` with head gone before vfiokit writes: every write meets EPIPE
+    # (the read end is closed before the process starts, so this does not depend on timing).
+    env = {**os.environ, "PYTHONPATH": SRC}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([sys.executable, "-m", "vfiokit", "check", "--sample", B550, "04:00.0"],
+                           stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 11, r.stderr
+    assert "BrokenPipe" not in r.stderr and "Exception ignored" not in r.stderr
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m vfiokit check --sample {B550} "
+                        "04:00.0 | head -1"], capture_output=True, text=True, env=env)
+    assert (r.returncode, r.stdout) == (11, f"sample {B550} (not this host)\n")
