@@ -131,3 +131,11 @@ def test_check_into_a_closed_pipe_exits_with_the_verdict_code():
     r = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m vfiokit check --sample {B550} "
                         "04:00.0 | head -1"], capture_output=True, text=True, env=env)
     assert (r.returncode, r.stdout) == (11, f"sample {B550} (not this host)\n")
+
+
+def test_a_mistyped_sample_name_gets_the_nearest_few_not_all():
+    r = cli("groups", "--sample", "asus-tuf-b550")
+    first, hint = r.err.splitlines()
+    assert r.code == 3 and first == "vfiokit: error: no sample named 'asus-tuf-b550'"
+    assert hint.startswith(f"vfiokit: hint: did you mean {B550}? 'vfiokit samples' lists all")
+    assert len(r.err) < 200

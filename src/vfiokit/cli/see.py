@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ import click
 
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
-from vfiokit.errors import NoIommu
+from vfiokit.errors import NoIommu, Refused
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
@@ -92,10 +93,16 @@ def _predict(top: Topology, as_json: bool) -> None:
               help="File to write ('-' for standard output).")
 @click.option("--root", type=click.Path(), default="/",
               help="Read the host from this folder instead of /.")
-def snapshot(output: str, root: str) -> None:
+@click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
+def snapshot(output: str, root: str, force: bool) -> None:
     """Save everything vfiokit reads from this host into one file (to share or keep)."""
     from vfiokit.sources import snapshot as snap
     from vfiokit.sources import sysfs
+
+    if output != "-" and os.path.isfile(output) and not force:
+        # A snapshot is often the only record of a host before a change: never lose one silently.
+        raise Refused(f"{output} exists: not overwritten", hint="add --force to replace it, or choose another -o FILE",
+                      file=output)
 
     raw = sysfs.capture(root)
     text = snap.dumps(raw)
