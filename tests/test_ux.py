@@ -139,3 +139,43 @@ def test_a_mistyped_sample_name_gets_the_nearest_few_not_all():
     assert r.code == 3 and first == "vfiokit: error: no sample named 'asus-tuf-b550'"
     assert hint.startswith(f"vfiokit: hint: did you mean {B550}? 'vfiokit samples' lists all")
     assert len(r.err) < 200
+
+
+# -- groups filters (README "Naming a device" table) --------------------------------------------
+
+def _groups(*args: str) -> list[int]:
+    r = cli("groups", "--sample", B550, "--json", *args)
+    assert r.code == 0, r.err
+    return [g["number"] for g in json.loads(r.out)["groups"]]
+
+
+@pytest.mark.parametrize("args, want", [
+    (["--class", "gpu"], [15]),
+    (["--class", "vga"], [15]),
+    (["--class", "nvme"], [14, 15, 16]),
+    (["--class", "nvme", "--shared"], [15]),
+    (["--class", "storage"], [14, 15, 16]),
+    (["--class", "usb"], [15, 20]),
+    (["--class", "audio"], [15, 21]),
+    (["--class", "nic"], [15]),
+    (["--class", "sata"], [15]),
+    (["--class", "hba"], []),
+    (["--group", "16", "--group", "12"], [12, 16]),
+    (["--ids", "10EC:8125"], [15]),
+    (["--driver", "nvme"], [14, 15, 16]),
+    (["--driver", "nvme", "--class", "nvme", "--group", "16"], [16]),
+    (["--shared"], [12, 13, 15]),
+])
+def test_groups_filters_keep_whole_groups(args, want):
+    assert _groups(*args) == want
+
+
+def test_a_filtered_group_is_shown_whole_and_an_empty_result_says_so():
+    r = cli("groups", "--sample", B550, "--class", "gpu")
+    assert "IOMMU group 15 (16 devices)" in r.out and "0a:00.0 Ethernet controller" in r.out
+    r = cli("groups", "--sample", B550, "--class", "hba")
+    assert r.code == 0 and "no IOMMU group of the" in r.err
+    r = cli("groups", "--sample", B550, "--ids", "10de")
+    assert r.code == 3 and "expected vvvv:dddd" in r.err
+    r = cli("groups", "--sample", B550, "--class", "gpus")
+    assert r.code == 2 and "vfiokit: error: invalid value for '--class'" in r.err

@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vfiokit.errors import BadInput, DeviceNotFound
 from vfiokit.formats.pve_hostpci import HOST_ID_RE
@@ -198,3 +198,53 @@ def is_slot(word: str) -> bool:
 def matching(top: Topology, word: str) -> list[Device]:
     """The devices of class word `word` (for filters: every match, no ambiguity)."""
     return [d for d in top.devices if CLASS_WORDS[word].matches(d)]
+
+
+@dataclass(frozen=True)
+class GroupFilter:
+    """`groups` filters, as ls-iommu users expect them. A group is kept when one member matches
+    every device filter given (class word, ids, driver) and the group filters (numbers, shared);
+    it is then shown whole: what leaves the host with a device is its whole group."""
+
+    class_word: str | None = None
+    numbers: tuple[int, ...] = ()
+    ids: str | None = None
+    driver: str | None = None
+    #: Only groups with more than one endpoint (bridges do not count: Proxmox leaves them alone).
+    shared: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == GroupFilter()
+
+    def device_matches(self, dev: Device) -> bool:
+        if self.class_word is not None and not CLASS_WORDS[self.class_word].matches(dev):
+            return False
+        if self.ids is not None and dev.ids != self.ids.lower():
+            return False
+        return self.driver is None or dev.driver == self.driver
+
+
+def parse_ids(text: str) -> str:
+    """`10DE:1430` -> `10de:1430`; BadInput for anything else."""
+    if not _IDS_RE.match(text.strip().lower()):
+        raise BadInput(f"'{text}' is not vendor:device ids (expected vvvv:dddd, e.g. 10de:1430)")
+    return text.strip().lower()
+
+
+def select_groups(top: Topology, f: GroupFilter) -> Topology:
+    """`top` with only the groups `f` keeps, and only their devices (devices in no group go too)."""
+    if f.empty or top.groups is None:
+        return top
+    kept = []
+    for g in top.groups:
+        members = [top.by_address[a] for a in g.members if a in top.by_address]
+        if f.numbers and g.number not in f.numbers:
+            continue
+        if f.shared and sum(not d.is_bridge for d in members) < 2:
+            continue
+        if any(f.device_matches(d) for d in members):
+            kept.append(g)
+    inside = {a for g in kept for a in g.members}
+    return replace(top, devices=tuple(d for d in top.devices if d.address in inside), groups=tuple(kept),
+                   group_unknown=frozenset())
