@@ -38,6 +38,7 @@ def test_device_words_name_the_card(word, first):
     ("nvme", ["01:00.0", "08:00.0", "0b:00.0"]), ("nic", ["06:00.0", "0a:00.0"]),
     ("usb", ["02:00.0", "0d:00.3"]), ("audio", ["04:00.1", "0d:00.4"]),
     ("15b7:5006", ["01:00.0", "08:00.0", "0b:00.0"]),
+    ("storage", ["01:00.0", "02:00.1", "07:00.0", "08:00.0", "0b:00.0"]),
 ])
 def test_a_word_naming_several_devices_lists_them_and_exits_4(word, listed):
     r = cli("check", "--sample", B550, word, "--json")

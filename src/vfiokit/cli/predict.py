@@ -21,7 +21,8 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 @source_options
 @click.option("--acs-override", "override_text", metavar="OPTIONS",
               help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
-                   f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
+                   f"{DEFAULT_OVERRIDE} (what the seed article, the French post 'PCI passthrough Proxmox "
+                   "et ACS override', enabled), or none on a host already booted with an override.")
 @click.option("--device", "devices", multiple=True, metavar="DEVICE", shell_complete=completion.addresses,
               help="Show how this device's group and its 'check' verdict change (repeatable).")
 @click.option("--alone", "alone", multiple=True, metavar="DEVICE", shell_complete=completion.addresses,

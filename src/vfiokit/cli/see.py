@@ -28,7 +28,9 @@ def _no_iommu(top: Topology) -> NoIommu:
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 @click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
-              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines).")
+              help="'seed': exactly what the seed article's script prints (IOMMU Group N + lspci lines); "
+                   "the article is the French blog post 'PCI passthrough Proxmox et ACS override' "
+                   "this project grew from.")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")
