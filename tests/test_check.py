@@ -260,7 +260,7 @@ def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
 def test_two_functions_of_a_slot_are_not_called_the_whole_slot():
     # 0d:00 also holds .0 and .1 on this board: naming .3 and .4 is not "all functions"
     r = cli("check", "0d:00.3", "0d:00.4", "--sample", "asus-tuf-b550-plus")
-    assert verdict_line(r).startswith("Verdict: costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
+    assert verdict_line(r).startswith("Verdict: costly - passing 0d:00.3 and 0d:00.4 takes the USB keyboard")
     r = cli("check", "04:00.0", "04:00.1", "--sample", "asus-tuf-b550-plus")
     assert verdict_line(r).startswith("Verdict: unsafe - passing 04:00 (all functions) takes the display")
 

@@ -180,3 +180,35 @@ def test_a_filtered_group_is_shown_whole_and_an_empty_result_says_so():
     assert r.code == 3 and "expected vvvv:dddd" in r.err
     r = cli("groups", "--sample", B550, "--class", "gpus")
     assert r.code == 2 and "vfiokit: error: invalid value for '--class'" in r.err
+
+
+# -- check reads answer-first and ends with the next step ------------------------------------
+
+def test_a_long_check_repeats_the_verdict_last_and_gives_the_next_command():
+    r = cli("check", "--sample", B550, "07:00.0")
+    lines = r.out.splitlines()
+    assert r.code == 11 and lines[1].startswith("Verdict: unsafe - ") and lines[-2] == lines[1]
+    assert lines[-1].startswith(f"Next: vfiokit simulate --sample {B550} --alone 07:00.0")
+    r = cli("check", "--sample", B550, "0b:00.0")
+    assert r.out.splitlines()[-1].startswith("Next: vfiokit attach VMID 0b:00.0 --pcie")
+    assert r.out.count("Verdict:") == 1  # short: nothing scrolled away
+
+
+def test_singular_and_plural_agree():
+    r = cli("check", "--sample", B550, "0b:00.0", "0d:00.4")
+    assert "Verdict: alone - 0b:00.0 and 0d:00.4 are alone in IOMMU groups 16 and 21: passing them" in r.out
+    r = cli("check", "--sample", B550, "0b:00.0")
+    assert "0b:00.0 is alone in IOMMU group 16: passing it takes" in r.out
+
+
+def test_a_bridge_as_target_names_the_endpoints_behind_it_not_more_bridges():
+    r = cli("check", "--sample", B550, "02:00.2")
+    assert r.code == 3 and "behind it: 04:00.0, 04:00.1, 06:00.0, 07:00.0, 08:00.0, 0a:00.0" in r.err
+    assert "03:00.0" not in r.err
+
+
+def test_the_boot_gpu_gets_the_real_choices():
+    r = cli("check", "--sample", B550, "04:00.0")
+    why = next(ln for ln in r.out.splitlines() if "is the boot GPU" in ln)
+    assert "primary in the firmware setup" in why and "initcall_blacklist=sysfb_init" in why
+    assert "headless over SSH" in why and "costs the local screen" in why

@@ -136,14 +136,29 @@ class Verdict:
 
 # -- the judgement -----------------------------------------------------------------------------
 
+def endpoints_behind(top: Topology, bridge: PciAddress) -> list[Device]:
+    """The devices (not bridges) below `bridge`, through any bridges between, in address order."""
+    out, todo = [], list(top.children(bridge))
+    while todo:
+        d = todo.pop()
+        if d.is_bridge:
+            todo.extend(top.children(d.address))
+        else:
+            out.append(d)
+    return sorted(out, key=lambda d: d.address)
+
+
 def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
     for a in targets:
         dev = top.device(a)
         if dev.is_bridge:
-            kids = ", ".join(d.address.short for d in top.children(a)[:4]) or "none"
+            behind = endpoints_behind(top, a)
+            kids = ", ".join(d.address.short for d in behind[:6]) + (f" and {len(behind) - 6} more"
+                                                                      if len(behind) > 6 else "")
             raise BadInput(
                 f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
-                f"name a device behind it instead (behind it: {kids})", device=str(a))
+                f"name a device behind it instead ({'behind it: ' + kids if behind else 'no device behind it'})",
+                device=str(a))
     if top.groups is None:
         from vfiokit.analyses.iommu_state import diagnose
 
@@ -279,13 +294,15 @@ def _blind_note(top: Topology) -> str:
 def headline(v: Verdict) -> str:
     """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
     the network (06:00.0, ...) from the host"."""
-    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else ", ".join(a.short for a in v.targets)
-    group = ", ".join(str(g) for g in v.groups)
+    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else _and([a.short for a in v.targets])
+    one = v.whole_slot or len(v.targets) == 1
+    group = ("IOMMU group " if len(v.groups) == 1 else "IOMMU groups ") + _and([str(g) for g in v.groups])
     if v.level == Level.ALONE:
-        return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
+        return (f"{names} {'is' if one else 'are'} alone in {group}: passing {'it' if one else 'them'} takes "
+                "nothing else from the host")
     if v.level == Level.HARMLESS:
-        return (f"{names} shares IOMMU group {group} only with bridges, which Proxmox leaves to the host: "
-                "harmless")
+        return (f"{names} {'shares' if one else 'share'} {group} only with bridges, which Proxmox leaves to "
+                "the host: harmless")
     major, minor = [], []
     for loss, ms in v.losses:
         briefs = []
@@ -300,7 +317,7 @@ def headline(v: Verdict) -> str:
     minor += others
     if not major:
         major, minor = minor, []
-    text = f"passing {names} takes {_and(major)} from the host (IOMMU group {group})"
+    text = f"passing {names} takes {_and(major)} from the host ({group})"
     if minor:
         text += f"; also {_and(minor)}"
     return text

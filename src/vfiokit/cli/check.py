@@ -48,7 +48,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
         sys.stdout.write(envelope("check", top.source, notes, **verdict_json(verdict, ids)))
     else:
         print_source_header(top)
-        print_markup(verdict_text(verdict, ids, top))
+        print_markup(verdict_text(verdict, ids, top, source_again()))
         for n in notes:
             note(n)
     code = _EXIT[verdict.level.name]

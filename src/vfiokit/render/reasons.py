@@ -32,9 +32,12 @@ _TEXT = {
                                "starts and Proxmox moves it to vfio-pci"),
     "no-reset": lambda f: (f"{f['device']} has no reset method (sysfs reset/reset_method): the VM may see "
                            "it in a stale state after a restart"),
-    "boot-gpu": lambda f: (f"{f['device']} is the boot GPU: vfio-pci cannot reserve its memory while the "
-                           "host framebuffer holds it ('BAR 0: can't reserve'); make another GPU primary in "
-                           "the firmware"),
+    "boot-gpu": lambda f: (f"{f['device']} is the boot GPU: the host's console framebuffer holds its memory, "
+                           "so vfio-pci cannot reserve it ('BAR 0: can't reserve'). Either make another GPU "
+                           "(the CPU's own, or a second card) primary in the firmware setup, or release the "
+                           "console: 'vfiokit boot add initcall_blacklist=sysfb_init' (kernel 5.15 and later; "
+                           "before: video=efifb:off) and run the host headless over SSH, which costs the local "
+                           "screen after the boot loader: a rescue then needs SSH or a serial console"),
     "same-card": lambda f: (f"{f['device']} is another function of the same card: pass it along "
                             f"(all functions of {f['slot']})"),
     "leaves-host": _leaves,
