@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,53 @@ def test_the_boot_gpu_gets_the_real_choices():
     why = next(ln for ln in r.out.splitlines() if "is the boot GPU" in ln)
     assert "primary in the firmware setup" in why and "initcall_blacklist=sysfb_init" in why
     assert "headless over SSH" in why and "costs the local screen" in why
+
+
+# -- wrapping on a terminal ---------------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def _in_pty(args: list[str], columns: int) -> str:
+    """Run vfiokit with stdout and stderr on a pseudo-terminal of `columns` columns."""
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": str(columns), "TERM": "xterm"}
+    p = subprocess.Popen([sys.executable, "-m", "vfiokit", *args], stdout=follower, stderr=follower,
+                         stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the follower side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait()
+    os.close(leader)
+    return ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("args", [
+    ["check", "--sample", B550, "07:00.0"],
+    ["check", "--sample", B550, "nvme"],
+    ["groups", "--sample", B550],
+    ["simulate", "--sample", B550, "--device", "storage"],
+])
+def test_a_terminal_gets_lines_that_fit_cut_between_words(args, columns):
+    shown = _in_pty(args, columns)
+    lines = shown.splitlines()
+    assert len(lines) > 1
+    assert max(len(ln) for ln in lines) <= columns, max(lines, key=len)
+    # piped, the same words come out one record per line: wrapping moved words, never cut one
+    piped = subprocess.run([sys.executable, "-m", "vfiokit", *args], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": SRC})
+    assert sorted(shown.split()) == sorted((piped.stdout + piped.stderr).split())
+    assert max(len(ln) for ln in (piped.stdout + piped.stderr).splitlines()) > columns  # it had to wrap

@@ -64,9 +64,11 @@ def _fail(as_json: bool, code: ExitCode, message: str, hint: str | None = None,
         from vfiokit.render.envelope import error_envelope
 
         sys.stdout.write(error_envelope(int(code), code.name.lower(), message, hint, fields or {}))
-    click.echo(f"vfiokit: {word}: {message}" if word else f"vfiokit: {message}", err=True)
+    from vfiokit.cli.output import err_line
+
+    err_line(f"vfiokit: {word}: {message}" if word else f"vfiokit: {message}")
     if hint:
-        click.echo(f"vfiokit: hint: {hint}", err=True)
+        err_line(f"vfiokit: hint: {hint}")
     return int(code)
 
 

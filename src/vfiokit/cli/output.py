@@ -12,6 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from vfiokit.model import Topology
 
@@ -90,10 +91,41 @@ def print_renderable(renderable: object) -> None:
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
+#: Continuation lines of a wrapped line are indented this much more than the line itself.
+HANG = 4
+
+
+def _hanging(text: Text, c: Console) -> list[Text]:
+    """`text` cut at word boundaries to the terminal's width (rich reads COLUMNS, else asks the
+    terminal), continuation lines indented under the line's own indent plus HANG."""
+    plain = text.plain
+    hang = len(plain) - len(plain.lstrip(" ")) + HANG
+    width = c.width
+    if len(plain) <= width or width <= hang + 20:
+        return [text]
+    from rich.text import Text
+
+    pieces = list(text.wrap(c, width - hang, overflow="fold"))
+    return [pieces[0], *(Text(" " * hang) + p for p in pieces[1:])]
+
+
+def _print_wrapped(c: Console, text: Text) -> None:
+    for piece in _hanging(text, c):
+        c.print(piece, soft_wrap=True)
+
+
 def print_markup(lines: Iterable[str]) -> None:
+    """Print rich markup lines: on a terminal wrapped with a hanging indent; piped, one record per
+    line (grep and diff see whole records)."""
     c = console()
+    if not sys.stdout.isatty():
+        for line in lines:
+            c.print(line)
+        return
+    from rich.text import Text
+
     for line in lines:
-        c.print(line)
+        _print_wrapped(c, Text.from_markup(line))
 
 
 def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
@@ -106,7 +138,7 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
 
     c = console()
     for line in lines:
-        c.print(Text.assemble(*line))
+        _print_wrapped(c, Text.assemble(*line))
 
 
 def print_source_header(top: Topology, err: bool = False) -> None:
@@ -118,5 +150,18 @@ def print_source_header(top: Topology, err: bool = False) -> None:
         click.echo(header, err=err)
 
 
+def err_line(text: str) -> None:
+    """One message line on stderr: on a terminal, wrapped at word boundaries with a hanging indent."""
+    if sys.stderr.isatty():
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size().columns  # COLUMNS first, then the terminal
+        if width > 40:
+            text = textwrap.fill(text, width, subsequent_indent=" " * HANG, break_long_words=False,
+                                 break_on_hyphens=False)
+    click.echo(text, err=True)
+
+
 def note(text: str) -> None:
-    click.echo(f"vfiokit: note: {text}", err=True)
+    err_line(f"vfiokit: note: {text}")
