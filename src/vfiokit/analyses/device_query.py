@@ -54,9 +54,18 @@ class ClassWord:
     codes: tuple[int, ...]
 
     def matches(self, dev: Device) -> bool:
-        if dev.class_id is None or dev.is_bridge:
+        if dev.is_bridge:
             return False
+        if dev.class_id is None:
+            # A listing printed without -nn names the class only ("VGA compatible controller").
+            return dev.class_name is not None and dev.class_name in self.class_names
         return any(dev.class_id == c if c > 0xFF else dev.class_id >> 8 == c for c in self.codes)
+
+    @property
+    def class_names(self) -> frozenset[str]:
+        """The pci.ids names of the classes this word covers (subclass names of a whole base class)."""
+        return frozenset(name for key, name in PCI_CLASS_NAMES.items() if key > 0xFF and any(
+            key == c if c > 0xFF else key >> 8 == c for c in self.codes))
 
     @property
     def names(self) -> str:

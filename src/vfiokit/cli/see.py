@@ -16,7 +16,7 @@ from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
 
-def _no_iommu(top: Topology) -> NoIommu:
+def no_iommu(top: Topology) -> NoIommu:
     from vfiokit.analyses.iommu_state import diagnose
 
     d = diagnose(top.host)
@@ -27,10 +27,12 @@ def _no_iommu(top: Topology) -> NoIommu:
 @click.command()
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
-@click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
-              help="'seed': exactly what the seed article's script prints (IOMMU Group N + lspci lines); "
-                   "the article is the French blog post 'PCI passthrough Proxmox et ACS override' "
-                   "this project grew from.")
+@click.option("--format", "fmt", type=click.Choice(["table", "seed", "markdown"]), default="table",
+              metavar="FORMAT",
+              help="table (default); seed: exactly what the seed article's script prints (IOMMU Group N + "
+                   "lspci lines; the article is the French blog post 'PCI passthrough Proxmox et ACS "
+                   "override' this project grew from); markdown: a table in a <details> block for a forum "
+                   "post (read back by --listing).")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")
@@ -49,8 +51,8 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     from vfiokit.analyses.device_query import GroupFilter, parse_ids, select_groups
 
     for flag, given in (("--json", as_json), ("--predict", predict)):
-        if given and fmt == "seed":
-            raise click.UsageError(f"--format seed and {flag} cannot be combined: each is its own output")
+        if given and fmt != "table":
+            raise click.UsageError(f"--format {fmt} and {flag} cannot be combined: each is its own output")
     wanted = GroupFilter(class_word, numbers, None if ids_filter is None else parse_ids(ids_filter), driver, shared)
     if predict and not wanted.empty:
         raise click.UsageError("--predict compares every group: it cannot be combined with a filter")
@@ -58,28 +60,30 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     ids = PciIds.system()
     if top.groups is None:
         _devices_without_groups(top, ids, as_json, fmt)
-        raise _no_iommu(top)
+        raise no_iommu(top)
     if predict:
         _predict(top, as_json)
         return
     whole = top
     top = select_groups(top, wanted)
     from vfiokit.render.check import host_marker
+    from vfiokit.render.documents import groups_document
 
+    if as_json:
+        sys.stdout.write(groups_document(top, ids))
+        return
     marker = host_marker(top)
     notes = [*top.notes, *filter(None, [ids.missing_note])]
-    if as_json:
-        from vfiokit.render.envelope import envelope
-        from vfiokit.render.groups import groups_json
-
-        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
-        return
-    # The article's format stays byte for byte on stdout; its header goes to stderr.
-    print_source_header(top, err=fmt == "seed")
+    # The article's format and the Markdown for a post stay exact on stdout; the header goes to stderr.
+    print_source_header(top, err=fmt in ("seed", "markdown"))
     if fmt == "seed":
         from vfiokit.render.groups import groups_seed
 
         sys.stdout.write(groups_seed(top, ids))
+    elif fmt == "markdown":
+        from vfiokit.render.markdown import groups_markdown
+
+        sys.stdout.write(groups_markdown(top, ids, marker))
     else:
         from vfiokit.render.groups import groups_text
 
@@ -93,7 +97,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
 def _devices_without_groups(top: Topology, ids: PciIds, as_json: bool, fmt: str) -> None:
     """What the Proxmox GUI shows with "No IOMMU detected": the PCI devices, under a banner, so the
     user sees the machine even before the IOMMU is on (the exit code still says 5)."""
-    if as_json or fmt == "seed" or not top.devices:
+    if as_json or fmt != "table" or not top.devices:
         return
     from vfiokit.render.groups import groups_text
 
@@ -129,8 +133,13 @@ def _predict(top: Topology, as_json: bool) -> None:
               help="File to write ('-' for standard output).")
 @click.option("--root", type=click.Path(), default="/",
               help="Read the host from this folder instead of /.")
+@click.option("--from", "from_file", type=click.Path(), default=None,
+              help="Rewrite this existing snapshot instead of reading the host (e.g. to anonymize it).")
+@click.option("--anonymize", is_flag=True,
+              help="Replace hostnames, MAC/IP addresses, mount points, serial numbers, VM names and your "
+                   "paths by placeholders, to post the file publicly.")
 @click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
-def snapshot(output: str, root: str, force: bool) -> None:
+def snapshot(output: str, root: str, from_file: str | None, anonymize: bool, force: bool) -> None:
     """Save everything vfiokit reads from this host into one file (to share or keep)."""
     from vfiokit.sources import snapshot as snap
     from vfiokit.sources import sysfs
@@ -139,8 +148,12 @@ def snapshot(output: str, root: str, force: bool) -> None:
         # A snapshot is often the only record of a host before a change: never lose one silently.
         raise Refused(f"{output} exists: not overwritten", hint="add --force to replace it, or choose another -o FILE",
                       file=output)
+    raw = snap.load_raw(from_file) if from_file is not None else sysfs.capture(root)
+    said = None
+    if anonymize:
+        from vfiokit.analyses.anonymize import anonymize_capture
 
-    raw = sysfs.capture(root)
+        raw, said = anonymize_capture(raw)
     text = snap.dumps(raw)
     if output == "-":
         sys.stdout.write(text)
@@ -152,6 +165,8 @@ def snapshot(output: str, root: str, force: bool) -> None:
         g = len(raw["iommu_groups"] or {})
         partial = "" if raw["captured"]["as_root"] else " (not root: config space beyond 64 bytes missing)"
         click.echo(f"vfiokit: wrote {output}: {n} devices, {g} IOMMU groups{partial}", err=True)
+    if said:
+        click.echo(f"vfiokit: {said}", err=True)
 
 
 @click.command()
