@@ -267,3 +267,10 @@ def test_attach_to_a_stopped_vm_with_pending_changes_shows_what_the_api_writes(f
     assert vm.config["memory"] == "4096" and vm.pending == {}
     assert pc.unified_diff(before, vm.text(), "qemu-server/100.conf") in r.out
     assert "pending changes (memory: 4096)" in r.err
+
+
+def test_map_takes_the_device_words_of_every_command(fake):
+    r = remote(fake, "cluster", "map", "gpu-words", "gpu@pve1", "10de:1c82@pve2", "--yes")
+    assert r.code == 0, r.err
+    assert [e.split(",")[1] for e in fake.cluster.mappings["gpu-words"]["map"]] == [
+        "path=0000:01:00.0", "path=0000:02:00.0"]
