@@ -150,6 +150,8 @@ def test_boot_gpu_as_target_is_unsafe(tmp_path):
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, specs, {"version": 1}))
     assert r.code == 11
     assert "01:00.0 is the boot GPU" in r.out
+    # alone in its group, but attaching is not the next step: releasing the console is
+    assert r.out.splitlines()[-1].startswith("Next: vfiokit boot add initcall_blacklist=sysfb_init --dry-run")
 
 
 def test_platform_device_in_the_group_is_unsafe(tmp_path):

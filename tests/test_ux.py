@@ -263,3 +263,4 @@ def test_a_terminal_gets_lines_that_fit_cut_between_words(args, columns):
                            env={**os.environ, "PYTHONPATH": SRC})
     assert sorted(shown.split()) == sorted((piped.stdout + piped.stderr).split())
     assert max(len(ln) for ln in (piped.stdout + piped.stderr).splitlines()) > columns  # it had to wrap
+

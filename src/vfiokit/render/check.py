@@ -55,6 +55,9 @@ def next_step(v: Verdict, again: str = "") -> str:
     if any(m.role in (LEAVES, CRITICAL) for m in v.members):
         alone = " ".join(f"--alone {t.short}" for t in v.targets)
         return f"vfiokit simulate{src} {alone}   # the smallest ACS override that gives it a group of its own"
+    if any(r.code == "boot-gpu" for r in v.reasons):
+        return ("vfiokit boot add initcall_blacklist=sysfb_init --dry-run   # release the console first "
+                "(or make another GPU primary in the firmware), then attach")
     card = v.whole_slot or any(m.role == SAME_CARD for m in v.members)
     devices = [v.targets[0].short[:5]] if card else [t.short for t in v.targets]
     attach = " && ".join(f"vfiokit attach VMID {d} --pcie" for d in devices)
