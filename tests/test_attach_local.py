@@ -448,6 +448,29 @@ def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
     assert r.code == 0, r.err
 
 
+def test_attach_names_the_device_by_class_word_or_ids(node):
+    r = cli("attach", "101", "gpu", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci0: 0000:01:00.0" in r.out
+    r = cli("attach", "101", "10de:0fb9", "--root", str(node), "--dry-run")
+    assert "+hostpci0: 0000:01:00.1" in r.out
+    before = conf(node, "101")
+    r = cli("attach", "101", "usb", "--root", str(node), "--yes")
+    assert r.code == 4 and "no usb (USB controller [0c03])" in r.err and f"--root {node}" in r.err
+    assert conf(node, "101") == before
+
+
+def test_dry_run_off_node_shows_the_diff_without_qm(node, monkeypatch):
+    # a copy of a node's tree on a machine without Proxmox: no qm on PATH
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    r = cli("attach", "101", "01:00", "--root", str(node), "--dry-run")
+    assert r.code == 0, r.err
+    assert "+hostpci0: 0000:01:00" in r.out
+    assert "'qm' not found" in r.err and "dry run" in r.err
+    r = cli("attach", "101", "01:00", "--root", str(node), "--yes")
+    assert r.code == 4 and "'qm' not found" in r.err
+
+
 def test_qm_does_not_get_the_api_token(node, monkeypatch):
     monkeypatch.setenv("VFIOKIT_PVE_TOKEN", "5c2f0d6a-0b3e-4c37-9a61-8f4d2b1e7c90")
     r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")

@@ -96,6 +96,25 @@ def test_an_unknown_boot_loader_is_refused(tmp_path: Path) -> None:
     assert r.code == 8 and "unknown boot loader" in r.err and "no /etc/kernel/proxmox-boot-uuids" in r.err
 
 
+def test_boot_status_reports_an_unknown_boot_loader_it_only_reads(tmp_path: Path) -> None:
+    # reading refuses nothing: the loader is reported unknown, with what is known, and exit 0
+    root = tmp_path / "root"
+    write(root, "etc/kernel/cmdline", ZFS_CMDLINE)
+    write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 quiet\n")
+    (root / "sys/class/iommu/dmar0").mkdir(parents=True)
+    r = cli("boot", "status", "--root", str(root))
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].startswith("Boot loader: unknown (unknown boot loader below")
+    assert lines[1] == "Running command line (/proc/cmdline): BOOT_IMAGE=/vmlinuz-6.8.12-4-pve " \
+                       "root=ZFS=rpool/ROOT/pve-1 quiet"
+    assert lines[2] == "IOMMU: on (dmar0)"
+    r = cli("boot", "status", "--root", str(root), "--json")
+    boot = json.loads(r.out)["boot"]
+    assert r.code == 0 and boot["loader"] == "unknown" and boot["iommu"] == {"on": True, "units": ["dmar0"],
+                                                                              "why_off": None}
+
+
 def test_a_kernel_cmdline_without_root_is_refused(tmp_path: Path, standins: Standins) -> None:
     root = pbt_host(tmp_path / "root", "boot=zfs quiet\n")
     r = cli("boot", "add", "iommu=pt", "--root", str(root), "--yes")
@@ -112,7 +131,9 @@ def test_removing_root_is_refused(tmp_path: Path, standins: Standins) -> None:
 def test_esps_that_cannot_be_identified_are_refused(tmp_path: Path) -> None:
     root = pbt_host(tmp_path / "root", ZFS_CMDLINE, loader="unknown")
     (root / "sys/firmware/efi/efivars").rmdir()
-    r = cli("boot", "status", "--root", str(root))
+    r = cli("boot", "status", "--root", str(root))  # reading reports it: never "refused" (8)
+    assert r.code == 0 and r.out.startswith("Boot loader: unknown (") and "systemd-boot or GRUB" in r.out
+    r = cli("boot", "add", "iommu=pt", "--root", str(root), "--yes")
     assert r.code == 8 and "systemd-boot or GRUB" in r.err
 
 

@@ -46,6 +46,12 @@ def test_device_addresses_are_the_chosen_sources():
     assert got == ["06:00.0", "06:00.1"]
 
 
+def test_class_words_complete_when_the_source_has_such_a_device():
+    assert complete(["check", "--sample", B550], "n") == ["nic", "nvme"]
+    assert complete(["check", "--sample", B550], "h") == []  # no SCSI/RAID/SAS/FC controller there
+    assert complete(["simulate", "--sample", B550, "--device"], "gp") == ["gpu"]
+
+
 def test_an_unreadable_source_completes_nothing_and_prints_nothing(tmp_path, capsys):
     assert complete(["check", "--snapshot", str(tmp_path / "missing.json")], "") == []
     assert complete(["check", "--sample", "no-such-board"], "") == []

@@ -236,6 +236,17 @@ def test_noise_prompts_commands_uname_cmdline_markdown_ansi_and_quotes():
     assert not r.skipped
 
 
+@pytest.mark.parametrize("prose", [
+    "uname -a: Linux pve 6.5.11-7-pve #1 SMP PREEMPT_DYNAMIC PMX 6.5.11-7 (2023-12-05T09:44Z) x86_64 GNU/Linux",
+    "Uname -a = Linux pve 6.5.11-7-pve #1 SMP PREEMPT_DYNAMIC PMX 6.5.11-7 x86_64 GNU/Linux",
+])
+def test_uname_said_in_prose_gives_the_kernel_release(prose):
+    text = prose + "\nIOMMU Group 1 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [10de:1b80]\n"
+    r = listing.parse_with_pciids(text, "paste")
+    assert r.topology.host.kernel_release == "6.5.11-7-pve"
+    assert groups(text) == {1: ["01:00.0"]}
+
+
 def test_ls_iommu_k_lines_attach_to_the_device_above():
     top = read("""\
         IOMMU Group  21: 0000:0a:00.0 VGA compatible controller [0300] NVIDIA Corporation GA102 [10de:2206] (rev a1)

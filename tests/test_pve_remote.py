@@ -121,7 +121,8 @@ def test_bad_secret_unreachable_untrusted(fake, monkeypatch, tmp_path):
     assert r.code == ExitCode.REMOTE and "TLS certificate not trusted" in r.err and "--ca-file" in r.err
     r = cli("cluster", "inventory", "--host", "127.0.0.1:9", "--token-id", "root@pam!vfiokit",
             "--token-file", str(secret), "--timeout", "2")
-    assert r.code == ExitCode.REMOTE and "unreachable" in r.err
+    # the socket's answer, not urllib3's exception text
+    assert r.code == ExitCode.REMOTE and r.err == "vfiokit: error: connection refused by 127.0.0.1:9 (GET /nodes)\n"
 
 
 def test_map_then_attach_by_mapping_on_a_running_vm(fake):
@@ -266,3 +267,10 @@ def test_attach_to_a_stopped_vm_with_pending_changes_shows_what_the_api_writes(f
     assert vm.config["memory"] == "4096" and vm.pending == {}
     assert pc.config_diff(before, vm.text(), "qemu-server/100.conf") in r.out
     assert "pending changes (memory: 4096)" in r.err
+
+
+def test_map_takes_the_device_words_of_every_command(fake):
+    r = remote(fake, "cluster", "map", "gpu-words", "gpu@pve1", "10de:1c82@pve2", "--yes")
+    assert r.code == 0, r.err
+    assert [e.split(",")[1] for e in fake.cluster.mappings["gpu-words"]["map"]] == [
+        "path=0000:01:00.0", "path=0000:02:00.0"]

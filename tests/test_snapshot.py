@@ -226,3 +226,14 @@ def test_snapshot_saved_with_a_byte_order_mark_still_loads(tmp_path):
     assert r.code == 0 and r.out == plain
     r = cli("compare", str(f), "sample:lab-hostuse")
     assert r.code == 0, r.err
+
+
+def test_snapshot_does_not_overwrite_a_file_without_force(tmp_path):
+    tree = materialize(samples.load_raw("asus-tuf-b550-plus"), tmp_path / "root")
+    out = tmp_path / "snap.json"
+    out.write_text("the only record of last week's host\n")
+    r = cli("snapshot", "--root", str(tree), "-o", str(out))
+    assert r.code == 8 and f"{out} exists: not overwritten" in r.err and "--force" in r.err
+    assert out.read_text() == "the only record of last week's host\n"
+    r = cli("snapshot", "--root", str(tree), "-o", str(out), "--force")
+    assert r.code == 0 and json.loads(out.read_text())["iommu_groups"]["15"]

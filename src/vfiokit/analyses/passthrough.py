@@ -14,14 +14,10 @@ choice of device (malformed, unknown, a bridge, no group) are raised as `Vfiokit
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vfiokit.analyses.host_needs import HostNeed, needs, slot_functions
-from vfiokit.errors import BadInput, DeviceNotFound, NoIommu
-from vfiokit.formats.pve_hostpci import HOST_ID_HINT as _ID_HINT
-from vfiokit.formats.pve_hostpci import parse_host_id
+from vfiokit.analyses.host_needs import HostNeed, needs
+from vfiokit.errors import BadInput, NoIommu
 from vfiokit.model import Device, PciAddress, Topology
 
 
@@ -141,41 +137,31 @@ class Verdict:
         return list(out.items())
 
 
-# -- the user's device argument ----------------------------------------------------------------
-
-
-
-def parse_targets(texts: Iterable[str], top: Topology) -> list[PciAddress]:
-    """The functions the user named: addresses with or without domain, several (also `;`-joined as
-    in a Proxmox hostpci value), or `01:00` for every function of a slot. BadInput for a
-    malformed one, DeviceNotFound for one that is not in `top`."""
-    out: list[PciAddress] = []
-    where = f" in {top.source}" if top.source else ""
-    for text in texts:
-        for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
-            found = slot_functions(part, top)
-            if found is None:
-                raise BadInput(f"'{part}' is not a PCI address ({_ID_HINT})", device=part)
-            if not found:
-                addr, whole_slot = parse_host_id(part) or (None, True)
-                what = f"no PCI device in slot {part}" if whole_slot else f"no PCI device at {addr}"
-                raise DeviceNotFound(f"{what}{where}", hint="'vfiokit groups' lists the devices", device=part)
-            out.extend(a for a in found if a not in out)
-    if not out:
-        raise BadInput(f"no device given ({_ID_HINT})")
-    return out
-
-
 # -- the judgement -----------------------------------------------------------------------------
+
+def endpoints_behind(top: Topology, bridge: PciAddress) -> list[Device]:
+    """The devices (not bridges) below `bridge`, through any bridges between, in address order."""
+    out, todo = [], list(top.children(bridge))
+    while todo:
+        d = todo.pop()
+        if d.is_bridge:
+            todo.extend(top.children(d.address))
+        else:
+            out.append(d)
+    return sorted(out, key=lambda d: d.address)
+
 
 def _check_targets(top: Topology, targets: list[PciAddress]) -> None:
     for a in targets:
         dev = top.device(a)
         if dev.is_bridge:
-            kids = ", ".join(d.address.short for d in top.children(a)[:4]) or "none"
+            behind = endpoints_behind(top, a)
+            kids = ", ".join(d.address.short for d in behind[:6]) + (f" and {len(behind) - 6} more"
+                                                                      if len(behind) > 6 else "")
             raise BadInput(
                 f"{a} is a PCI bridge: Proxmox never passes bridges (it leaves them to the host); "
-                f"name a device behind it instead (behind it: {kids})", device=str(a))
+                f"name a device behind it instead ({'behind it: ' + kids if behind else 'no device behind it'})",
+                device=str(a))
     if top.groups is None:
         from vfiokit.analyses.iommu_state import diagnose
 

@@ -16,6 +16,7 @@ import sys
 import click
 
 from vfiokit import __version__
+from vfiokit.cli.common import SuggestingGroup
 from vfiokit.errors import ExitCode, VfiokitError, scrub
 
 
@@ -40,7 +41,7 @@ COMMANDS = {
 }
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -56,42 +57,76 @@ def main() -> None:
     """See, judge, predict and safely change IOMMU groups for PCI passthrough."""
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Console entry point: run `main`, turning our errors into one line and an exit code."""
-    # A command builds one large model of acyclic objects and exits: the cyclic collector's default
-    # (a pass every 700 allocations, each full pass walking the whole model) took 8% of `groups`
-    # at 10,000 functions and 30% of `simulate` at 30,000. Cycles are still collected, rarely.
-    gc.set_threshold(100_000, 50, 1000)
+def _fail(as_json: bool, code: ExitCode, message: str, hint: str | None = None,
+          fields: dict[str, object] | None = None, word: str | None = "error") -> int:
+    """Say a failure: one line on stderr (and a hint line); under --json also the error envelope on
+    stdout, so a script never parses an empty output. Returns the exit code."""
+    message = _one_line(message)
+    hint = _one_line(hint) if hint else None
+    if as_json:
+        from vfiokit.render.envelope import error_envelope
+
+        sys.stdout.write(error_envelope(int(code), code.name.lower(), message, hint, fields or {}))
+    from vfiokit.cli.output import err_line
+
+    err_line(f"vfiokit: {word}: {message}" if word else f"vfiokit: {message}")
+    if hint:
+        err_line(f"vfiokit: hint: {hint}")
+    return int(code)
+
+
+def _usage_hint(e: click.UsageError) -> str:
+    """Where to read the right usage: the failing command's own --help."""
+    path = e.ctx.command_path if e.ctx is not None else "vfiokit"
+    return f"'{path} --help' shows the usage"
+
+
+def _execute(argv: list[str] | None, as_json: bool) -> int:
+    """Run `main` and turn every way it can end into an exit code (said on stderr, and as an error
+    envelope under --json)."""
     try:
         main.main(args=argv, prog_name="vfiokit", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("vfiokit: aborted", err=True)
-        sys.exit(ExitCode.ABORTED)
+        return _fail(as_json, ExitCode.ABORTED, "aborted", word=None)
+    except click.UsageError as e:
+        # click's own wording ("No such option: --jsn Did you mean --json?") in ours, exit 2.
+        text = e.format_message().rstrip(".")
+        return _fail(as_json, ExitCode.USAGE, text[:1].lower() + text[1:], _usage_hint(e))
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        return _fail(as_json, ExitCode.BAD_INPUT, e.format_message())
     except VfiokitError as e:
-        if "--json" in (sys.argv[1:] if argv is None else argv):
-            from vfiokit.render.envelope import error_envelope
-
-            sys.stdout.write(error_envelope(int(e.code), e.code.name.lower(), str(e), e.hint, e.fields()))
-        click.echo(f"vfiokit: error: {_one_line(str(e))}", err=True)
-        if e.hint:
-            click.echo(f"vfiokit: hint: {_one_line(e.hint)}", err=True)
-        sys.exit(e.code)
-    except BrokenPipeError:
-        sys.exit(ExitCode.OK)
+        return _fail(as_json, e.code, str(e), e.hint, e.fields())
     except KeyboardInterrupt:
-        click.echo("vfiokit: interrupted", err=True)
-        sys.exit(ExitCode.ABORTED)
+        return _fail(as_json, ExitCode.ABORTED, "interrupted", word=None)
+    except BrokenPipeError:
+        # A write that bypassed the quiet stdout (see output.quiet_broken_pipe): the reader is gone.
+        return int(ExitCode.OK)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else int(ExitCode.OK)
     except Exception as e:  # the last resort: a bug, said in one line, never a traceback
         where = ""
         tb = e.__traceback__
         while tb is not None:
             where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
             tb = tb.tb_next
-        click.echo(f"vfiokit: internal error: {type(e).__name__}: {_one_line(str(e))[:300]}{where} "
-                   f"(a bug in vfiokit {__version__}; please report it with this line and the command "
-                   "you ran)", err=True)
-        sys.exit(ExitCode.INTERNAL)
-    sys.exit(ExitCode.OK)
+        return _fail(as_json, ExitCode.INTERNAL,
+                     f"{type(e).__name__}: {_one_line(str(e))[:300]}{where} (a bug in vfiokit {__version__}; "
+                     "please report it with this line and the command you ran)", word="internal error")
+    return int(ExitCode.OK)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: run `main`, turning our errors into one line and an exit code.
+
+    A reader that stops early (`vfiokit check ... | head -1`) closes the pipe: the rest of the output
+    is dropped quietly and the exit code is still the command's own (the verdict's)."""
+    from vfiokit.cli.output import quiet_broken_pipe
+
+    # A command builds one large model of acyclic objects and exits: the cyclic collector's default
+    # (a pass every 700 allocations, each full pass walking the whole model) took 8% of `groups`
+    # at 10,000 functions and 30% of `simulate` at 30,000. Cycles are still collected, rarely.
+    gc.set_threshold(100_000, 50, 1000)
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    with quiet_broken_pipe():
+        code = _execute(argv, as_json)
+    sys.exit(code)

@@ -7,6 +7,7 @@ is shown as a diff, `--dry-run` stops there, and the write carries the config's 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from vfiokit.errors import BadInput, Refused
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_hostpci as hostpci
 from vfiokit.formats import pve_mapping
-from vfiokit.model import Topology
+from vfiokit.model import PciAddress, Topology
 from vfiokit.render import attach as render_attach
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Target:
     remote: bool
 
 
-def local_target(root: str, qm: str = "qm") -> Target:
+def local_target(root: str, qm: str = "qm", dry_run: bool = False) -> Target:
     from vfiokit.edits.pve_apply import apply_local
     from vfiokit.sources import sysfs
     from vfiokit.sources.pve_local import LocalPve
@@ -55,7 +56,16 @@ def local_target(root: str, qm: str = "qm") -> Target:
         conf = node.config(vmid)
         return conf, conf.digest
 
-    return Target("this node", config, node.running, node.configs, node.mapping_paths,
+    def running(vmid: str) -> bool:
+        # Off the node (a copy of its /etc/pve under --root) a dry run still shows the diff: only
+        # `qm status` is missing, and the diff of the config does not depend on it.
+        if dry_run and not node.has_qm():
+            note(f"'{qm}' not found (not on the Proxmox node): whether VM {vmid} runs is unknown; "
+                 "the diff is what would be written either way")
+            return False
+        return node.running(vmid)
+
+    return Target("this node", config, running, node.configs, node.mapping_paths,
                   lambda: sysfs.read_topology(root), lambda plan, d: apply_local(node, plan, d), False)
 
 
@@ -116,16 +126,29 @@ def _write(plan: AttachPlan, target: Target, digest: str, dry_run: bool, yes: bo
                err=True)
 
 
-def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root: str | None) -> Target:
+def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root: str | None,
+            dry_run: bool) -> Target:
     if connect is None:
         if node is not None:
             raise click.UsageError("--node needs --host (locally the VM is on this node)")
-        return local_target(root or "/")
+        return local_target(root or "/", dry_run=dry_run and root is not None)
     if root is not None:
         raise click.UsageError("--root is for local mode; remove it or --host")
     if node is not None:
         pc.check_plain(node, "--node")
     return remote_target(connect(), vmid, node)
+
+
+def _device(word: str, top: Topology, again: str) -> tuple[PciAddress, bool]:
+    """The function DEVICE names (analyses/device_query.py), and whether it means the whole slot:
+    `01:00`, or a word that names several functions of one card."""
+    from vfiokit.analyses.device_query import is_slot, resolve
+
+    found = resolve([word], top, again=again)
+    if is_slot(word) or len(found) > 1:
+        first = found[0]
+        return PciAddress(first.domain, first.bus, first.slot, 0), True
+    return found[0], False
 
 
 def _vmid(vmid: str) -> str:
@@ -165,18 +188,23 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, primary_gpu: bool,
            all_functions: bool, rombar: str | None, romfile: str | None, force: bool, accept_siblings: bool,
            node: str | None, root: str | None, dry_run: bool, yes: bool, connect: Any) -> None:
-    """Give PCI DEVICE (or --mapping NAME) to Proxmox VM VMID as the first free hostpciN."""
+    """Give PCI DEVICE (or --mapping NAME) to Proxmox VM VMID as the first free hostpciN.
+
+    DEVICE is an address (01:00.0), a slot (01:00: all functions), ids (10de:1430) or a class
+    word (gpu, nic, nvme...); a word that names several cards lists them and changes nothing."""
     vmid = _vmid(vmid)
     if (device is None) == (mapping is None):
         raise click.UsageError("give either DEVICE or --mapping NAME")
-    addr = None
-    if device is not None:
-        addr, slot = parse_device(device)
-        all_functions = all_functions or slot
-    target = _target(connect, vmid, node, root)
+    if device is not None and not device.strip():
+        raise BadInput("DEVICE is empty: give an address, a slot, ids or a class word")
+    target = _target(connect, vmid, node, root, dry_run)
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     top = target.topology()
+    addr = None
+    if device is not None:
+        addr, slot = _device(device, top, f"--root {shlex.quote(root)}" if root else "")
+        all_functions = all_functions or slot
     req = AttachRequest(vmid, addr, mapping, pcie, primary_gpu, all_functions,
                         None if rombar is None else rombar == "1", romfile, force)
     plan = plan_attach(req, conf, running, top, target.others(), target.mapping_paths())
@@ -205,7 +233,7 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
            connect: Any) -> None:
     """Take PCI DEVICE (an address, a slot, a hostpciN key or a mapping name) back from VM VMID."""
     vmid = _vmid(vmid)
-    target = _target(connect, vmid, node, root)
+    target = _target(connect, vmid, node, root, dry_run)
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in hostpci.HOSTPCI_KEYS else None

@@ -7,6 +7,7 @@ otherwise the user confirms (or passes `--yes`) and the one safe writer applies 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import click
 
 from vfiokit.cli import completion
+from vfiokit.cli.common import SuggestingGroup
 from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
-from vfiokit.errors import BadInput, VfiokitError
+from vfiokit.errors import BadInput, Refused, VfiokitError
 
 ACS_WARNING = (
     "pcie_acs_override tells the kernel to believe PCIe ports isolate devices when the hardware "
@@ -77,9 +79,25 @@ def _change(root: str, add: Sequence[str], remove: Sequence[str], dry_run: bool,
              f"the command line already reads that way ({what})")
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def boot() -> None:
     """The kernel command line: GRUB or proxmox-boot-tool, changed safely."""
+
+
+def _unknown_loader(root: str, reason: str, as_json: bool) -> None:
+    from vfiokit.analyses.iommu_state import diagnose
+    from vfiokit.render.boot_status import unknown_loader, unknown_loader_lines
+    from vfiokit.sources.sysfs import read_host
+
+    host = read_host(root)
+    data = unknown_loader(reason, host, None if host.iommu_units else diagnose(host).explanation)
+    if as_json:
+        from vfiokit.render.envelope import envelope
+
+        sys.stdout.write(envelope("boot-status", "live host" if os.path.abspath(root) == "/" else f"tree {root}",
+                                  [], boot=data))
+        return
+    click.echo("\n".join(unknown_loader_lines(data)))
 
 
 @boot.command()
@@ -93,7 +111,12 @@ def status(root: str, as_json: bool) -> None:
     from vfiokit.render.boot_status import boot_status_json, boot_status_lines
     from vfiokit.sources.boot import read_boot
 
-    setup = read_boot(root)
+    try:
+        setup = read_boot(root)
+    except Refused as e:
+        # Reading is never a refusal: say what is known, exit 0 (README "boot status").
+        _unknown_loader(root, str(e), as_json)
+        return
     try:  # a change killed half way (kill, hang-up): the next writing command finishes it
         unfinished = writer.interrupted(root)
     except VfiokitError as e:

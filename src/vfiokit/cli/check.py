@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.common import source_options
+from vfiokit.cli.common import source_again, source_options
 from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode
 from vfiokit.model import Topology
@@ -28,16 +28,18 @@ _EXIT = {"ALONE": ExitCode.OK, "HARMLESS": ExitCode.OK, "COSTLY": ExitCode.COSTL
 def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: bool) -> None:
     """Say what passing DEVICE to a VM takes from the host.
 
-    DEVICE is a PCI address with or without domain (07:00.0, 0000:07:00.0), several of them, or
-    BB:DD for every function of a slot (01:00), as Proxmox's hostpci accepts.
+    DEVICE is a PCI address with or without domain (07:00.0, 0000:07:00.0), BB:DD for every
+    function of a slot (01:00) as Proxmox's hostpci accepts, ids (10de:1430) or a class word
+    (gpu, vga, nic, sata, nvme, usb, audio, hba); a word that names several devices lists them.
     Exit status: 0 alone/harmless, 10 costly, 11 unsafe, 4 no such device.
     """
-    from vfiokit.analyses.passthrough import judge, parse_targets
+    from vfiokit.analyses.device_query import resolve
+    from vfiokit.analyses.passthrough import judge
     from vfiokit.render.check import verdict_text
     from vfiokit.render.reasons import verdict_notes
 
     top = source()
-    targets = parse_targets(devices, top)
+    targets = resolve(devices, top, again=source_again())
     verdict = judge(top, targets)
     ids = PciIds.system()
     notes = [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]
@@ -47,7 +49,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
         sys.stdout.write(check_document(top, verdict, ids))
     else:
         print_source_header(top)
-        print_markup(verdict_text(verdict, ids, top))
+        print_markup(verdict_text(verdict, ids, top, source_again()))
         for n in notes:
             note(n)
     code = _EXIT[verdict.level.name]

@@ -7,16 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfiokit.cli.common import SuggestingGroup
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
-from vfiokit.cli.remote import parse_device, remote_options
+from vfiokit.cli.remote import remote_options
 from vfiokit.errors import BadInput, ExitCode
+from vfiokit.model import PciAddress
 
 if TYPE_CHECKING:
     from vfiokit.analyses.cluster_mapping import MapEntry
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def cluster() -> None:
     """A Proxmox VE cluster through its API: every node's devices, cluster PCI mappings."""
 
@@ -98,8 +100,14 @@ def _entry_for(api: Any, spec: str) -> MapEntry:
     from vfiokit.formats.pve_hostpci import check_plain
 
     check_plain(node, "node")
-    addr, whole_slot = parse_device(dev_text)
-    return map_entry(spec, node, topology_from_pci(api.node_pci(node), node, api.host), addr, whole_slot)
+    from vfiokit.analyses.device_query import is_slot, resolve
+
+    top = topology_from_pci(api.node_pci(node), node, api.host)
+    # The device words of every command (04:00.0, 04:00, 10de:1430, gpu), against that node's PCI list.
+    found = resolve([dev_text], top)
+    whole_slot = is_slot(dev_text) or len(found) > 1
+    addr = PciAddress(found[0].domain, found[0].bus, found[0].slot, 0) if whole_slot else found[0]
+    return map_entry(spec, node, top, addr, whole_slot)
 
 
 @cluster.command("map")

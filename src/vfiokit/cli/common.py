@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +12,27 @@ import click
 
 from vfiokit.cli import completion
 from vfiokit.model import Topology
+
+_AGAIN = "vfiokit.source_again"
+
+
+class SuggestingGroup(click.Group):
+    """A command group that answers a mistyped command with the nearest ones ("did you mean")."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
+            said = f"; did you mean {' or '.join(near)}?" if near else ""
+            raise click.UsageError(f"no command '{name}' in '{ctx.command_path}'{said}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def source_again() -> str:
+    """The source option the user gave (`--sample X`), to repeat in a suggested command so that it
+    reads the same machine; "" for the live host."""
+    ctx = click.get_current_context(silent=True)
+    return "" if ctx is None else str(ctx.meta.get(_AGAIN, ""))
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,6 +57,9 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                                  ("--listing", listing_file), ("--board", board)) if v is not None]
         if len(chosen) > 1:
             raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
+        given = [(o, v) for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample),
+                                     ("--listing", listing_file), ("--board", board)) if v is not None]
+        click.get_current_context().meta[_AGAIN] = " ".join(f"{o} {shlex.quote(v)}" for o, v in given)
         kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file, board)
         return f(*args, **kwargs)
 

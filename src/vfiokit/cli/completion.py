@@ -58,6 +58,11 @@ def addresses(ctx: click.Context, param: click.Parameter, incomplete: str) -> li
             # No description: click 8.1's zsh script hands "value:description" to _describe
             # without escaping, and an address's own ':' would cut it there.
             out.append(CompletionItem(value))
+    # The class words with a device in this source (analyses/device_query.py), after the addresses.
+    from vfiokit.analyses.device_query import CLASS_WORDS
+
+    out += [CompletionItem(w) for w, cw in CLASS_WORDS.items()
+            if w.startswith(incomplete) and any(cw.matches(d) for d in top.devices)]
     return out
 
 

@@ -2,16 +2,72 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from vfiokit.model import Topology
+
+
+class _QuietStdout:
+    """Standard output that, once its reader is gone (EPIPE), drops the rest quietly: the command
+    runs to its end and exits with its own code. Python's default would print "Exception ignored
+    ... BrokenPipeError" at exit and exit 120."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def _lost(self) -> None:
+        # Point the descriptor at /dev/null so that the interpreter's last flush succeeds too.
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._lost()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """Run the command with a `_QuietStdout` (only over the process's real stdout: a test's
+    captured one cannot break), flushing it before the exit code is given."""
+    real = sys.stdout
+    if real is not sys.__stdout__ or real is None:
+        yield
+        return
+    quiet = _QuietStdout(real)
+    sys.stdout = quiet  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        quiet.flush()
+        sys.stdout = real
 
 
 def console() -> Console:
@@ -35,10 +91,41 @@ def print_renderable(renderable: object) -> None:
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
+#: Continuation lines of a wrapped line are indented this much more than the line itself.
+HANG = 4
+
+
+def _hanging(text: Text, c: Console) -> list[Text]:
+    """`text` cut at word boundaries to the terminal's width (rich reads COLUMNS, else asks the
+    terminal), continuation lines indented under the line's own indent plus HANG."""
+    plain = text.plain
+    hang = len(plain) - len(plain.lstrip(" ")) + HANG
+    width = c.width
+    if len(plain) <= width or width <= hang + 20:
+        return [text]
+    from rich.text import Text
+
+    pieces = list(text.wrap(c, width - hang, overflow="fold"))
+    return [pieces[0], *(Text(" " * hang) + p for p in pieces[1:])]
+
+
+def _print_wrapped(c: Console, text: Text) -> None:
+    for piece in _hanging(text, c):
+        c.print(piece, soft_wrap=True)
+
+
 def print_markup(lines: Iterable[str]) -> None:
+    """Print rich markup lines: on a terminal wrapped with a hanging indent; piped, one record per
+    line (grep and diff see whole records)."""
     c = console()
+    if not sys.stdout.isatty():
+        for line in lines:
+            c.print(line)
+        return
+    from rich.text import Text
+
     for line in lines:
-        c.print(line)
+        _print_wrapped(c, Text.from_markup(line))
 
 
 def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
@@ -51,7 +138,7 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
 
     c = console()
     for line in lines:
-        c.print(Text.assemble(*line))
+        _print_wrapped(c, Text.assemble(*line))
 
 
 def print_source_header(top: Topology, err: bool = False) -> None:
@@ -63,5 +150,18 @@ def print_source_header(top: Topology, err: bool = False) -> None:
         click.echo(header, err=err)
 
 
+def err_line(text: str) -> None:
+    """One message line on stderr: on a terminal, wrapped at word boundaries with a hanging indent."""
+    if sys.stderr.isatty():
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size().columns  # COLUMNS first, then the terminal
+        if width > 40:
+            text = textwrap.fill(text, width, subsequent_indent=" " * HANG, break_long_words=False,
+                                 break_on_hyphens=False)
+    click.echo(text, err=True)
+
+
 def note(text: str) -> None:
-    click.echo(f"vfiokit: note: {text}", err=True)
+    err_line(f"vfiokit: note: {text}")

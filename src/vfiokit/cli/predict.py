@@ -8,9 +8,9 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.common import source_options
+from vfiokit.cli.common import source_again, source_options
 from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
-from vfiokit.model import PciAddress, Topology
+from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 from vfiokit.render.documents import DEFAULT_OVERRIDE
 
@@ -19,24 +19,28 @@ from vfiokit.render.documents import DEFAULT_OVERRIDE
 @source_options
 @click.option("--acs-override", "override_text", metavar="OPTIONS",
               help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
-                   f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
-@click.option("--device", "devices", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
+                   f"{DEFAULT_OVERRIDE} (what the seed article, the French post 'PCI passthrough Proxmox "
+                   "et ACS override', enabled), or none on a host already booted with an override.")
+@click.option("--device", "devices", multiple=True, metavar="DEVICE", shell_complete=completion.addresses,
               help="Show how this device's group and its 'check' verdict change (repeatable).")
-@click.option("--alone", "alone", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
+@click.option("--alone", "alone", multiple=True, metavar="DEVICE", shell_complete=completion.addresses,
               help="Find the smallest override that gives this device (or every function of a slot, "
                    "01:00) a group of its own, and show the groups with it (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
-    """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
-    from vfiokit.analyses.passthrough import parse_targets
+    """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting.
+
+    DEVICE is an address (04:00.0), a slot (04:00), ids (10de:1430) or a class word (gpu, nic...),
+    as for 'vfiokit check'."""
+    from vfiokit.analyses.device_query import resolve
     from vfiokit.render import simulation as view
     from vfiokit.render.documents import run_simulate
 
-    targets = [PciAddress.parse(d) for d in devices]
     top = source()
+    targets = resolve(devices, top, again=source_again()) if devices else []
     # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
-    alone_targets = [tuple(parse_targets([text], top)) for text in alone]
+    alone_targets = [tuple(resolve([text], top, again=source_again())) for text in alone]
     ids = PciIds.system()
     run = run_simulate(top, ids, override_text, targets, alone_targets)
     if as_json:

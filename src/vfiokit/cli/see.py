@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
 import click
 
+from vfiokit.analyses.device_query import CLASS_WORDS
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
-from vfiokit.errors import ExitCode, NoIommu
+from vfiokit.errors import ExitCode, NoIommu, Refused
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
@@ -27,23 +29,43 @@ def no_iommu(top: Topology) -> NoIommu:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 @click.option("--format", "fmt", type=click.Choice(["table", "seed", "markdown"]), default="table",
               metavar="FORMAT",
-              help="table (default); seed: exactly what the article's script prints (IOMMU Group N + lspci "
-                   "lines); markdown: a table in a <details> block for a forum post (read back by --listing).")
+              help="table (default); seed: exactly what the seed article's script prints (IOMMU Group N + "
+                   "lspci lines; the article is the French blog post 'PCI passthrough Proxmox et ACS "
+                   "override' this project grew from); markdown: a table in a <details> block for a forum "
+                   "post (read back by --listing).")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")
-def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool) -> None:
-    """List every IOMMU group and its devices, named as lspci names them."""
+@click.option("--class", "class_word", type=click.Choice(list(CLASS_WORDS)), default=None, metavar="WORD",
+              help="Only groups holding a device of this class (gpu, nic, storage, usb... see README).")
+@click.option("--group", "numbers", type=int, multiple=True, metavar="N", help="Only IOMMU group N (repeatable).")
+@click.option("--ids", "ids_filter", default=None, metavar="VVVV:DDDD",
+              help="Only groups holding a device with these vendor:device ids.")
+@click.option("--driver", default=None, metavar="NAME", help="Only groups holding a device bound to driver NAME.")
+@click.option("--shared", is_flag=True, help="Only groups with more than one endpoint (bridges do not count).")
+def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool, class_word: str | None,
+           numbers: tuple[int, ...], ids_filter: str | None, driver: str | None, shared: bool) -> None:
+    """List every IOMMU group and its devices, named as lspci names them.
+
+    The filters keep a group when one of its devices matches them all, and show it whole."""
+    from vfiokit.analyses.device_query import GroupFilter, parse_ids, select_groups
+
     for flag, given in (("--json", as_json), ("--predict", predict)):
         if given and fmt != "table":
             raise click.UsageError(f"--format {fmt} and {flag} cannot be combined: each is its own output")
+    wanted = GroupFilter(class_word, numbers, None if ids_filter is None else parse_ids(ids_filter), driver, shared)
+    if predict and not wanted.empty:
+        raise click.UsageError("--predict compares every group: it cannot be combined with a filter")
     top = source()
     ids = PciIds.system()
     if top.groups is None:
+        _devices_without_groups(top, ids, as_json, fmt)
         raise no_iommu(top)
     if predict:
         _predict(top, as_json)
         return
+    whole = top
+    top = select_groups(top, wanted)
     from vfiokit.render.check import host_marker
     from vfiokit.render.documents import groups_document
 
@@ -68,6 +90,21 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
         print_lines(groups_text(top, ids, marker))
     for n in notes:
         note(n)
+    if not wanted.empty and not top.groups:
+        note(f"no IOMMU group of the {len(whole.groups or ())} in {whole.source or 'this host'} matches the filters")
+
+
+def _devices_without_groups(top: Topology, ids: PciIds, as_json: bool, fmt: str) -> None:
+    """What the Proxmox GUI shows with "No IOMMU detected": the PCI devices, under a banner, so the
+    user sees the machine even before the IOMMU is on (the exit code still says 5)."""
+    if as_json or fmt != "table" or not top.devices:
+        return
+    from vfiokit.render.groups import groups_text
+
+    print_source_header(top)
+    print_lines([[("No IOMMU groups", "bold red"),
+                  (f": the {len(top.devices)} PCI devices of {top.source or 'this host'}, none passable yet", "dim")],
+                 *groups_text(top, ids)])
 
 
 def _predict(top: Topology, as_json: bool) -> None:
@@ -104,11 +141,16 @@ def _predict(top: Topology, as_json: bool) -> None:
 @click.option("--anonymize", is_flag=True,
               help="Replace hostnames, MAC/IP addresses, mount points, serial numbers, VM names and your "
                    "paths by placeholders, to post the file publicly.")
-def snapshot(output: str, root: str, from_file: str | None, anonymize: bool) -> None:
+@click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
+def snapshot(output: str, root: str, from_file: str | None, anonymize: bool, force: bool) -> None:
     """Save everything vfiokit reads from this host into one file (to share or keep)."""
     from vfiokit.sources import snapshot as snap
     from vfiokit.sources import sysfs
 
+    if output != "-" and os.path.isfile(output) and not force:
+        # A snapshot is often the only record of a host before a change: never lose one silently.
+        raise Refused(f"{output} exists: not overwritten", hint="add --force to replace it, or choose another -o FILE",
+                      file=output)
     raw = snap.load_raw(from_file) if from_file is not None else sysfs.capture(root)
     said = None
     if anonymize:

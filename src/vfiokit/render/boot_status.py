@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vfiokit.model import HostInfo
+
 if TYPE_CHECKING:
     from vfiokit.analyses.boot_state import BootState
     from vfiokit.analyses.override_effect import OverrideEffect
@@ -69,3 +71,21 @@ def override_effect_lines(e: OverrideEffect) -> list[str]:
     return [f"today:  {e.groups_now} IOMMU groups, {e.shared_now} shared by several devices",
             f"with pcie_acs_override={e.modes}: {e.groups_then} groups, {e.shared_then} shared "
             "(vfiokit simulate shows which devices move)"]
+
+
+def unknown_loader(reason: str, host: HostInfo, iommu_off: str | None) -> dict[str, object]:
+    """`boot status` when vfiokit does not know the boot loader: what it still knows (the running
+    command line, the IOMMU state), as data for --json and for `unknown_loader_lines`."""
+    return {"loader": "unknown", "reason": reason, "running": host.cmdline,
+            "iommu": {"on": iommu_off is None, "units": list(host.iommu_units or ()), "why_off": iommu_off}}
+
+
+def unknown_loader_lines(data: dict[str, object]) -> list[str]:
+    iommu = data["iommu"]
+    assert isinstance(iommu, dict)
+    state = f"on ({', '.join(iommu['units'])})" if iommu["on"] else f"off: {iommu['why_off']}"
+    return [f"Boot loader: unknown ({data['reason']})",
+            f"Running command line (/proc/cmdline): {data['running'] or 'unknown (not readable)'}",
+            f"IOMMU: {state}",
+            "vfiokit reads and edits GRUB and proxmox-boot-tool setups; edit this loader's command line "
+            "by hand ('vfiokit boot add' would refuse)"]

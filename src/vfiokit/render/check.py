@@ -49,7 +49,29 @@ def verdict_json(v: Verdict, ids: PciIds) -> dict[str, Any]:
     }
 
 
-def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
+#: Beyond this many lines the first line (the verdict) has scrolled away on a terminal: repeat it.
+LONG = 12
+
+
+def next_step(v: Verdict, again: str = "") -> str:
+    """The next command: attach when passing costs no other device; else find the ACS override
+    that would isolate the target(s) (`simulate --alone`), since the group as it is takes others."""
+    from vfiokit.analyses.passthrough import CRITICAL, LEAVES, SAME_CARD
+
+    src = f" {again}" if again else ""
+    if any(m.role in (LEAVES, CRITICAL) for m in v.members):
+        alone = " ".join(f"--alone {t.short}" for t in v.targets)
+        return f"vfiokit simulate{src} {alone}   # the smallest ACS override that gives it a group of its own"
+    if any(r.code == "boot-gpu" for r in v.reasons):
+        return ("vfiokit boot add initcall_blacklist=sysfb_init --dry-run   # release the console first "
+                "(or make another GPU primary in the firmware), then attach")
+    card = v.whole_slot or any(m.role == SAME_CARD for m in v.members)
+    devices = [v.targets[0].short[:5]] if card else [t.short for t in v.targets]
+    attach = " && ".join(f"vfiokit attach VMID {d} --pcie" for d in devices)
+    return f"{attach}   # Proxmox binds {'them' if len(devices) > 1 else 'it'} to vfio-pci when the VM starts"
+
+
+def verdict_text(v: Verdict, ids: PciIds, top: Topology, again: str = "") -> list[str]:
     from rich.markup import escape
 
     from vfiokit.analyses.passthrough import SAME_CARD, TARGET
@@ -76,6 +98,9 @@ def verdict_text(v: Verdict, ids: PciIds, top: Topology) -> list[str]:
         if bridges:
             lines.append(f"  - {', '.join(bridges)}: bridge{'s' if len(bridges) > 1 else ''}, which Proxmox "
                          "leaves bound to the host")
+    if len(lines) > LONG:
+        lines.append(lines[0])
+    lines.append(f"Next: {escape(next_step(v, again))}")
     return lines
 
 

@@ -113,9 +113,12 @@ _TEXT = {
                                "starts and Proxmox moves it to vfio-pci"),
     "no-reset": lambda f: (f"{f['device']} has no reset method (sysfs reset/reset_method): the VM may see "
                            "it in a stale state after a restart"),
-    "boot-gpu": lambda f: (f"{f['device']} is the boot GPU: vfio-pci cannot reserve its memory while the "
-                           "host framebuffer holds it ('BAR 0: can't reserve'); make another GPU primary in "
-                           "the firmware"),
+    "boot-gpu": lambda f: (f"{f['device']} is the boot GPU: the host's console framebuffer holds its memory, "
+                           "so vfio-pci cannot reserve it ('BAR 0: can't reserve'). Either make another GPU "
+                           "(the CPU's own, or a second card) primary in the firmware setup, or release the "
+                           "console: 'vfiokit boot add initcall_blacklist=sysfb_init' (kernel 5.15 and later; "
+                           "before: video=efifb:off) and run the host headless over SSH, which costs the local "
+                           "screen after the boot loader: a rescue then needs SSH or a serial console"),
     "same-card": lambda f: (f"{f['device']} is another function of the same card: pass it along "
                             f"(all functions of {f['slot']})"),
     "leaves-host": _leaves,
@@ -147,13 +150,15 @@ def _what(m: Any) -> str:
 def headline(v: Verdict) -> str:
     """The verdict in one sentence, e.g. "passing 07:00.0 takes the display (04:00.0, boot VGA) and
     the network (06:00.0, ...) from the host"."""
-    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else ", ".join(a.short for a in v.targets)
-    group = ", ".join(str(g) for g in v.groups)
+    names = f"{v.targets[0].short[:5]} (all functions)" if v.whole_slot else _and([a.short for a in v.targets])
+    one = v.whole_slot or len(v.targets) == 1
+    group = ("IOMMU group " if len(v.groups) == 1 else "IOMMU groups ") + _and([str(g) for g in v.groups])
     if v.level == Level.ALONE:
-        return f"{names} is alone in IOMMU group {group}: passing it takes nothing else from the host"
+        return (f"{names} {'is' if one else 'are'} alone in {group}: passing {'it' if one else 'them'} takes "
+                "nothing else from the host")
     if v.level == Level.HARMLESS:
-        return (f"{names} shares IOMMU group {group} only with bridges, which Proxmox leaves to the host: "
-                "harmless")
+        return (f"{names} {'shares' if one else 'share'} {group} only with bridges, which Proxmox leaves to "
+                "the host: harmless")
     major, minor = [], []
     for loses, ms in v.losses:
         briefs = []
@@ -168,7 +173,7 @@ def headline(v: Verdict) -> str:
     minor += others
     if not major:
         major, minor = minor, []
-    text = f"passing {names} takes {_and(major)} from the host (IOMMU group {group})"
+    text = f"passing {names} takes {_and(major)} from the host ({group})"
     if minor:
         text += f"; also {_and(minor)}"
     return text

@@ -42,6 +42,7 @@ from vfiokit.sources.listing_text import (
     SYSFS_GROUP_DIR,
     SYSFS_NOISE,
     UNAME_A,
+    UNAME_PROSE,
     USB_LINE,
     VMM_FIELD,
     VMM_NAME,
@@ -315,6 +316,17 @@ def symlink(r: Reader, ln: Line) -> object:
     return r.add(ln.n, ln.raw, PciAddress.parse(m["addr"]), r.group, {}) if m else NOT_MINE
 
 
+def uname_prose(r: Reader, ln: Line) -> object:
+    """`uname -a` said in a sentence: `uname -a: Linux pve 6.5.11-7-pve #1 SMP PREEMPT_DYNAMIC ...`
+    (read before `command`, which would take it for the command alone)."""
+    m = UNAME_PROSE.match(ln.text)
+    said = UNAME_A.match(m["out"]) if m else None
+    if not said:
+        return NOT_MINE
+    r.release = said["rel"]
+    return "uname output"
+
+
 def command(r: Reader, ln: Line) -> object:
     """A shell command without a prompt: `for d in /sys/kernel/iommu_groups/*/devices/*; do`."""
     if not COMMAND.match(ln.text):
@@ -353,5 +365,5 @@ def leftover(r: Reader, ln: Line) -> object:
 KINDS: tuple[Matcher, ...] = (
     blank, vmm_field, flags_group, fence, expected_cmdline, expected_release, sysfs_device,
     sysfs_group_dir, tree_number, group_line, driver_line, modules_line, subsystem_line, detail_line,
-    prefixed_device, prompt, comment, device_line, symlink, command, cmdline, uname, leftover,
+    prefixed_device, prompt, comment, device_line, symlink, uname_prose, command, cmdline, uname, leftover,
 )

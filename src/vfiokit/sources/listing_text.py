@@ -71,6 +71,9 @@ CUT = re.compile(r"(?:\.\.\.|…)\s*$|\[[^\]]*$|\([^)]*$")
 CMDLINE = re.compile(r"(?:^|\s)(?:BOOT_IMAGE|root|initrd)=\S")
 BOOT_IMAGE = re.compile(r"BOOT_IMAGE=\S*vmlinuz-(?P<rel>\S+)")
 UNAME_A = re.compile(r"^Linux\s+\S+\s+(?P<rel>\d+\.\d+[\w.+~-]*)\s+#")
+#: `uname -a` said in prose, the output after a colon: `uname -a: Linux pve 6.5.11-7-pve #1 SMP ...`.
+UNAME_PROSE = re.compile(r"^(?:sudo\s+)?uname(?:\s+-a)?\s*(?:output|says|gives)?\s*[:=]\s*(?P<out>Linux\s.*)$",
+                         re.IGNORECASE)
 PROC_VERSION = re.compile(r"^Linux version (?P<rel>\d+\.\d+[\w.+~-]*)\s")
 RELEASE = re.compile(r"^\d+\.\d+(?:\.\d+)?[\w.+~-]*$")
 # Noise that explains itself.

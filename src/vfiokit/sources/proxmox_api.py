@@ -100,10 +100,37 @@ def _describe(e: BaseException, what: str, host: str) -> VfiokitError:
     if isinstance(e, requests.exceptions.Timeout):
         return RemoteError(f"{host}: timed out ({what})")
     if isinstance(e, requests.exceptions.ConnectionError):
+        said = _socket_error(e, host)
+        if said is not None:
+            return RemoteError(f"{said} ({what})")
         reason = str(e.args[0]) if e.args else str(e)
         reason = reason.split("Caused by ")[-1].strip("()'\" ") if "Caused by" in reason else reason
         return RemoteError(f"{host}: unreachable ({what}): {reason}")
     return RemoteError(f"{host}: {what}: {e}")
+
+
+def _socket_error(e: BaseException, host: str) -> str | None:
+    """The socket's own answer under requests' and urllib3's wrappers ("connection refused by
+    127.0.0.1:8006"), found by walking causes and arguments; None when there is none."""
+    import errno
+    import socket
+
+    where = host if ":" in host.rpartition("]")[2] else f"{host}:8006"  # proxmoxer's default port
+    seen: set[int] = set()
+    todo: list[object] = [e]
+    while todo:
+        x = todo.pop()
+        if not isinstance(x, BaseException) or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, socket.gaierror):
+            return f"{host.rpartition(':')[0] or host}: name not found ({x.strerror})"
+        if isinstance(x, OSError) and x.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+            what = {errno.ECONNREFUSED: "connection refused by", errno.EHOSTUNREACH: "no route to",
+                    errno.ENETUNREACH: "network unreachable for"}[x.errno]
+            return f"{what} {where}"
+        todo.extend([x.__cause__, x.__context__, getattr(x, "reason", None), *x.args])
+    return None
 
 
 def _apply_timeout(api: Any, timeout: float) -> None:

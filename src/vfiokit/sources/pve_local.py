@@ -90,6 +90,10 @@ class LocalPve:
     def mapping_paths(self) -> dict[str, list[str]]:
         return pve_mapping.paths_on_node(self.mappings(), self.nodename())
 
+    def has_qm(self) -> bool:
+        """This machine has the `qm` command: it is a Proxmox node (off-node, --root only reads)."""
+        return shutil.which(self.qm) is not None
+
     def qm_command(self) -> str:
         found = shutil.which(self.qm)
         if found is None:

@@ -9,6 +9,7 @@ named `lab-<K>-<name>`, the same machines under kernel K. Each is a snapshot wit
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from typing import Any
 
@@ -38,7 +39,13 @@ def names() -> list[str]:
 def load_raw(name: str) -> dict[str, Any]:
     path = _files().get(name)
     if path is None:
-        raise BadInput(f"no sample named '{name}' (vfiokit samples lists them: {', '.join(names())})")
+        # The nearest few names, not all of them on one line: names sharing the typed prefix first
+        # (`asus-tuf-b550` -> `asus-tuf-b550-plus`), then the closest spellings.
+        known = names()
+        near = [n for n in known if n.startswith(name)] if name else []
+        near += [n for n in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if n not in near]
+        said = f"did you mean {' or '.join(near[:3])}? " if near else ""
+        raise BadInput(f"no sample named '{name}'", hint=f"{said}'vfiokit samples' lists all {len(known)}")
     with resources.as_file(path) as p:
         return snapshot.load_raw(p)
 
