@@ -106,11 +106,46 @@ def status(root: str, as_json: bool) -> None:
     click.echo("\n".join(boot_status_lines(setup, conf, state, data["deciding_file"])))
 
 
+def _check_vfio_ids(root: str, params: Sequence[str], force: bool) -> None:
+    """`vfio-pci.ids=` catches every device with those ids, the identical disk under / too: name
+    each one, refuse (exit 8) when the host cannot live without one of them unless --force."""
+    from vfiokit.analyses.vfio_binding import ids_catch
+    from vfiokit.errors import Refused
+    from vfiokit.formats import cmdline, modprobe
+    from vfiokit.sources import sysfs
+
+    ids = [i for p in params if cmdline.key_of(p) == "vfio_pci.ids"
+           for i in modprobe.parse_ids(p.partition("=")[2], p)]
+    if not ids:
+        return
+    try:
+        top = sysfs.read_topology(root)
+    except VfiokitError:
+        note("cannot tell which devices these ids catch: no PCI tree below --root")
+        return
+    from vfiokit.pciids import PciIds, lspci_line
+
+    caught = ids_catch(top, ids)
+    for pci_id, devs in caught.matches.items():
+        note(f"vfio-pci.ids={pci_id} catches {len(devs)} device(s) at boot" + (":" if devs else ": none on this host"))
+        for d in devs:
+            note(f"  {lspci_line(d, PciIds.system())}  driver {d.driver or 'none'}")
+    if caught.critical:
+        what = "; ".join(f"{n.address.short}: {n.loss} ({n.detail})" for n in caught.critical)
+        message = f"vfio-pci.ids would take from the host what it cannot live without: {what}"
+        hint = ("'vfiokit bind --persistent DEVICE' binds by address instead; --force adds the ids anyway")
+        if not force:
+            raise Refused(message, hint=hint)
+        note(f"--force: {message}")
+
+
 @boot.command()
 @click.argument("params", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Add vfio-pci.ids although they catch a device the host needs.")
 @_change_options
-def add(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
+def add(params: tuple[str, ...], force: bool, root: str, dry_run: bool, yes: bool) -> None:
     """Add kernel parameters (a=1 replaces a=2; list values such as vfio-pci.ids merge)."""
+    _check_vfio_ids(root, params, force)
     _change(root, params, (), dry_run, yes)
 
 

@@ -1,0 +1,87 @@
+"""Handing devices to vfio-pci: which devices an id list catches, which functions a bind takes,
+and how a persistent bind must name them (by ids or by address). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vfiokit.analyses.host_needs import HostNeed, needs
+from vfiokit.model import Device, PciAddress, Topology
+
+VFIO = "vfio-pci"
+
+#: Drivers that claim a class of devices before vfio-pci when nothing orders them (a softdep makes
+#: modprobe load vfio-pci first): GPUs (0x0300/0x0302) and HD audio (0x0403).
+CLASS_DRIVERS = {0x0300: ("nouveau", "nvidia", "amdgpu", "radeon", "i915"),
+                 0x0302: ("nouveau", "nvidia", "amdgpu"),
+                 0x0403: ("snd_hda_intel",)}
+
+
+def id_matches(dev: Device, pci_id: str) -> bool:
+    """Does `pci_id` (vvvv:dddd[:ssss:ssss], as parsed by formats.modprobe.parse_ids) catch `dev`?
+    As vfio-pci's dynamic ids (`pci_match_one_device`): vendor and device, then the subsystem pair
+    when given."""
+    parts = pci_id.split(":")
+    if dev.ids != ":".join(parts[:2]):
+        return False
+    return len(parts) == 2 or dev.subsystem_ids == ":".join(parts[2:])
+
+
+@dataclass(frozen=True)
+class IdsCatch:
+    """What an `ids=` list does on this host: every device it catches, and the host's critical
+    needs among them."""
+
+    matches: dict[str, tuple[Device, ...]]
+    critical: tuple[HostNeed, ...]
+
+
+def ids_catch(top: Topology, ids: list[str]) -> IdsCatch:
+    """Every device each id catches (bridges too: vfio-pci refuses them, but they are named) and
+    what the host cannot live without among them (`host_needs`)."""
+    matches = {i: tuple(d for d in top.devices if id_matches(d, i)) for i in ids}
+    host = needs(top.host_usage, top)
+    critical = tuple(n for devs in matches.values() for d in devs for n in host.get(d.address, ())
+                     if n.critical)
+    return IdsCatch(matches, critical)
+
+
+def bind_functions(top: Topology, targets: list[PciAddress]) -> list[PciAddress]:
+    """What a bind takes: every function of each target's IOMMU group that is not a bridge, as
+    Proxmox does at VM start (qemu-server `PCI.pm` binds the whole group's endpoints), in order."""
+    out: set[PciAddress] = set()
+    for t in targets:
+        group = top.group_of(t)
+        members = group.members if group is not None else (t,)
+        out.update(a for a in members if not top.device(a).is_bridge)
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Persistent:
+    """How `bind --persistent` names the devices at boot."""
+
+    #: "ids" (modprobe.d `options vfio-pci ids=`) or "address" (initramfs hook, driver_override).
+    by: str
+    ids: tuple[str, ...]
+    addresses: tuple[PciAddress, ...]
+    #: Drivers that get a `softdep DRIVER pre: vfio-pci`.
+    softdeps: tuple[str, ...]
+    #: Other devices (not bound) that share an id with a bound one: why the choice is "address".
+    others: tuple[Device, ...]
+
+
+def persistent_choice(top: Topology, functions: list[PciAddress]) -> Persistent:
+    """By ids only when no other device on the host has those ids (else `ids=` would take it too,
+    such as the identical NVMe that holds /); otherwise by address, as Unraid's vfio-pci.cfg."""
+    devs = [top.device(a) for a in functions]
+    ids = tuple(dict.fromkeys(d.ids for d in devs if d.ids))
+    others = tuple(d for d in top.devices if d.address not in functions and d.ids in ids)
+    drivers: list[str] = []
+    for d in devs:
+        for drv in ((d.driver,) if d.driver and d.driver != VFIO else ()) + CLASS_DRIVERS.get(d.class_id or 0, ()):
+            if drv not in drivers:
+                drivers.append(drv)
+    by = "address" if others or any(d.ids is None for d in devs) else "ids"
+    return Persistent(by, ids, tuple(functions), tuple(drivers), others)
