@@ -85,3 +85,10 @@ def persistent_choice(top: Topology, functions: list[PciAddress]) -> Persistent:
                 drivers.append(drv)
     by = "address" if others or any(d.ids is None for d in devs) else "ids"
     return Persistent(by, ids, tuple(functions), tuple(drivers), others)
+
+
+def losses_now(top: Topology, functions: list[PciAddress]) -> list[HostNeed]:
+    """What the host stops using the moment these functions leave their drivers: every known need
+    (the console on the boot GPU, a NIC's link, a disk), critical or not."""
+    host = needs(top.host_usage, top)
+    return [n for a in functions for n in host.get(a, ())]

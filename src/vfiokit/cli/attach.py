@@ -91,7 +91,7 @@ def show_plan(plan: AttachPlan) -> None:
         note(n)
 
 
-def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
+def check_gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
     """The `check` verdict gate (analyses/attach_gate.py): say it, then refuse or go on."""
     from vfiokit.analyses.attach_gate import gate
     from vfiokit.render.attach import gate_accepted, gate_notes, gate_refusal
@@ -184,7 +184,7 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
             note(f"{top.source}: no IOMMU groups: Proxmox refuses to start the VM "
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
-            _gate(top, plan.functions, force, accept_siblings)
+            check_gate(top, plan.functions, force, accept_siblings)
     if token_refusal(target.remote, addr is not None):
         message, hint = render_attach.token_refusal(plan.key, vmid, device or "")
         if not dry_run:

@@ -1,0 +1,22 @@
+"""`vfiokit bind` / `unbind` in words: the plan's header lines and what the host loses now."""
+
+from __future__ import annotations
+
+from vfiokit.analyses.host_needs import HostNeed
+from vfiokit.model import Device
+
+
+def move_line(dev: Device, to: str | None, group: int | None) -> str:
+    """`04:00.0 nouveau -> vfio-pci (IOMMU group 15)`."""
+    where = f" (IOMMU group {group})" if group is not None else ""
+    return f"{dev.address} {dev.driver or '(no driver)'} -> {to or '(its own driver, probed again)'}{where}"
+
+
+def loss_lines(losses: list[HostNeed]) -> list[str]:
+    """One line per thing the host stops using now."""
+    out = []
+    for n in losses:
+        now = {"console": "the screen goes black", "network": "its link drops",
+               "storage": "its disks vanish", "input": "it stops typing"}.get(n.kind, "the host stops using it")
+        out.append(f"now: {n.address.short}: the host loses {n.loss}: {now} ({n.detail})")
+    return out
