@@ -14,6 +14,7 @@ from bootroot import Standins, grub_host
 from conftest import cli
 from hostfacts import HostTree
 from kernelstandin import KernelStandin
+from test_formats_modprobe import needs_kmod, showconfig
 
 
 @pytest.fixture
@@ -21,6 +22,12 @@ def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
     s = Standins(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{s.bin}:{os.environ['PATH']}")
     return s
+
+
+def debian_etc(root: Path) -> None:
+    """The folders a Debian/Proxmox host has from its packages (kmod, systemd, initramfs-tools)."""
+    for d in ("etc/modprobe.d", "etc/modules-load.d", "etc/initramfs-tools/scripts/init-top"):
+        (root / d).mkdir(parents=True, exist_ok=True)
 
 
 def b550(tmp_path: Path) -> Path:
@@ -32,6 +39,7 @@ def b550(tmp_path: Path) -> Path:
     h.nic("06:00.0", "enp6s0")
     h.route4("enp6s0")
     grub_host(root, "proxmox8", running="BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/nvme0n1p2 ro quiet")
+    debian_etc(root)
     return root
 
 
@@ -165,3 +173,120 @@ def test_modprobe_runs_first_when_vfio_pci_is_not_loaded(tmp_path: Path, monkeyp
     assert ("modprobe vfio-pci failed (exit 1: modprobe: FATAL: Module vfio-pci not found.); "
             "nothing was changed") in r.err
     assert k.writes == []
+
+
+# --- bind --persistent ---------------------------------------------------------------------------
+
+@pytest.fixture
+def refresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in `update-initramfs` (the real one rebuilds this machine's /boot): logs its
+    arguments, fails with STANDIN_FAIL."""
+    bin_ = tmp_path / "refresh-bin"
+    bin_.mkdir()
+    log = tmp_path / "refresh.log"
+    (bin_ / "update-initramfs").write_text(
+        f'#!/bin/sh\necho "update-initramfs $*" >> "{log}"\n'
+        'if [ -n "$STANDIN_FAIL" ]; then echo "E: /boot is full" >&2; exit "$STANDIN_FAIL"; fi\n')
+    (bin_ / "update-initramfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    return log
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "var/backups" not in str(p) and not str(p.relative_to(root)).startswith(("sys", "proc"))}
+
+
+HOOK = "etc/initramfs-tools/scripts/init-top/00vfiokit-bind"
+FORCED = ("--yes", "--force", "--accept-siblings")
+
+
+def test_twin_nvme_is_bound_by_address_and_the_hook_sets_driver_override(tmp_path: Path, refresh: Path) -> None:
+    import shutil
+    import subprocess
+
+    root = b550(tmp_path)
+    r = cli("bind", "--persistent", "08:00.0", "--root", str(root), *FORCED)
+    assert r.code == 0, r.err
+    assert "by address: options vfio-pci ids= would also take 01:00.0 (15b7:5006, driver nvme)" in r.err
+    assert refresh.read_text() == "update-initramfs -u -k all\n"
+    assert not (root / "etc/modprobe.d/vfiokit.conf").exists()
+    hook = root / HOOK
+    assert hook.stat().st_mode & 0o111
+    assert subprocess.run(["sh", "-n", str(hook)]).returncode == 0
+    # Run as initramfs-tools would (its `prereqs` call, then the script), by busybox's sh when
+    # there is one, on the tree's sysfs: the listed functions get vfio-pci, the twin under / not.
+    kernel = KernelStandin(root)
+    text = hook.read_text().replace("/sys/", f"{root}/sys/")
+    sh = [shutil.which("busybox") or "sh", "sh"] if shutil.which("busybox") else ["sh"]
+    assert subprocess.run([*sh, "-c", text, "x", "prereqs"], capture_output=True, text=True).stdout == "\n"
+    subprocess.run([*sh, "-c", text], check=True)
+    override = root / "sys/bus/pci/devices/{}/driver_override"
+    assert Path(str(override).format("0000:08:00.0")).read_text() == "vfio-pci\n"
+    assert Path(str(override).format("0000:01:00.0")).read_text() == "(null)\n"
+    assert kernel.driver("0000:01:00.0") == "nvme"
+    assert (root / "etc/initramfs-tools/modules").read_text().endswith("vfio\nvfio_iommu_type1\nvfio_pci\n")
+
+
+def test_unbind_persistent_takes_back_exactly_what_bind_added(tmp_path: Path, refresh: Path) -> None:
+    root = b550(tmp_path)
+    (root / "etc/initramfs-tools/modules").write_text("# List of modules\nraid1\n")
+    before = _tree(root)
+    assert cli("bind", "--persistent", "0a:00.0", "--root", str(root), *FORCED).code == 0
+    assert _tree(root) != before
+    assert cli("bind", "--persistent", "0a:00.0", "--root", str(root), *FORCED).err.count("nothing to change") == 1
+    r = cli("unbind", "--persistent", "0a:00.0", "--root", str(root), "--yes")
+    assert r.code == 0, r.err
+    assert _tree(root) == before
+    assert refresh.read_text().count("update-initramfs -u -k all") == 2
+
+
+def test_a_failing_refresh_puts_every_file_back(tmp_path: Path, refresh: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = b550(tmp_path)
+    before = _tree(root)
+    monkeypatch.setenv("STANDIN_FAIL", "1")
+    r = cli("bind", "--persistent", "08:00.0", "--root", str(root), *FORCED)
+    assert r.code == 7
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("vfiokit: error:")]
+    assert len(errors) == 1 and "update-initramfs -u -k all failed (exit 1: E: /boot is full)" in errors[0]
+    assert _tree(root) == before
+
+
+def unique_ids_host(tmp_path: Path) -> Path:
+    """The same machine without the second NVMe: every id of group 15 is its own."""
+    from hostfacts import B550_LIKE
+
+    root = tmp_path / "root"
+    HostTree(root, [s for s in B550_LIKE if s.address != "08:00.0"])
+    grub_host(root, "proxmox8")
+    debian_etc(root)
+    return root
+
+
+@needs_kmod
+def test_unique_ids_are_bound_by_ids_with_softdeps_kmod_reads(tmp_path: Path, refresh: Path) -> None:
+    root = unique_ids_host(tmp_path)
+    r = cli("bind", "--persistent", "04:00", "--root", str(root), *FORCED)
+    assert r.code == 0, r.err
+    assert "by ids (1022:43ee, 1022:43eb, 10de:1430, 10de:0fba, 10ec:8168, 1b4b:9215, 10ec:8125)" in r.err
+    shown = showconfig(root / "etc/modprobe.d")
+    assert shown[0] == "options vfio_pci ids=1022:43ee,1022:43eb,10de:1430,10de:0fba,10ec:8168,1b4b:9215,10ec:8125"
+    assert {"softdep nouveau pre: vfio-pci", "softdep snd_hda_intel pre: vfio-pci", "softdep nvidia pre: vfio-pci",
+            "softdep r8169 pre: vfio-pci", "softdep ahci pre: vfio-pci", "softdep xhci_hcd pre: vfio-pci"} <= set(shown)
+    assert not (root / HOOK).exists()
+    assert cli("unbind", "--persistent", "04:00", "--root", str(root), "--yes").code == 0
+    assert not (root / "etc/modprobe.d/vfiokit.conf").exists()
+
+
+def test_a_read_only_modprobe_conf_is_one_line_and_nothing_is_half_written(tmp_path: Path, refresh: Path) -> None:
+    # (root writes through a read-only folder, so the read-only file is the fault a test can make)
+    root = unique_ids_host(tmp_path)
+    conf = root / "etc/modprobe.d/vfiokit.conf"
+    conf.write_text("options vfio-pci disable_vga=1\n")
+    conf.chmod(0o444)
+    before = _tree(root)
+    r = cli("bind", "--persistent", "04:00", "--root", str(root), *FORCED)
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("vfiokit: error:")]
+    assert r.code == 7 and errors == [f"vfiokit: error: {conf}: is read-only (mode 0444); not changed"]
+    assert _tree(root) == before and not refresh.exists()

@@ -101,6 +101,94 @@ def _moved(root: str, addrs: list[str], want: Callable[[str], str | None]) -> li
     return [a for a in addrs if driver_of(root, a) != want(a)]
 
 
+def _persistent_texts(root: str) -> dict[str, str | None]:
+    from vfiokit.edits import persistent, writer
+
+    out = {}
+    for p in persistent.FILES:
+        try:
+            out[p] = writer.read_if_present(persistent.below(root, p))
+        except OSError as e:
+            raise BadInput(f"{p}: cannot read ({e.strerror})", file=p) from None
+    return out
+
+
+def _apply_plan(plan: Any, dry_run: bool, yes: bool, question: str, nothing: str) -> None:
+    """Show a file plan (diff, refresh, notes), then apply it through the writer."""
+    import sys
+
+    from vfiokit.edits import writer
+
+    if plan.empty:
+        click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
+        return
+    sys.stdout.write(plan.diff())
+    for argv in plan.commands:
+        click.echo(f"then run: {' '.join(argv)}")
+    for n in plan.notes:
+        note(n)
+    if not go_ahead(dry_run, yes, question):
+        return
+    done = writer.apply(plan)
+    ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
+    click.echo(f"vfiokit: wrote {', '.join(done.files)}{ran}; reboot to apply", err=True)
+
+
+def _persistent_want(top: Topology, addrs: list[PciAddress]) -> tuple[Any, list[str]]:
+    """What a persistent bind of `addrs` writes, and why it names them that way."""
+    from vfiokit.analyses.vfio_binding import persistent_choice
+    from vfiokit.edits.persistent import Wanted
+    from vfiokit.formats.initramfs_modules import vfio_modules
+
+    c = persistent_choice(top, addrs)
+    mods = tuple(vfio_modules(top.host.kernel_release))
+    if c.by == "ids":
+        why = [f"by ids ({', '.join(c.ids)}): no other device on this host has them; a softdep makes "
+               f"vfio-pci load before {', '.join(c.softdeps) or 'any other driver'}"]
+        return Wanted(c.ids, c.softdeps, (), mods), why
+    shared = ", ".join(f"{d.address.short} ({d.ids}, driver {d.driver or 'none'})" for d in c.others)
+    why = [f"by address: options vfio-pci ids= would also take {shared or 'devices without ids'}; an "
+           "initramfs script sets driver_override on the named functions only (as Unraid's vfio-pci.cfg)"]
+    return Wanted((), (), tuple(str(a) for a in c.addresses), mods), why
+
+
+_REFRESH_NOTE = ("update-initramfs -u -k all rebuilds every installed kernel's initramfs (on a "
+                 "proxmox-boot-tool host its hook also copies them to every ESP); if it fails, every file "
+                 "is put back")
+
+
+def _bind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_run: bool, yes: bool) -> None:
+    from vfiokit.edits import persistent
+
+    want, why = _persistent_want(top, addrs)
+    plan = persistent.bind_plan(root, _persistent_texts(root), want, (*why, _REFRESH_NOTE,
+                                "reboot to apply: the devices keep their drivers until then "
+                                "('vfiokit bind' without --persistent moves them now)"))
+    _apply_plan(plan, dry_run, yes, "Write these files and rebuild the initramfs?",
+                "these devices already go to vfio-pci at boot")
+
+
+def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_run: bool, yes: bool) -> None:
+    import dataclasses
+
+    from vfiokit.analyses.vfio_binding import persistent_choice
+    from vfiokit.edits import persistent
+    from vfiokit.formats import modprobe
+
+    texts = _persistent_texts(root)
+    want, _ = _persistent_want(top, addrs)
+    ids = persistent_choice(top, addrs).ids
+    conf = texts[modprobe.VFIOKIT_CONF] or ""
+    left = [i for i in modprobe.vfio_ids(conf) if i not in ids]
+    # the softdeps only served the ids: they go with the last one
+    want = dataclasses.replace(want, ids=ids, addresses=tuple(str(a) for a in addrs),
+                               softdeps=() if left else tuple(modprobe.softdeps(conf)))
+    plan = persistent.unbind_plan(root, texts, want, (_REFRESH_NOTE, "reboot to apply: the devices stay on "
+                                  "vfio-pci until then ('vfiokit unbind' without --persistent gives them back now)"))
+    _apply_plan(plan, dry_run, yes, "Remove these and rebuild the initramfs?",
+                "vfiokit binds none of these at boot")
+
+
 #: The tests' stand-in for the kernel's reaction to each sysfs write (None: the real kernel).
 KERNEL_STANDIN: Any = None
 
@@ -109,8 +197,9 @@ KERNEL_STANDIN: Any = None
 @_options
 @click.option("--force", is_flag=True, help="Bind although check says unsafe (the host needs a member).")
 @click.option("--accept-siblings", is_flag=True, help="Accept that the group's other devices leave the host.")
+@click.option("--persistent", is_flag=True, help="At every boot, before any host driver (files + initramfs).")
 def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: bool, force: bool,
-         accept_siblings: bool) -> None:
+         accept_siblings: bool, persistent: bool) -> None:
     """Hand DEVICE's IOMMU group (every endpoint, bridges left alone) to vfio-pci now."""
     from vfiokit.analyses.vfio_binding import VFIO, bind_functions, losses_now
     from vfiokit.cli.attach import check_gate
@@ -119,6 +208,10 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
 
     top = _topology(root)
     addrs = bind_functions(top, _targets(top, devices))
+    if persistent:
+        check_gate(top, [str(a) for a in addrs], force, accept_siblings)
+        _bind_persistent(top, addrs, root, dry_run, yes)
+        return
     funcs = _functions(top, addrs)
     steps = sysfs_bind.bind_steps(funcs, not sysfs_bind.vfio_loaded(root))
     lines = [f"bind: {move_line(top.device(a), VFIO, top.device(a).iommu_group)}" for a in addrs
@@ -149,7 +242,8 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
 
 @click.command()
 @_options
-def unbind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: bool) -> None:
+@click.option("--persistent", is_flag=True, help="Take back what 'bind --persistent' wrote.")
+def unbind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: bool, persistent: bool) -> None:
     """Give DEVICE's IOMMU group back from vfio-pci to the drivers it had."""
     from vfiokit.analyses.vfio_binding import VFIO, bind_functions
     from vfiokit.edits import sysfs_bind, writer
@@ -158,6 +252,9 @@ def unbind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script
 
     top = _topology(root)
     addrs = bind_functions(top, _targets(top, devices))
+    if persistent:
+        _unbind_persistent(top, addrs, root, dry_run, yes)
+        return
     funcs = _functions(top, addrs)
     record = bind_state.parse(writer.read_if_present(os.path.join(root, bind_state.PATH.lstrip("/"))))
     overridden = [f.address for f in funcs
