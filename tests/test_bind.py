@@ -290,3 +290,40 @@ def test_a_read_only_modprobe_conf_is_one_line_and_nothing_is_half_written(tmp_p
     errors = [ln for ln in r.err.splitlines() if ln.startswith("vfiokit: error:")]
     assert r.code == 7 and errors == [f"vfiokit: error: {conf}: is read-only (mode 0444); not changed"]
     assert _tree(root) == before and not refresh.exists()
+
+
+IOMEM = """00000000-00000fff : Reserved
+e0000000-f1ffffff : PCI Bus 0000:00
+  e0000000-efffffff : PCI Bus 0000:04
+    e0000000-efffffff : 0000:04:00.0
+      e0000000-e07e8fff : BOOTFB
+fee00000-fee00fff : Local APIC
+"""
+RESOURCE = ("0x00000000f6000000 0x00000000f6ffffff 0x0000000000040200\n"
+            "0x00000000e0000000 0x00000000efffffff 0x000000000014220c\n"
+            + "0x0000000000000000 0x0000000000000000 0x0000000000000000\n" * 11)
+
+
+@pytest.mark.parametrize(("release", "param"), [("6.8.12-4-pve", "initcall_blacklist=sysfb_init"),
+                                                 ("5.4.203-1-pve", "video=efifb:off")])
+def test_the_console_framebuffer_in_a_bar_is_named_with_its_parameter(tmp_path: Path, refresh: Path,
+                                                                      release: str, param: str) -> None:
+    root = b550(tmp_path)
+    (root / "proc/iomem").write_text(IOMEM)
+    (root / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
+    (root / "proc/sys/kernel/osrelease").write_text(release + "\n")
+    (root / "sys/bus/pci/devices/0000:04:00.0/resource").write_text(RESOURCE)
+    r = cli("bind", "--persistent", "04:00", "--root", str(root), "--dry-run", "--force", "--accept-siblings")
+    assert r.code == 0, r.err
+    assert (f"0000:04:00.0: the console framebuffer (BOOTFB) sits in its BAR and keeps vfio-pci from reserving "
+            f"it; 'vfiokit boot add {param}' releases it") in r.err
+    # vfio_virqfd was folded into vfio in 6.2: listed for the older kernel only
+    assert ("+vfio_virqfd" in r.out) == release.startswith("5.")
+
+
+def test_no_framebuffer_note_without_root_readable_iomem(tmp_path: Path) -> None:
+    root = b550(tmp_path)
+    (root / "proc/iomem").write_text(IOMEM.replace("e0000000-e07e8fff", "00000000-00000000"))
+    (root / "sys/bus/pci/devices/0000:04:00.0/resource").write_text(RESOURCE)
+    r = cli("bind", "--persistent", "04:00", "--root", str(root), "--dry-run", "--force", "--accept-siblings")
+    assert r.code == 0 and "console framebuffer" not in r.err

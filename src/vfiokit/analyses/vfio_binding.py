@@ -92,3 +92,14 @@ def losses_now(top: Topology, functions: list[PciAddress]) -> list[HostNeed]:
     (the console on the boot GPU, a NIC's link, a disk), critical or not."""
     host = needs(top.host_usage, top)
     return [n for a in functions for n in host.get(a, ())]
+
+
+def framebuffer_release(kernel_release: str | None) -> str:
+    """The kernel parameter that keeps the firmware framebuffer off the GPU's BAR: since 5.15 the
+    framebuffer is registered by `sysfb_init` (drivers/firmware/sysfb.c), which
+    `initcall_blacklist=sysfb_init` skips; before, efifb registered it itself (`video=efifb:off`)."""
+    try:
+        major, minor = (int(x) for x in (kernel_release or "").split("-")[0].split(".")[:2])
+    except ValueError:
+        return "initcall_blacklist=sysfb_init"
+    return "initcall_blacklist=sysfb_init" if (major, minor) >= (5, 15) else "video=efifb:off"

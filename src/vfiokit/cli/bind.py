@@ -157,10 +157,24 @@ _REFRESH_NOTE = ("update-initramfs -u -k all rebuilds every installed kernel's i
                  "is put back")
 
 
+def framebuffer_notes(top: Topology, addrs: list[PciAddress], root: str) -> list[str]:
+    """When the firmware's console framebuffer sits in a BAR of one of `addrs`: the kernel
+    parameter that releases it, offered through the boot editor, and what the console loses."""
+    from vfiokit.analyses.vfio_binding import framebuffer_release
+    from vfiokit.sources.framebuffer import framebuffer_holders
+
+    param = framebuffer_release(top.host.kernel_release)
+    return [f"{a}: the console framebuffer ({name}) sits in its BAR and keeps vfio-pci from reserving it; "
+            f"'vfiokit boot add {param}' releases it at the next boot (the host console then stays "
+            "black after the boot loader)"
+            for a, name in framebuffer_holders(root, [str(a) for a in addrs]).items()]
+
+
 def _bind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_run: bool, yes: bool) -> None:
     from vfiokit.edits import persistent
 
     want, why = _persistent_want(top, addrs)
+    why += framebuffer_notes(top, addrs, root)
     plan = persistent.bind_plan(root, _persistent_texts(root), want, (*why, _REFRESH_NOTE,
                                 "reboot to apply: the devices keep their drivers until then "
                                 "('vfiokit bind' without --persistent moves them now)"))
@@ -221,6 +235,8 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
         return
     if not script:
         check_gate(top, [str(a) for a in addrs], force, accept_siblings)
+    for n in framebuffer_notes(top, addrs, root):
+        note(n)
     _show([*lines, *loss_lines(losses_now(top, addrs))], steps, script)
     if script or not go_ahead(dry_run, yes, "Bind these to vfio-pci now?"):
         return
