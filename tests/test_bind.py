@@ -327,3 +327,23 @@ def test_no_framebuffer_note_without_root_readable_iomem(tmp_path: Path) -> None
     (root / "sys/bus/pci/devices/0000:04:00.0/resource").write_text(RESOURCE)
     r = cli("bind", "--persistent", "04:00", "--root", str(root), "--dry-run", "--force", "--accept-siblings")
     assert r.code == 0 and "console framebuffer" not in r.err
+
+
+def test_status_shows_the_driver_now_and_at_the_next_boot(kernel: KernelStandin, refresh: Path) -> None:
+    root = str(kernel.root)
+    assert cli("bind", "--persistent", "08:00.0", "--root", root, *FORCED).code == 0
+    assert cli("bind", "0a:00.0", "--root", root, *FORCED).code == 0
+    (kernel.root / "etc/modprobe.d/forum-recipe.conf").write_text("options vfio_pci ids=15b7:5006\n")
+    r = cli("bind", "--status", "--root", root)
+    assert r.code == 0, r.err
+    rows = {ln[2:9]: ln for ln in r.out.splitlines()}
+    # bound now and at boot: the script names it
+    assert rows["08:00.0"].split()[1:4] == ["vfio-pci", "vfio-pci", "by"]
+    # a pasted recipe's ids= also takes the twin under / at the next boot: marked
+    assert rows["01:00.0"].startswith("* 01:00.0") and rows["01:00.0"].split()[2:4] == ["nvme", "vfio-pci"]
+    assert rows["01:00.0"].endswith("ids=15b7:5006 in /etc/modprobe.d/forum-recipe.conf")
+    r = cli("unbind", "0a:00.0", "--root", root, "--yes")
+    assert r.code == 0
+    r = cli("bind", "--status", "02:00.0", "--root", root)
+    assert [ln.split()[:4] for ln in r.out.splitlines()[1:]] == [["*", "02:00.0", "xhci_hcd", "vfio-pci"],
+                                                                 ["*", "the", "driver", "changes"]]

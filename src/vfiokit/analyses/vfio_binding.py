@@ -103,3 +103,44 @@ def framebuffer_release(kernel_release: str | None) -> str:
     except ValueError:
         return "initcall_blacklist=sysfb_init"
     return "initcall_blacklist=sysfb_init" if (major, minor) >= (5, 15) else "video=efifb:off"
+
+
+@dataclass(frozen=True)
+class DriverStatus:
+    """A function's driver now and at the next boot, and what decides the latter."""
+
+    device: Device
+    now: str | None
+    #: "vfio-pci", or the driver it had before vfio-pci (None: unknown, whatever matches at boot).
+    next_boot: str | None
+    why: str
+
+    @property
+    def differs(self) -> bool:
+        return (self.now == VFIO) != (self.next_boot == VFIO)
+
+
+def driver_status(top: Topology, cmdline_ids: list[str], modprobe_ids: dict[str, str],
+                  hook_addresses: tuple[str, ...], bound: dict[str, str | None]) -> list[DriverStatus]:
+    """For every endpoint: who takes it at the next boot (vfio-pci by the command line's ids, a
+    modprobe.d `ids=`, or vfiokit's initramfs script; otherwise its own driver)."""
+    out = []
+    for d in top.devices:
+        if d.is_bridge:
+            continue
+        why, nxt = "", None
+        if str(d.address) in hook_addresses:
+            nxt, why = VFIO, "by address (vfiokit's initramfs script)"
+        else:
+            for i in cmdline_ids:
+                if id_matches(d, i):
+                    nxt, why = VFIO, f"vfio-pci.ids={i} on the kernel command line"
+                    break
+            for i, path in modprobe_ids.items():
+                if nxt is None and id_matches(d, i):
+                    nxt, why = VFIO, f"ids={i} in {path}"
+        if nxt is None:
+            nxt = bound.get(str(d.address), d.driver if d.driver != VFIO else None)
+            why = "no vfio-pci configuration names it"
+        out.append(DriverStatus(d, d.driver, nxt, why))
+    return out

@@ -203,6 +203,31 @@ def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_ru
                 "vfiokit binds none of these at boot")
 
 
+def _status(root: str, devices: tuple[str, ...]) -> None:
+    from vfiokit.analyses.vfio_binding import driver_status
+    from vfiokit.edits import bootline
+    from vfiokit.formats import cmdline, modprobe
+    from vfiokit.render.bind import status_lines
+    from vfiokit.sources import sysfs
+    from vfiokit.sources.boot import read_boot
+    from vfiokit.sources.vfio_config import read_vfio_config
+
+    top = sysfs.read_topology(root)
+    conf = read_vfio_config(root)
+    try:
+        line = bootline.configured(read_boot(root)).value
+    except VfiokitError:
+        line = ""  # no boot configuration below the root: the command line adds nothing
+    ids = [i for t in cmdline.tokens(line) if cmdline.key_of(t) == "vfio_pci.ids"
+           for i in modprobe.parse_ids(t.partition("=")[2], t)]
+    rows = driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
+    if devices:
+        wanted = {str(a) for a in _targets(top, devices)}
+        rows = [r for r in rows if str(r.device.address) in wanted]
+    for ln in status_lines(rows):
+        click.echo(ln)
+
+
 #: The tests' stand-in for the kernel's reaction to each sysfs write (None: the real kernel).
 KERNEL_STANDIN: Any = None
 
@@ -212,9 +237,13 @@ KERNEL_STANDIN: Any = None
 @click.option("--force", is_flag=True, help="Bind although check says unsafe (the host needs a member).")
 @click.option("--accept-siblings", is_flag=True, help="Accept that the group's other devices leave the host.")
 @click.option("--persistent", is_flag=True, help="At every boot, before any host driver (files + initramfs).")
+@click.option("--status", is_flag=True, help="Each device's driver now and at the next boot.")
 def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: bool, force: bool,
-         accept_siblings: bool, persistent: bool) -> None:
+         accept_siblings: bool, persistent: bool, status: bool) -> None:
     """Hand DEVICE's IOMMU group (every endpoint, bridges left alone) to vfio-pci now."""
+    if status:
+        _status(root, devices)
+        return
     from vfiokit.analyses.vfio_binding import VFIO, bind_functions, losses_now
     from vfiokit.cli.attach import check_gate
     from vfiokit.edits import sysfs_bind

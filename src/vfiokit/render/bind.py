@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vfiokit.analyses.host_needs import HostNeed
+from vfiokit.analyses.vfio_binding import DriverStatus
 from vfiokit.model import Device
 
 
@@ -19,4 +20,16 @@ def loss_lines(losses: list[HostNeed]) -> list[str]:
         now = {"console": "the screen goes black", "network": "its link drops",
                "storage": "its disks vanish", "input": "it stops typing"}.get(n.kind, "the host stops using it")
         out.append(f"now: {n.address.short}: the host loses {n.loss}: {now} ({n.detail})")
+    return out
+
+
+def status_lines(rows: list[DriverStatus]) -> list[str]:
+    """`bind --status`: one line per function; `*` marks a driver that changes at the next boot."""
+    out = [f"  {'device':<13} {'now':<15} {'next boot':<15} why"]
+    for r in rows:
+        mark = "*" if r.differs else " "
+        out.append(f"{mark} {r.device.address.short:<13} {r.now or '(none)':<15} "
+                   f"{r.next_boot or '(its own)':<15} {r.why}")
+    if any(r.differs for r in rows):
+        out.append("* the driver changes at the next boot")
     return out
