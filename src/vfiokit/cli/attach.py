@@ -16,6 +16,7 @@ import click
 from vfiokit.analyses.attach_gate import token_refusal
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
 from vfiokit.cli.confirm import confirm_and_apply
+from vfiokit.cli.gate import check_gate
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
 from vfiokit.errors import BadInput, Refused
@@ -89,21 +90,6 @@ def show_plan(plan: AttachPlan) -> None:
     print_lines(lines)
     for n in plan.notes:
         note(n)
-
-
-def check_gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
-    """The `check` verdict gate (analyses/attach_gate.py): say it, then refuse or go on."""
-    from vfiokit.analyses.attach_gate import gate
-    from vfiokit.render.attach import gate_accepted, gate_notes, gate_refusal
-
-    g = gate(top, functions, force, accept_siblings)
-    for n in gate_notes(g):
-        note(n)
-    if g.refused:
-        message, hint = gate_refusal(g)
-        raise Refused(message, hint=hint)
-    if g.code is not None:
-        note(gate_accepted(g))
 
 
 def _write(plan: AttachPlan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,

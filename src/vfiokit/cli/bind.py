@@ -245,7 +245,7 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
         _status(root, devices)
         return
     from vfiokit.analyses.vfio_binding import VFIO, bind_functions, losses_now
-    from vfiokit.cli.attach import check_gate
+    from vfiokit.cli.gate import check_gate
     from vfiokit.edits import sysfs_bind
     from vfiokit.render.bind import loss_lines, move_line
 
