@@ -336,6 +336,7 @@ def test_status_shows_the_driver_now_and_at_the_next_boot(kernel: KernelStandin,
     (kernel.root / "etc/modprobe.d/forum-recipe.conf").write_text("options vfio_pci ids=15b7:5006\n")
     r = cli("bind", "--status", "--root", root)
     assert r.code == 0, r.err
+    assert r.out.splitlines()[0] == f"tree {root}"  # not this host: the source header comes first
     rows = {ln[2:9]: ln for ln in r.out.splitlines()}
     # bound now and at boot: the script names it
     assert rows["08:00.0"].split()[1:4] == ["vfio-pci", "vfio-pci", "by"]
@@ -345,5 +346,19 @@ def test_status_shows_the_driver_now_and_at_the_next_boot(kernel: KernelStandin,
     r = cli("unbind", "0a:00.0", "--root", root, "--yes")
     assert r.code == 0
     r = cli("bind", "--status", "02:00.0", "--root", root)
-    assert [ln.split()[:4] for ln in r.out.splitlines()[1:]] == [["*", "02:00.0", "xhci_hcd", "vfio-pci"],
+    assert [ln.split()[:4] for ln in r.out.splitlines()[2:]] == [["*", "02:00.0", "xhci_hcd", "vfio-pci"],
                                                                  ["*", "the", "driver", "changes"]]
+
+
+def test_the_writer_can_undo_a_persistent_bind(tmp_path: Path, refresh: Path) -> None:
+    # bind --persistent is journaled as its own kind, with its files and refresh allowed for undo
+    from vfiokit.edits import persistent, writer
+
+    root = b550(tmp_path)
+    before = _tree(root)
+    assert cli("bind", "--persistent", "08:00.0", "--root", str(root), *FORCED).code == 0
+    plan = writer.undo_plan(str(root), persistent.KIND)
+    assert plan.commands == (persistent.REFRESH,)
+    writer.apply(plan)
+    assert _tree(root) == before
+    assert set(writer.UNDOABLE[persistent.KIND]) == set(persistent.FILES)

@@ -205,6 +205,7 @@ def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_ru
 
 def _status(root: str, devices: tuple[str, ...]) -> None:
     from vfiokit.analyses.vfio_binding import driver_status
+    from vfiokit.cli.output import print_source_header
     from vfiokit.edits import bootline
     from vfiokit.formats import cmdline, modprobe
     from vfiokit.render.bind import status_lines
@@ -213,6 +214,7 @@ def _status(root: str, devices: tuple[str, ...]) -> None:
     from vfiokit.sources.vfio_config import read_vfio_config
 
     top = sysfs.read_topology(root)
+    print_source_header(top)
     conf = read_vfio_config(root)
     try:
         line = bootline.configured(read_boot(root)).value
