@@ -362,3 +362,23 @@ def test_the_writer_can_undo_a_persistent_bind(tmp_path: Path, refresh: Path) ->
     writer.apply(plan)
     assert _tree(root) == before
     assert set(writer.UNDOABLE[persistent.KIND]) == set(persistent.FILES)
+
+
+def test_script_is_the_live_plan_as_sh(kernel: KernelStandin, tmp_path: Path) -> None:
+    import subprocess
+
+    assert cli("bind", "0a:00.0", "--root", str(kernel.root), "--script").code == 8  # gated like a write
+    r = cli("bind", "0a:00.0", "--root", str(kernel.root), "--script", "--force", "--accept-siblings")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == "#!/bin/sh" and "echo vfio-pci > /sys/bus/pci/devices/0000:0a:00.0/driver_override" in lines
+    script = tmp_path / "bind.sh"
+    script.write_text(r.out)
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    assert kernel.writes == []
+
+
+def test_unbind_of_a_device_not_on_vfio_pci_is_nothing_to_do(kernel: KernelStandin) -> None:
+    r = cli("unbind", "01:00.0", "--root", str(kernel.root), "--yes")
+    assert r.code == 0 and r.err.startswith("vfiokit: nothing to do: 0000:01:00.0 not on vfio-pci")
+    assert kernel.writes == []

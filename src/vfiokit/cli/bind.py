@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, Refused, VfiokitError
@@ -23,7 +24,7 @@ from vfiokit.model import PciAddress, Topology
 
 def _options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed([
-        click.argument("devices", nargs=-1),
+        click.argument("devices", nargs=-1, metavar="DEVICE...", shell_complete=completion.addresses),
         click.option("--root", type=click.Path(file_okay=False, exists=True), default="/", show_default=True,
                      help="Folder standing for / (its sys/, etc/, proc/)."),
         click.option("--dry-run", is_flag=True, help="Show the plan and stop."),
@@ -264,8 +265,7 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
     if not steps:
         click.echo(f"vfiokit: nothing to do: {', '.join(str(a) for a in addrs)} already on vfio-pci", err=True)
         return
-    if not script:
-        check_gate(top, [str(a) for a in addrs], force, accept_siblings)
+    check_gate(top, [str(a) for a in addrs], force, accept_siblings)  # a script is a write to be
     for n in framebuffer_notes(top, addrs, root):
         note(n)
     _show([*lines, *loss_lines(losses_now(top, addrs))], steps, script)
