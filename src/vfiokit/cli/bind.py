@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.confirm import go_ahead
+from vfiokit.cli.confirm import execute_plan, go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
@@ -114,27 +114,6 @@ def _persistent_texts(root: str) -> dict[str, str | None]:
     return out
 
 
-def _apply_plan(plan: Any, dry_run: bool, yes: bool, question: str, nothing: str) -> None:
-    """Show a file plan (diff, refresh, notes), then apply it through the writer."""
-    import sys
-
-    from vfiokit.edits import writer
-
-    if plan.empty:
-        click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
-        return
-    sys.stdout.write(plan.diff())
-    for argv in plan.commands:
-        click.echo(f"then run: {' '.join(argv)}")
-    for n in plan.notes:
-        note(n)
-    if not go_ahead(dry_run, yes, question):
-        return
-    done = writer.apply(plan)
-    ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
-    click.echo(f"vfiokit: wrote {', '.join(done.files)}{ran}; reboot to apply", err=True)
-
-
 def _persistent_want(top: Topology, addrs: list[PciAddress]) -> tuple[Any, list[str]]:
     """What a persistent bind of `addrs` writes, and why it names them that way."""
     from vfiokit.analyses.vfio_binding import persistent_choice
@@ -179,8 +158,8 @@ def _bind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_run:
     plan = persistent.bind_plan(root, _persistent_texts(root), want, (*why, _REFRESH_NOTE,
                                 "reboot to apply: the devices keep their drivers until then "
                                 "('vfiokit bind' without --persistent moves them now)"))
-    _apply_plan(plan, dry_run, yes, "Write these files and rebuild the initramfs?",
-                "these devices already go to vfio-pci at boot")
+    execute_plan(plan, dry_run, yes, "these devices already go to vfio-pci at boot",
+                 "Write these files and rebuild the initramfs?", "; reboot to apply")
 
 
 def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_run: bool, yes: bool) -> None:
@@ -200,8 +179,8 @@ def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_ru
                                softdeps=() if left else tuple(modprobe.softdeps(conf)))
     plan = persistent.unbind_plan(root, texts, want, (_REFRESH_NOTE, "reboot to apply: the devices stay on "
                                   "vfio-pci until then ('vfiokit unbind' without --persistent gives them back now)"))
-    _apply_plan(plan, dry_run, yes, "Remove these and rebuild the initramfs?",
-                "vfiokit binds none of these at boot")
+    execute_plan(plan, dry_run, yes, "vfiokit binds none of these at boot",
+                 "Remove these and rebuild the initramfs?", "; reboot to apply")
 
 
 def _status(root: str, devices: tuple[str, ...]) -> None:

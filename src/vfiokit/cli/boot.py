@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.confirm import go_ahead
+from vfiokit.cli.confirm import execute_plan
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, VfiokitError
 
@@ -43,37 +43,13 @@ def _change_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
-    """Show `plan`, then apply it unless this is a dry run or the user says no."""
-    from vfiokit.edits import writer
-
-    if plan.empty:
-        click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
-        for n in plan.notes:  # such as a parameter that GRUB_CMDLINE_LINUX still gives
-            note(n)
-        return
-    sys.stdout.write(plan.diff())
-    for argv in plan.commands:
-        click.echo(f"then run: {' '.join(argv)}")
-    for n in plan.notes:
-        note(n)
-    if not go_ahead(dry_run, yes, "Apply this change?"):
-        return
-    done = writer.apply(plan)
-    for n in done.notes:  # an interrupted change finished first, a journal line not written
-        note(n)
-    ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
-    kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
-    click.echo(f"vfiokit: wrote {', '.join(done.files)}{kept}{ran}", err=True)
-
-
 def _change(root: str, add: Sequence[str], remove: Sequence[str], dry_run: bool, yes: bool) -> None:
     from vfiokit.edits import bootline
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
     what = " ".join([*add, *(f"-{p}" for p in remove)])
-    _execute(bootline.plan(setup, add, remove), dry_run, yes,
+    execute_plan(bootline.plan(setup, add, remove), dry_run, yes,
              f"the command line already reads that way ({what})")
 
 
@@ -234,4 +210,4 @@ def undo(root: str, dry_run: bool, yes: bool) -> None:
     plan = writer.undo_plan(root, "boot")
     if not plan.empty:
         plan = dataclasses.replace(plan, notes=(*plan.notes, bootline.reboot_note(plan.commands)))
-    _execute(plan, dry_run, yes, "the files already hold their previous content")
+    execute_plan(plan, dry_run, yes, "the files already hold their previous content")
