@@ -17,7 +17,8 @@ def loss_lines(losses: list[HostNeed]) -> list[str]:
     """One line per thing the host stops using now."""
     out = []
     for n in losses:
-        now = {"console": "the screen goes black", "network": "its link drops",
+        link = "its link drops" if "(down)" not in n.detail else "its interface goes (its link is down)"
+        now = {"console": "the screen goes black", "network": link,
                "storage": "its disks vanish", "input": "it stops typing"}.get(n.kind, "the host stops using it")
         out.append(f"now: {n.address.short}: the host loses {n.loss}: {now} ({n.detail})")
     return out
