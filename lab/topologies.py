@@ -96,6 +96,32 @@ def _rp(i: int, addr: str, kind: str = "pcie-root-port", extra: str = "") -> str
     return f"{kind},id=rp{i},bus=pcie.0,chassis={i},addr={addr}{extra}"
 
 
+#: Set-up steps (t3-switch) that bind 0000:03:00.0 to vfio-pci with vfiokit and give it back, then
+#: run the by-address boot script on 0000:04:00.0; each prints a `lab-bind:` line on the console
+#: that tests/test_lab_boot.py reads.
+BIND_STEPS = (
+    "lab_vfiokit() { PYTHONPATH=/lab/src:/lab/site PYTHONDONTWRITEBYTECODE=1 HOME=/root python3 -m vfiokit \"$@\"; }",
+    "lab_dev=/sys/bus/pci/devices/0000:03:00.0; lab_g=$(basename \"$(readlink $lab_dev/iommu_group)\")",
+    "lab_vfiokit bind 03:00.0 --yes --accept-siblings; echo \"lab-bind: bind rc=$?\"",
+    "echo \"lab-bind: after bind: driver=$(basename \"$(readlink $lab_dev/driver)\") "
+    "override=$(cat $lab_dev/driver_override) dev-vfio-group=$(ls /dev/vfio/$lab_g 2>/dev/null)\"",
+    "lab_vfiokit unbind 03:00.0 --yes; echo \"lab-bind: unbind rc=$?\"",
+    "echo \"lab-bind: after unbind: driver=$(basename \"$(readlink $lab_dev/driver)\") "
+    "override=$(cat $lab_dev/driver_override)\"",
+    # The boot script of `bind --persistent` (by address), as vfiokit writes it, run by busybox sh
+    # on the second e1000e: a probe after it binds vfio-pci, not e1000e, as at boot before udev.
+    "PYTHONPATH=/lab/src python3 -c 'from vfiokit.formats import initramfs_hook as h; "
+    "print(h.render([\"0000:04:00.0\"]), end=\"\")' > /tmp/00vfiokit-bind",
+    "sh -n /tmp/00vfiokit-bind && sh /tmp/00vfiokit-bind; echo \"lab-bind: hook rc=$?\"",
+    "lab_v=/sys/bus/pci/devices/0000:04:00.0; echo 0000:04:00.0 > $lab_v/driver/unbind; "
+    "echo 0000:04:00.0 > /sys/bus/pci/drivers_probe",
+    "echo \"lab-bind: after hook: override=$(cat $lab_v/driver_override) "
+    "driver=$(basename \"$(readlink $lab_v/driver)\")\"",
+    # back to e1000e before the snapshot
+    "echo > $lab_v/driver_override; echo 0000:04:00.0 > $lab_v/driver/unbind; "
+    "echo 0000:04:00.0 > /sys/bus/pci/drivers_probe",
+)
+
 MACHINES = (
     Machine(
         "t1-acs-root-ports",
@@ -117,6 +143,11 @@ MACHINES = (
          "xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=1,addr=0x0",
          "xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=2,addr=0x1",
          "e1000e,bus=dn1,addr=0x0", "e1000e,bus=dn2,addr=0x0"),
+        # `vfiokit bind` on the first e1000e (its group: it and its downstream port, a bridge) and
+        # `unbind`, in the guest, against the real kernel; then bind --persistent's boot script on
+        # the second. Both are back on e1000e before the snapshot: the fixtures stay as they are.
+        setup=BIND_STEPS,
+        modules=("vfio_pci",),
     ),
     Machine(
         "t4-pcie-pci-bridge",

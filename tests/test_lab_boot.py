@@ -60,3 +60,19 @@ def test_hostuse_guest_lives_on_its_group(fresh, kernel):
     assert "/dev/nvme0n1 /mnt/data ext2" in state
     assert "default via 192.0.2.1 dev vmbr0" in state
     assert "bridge vmbr0 ports: eth0" in state
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_bind_moves_a_real_device_to_vfio_pci_and_back(fresh, kernel):
+    """`vfiokit bind` / `unbind` run in the t3-switch guest on an e1000e, against the real kernel's
+    sysfs (lab/topologies.py BIND_STEPS print what the guest's busybox saw after each)."""
+    console = fresh[(kernel.name, "t3-switch")].console
+    said = [ln.split("lab-bind: ", 1)[1].strip() for ln in console.splitlines() if ln.startswith("lab-bind: ")]
+    assert said[:1] == ["bind rc=0"], console[-3000:]
+    after_bind = said[1].split()
+    assert after_bind[:3] == ["after", "bind:", "driver=vfio-pci"]
+    assert after_bind[3] == "override=vfio-pci"
+    assert after_bind[4].startswith("dev-vfio-group=/dev/vfio/")  # the group's device node exists
+    assert said[2:4] == ["unbind rc=0", "after unbind: driver=e1000e override=(null)"]
+    # bind --persistent's boot script, run by busybox: the next probe gives the e1000e to vfio-pci
+    assert said[4:] == ["hook rc=0", "after hook: override=vfio-pci driver=vfio-pci"]

@@ -37,6 +37,8 @@ COMMANDS = {
     "boot": "vfiokit.cli.boot",
     "attach": "vfiokit.cli.attach",
     "detach": "vfiokit.cli.attach",
+    "bind": "vfiokit.cli.bind",
+    "unbind": "vfiokit.cli.bind",
     "cluster": "vfiokit.cli.cluster",
 }
 

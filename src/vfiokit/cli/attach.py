@@ -18,6 +18,7 @@ from vfiokit.analyses.attach_gate import token_gate
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
 from vfiokit.cli import completion
 from vfiokit.cli.confirm import confirm_and_apply
+from vfiokit.cli.gate import check_gate
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
 from vfiokit.errors import BadInput, Refused
@@ -100,21 +101,6 @@ def show_plan(plan: AttachPlan) -> None:
     print_lines(lines)
     for n in plan.notes:
         note(n)
-
-
-def _gate(top: Topology, functions: list[str], force: bool, accept_siblings: bool) -> None:
-    """The `check` verdict gate (analyses/attach_gate.py): say it, then refuse or go on."""
-    from vfiokit.analyses.attach_gate import gate
-    from vfiokit.render.attach import gate_accepted, gate_notes, gate_refusal
-
-    g = gate(top, functions, force, accept_siblings)
-    for n in gate_notes(g):
-        note(n)
-    if g.refused:
-        message, hint = gate_refusal(g)
-        raise Refused(message, hint=hint)
-    if g.code is not None:
-        note(gate_accepted(g))
 
 
 def _write(plan: AttachPlan, target: Target, digest: str, dry_run: bool, yes: bool, question: str, done: str,
@@ -215,7 +201,7 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
             note(f"{top.source}: no IOMMU groups: Proxmox refuses to start the VM "
                  "('cannot prepare PCI pass-through, IOMMU not present')")
         else:
-            _gate(top, plan.functions, force, accept_siblings)
+            check_gate(top, plan.functions, force, accept_siblings)
     if token_gate(target.remote, addr is not None):
         message, hint = render_attach.token_refusal(plan.key, vmid, device or "")
         if not dry_run:

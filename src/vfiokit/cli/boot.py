@@ -16,7 +16,7 @@ import click
 
 from vfiokit.cli import completion
 from vfiokit.cli.common import SuggestingGroup
-from vfiokit.cli.confirm import go_ahead
+from vfiokit.cli.confirm import execute_plan
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, Refused, VfiokitError
 
@@ -45,37 +45,13 @@ def _change_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
-    """Show `plan`, then apply it unless this is a dry run or the user says no."""
-    from vfiokit.edits import writer
-
-    if plan.empty:
-        click.echo(f"vfiokit: nothing to change: {nothing}", err=True)
-        for n in plan.notes:  # such as a parameter that GRUB_CMDLINE_LINUX still gives
-            note(n)
-        return
-    sys.stdout.write(plan.diff())
-    for argv in plan.commands:
-        click.echo(f"then run: {' '.join(argv)}")
-    for n in plan.notes:
-        note(n)
-    if not go_ahead(dry_run, yes, "Apply this change?"):
-        return
-    done = writer.apply(plan)
-    for n in done.notes:  # an interrupted change finished first, a journal line not written
-        note(n)
-    ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
-    kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
-    click.echo(f"vfiokit: wrote {', '.join(done.files)}{kept}{ran}", err=True)
-
-
 def _change(root: str, add: Sequence[str], remove: Sequence[str], dry_run: bool, yes: bool) -> None:
     from vfiokit.edits import bootline
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
     what = " ".join([*add, *(f"-{p}" for p in remove)])
-    _execute(bootline.plan(setup, add, remove), dry_run, yes,
+    execute_plan(bootline.plan(setup, add, remove), dry_run, yes,
              f"the command line already reads that way ({what})")
 
 
@@ -139,11 +115,47 @@ def status(root: str, as_json: bool) -> None:
         note(n)
 
 
+def _check_vfio_ids(root: str, params: Sequence[str], force: bool) -> None:
+    """`vfio-pci.ids=` catches every device with those ids, the identical disk under / too: name
+    each one, refuse (exit 8) when the host cannot live without one of them unless --force."""
+    from vfiokit.analyses.vfio_binding import ids_catch
+    from vfiokit.errors import Refused
+    from vfiokit.formats import cmdline, modprobe
+    from vfiokit.sources import sysfs
+
+    ids = [i for p in params if cmdline.key_of(p) == "vfio_pci.ids"
+           for i in modprobe.parse_ids(p.partition("=")[2], p)]
+    if not ids:
+        return
+    try:
+        top = sysfs.read_topology(root)
+    except VfiokitError:
+        note("cannot tell which devices these ids catch: no PCI tree below --root")
+        return
+    from vfiokit.pciids import PciIds, lspci_line
+    from vfiokit.render.reasons import need_detail, need_loss
+
+    caught = ids_catch(top, ids)
+    for pci_id, devs in caught.matches.items():
+        note(f"vfio-pci.ids={pci_id} catches {len(devs)} device(s) at boot" + (":" if devs else ": none on this host"))
+        for d in devs:
+            note(f"  {lspci_line(d, PciIds.system())}  driver {d.driver or 'none'}")
+    if caught.critical:
+        what = "; ".join(f"{n.address.short}: {need_loss(n)} ({need_detail(n)})" for n in caught.critical)
+        message = f"vfio-pci.ids would take from the host what it cannot live without: {what}"
+        hint = ("'vfiokit bind --persistent DEVICE' binds by address instead; --force adds the ids anyway")
+        if not force:
+            raise Refused(message, hint=hint)
+        note(f"--force: {message}")
+
+
 @boot.command()
 @click.argument("params", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Add vfio-pci.ids although they catch a device the host needs.")
 @_change_options
-def add(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
+def add(params: tuple[str, ...], force: bool, root: str, dry_run: bool, yes: bool) -> None:
     """Add kernel parameters (a=1 replaces a=2; list values such as vfio-pci.ids merge)."""
+    _check_vfio_ids(root, params, force)
     _change(root, params, (), dry_run, yes)
 
 
@@ -222,4 +234,4 @@ def undo(root: str, dry_run: bool, yes: bool) -> None:
     plan = writer.undo_plan(root, "boot")
     if not plan.empty:
         plan = dataclasses.replace(plan, notes=(*plan.notes, bootline.reboot_note(plan.commands)))
-    _execute(plan, dry_run, yes, "the files already hold their previous content")
+    execute_plan(plan, dry_run, yes, "the files already hold their previous content")

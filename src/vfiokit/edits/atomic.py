@@ -211,7 +211,7 @@ def open_private(path: str, flags: int) -> int:
     return fd
 
 
-def _run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
+def run_argv(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
     try:
         p = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout,
                            env=child_env())
@@ -227,7 +227,7 @@ def _run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, st
 
 
 def run_command(argv: Sequence[str], hooks: Hooks) -> tuple[int, str]:
-    return hooks.runner(argv) if hooks.runner is not None else _run(argv, hooks.timeout)
+    return hooks.runner(argv) if hooks.runner is not None else run_argv(argv, hooks.timeout)
 
 
 def private_dirs(base: str, rel: str) -> None:

@@ -47,10 +47,15 @@ from vfiokit.edits.write_plan import FileChange, WritePlan
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 
 #: The commands a journal entry may make `undo` run (the refresh commands `sources/boot.py` plans).
-REFRESH_COMMANDS = (("update-grub",), ("proxmox-boot-tool", "refresh"), ("pve-efiboot-tool", "refresh"))
+REFRESH_COMMANDS = (("update-grub",), ("proxmox-boot-tool", "refresh"), ("pve-efiboot-tool", "refresh"),
+                    ("update-initramfs", "-u", "-k", "all"))
 #: The files each kind of journaled change writes, as the host sees them (`*` stays inside one
 #: folder): `undo` restores nothing else, whatever a hand-edited journal says.
-UNDOABLE = {"boot": ("/etc/default/grub", "/etc/default/grub.d/*.cfg", "/etc/kernel/cmdline")}
+UNDOABLE = {"boot": ("/etc/default/grub", "/etc/default/grub.d/*.cfg", "/etc/kernel/cmdline"),
+            # edits/persistent.py FILES (the live-bind record, bound.json, is not undone by file:
+            # `vfiokit unbind` gives the devices back)
+            "bind-persistent": ("/etc/modprobe.d/vfiokit.conf", "/etc/initramfs-tools/scripts/init-top/00vfiokit-bind",
+                                "/etc/modules-load.d/vfio.conf", "/etc/initramfs-tools/modules")}
 #: A journal id, which is also the suffix of every backup that entry names.
 _STAMP = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
 #: States a journal entry goes through; an entry of an older vfiokit (no state) is "done".
