@@ -132,10 +132,12 @@ def test_the_plan_is_shown_and_dry_run_writes_nothing(kernel: KernelStandin) -> 
 def test_unknown_device_bridge_and_bad_address(kernel: KernelStandin) -> None:
     root = str(kernel.root)
     r = cli("bind", "09:00.0", "--root", root)
-    assert r.code == 4 and r.err.strip().endswith("09:00.0: no such PCI device on tree " + root)
+    # the resolver every command uses: the device, the tree, and the command that lists what is there
+    assert r.code == 4 and f"no PCI device at 0000:09:00.0 in tree {root}" in r.err
+    assert f"'vfiokit groups --root {root}' lists the devices" in r.err
     r = cli("bind", "00:02.1", "--root", root)
     assert r.code == 8 and "0000:00:02.1: is a bridge" in r.err
-    assert cli("bind", "nvme", "--root", root).code == 3
+    assert cli("bind", "nvme0", "--root", root).code == 3  # neither an address nor a device word
 
 
 def test_busy_driver_is_one_line_and_the_record_is_untouched(kernel: KernelStandin,

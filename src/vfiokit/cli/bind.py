@@ -18,7 +18,7 @@ import click
 from vfiokit.cli import completion
 from vfiokit.cli.confirm import execute_plan, go_ahead
 from vfiokit.cli.output import note
-from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, Refused, VfiokitError
+from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
 
 
@@ -35,24 +35,19 @@ def _options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _targets(top: Topology, devices: tuple[str, ...]) -> list[PciAddress]:
-    """The functions named on the command line (`01:00` is the whole card); a bridge is refused."""
-    from vfiokit.analyses.host_needs import slot_functions
+def _targets(top: Topology, devices: tuple[str, ...], root: str = "/") -> list[PciAddress]:
+    """The functions named on the command line, read as every command reads a device (an address,
+    a slot `01:00` for the whole card, ids or a class word: `analyses/device_query`); a bridge is
+    refused."""
+    from vfiokit.analyses.device_query import resolve
 
     if not devices:
         raise click.UsageError("name at least one DEVICE (an address such as 04:00.0, or a slot such as 04:00)")
-    out: list[PciAddress] = []
-    for text in devices:
-        found = slot_functions(text, top)
-        if found is None:
-            raise BadInput(f"'{text}' is not a PCI address (BB:DD.F, DDDD:BB:DD.F or a slot BB:DD)")
-        if not found:
-            raise DeviceNotFound(f"{text}: no such PCI device on {top.source}", device=text)
-        for a in found:
-            if top.device(a).is_bridge:
-                raise Refused(f"{a}: is a bridge: vfio-pci does not take bridges (Proxmox leaves them to "
-                              "pcieport); name the device behind it", device=str(a))
-        out += [a for a in found if a not in out]
+    out = resolve(devices, top, again="" if root == "/" else f"--root {root}")
+    for a in out:
+        if top.device(a).is_bridge:
+            raise Refused(f"{a}: is a bridge: vfio-pci does not take bridges (Proxmox leaves them to "
+                          "pcieport); name the device behind it", device=str(a))
     return out
 
 
@@ -204,7 +199,7 @@ def _status(root: str, devices: tuple[str, ...]) -> None:
            for i in modprobe.parse_ids(t.partition("=")[2], t)]
     rows = driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
     if devices:
-        wanted = {str(a) for a in _targets(top, devices)}
+        wanted = {str(a) for a in _targets(top, devices, root)}
         rows = [r for r in rows if str(r.device.address) in wanted]
     for ln in status_lines(rows):
         click.echo(ln)
@@ -232,7 +227,7 @@ def bind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script: 
     from vfiokit.render.bind import loss_lines, move_line
 
     top = _topology(root)
-    addrs = bind_functions(top, _targets(top, devices))
+    addrs = bind_functions(top, _targets(top, devices, root))
     if persistent:
         check_gate(top, [str(a) for a in addrs], force, accept_siblings)
         _bind_persistent(top, addrs, root, dry_run, yes)
@@ -277,7 +272,7 @@ def unbind(devices: tuple[str, ...], root: str, dry_run: bool, yes: bool, script
     from vfiokit.render.bind import move_line
 
     top = _topology(root)
-    addrs = bind_functions(top, _targets(top, devices))
+    addrs = bind_functions(top, _targets(top, devices, root))
     if persistent:
         _unbind_persistent(top, addrs, root, dry_run, yes)
         return
