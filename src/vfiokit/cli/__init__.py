@@ -28,6 +28,7 @@ COMMANDS = {
     "attach": "vfiokit.cli.attach",
     "detach": "vfiokit.cli.attach",
     "cluster": "vfiokit.cli.cluster",
+    "doctor": "vfiokit.cli.doctor",
 }
 
 

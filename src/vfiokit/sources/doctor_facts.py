@@ -32,6 +32,7 @@ from vfiokit import rootfs
 from vfiokit.errors import BadInput
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_mapping
+from vfiokit.model import Topology
 
 VERSION = 1
 
@@ -201,3 +202,20 @@ def check_layout(facts: Any, where: str) -> None:
         if not isinstance(maps, dict) or not all(isinstance(v, list) and all(isinstance(s, str) for s in v)
                                                  for v in maps.values()):
             raise bad("pve.mappings", "an object of lists of strings")
+
+
+def load(root: str | None = None, snapshot_file: str | None = None,
+         sample: str | None = None) -> tuple[Topology, dict[str, Any] | None]:
+    """The topology and the doctor's facts of one source: a root folder (`/` by default), a
+    snapshot file or a bundled sample; facts are None for a snapshot taken before doctor."""
+    from vfiokit.sources import capture as cap
+    from vfiokit.sources import samples, snapshot, sysfs
+
+    if snapshot_file is not None:
+        raw, origin = snapshot.load_raw(snapshot_file), f"snapshot {snapshot_file}"
+    elif sample is not None:
+        raw, origin = samples.load_raw(sample), f"sample {sample}"
+    else:
+        root = os.path.abspath(root or "/")
+        raw, origin = sysfs.capture(root), "live host" if root == "/" else f"tree {root}"
+    return cap.build_topology(raw, origin), raw.get("doctor")
