@@ -238,7 +238,7 @@ def iommu_pt(d: DoctorInput) -> list[Finding]:
         return [_f("kernel.iommu_pt", SKIP, "unread", "/proc/cmdline not readable")]
     passthrough = _log(d, "Default domain type: Passthrough")
     if cl.has(line, "iommu=pt") or passthrough:
-        return [_f("kernel.iommu_pt", OK, "pt.on", passthrough and f"{_log_where(d)}: {passthrough}"
+        return [_f("kernel.iommu_pt", OK, "pt.on", (passthrough and f"{_log_where(d)}: {passthrough}")
                    or "/proc/cmdline: iommu=pt")]
     return [_f("kernel.iommu_pt", WARN, "pt.off", "/proc/cmdline has no iommu=pt", "vfiokit boot iommu --pt")]
 

@@ -23,8 +23,7 @@ from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
 from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
-from vfiokit.sources import doctor_facts
-from vfiokit.sources import host_usage
+from vfiokit.sources import doctor_facts, host_usage
 
 
 def _read_config(path: str, notes: list[str], addr: str) -> bytes | None:
