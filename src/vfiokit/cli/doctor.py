@@ -80,7 +80,9 @@ def doctor(subject: str | None, root: str | None, snapshot_file: str | None, sam
 
         sys.stdout.write(envelope("doctor", top.source, notes, **doctor_json(findings)))
     else:
-        print_markup(doctor_text(findings))
+        from vfiokit.pciids import PciIds
+
+        print_markup(doctor_text(findings, top, PciIds.system()))
         for n in notes:
             note(n)
     code = _EXIT[worst(findings)]

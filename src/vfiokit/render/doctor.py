@@ -8,6 +8,9 @@ from typing import Any
 from rich.markup import escape
 
 from vfiokit.analyses.doctor import GROUPS, Finding
+from vfiokit.errors import BadInput
+from vfiokit.model import PciAddress, Topology
+from vfiokit.pciids import PciIds
 
 #: Each finding's code and its sentence (formatted with the finding's facts).
 MESSAGES = {
@@ -108,7 +111,20 @@ def summary(findings: list[Finding]) -> str:
             f"{n['skip']} not checked")
 
 
-def doctor_text(findings: list[Finding]) -> list[str]:
+def _who(f: Finding, top: Topology, ids: PciIds) -> str:
+    """The subject as the user knows it: `07:00.0 Marvell ... 88SE9215 ...` for a device."""
+    if not f.subject:
+        return ""
+    try:
+        dev = top.by_address.get(PciAddress.parse(f.subject))
+    except BadInput:
+        return f"{f.subject}: "
+    if dev is None or dev.vendor_id is None or dev.device_id is None:
+        return f"{f.subject}: "
+    return f"{dev.address.short} {ids.vendor_device(dev.vendor_id, dev.device_id)}: "
+
+
+def doctor_text(findings: list[Finding], top: Topology, ids: PciIds) -> list[str]:
     """The checklist as rich markup lines."""
     lines: list[str] = []
     for group in GROUPS:
@@ -117,7 +133,7 @@ def doctor_text(findings: list[Finding]) -> list[str]:
             continue
         lines.append(f"[bold]{group}[/bold]")
         for f in mine:
-            who = f"{f.subject}: " if f.subject else ""
+            who = _who(f, top, ids)
             lines.append(f"  {_MARK[f.status]} {escape(who + sentence(f))}  [dim]({escape(f.id)})[/dim]")
             if f.status != "ok":
                 lines.append(f"         [dim]evidence: {escape(f.evidence)}[/dim]")
