@@ -4,7 +4,7 @@
 
 The article shows groups 0, 1 and 14-16 before the ACS override and 14-30 after it. Everything
 else is completed from the B550/Matisse topology as other Matisse B550 boards publish it
-(../shared/listings/07: Gigabyte B550 Aorus Pro with a Ryzen 9 3900X), and the description says
+(tests/fixtures/listings/07: Gigabyte B550 Aorus Pro with a Ryzen 9 3900X), and the description says
 which parts are inferred. Config spaces carry the PCIe capability and ACS each function has on
 that platform, so the group predictor sees what the kernel saw.
 """

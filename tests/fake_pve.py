@@ -125,6 +125,8 @@ class FakeCluster:
     slow_nodes: dict[str, float] = field(default_factory=dict)
     #: Called before a config PUT is checked (to simulate a concurrent edit).
     before_put: Any = None
+    #: path -> the `data` a broken server (or a proxy, or another product) answers a GET with.
+    broken: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def mapping_digest(self) -> str:
@@ -188,7 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     params[k] = v
             self.cluster.requests.append((method, path[len("/api2/json"):], params))
-            data = route(self.cluster, method, path[len("/api2/json"):], params, user, privs)
+            api_path = path[len("/api2/json"):]
+            if method == "GET" and api_path in self.cluster.broken:
+                data = self.cluster.broken[api_path]
+            else:
+                data = route(self.cluster, method, api_path, params, user, privs)
             self._send(200, {"data": data})
         except PveError as e:
             body: dict[str, Any] = {"data": None}

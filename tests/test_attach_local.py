@@ -427,3 +427,10 @@ def test_the_shown_diff_keeps_every_byte_of_the_lines(node):
     # and the digest is the SHA1 of those bytes: qm accepts the write
     r = cli("attach", "104", "01:00", "--root", str(node), "--yes")
     assert r.code == 0, r.err
+
+
+def test_qm_does_not_get_the_api_token(node, monkeypatch):
+    monkeypatch.setenv("VFIOKIT_PVE_TOKEN", "5c2f0d6a-0b3e-4c37-9a61-8f4d2b1e7c90")
+    r = cli("attach", "101", "01:00", "--pcie", "--primary-gpu", "--root", str(node), "--yes")
+    assert r.code == 0, r.err
+    assert [c[0] for c in qm_calls(node)] == ["status", "set"]

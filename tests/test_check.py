@@ -18,6 +18,13 @@ from vfiokit.sources.synthetic import Spec, capture_of
 LAB = Path(__file__).parents[1] / "src/vfiokit/samples/lab/hostuse.json"
 
 
+def verdict_line(r) -> str:
+    """The verdict: the line after the one naming the source (every source here is not this host)."""
+    header, verdict = r.out.splitlines()[:2]
+    assert header.startswith(("sample ", "snapshot ", "tree ", "listing ")), header
+    return verdict
+
+
 def snapshot_of(tmp_path: Path, specs: list[Spec], host_usage: dict | None = None, **kw) -> str:
     raw = capture_of(specs, **kw)
     if host_usage is not None:
@@ -32,7 +39,8 @@ def snapshot_of(tmp_path: Path, specs: list[Spec], host_usage: dict | None = Non
 def test_article_marvell_takes_the_display_and_the_network():
     r = cli("check", "07:00.0", "--sample", "asus-tuf-b550-plus")
     assert r.code == 11, r.err
-    verdict = r.out.splitlines()[0]
+    assert r.out.splitlines()[0] == "sample asus-tuf-b550-plus (not this host)"
+    verdict = verdict_line(r)
     assert verdict.startswith("Verdict: unsafe - passing 07:00.0 takes the display (04:00.0, boot VGA)")
     assert "the network (" in verdict and "06:00.0" in verdict and "0a:00.0" in verdict
     for member in ("02:00.0", "02:00.1", "04:00.1", "08:00.0"):
@@ -46,12 +54,12 @@ def test_article_with_the_hosts_facts_names_the_route_and_the_console():
     vmbr0 with the default route on the RTL8125, the extra RTL8111 up, the console on the Quadro."""
     r = cli("check", "07:00.0", "--sample", "asus-tuf-b550-plus")
     assert r.code == 11
-    assert r.out.startswith(
+    assert verdict_line(r).startswith(
         "Verdict: unsafe - passing 07:00.0 takes the display (04:00.0, boot VGA) and the network "
         "(06:00.0, interface enp6s0 (up); 0a:00.0, default route (ipv4) via vmbr0 -> enp10s0) from the host "
         "(IOMMU group 15); also ")
     assert "the root file system" not in r.out  # the NVMe under / is alone in group 14
-    assert cli("check", "01:00.0", "--sample", "asus-tuf-b550-plus").out.startswith(
+    assert verdict_line(cli("check", "01:00.0", "--sample", "asus-tuf-b550-plus")).startswith(
         "Verdict: unsafe - passing 01:00.0 takes the root file system (01:00.0, / (root) is on dm-1 -> "
         "nvme0n1p3 -> nvme0n1 -> nvme0)")
 
@@ -81,7 +89,7 @@ ALONE_NVME = [Spec("00:01.0", 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT
 def test_alone_exits_0(tmp_path):
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, ALONE_NVME, {"version": 1}))
     assert r.code == 0
-    assert r.out.startswith("Verdict: alone - 01:00.0 is alone in IOMMU group 2")
+    assert verdict_line(r).startswith("Verdict: alone - 01:00.0 is alone in IOMMU group 2")
 
 
 def test_bridge_only_company_is_harmless_and_gpu_audio_must_come_along(tmp_path):
@@ -108,7 +116,7 @@ def test_own_card_functions_do_not_make_it_costly(tmp_path):
                   multifunction=True, group=2, driver="snd_hda_intel")]
     r = cli("check", "01:00.0", "--snapshot", snapshot_of(tmp_path, specs, {"version": 1}))
     assert r.code == 0
-    assert r.out.startswith("Verdict: alone")
+    assert verdict_line(r).startswith("Verdict: alone")
     assert "01:00.1 is another function of the same card: pass it along (all functions of 01:00)" in r.out
 
 
@@ -150,7 +158,7 @@ def test_platform_device_in_the_group_is_unsafe(tmp_path):
              Spec("00:1f.3", 0x8086, 0x2930, 0x0C0500, multifunction=True, group=5, driver="i801_smbus")]
     r = cli("check", "00:1f.2", "--snapshot", snapshot_of(tmp_path, specs, {"version": 1}))
     assert r.code == 11
-    assert "the ISA bridge" in r.out.splitlines()[0] and "the SMBus controller" in r.out.splitlines()[0]
+    assert "the ISA bridge" in verdict_line(r) and "the SMBus controller" in verdict_line(r)
 
 
 def test_without_host_facts_a_note_says_what_was_not_judged(tmp_path):
@@ -241,7 +249,7 @@ def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
     vga = next(d for d in top.devices if d.boot_vga)
     r = cli("check", ahci.address.short, "--snapshot", str(LAB))
     assert r.code == 11, r.out + r.err
-    verdict = r.out.splitlines()[0]
+    verdict = verdict_line(r)
     assert f"the display ({vga.address.short}, boot VGA)" in verdict
     assert f"the network ({nic.address.short}, default route (ipv4) via vmbr0 -> " in verdict
     assert f"the disks ({nvme.address.short}, /mnt/data is on nvme0n1 -> nvme0)" in verdict
@@ -251,16 +259,16 @@ def test_lab_hostuse_the_ahci_takes_disk_network_and_display():
 def test_two_functions_of_a_slot_are_not_called_the_whole_slot():
     # 0d:00 also holds .0 and .1 on this board: naming .3 and .4 is not "all functions"
     r = cli("check", "0d:00.3", "0d:00.4", "--sample", "asus-tuf-b550-plus")
-    assert r.out.startswith("Verdict: costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
+    assert verdict_line(r).startswith("Verdict: costly - passing 0d:00.3, 0d:00.4 takes the USB keyboard")
     r = cli("check", "04:00.0", "04:00.1", "--sample", "asus-tuf-b550-plus")
-    assert r.out.startswith("Verdict: unsafe - passing 04:00 (all functions) takes the display")
+    assert verdict_line(r).startswith("Verdict: unsafe - passing 04:00 (all functions) takes the display")
 
 
 def test_costly_target_alone_in_its_group_is_not_said_to_share():
     # The asus sample's 0d:00.3 is alone in group 20; the cost is the USB keyboard on the target itself.
     r = cli("check", "0d:00.3", "--sample", "asus-tuf-b550-plus")
     assert r.code == 10
-    first = r.out.splitlines()[0]
+    first = verdict_line(r)
     assert first.startswith("Verdict: costly - ") and "shares" not in first
     assert "IOMMU group 20 (1 device)" in r.out
 

@@ -43,7 +43,9 @@ def test_root_on_nvme_partition_shows_the_chain_and_is_unsafe(host):
     r = cli("check", "01:00.0", "--root", str(host.root))
     assert r.code == 11, r.out + r.err
     assert "/ (root) is on nvme0n1p2 -> nvme0n1 -> nvme0 -> 0000:01:00.0" in r.out
-    assert r.out.startswith("Verdict: unsafe - passing 01:00.0 takes the root file system")
+    header, verdict = r.out.splitlines()[:2]
+    assert header == f"tree {host.root}"
+    assert verdict.startswith("Verdict: unsafe - passing 01:00.0 takes the root file system")
 
 
 def test_lvm_on_md_over_two_controllers_makes_both_critical(host):

@@ -1,5 +1,5 @@
-"""The 17 listings people published (../shared/listings): each reads to the number of groups its
-header states, and every line that holds a PCI address is either a device or reported.
+"""The 17 listings people published (tests/fixtures/listings, each with its provenance header): each
+reads to the number of groups its header states, and every line that holds a PCI address is either a device or reported.
 
 The candidate lines are counted here with a regex of this test's own, not the reader's."""
 
@@ -14,8 +14,9 @@ from tests.conftest import cli
 from vfiokit.model import PciAddress
 from vfiokit.sources import listing
 
-LISTINGS = Path(__file__).parents[2] / "shared" / "listings"
-FILES = sorted(LISTINGS.glob("*.txt")) if LISTINGS.is_dir() else []
+LISTINGS = Path(__file__).parent / "fixtures" / "listings"
+#: A missing folder gives no files, and the count test below fails on it (never a silent skip).
+FILES = sorted(LISTINGS.glob("*.txt"))
 
 #: BB:DD.F with an optional domain, not inside a longer hex run (independent of the reader's own).
 CANDIDATE = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7](?![0-9A-Fa-f])")
@@ -30,9 +31,7 @@ def _header(text: str) -> tuple[int, list[int]]:
 
 
 def test_the_published_listings_are_there():
-    if not LISTINGS.is_dir():
-        pytest.fail(f"{LISTINGS} is missing: the tests need ../shared/listings beside the repository")
-    assert len(FILES) == 17
+    assert len(FILES) == 17, f"{LISTINGS} should hold the 17 published listings"
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem[:40] for p in FILES])

@@ -111,6 +111,9 @@ PIECES_OF_LISTINGS = [
     "```", "> 03:00.0 0300: 10de:1b80 (rev a1)", "USB:\t\t[1d6b:0002]", "IOMMU Group 99999999999999999999",
     "Slot:\t0000:02:00.0", "Class:\tVGA [0300]", "ProgIf:\t30", "IOMMUGroup:\t4", "Rev:\tzz",
     "Flags: bus master, fast devsel, IOMMU group 3", "", "Driver:\tahci",
+    # issue 13: more digits than int() reads, and a digit that isdigit() takes but int() does not
+    "IOMMU Group " + "9" * 4400, "Flags: bus master, IOMMU group " + "7" * 4400, "IOMMUGroup:\t²",
+    "│ 0x030000 │ 0x1b80 │ 0000:01:00.0 │ " + "5" * 4400 + " │",
 ]
 
 

@@ -51,9 +51,9 @@ PVE2 = [
 SECRET = "5c2f0d6a-0b3e-4c37-9a61-8f4d2b1e7c90"
 
 
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    c = FakeCluster(
+def make_cluster():
+    """The cluster every test here starts from."""
+    return FakeCluster(
         pci={"pve1": PVE1, "pve2": PVE2, "pve3": []},
         vms={"pve1": {"100": Vm({"machine": "q35", "bios": "ovmf", "name": "media", "cores": "4"})},
              "pve2": {"200": Vm({"machine": "q35", "name": "gaming", "memory": "16384"}, running=True),
@@ -62,6 +62,11 @@ def fake(tmp_path, monkeypatch):
             "audit@pve!ro": Token(SECRET, {"VM.Audit", "Mapping.Audit"})},
         slow_nodes={"pve3": 5.0},
     )
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    c = make_cluster()
     monkeypatch.setenv("VFIOKIT_PVE_TOKEN", SECRET)
     with FakePve(c, tmp_path) as server:
         yield server

@@ -113,7 +113,7 @@ def test_killed_between_temp_write_and_rename_leaves_the_original(tmp_path: Path
     script = textwrap.dedent(f"""
         import os, signal
         from vfiokit.edits.writer import FileChange, Hooks, WritePlan, apply
-        plan = WritePlan((FileChange({str(target)!r}, {OLD!r}, {NEW!r}),), root={str(tmp_path)!r})
+        plan = WritePlan((FileChange({str(target)!r}, {OLD!r}, {NEW!r}),), root={str(tmp_path)!r}, kind="boot")
         apply(plan, Hooks(before_rename=lambda tmp, dest: os.kill(os.getpid(), signal.SIGKILL)))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
@@ -126,7 +126,7 @@ def test_killed_between_temp_write_and_rename_leaves_the_original(tmp_path: Path
     assert left.startswith(".") and not left.endswith(".cfg")
     assert sorted(target.parent.glob("*.cfg")) == [target]
     # ...and the next write, holding the lock, clears it.
-    writer.apply(WritePlan((FileChange(str(target), OLD, NEW),), root=str(tmp_path)))
+    writer.apply(WritePlan((FileChange(str(target), OLD, NEW),), root=str(tmp_path), kind="boot"))
     assert target.read_text() == NEW and _leftovers(target.parent) == []
 
 
@@ -187,12 +187,12 @@ def test_undo_restores_step_by_step(tmp_path: Path) -> None:
 
 
 def test_undo_of_a_created_file_removes_it(tmp_path: Path) -> None:
-    path = tmp_path / "etc/modprobe.d/vfio.conf"
+    path = tmp_path / "etc/default/grub.d/vfio.cfg"
     path.parent.mkdir(parents=True)
-    writer.apply(WritePlan((FileChange(str(path), None, "options vfio-pci ids=10de:1b80\n"),), root=str(tmp_path),
-                      kind="modprobe"))
+    writer.apply(WritePlan((FileChange(str(path), None, 'GRUB_CMDLINE_LINUX_DEFAULT="iommu=pt"\n'),),
+                      root=str(tmp_path), kind="boot"))
     assert path.stat().st_mode & 0o777 == 0o644
-    writer.apply(writer.undo_plan(str(tmp_path), "modprobe"))
+    writer.apply(writer.undo_plan(str(tmp_path), "boot"))
     assert not path.exists()
 
 

@@ -40,8 +40,11 @@ class ExitCode(enum.IntEnum):
     #: A concurrent edit was detected (a file or Proxmox config changed since it was read, or
     #: another vfiokit holds the writer's lock).
     CONFLICT = 12
-    #: A remote Proxmox API call failed (unreachable, timed out, no rights).
+    #: A remote Proxmox API call failed (unreachable, timed out, no rights, an answer that is not
+    #: what the Proxmox API gives).
     REMOTE = 13
+    #: A bug in vfiokit: an unexpected error, shown as one line with a request to report it.
+    INTERNAL = 14
 
 
 class VfiokitError(Exception):
@@ -100,3 +103,31 @@ class RemoteError(VfiokitError):
     """A Proxmox API call failed: unreachable, timed out, no rights, or an error answer."""
 
     code = ExitCode.REMOTE
+
+
+#: Environment variables holding a secret: a child process (`qm`, `update-grub`) never gets them.
+SECRET_ENVS = ("VFIOKIT_PVE_TOKEN",)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: ours without the secrets, plus `extra`."""
+    import os
+
+    return {**{k: v for k, v in os.environ.items() if k not in SECRET_ENVS}, **(extra or {})}
+
+
+#: Secrets read this run (the API token): `scrub` blanks them out of any text shown to the user,
+#: as a library error (requests, proxmoxer) may quote a header or a URL that carries one.
+_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    if secret:
+        _SECRETS.add(secret)
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret replaced by `***`."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

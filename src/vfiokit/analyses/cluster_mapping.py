@@ -54,7 +54,7 @@ class MappingPlan:
 
 def check_name(name: str) -> None:
     if not CONFIGID_RE.match(name):
-        raise BadInput(f"'{name}': invalid configuration ID (a letter, then letters, digits, '-' or '_')")
+        raise BadInput(f"{name!r}: invalid configuration ID (a letter, then letters, digits, '-' or '_')")
 
 
 def map_entry(spec: str, node: str, top: Topology, addr: PciAddress, whole_slot: bool) -> MapEntry:

@@ -2,7 +2,9 @@
 
 Each command family lives in its own module, named in `COMMANDS` and imported on first use. Every failure that
 reaches here as a `VfiokitError` is printed as one line `vfiokit: error: ...` and exits with its
-`ExitCode`; anything else is a bug and is shown as such, still on one line.
+`ExitCode`; anything else is a bug and is shown as such, still on one line, with exit INTERNAL
+(never 1, which is `compare`'s "the sources differ"). Every message has the API token secret
+blanked out (`errors.scrub`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import sys
 import click
 
 from vfiokit import __version__
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import ExitCode, VfiokitError, scrub
+
+
+def _one_line(text: str) -> str:
+    return " ".join(scrub(text).split())
 
 #: Each command and the module that defines it. Modules are imported when their command runs (or
 #: when help lists them): `vfiokit groups` should not pay for the Proxmox and boot code's imports.
@@ -63,13 +69,23 @@ def run(argv: list[str] | None = None) -> None:
             from vfiokit.render.envelope import error_envelope
 
             sys.stdout.write(error_envelope(int(e.code), e.code.name.lower(), str(e), e.hint, e.fields()))
-        click.echo(f"vfiokit: error: {e}", err=True)
+        click.echo(f"vfiokit: error: {_one_line(str(e))}", err=True)
         if e.hint:
-            click.echo(f"vfiokit: hint: {e.hint}", err=True)
+            click.echo(f"vfiokit: hint: {_one_line(e.hint)}", err=True)
         sys.exit(e.code)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)
     except KeyboardInterrupt:
         click.echo("vfiokit: interrupted", err=True)
         sys.exit(ExitCode.ABORTED)
+    except Exception as e:  # the last resort: a bug, said in one line, never a traceback
+        where = ""
+        tb = e.__traceback__
+        while tb is not None:
+            where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+            tb = tb.tb_next
+        click.echo(f"vfiokit: internal error: {type(e).__name__}: {_one_line(str(e))[:300]}{where} "
+                   f"(a bug in vfiokit {__version__}; please report it with this line and the command "
+                   "you ran)", err=True)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(ExitCode.OK)

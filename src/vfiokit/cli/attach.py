@@ -15,6 +15,7 @@ import click
 
 from vfiokit.analyses.attach_gate import token_refusal
 from vfiokit.analyses.vm_attach import AttachPlan, AttachRequest, plan_attach, plan_detach
+from vfiokit.cli import completion
 from vfiokit.cli.confirm import confirm_and_apply
 from vfiokit.cli.output import note, print_lines
 from vfiokit.cli.remote import parse_device, remote_options
@@ -122,12 +123,14 @@ def _target(connect: Callable[[], Any] | None, vmid: str, node: str | None, root
         return local_target(root or "/")
     if root is not None:
         raise click.UsageError("--root is for local mode; remove it or --host")
+    if node is not None:
+        pc.check_plain(node, "--node")
     return remote_target(connect(), vmid, node)
 
 
 def _vmid(vmid: str) -> str:
-    if not vmid.isdigit() or not 100 <= int(vmid) <= 999999999:
-        raise BadInput(f"'{vmid}' is not a VM id (a number from 100 to 999999999)")
+    if not (vmid.isascii() and vmid.isdigit()) or not 100 <= int(vmid) <= 999999999:  # not "²" or "１００"
+        raise BadInput(f"{vmid!r} is not a VM id (a number from 100 to 999999999)")
     return vmid
 
 
@@ -147,8 +150,8 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@click.argument("vmid")
-@click.argument("device", required=False)
+@click.argument("vmid", shell_complete=completion.vmids)
+@click.argument("device", required=False, shell_complete=completion.addresses)
 @click.option("--mapping", default=None, help="Use a cluster PCI mapping (hostpciN: mapping=NAME).")
 @click.option("--pcie", is_flag=True, help="Pass as PCIe (needs the q35 machine).")
 @click.option("--primary-gpu", is_flag=True, help="Make it the VM's primary GPU (x-vga=1).")
@@ -195,8 +198,8 @@ def attach(vmid: str, device: str | None, mapping: str | None, pcie: bool, prima
 
 
 @click.command()
-@click.argument("vmid")
-@click.argument("device")
+@click.argument("vmid", shell_complete=completion.vmids)
+@click.argument("device", shell_complete=completion.addresses)
 @_common
 def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: bool, yes: bool,
            connect: Any) -> None:
@@ -206,7 +209,7 @@ def detach(vmid: str, device: str, node: str | None, root: str | None, dry_run: 
     conf, digest = target.config(vmid)
     running = target.running(vmid)
     key = device if device in hostpci.HOSTPCI_KEYS else None
-    if key is None and device.startswith("hostpci") and device[7:].isdigit():
+    if key is None and device.startswith("hostpci") and device[7:].isascii() and device[7:].isdigit():
         raise BadInput(f"'{device}' is not a hostpci key (hostpci0..hostpci{hostpci.MAX_HOSTPCI - 1})")
     addr = mapping = None
     slot = False

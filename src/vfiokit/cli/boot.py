@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.confirm import go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, VfiokitError
@@ -59,6 +60,8 @@ def _execute(plan: Any, dry_run: bool, yes: bool, nothing: str) -> None:
     if not go_ahead(dry_run, yes, "Apply this change?"):
         return
     done = writer.apply(plan)
+    for n in done.notes:  # an interrupted change finished first, a journal line not written
+        note(n)
     ran = "; ran " + ", ".join(" ".join(a) for a in done.commands) if done.commands else ""
     kept = f" (previous content kept in /{writer.BACKUP_DIR}/)" if done.backups else ""
     click.echo(f"vfiokit: wrote {', '.join(done.files)}{kept}{ran}", err=True)
@@ -85,18 +88,23 @@ def boot() -> None:
 def status(root: str, as_json: bool) -> None:
     """Which boot path, which file decides, what is configured, running and pending."""
     from vfiokit.analyses.boot_state import boot_state
-    from vfiokit.edits import bootline
+    from vfiokit.edits import bootline, writer
     from vfiokit.edits.writer import shown_path
     from vfiokit.render.boot_status import boot_status_json, boot_status_lines
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
+    try:  # a change killed half way (kill, hang-up): the next writing command finishes it
+        unfinished = writer.interrupted(root)
+    except VfiokitError as e:
+        unfinished = [f"the journal cannot be read: {e}"]
     conf = bootline.configured(setup)
     full = f"{conf.linux or ''} {conf.value}".strip()
     complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
     state = boot_state(full, setup.running, setup.generated, complete)
 
     data = boot_status_json(setup, conf, state, shown_path(conf.path, setup.root))
+    data["interrupted_changes"] = unfinished
     if as_json:
         from vfiokit.render.envelope import envelope
 
@@ -104,6 +112,8 @@ def status(root: str, as_json: bool) -> None:
                                   [], boot=data))
         return
     click.echo("\n".join(boot_status_lines(setup, conf, state, data["deciding_file"])))
+    for n in unfinished:
+        note(n)
 
 
 @boot.command()
@@ -115,7 +125,7 @@ def add(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
 
 
 @boot.command()
-@click.argument("params", nargs=-1, required=True)
+@click.argument("params", nargs=-1, required=True, shell_complete=completion.boot_params)
 @_change_options
 def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None:
     """Remove kernel parameters: KEY removes it whatever its value, KEY=VALUE only that value."""

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
@@ -21,7 +22,7 @@ _EXIT = {"ALONE": ExitCode.OK, "HARMLESS": ExitCode.OK, "COSTLY": ExitCode.COSTL
 
 
 @click.command()
-@click.argument("devices", nargs=-1, required=True, metavar="DEVICE...")
+@click.argument("devices", nargs=-1, required=True, metavar="DEVICE...", shell_complete=completion.addresses)
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: bool) -> None:
@@ -44,6 +45,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
 
         sys.stdout.write(envelope("check", top.source, notes, **verdict_json(verdict, ids)))
     else:
+        print_source_header(top)
         print_markup(verdict_text(verdict, ids, top))
         for n in notes:
             note(n)

@@ -35,13 +35,15 @@ def inventory(only: tuple[str, ...], as_json: bool, connect: Any) -> None:
     """Every node's PCI devices and IOMMU groups, shown like 'vfiokit groups'."""
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from vfiokit.formats.pve_hostpci import check_plain
     from vfiokit.pciids import PciIds
     from vfiokit.render.check import check_marker
     from vfiokit.render.groups import groups_json, groups_text
     from vfiokit.sources.proxmox_api import inventory as ask
 
+    nodes = [check_plain(n, "--node") for n in only]
     api = _api(connect)
-    nodes = list(only) or [n["node"] for n in api.nodes()]
+    nodes = nodes or [str(n["node"]) for n in api.nodes()]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         transient=True, console=_stderr_console())
     with progress:
@@ -93,6 +95,9 @@ def _entry_for(api: Any, spec: str) -> MapEntry:
     dev_text, at, node = spec.rpartition("@")
     if not at or not dev_text or not node:
         raise BadInput(f"'{spec}': expected DEVICE@NODE (e.g. 01:00.0@pve1, or 01:00@pve1 for all functions)")
+    from vfiokit.formats.pve_hostpci import check_plain
+
+    check_plain(node, "node")
     addr, whole_slot = parse_device(dev_text)
     return map_entry(spec, node, topology_from_pci(api.node_pci(node), node, api.host), addr, whole_slot)
 
@@ -109,8 +114,11 @@ def map_(name: str, devices: tuple[str, ...], description: str | None, dry_run: 
     """Create or update cluster PCI mapping NAME from DEVICE@NODE... (the same card on each node)."""
     from vfiokit.analyses.cluster_mapping import check_name, plan_mapping
     from vfiokit.edits.pve_apply import apply_mapping
+    from vfiokit.formats.pve_hostpci import check_plain
 
     check_name(name)
+    if description is not None:
+        check_plain(description, "--description")
     api = _api(connect)
     entries = [_entry_for(api, spec) for spec in devices]
     existing = api.mappings().get(name)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.model import Topology
 
 
@@ -21,7 +22,8 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                   help="Read the host from this folder instead of / (its sys/, proc/, etc/).")
     @click.option("--snapshot", "snapshot_file", type=click.Path(), default=None,
                   help="Read a snapshot file written by 'vfiokit snapshot'.")
-    @click.option("--sample", default=None, help="Read a bundled sample machine (see 'vfiokit samples').")
+    @click.option("--sample", default=None, shell_complete=completion.sample_names,
+                  help="Read a bundled sample machine (see 'vfiokit samples').")
     @click.option("--listing", "listing_file", type=click.Path(allow_dash=True), default=None,
                   help="Read a pasted IOMMU group listing ('-' for standard input).")
     @functools.wraps(f)

@@ -11,6 +11,8 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from vfiokit.model import Topology
+
 
 def console() -> Console:
     """A rich console; rich is imported here, not at module load: it costs ~50 ms to import."""
@@ -50,6 +52,15 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
     c = console()
     for line in lines:
         c.print(Text.assemble(*line))
+
+
+def print_source_header(top: Topology, err: bool = False) -> None:
+    """Name the source first when it is not this host (to stderr when stdout must stay a given format)."""
+    from vfiokit.render.source_header import source_header
+
+    header = source_header(top)
+    if header is not None:
+        click.echo(header, err=err)
 
 
 def note(text: str) -> None:

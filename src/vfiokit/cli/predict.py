@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import click
 
+from vfiokit.cli import completion
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_markup, print_renderable
+from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
 
@@ -21,9 +22,9 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 @click.option("--acs-override", "override_text", metavar="OPTIONS",
               help="downstream, multifunction, id:vvvv:dddd (up to 15), comma-separated, or none. Default: "
                    f"{DEFAULT_OVERRIDE}, or none on a host already booted with an override.")
-@click.option("--device", "devices", multiple=True, metavar="ADDR",
+@click.option("--device", "devices", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
               help="Show how this device's group and its 'check' verdict change (repeatable).")
-@click.option("--alone", "alone", multiple=True, metavar="ADDR",
+@click.option("--alone", "alone", multiple=True, metavar="ADDR", shell_complete=completion.addresses,
               help="Find the smallest override that gives this device a group of its own (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
@@ -57,6 +58,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         body["alone"] = [view.alone_json(x) for x in advice]
         sys.stdout.write(envelope("simulate", top.source, notes, **body))
         return
+    print_source_header(top)
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:

@@ -51,6 +51,10 @@ def connect(host: str, token_id: str | None, token_file: str | None, ca_file: st
     if not token_id:
         raise BadInput(f"--host needs --token-id USER@REALM!NAME (or {TOKEN_ID_ENV})")
     verify: bool | str = False if insecure else (ca_file or True)
+    if insecure:  # every time: a habit of --insecure is how a man in the middle gets the token
+        click.echo(f"vfiokit: warning: --insecure: {host}'s TLS certificate is not checked; anyone between "
+                   "here and it can read the API token (give --ca-file /etc/pve/pve-root-ca.pem instead)",
+                   err=True)
     return PveApi(Credentials(host, token_id, read_secret(token_file), verify, timeout))
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli.common import source_options
-from vfiokit.cli.output import note, print_lines, print_markup
+from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
 from vfiokit.errors import NoIommu
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
@@ -52,6 +52,8 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
 
         sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
         return
+    # The article's format stays byte for byte on stdout; its header goes to stderr.
+    print_source_header(top, err=fmt == "seed")
     if fmt == "seed":
         from vfiokit.render.groups import groups_seed
 
@@ -79,6 +81,7 @@ def _predict(top: Topology, as_json: bool) -> None:
 
         sys.stdout.write(envelope("groups-predict", top.source, notes, **model_check_json(check)))
         return
+    print_source_header(top)
     print_markup(model_check_lines(check))
     for n in notes:
         note(n)

@@ -20,8 +20,21 @@ HOSTPCI_KEYS = tuple(f"hostpci{i}" for i in range(MAX_HOSTPCI))
 HOST_ID_RE = re.compile(r"(?:([a-f0-9]{4,}):)?([a-f0-9]{2}):([a-f0-9]{2})(?:\.([a-f0-9]))?")
 
 #: PVE::JSONSchema::pve_verify_configid, the format of a mapping id.
-CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
-_HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{4}$")
+# Every pattern ends with \Z (or is used with fullmatch), not $: `$` also matches before a final
+# "\n", and a value with a newline written into a config file or a `qm set` argument is a second,
+# injected line.
+CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+\Z", re.IGNORECASE)
+_HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{4}\Z")
+#: A control character (a newline above all) ends a config line or an argument early.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_plain(value: str, what: str) -> str:
+    """`value` (a node name, a description, any text that goes into a Proxmox config or API
+    call) when it holds no control character; `BadInput` otherwise (the value shown escaped)."""
+    if _CONTROL.search(value):
+        raise BadInput(f"{what} {value!r}: holds a line break or another control character")
+    return value
 
 _BOOL_TRUE = ("1", "on", "yes", "true")
 _BOOL_FALSE = ("0", "off", "no", "false")
@@ -76,7 +89,7 @@ def _normalize(key: str, value: str, where: str) -> str:
     if kind == "hexid" and not _HEX_ID_RE.match(value):
         raise BadInput(f"{where}: {key}: value does not match the regex pattern (expected 0x followed "
                        f"by 4 hex digits, got '{value}')")
-    if kind == "mdev" and not re.fullmatch(r"[^/.:]+", value):
+    if kind == "mdev" and not re.fullmatch(r"[^/.:\x00-\x1f\x7f]+", value):
         raise BadInput(f"{where}: mdev: value does not match the regex pattern (got '{value}')")
     if kind == "driver" and value not in ("vfio", "keep"):
         raise BadInput(f"{where}: driver: value '{value}' does not have a value in the enumeration "
@@ -94,8 +107,9 @@ def check_romfile(value: str, where: str = "romfile") -> str:
     """
     if value.startswith("/usr/share/kvm/"):
         value = value[len("/usr/share/kvm/"):]
-    if not value or value.startswith("/") or ".." in value.split("/") or not re.fullmatch(r"[^,;]+", value):
-        raise BadInput(f"{where}: '{value}': the ROM file must be a file name under /usr/share/kvm/ "
+    if not value or value.startswith("/") or ".." in value.split("/") or not re.fullmatch(r"[^,;\x00-\x1f\x7f]+",
+                                                                                           value):
+        raise BadInput(f"{where}: {value!r}: the ROM file must be a file name under /usr/share/kvm/ "
                        "(qemu-server looks nowhere else)")
     return value
 

@@ -348,7 +348,11 @@ def parse(text: str, origin: str = "listing",
     names; groups, addresses, ids and classes never depend on them. Raises BadInput only."""
     reader = Reader(origin, vendor_of, vendor_names)
     for number, raw in enumerate(text.splitlines(), 1):
-        reader.line(number, raw)
+        try:
+            reader.line(number, raw)
+        except ValueError:
+            # int() refuses a number of more than 4,300 digits (CPython's int_max_str_digits).
+            raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads") from None
     top, lines = reader.topology()
     return ListingRead(top, lines, tuple(reader.skipped), tuple(reader.cut))
 
@@ -365,10 +369,16 @@ def load(path: str) -> Topology:
     """Read a listing file (`-`: standard input); BadInput names the file when it cannot be read."""
     try:
         if path == "-":
-            text, origin = sys.stdin.read(), "listing <stdin>"
+            # Bytes, decoded below like a file: the locale's strict UTF-8 would fail on a paste
+            # with one stray Latin-1 byte (a test's StringIO has no buffer: already text).
+            raw_in = getattr(sys.stdin, "buffer", None)
+            data, origin = (raw_in.read() if raw_in is not None else sys.stdin.read()), "listing <stdin>"
         else:
             with open(path, "rb") as f:
                 data, origin = f.read(), f"listing {path}"
+        if isinstance(data, str):
+            text = data
+        else:
             # Windows PowerShell's `>` writes UTF-16 with a byte order mark; Notepad UTF-8 with one.
             utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
             text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")

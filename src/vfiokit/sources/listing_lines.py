@@ -142,7 +142,7 @@ def _vmm(r: Reader, n: int, raw: str, key: str, value: str) -> object:
         r.saw_k = True
         if key == "Driver":
             f["driver"] = value
-    elif key == "IOMMUGroup" and value.isdigit():
+    elif key == "IOMMUGroup" and value.isascii() and value.isdigit():  # not "²": isdigit, not int
         f["iommu_group"] = int(value)
     return None
 

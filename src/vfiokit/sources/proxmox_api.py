@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vfiokit.errors import BadInput, Conflict, ExitCode, RemoteError, VfiokitError
+from vfiokit.errors import SECRET_ENVS, BadInput, Conflict, ExitCode, RemoteError, VfiokitError, register_secret
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats.pve_config import CONFLICT_MARKS
 from vfiokit.model import Device, Group, HostInfo, PciAddress, Topology
 
-TOKEN_ENV = "VFIOKIT_PVE_TOKEN"
+TOKEN_ENV = SECRET_ENVS[0]
 TOKEN_ID_ENV = "VFIOKIT_PVE_TOKEN_ID"
 
 #: Messages Proxmox answers a stale `digest` with (qemu-server update_vm_api; PVE::Tools).
@@ -40,20 +40,29 @@ class Credentials:
 
 
 def read_secret(token_file: str | None) -> str:
-    """The token secret from `--token-file` or `VFIOKIT_PVE_TOKEN`; `BadInput` when neither has it."""
+    """The token secret from `--token-file` or `VFIOKIT_PVE_TOKEN`; `BadInput` when neither has it
+    or when it holds a line break or another control character (it goes into an HTTP header,
+    where requests would quote the whole header, secret included, in its error). The secret is
+    registered with `errors.scrub`, so no message shows it."""
     if token_file is not None:
         try:
             with open(token_file, encoding="utf-8") as f:
                 secret = f.read().strip()
-        except OSError as e:
-            raise BadInput(f"{token_file}: cannot read the API token ({e.strerror})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise BadInput(f"{token_file}: cannot read the API token ({why})") from None
+        where = token_file
         if not secret:
             raise BadInput(f"{token_file}: empty (expected the API token secret)")
-        return secret
-    secret = os.environ.get(TOKEN_ENV, "").strip()
-    if not secret:
-        raise BadInput(f"no API token secret: set {TOKEN_ENV} or give --token-file FILE "
-                       "(never on the command line)")
+    else:
+        secret, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
+        if not secret:
+            raise BadInput(f"no API token secret: set {TOKEN_ENV} or give --token-file FILE "
+                           "(never on the command line)")
+    register_secret(secret)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
+        raise BadInput(f"{where}: the API token secret holds a line break or another control character "
+                       "(not shown); it must be one line, as Proxmox shows it")
     return secret
 
 
@@ -97,6 +106,24 @@ def _describe(e: BaseException, what: str, host: str) -> VfiokitError:
     return RemoteError(f"{host}: {what}: {e}")
 
 
+def _apply_timeout(api: Any, timeout: float) -> None:
+    """Give every request the timeout. proxmoxer 1.2 (Debian 12's python3-proxmoxer) keeps the
+    `timeout` it is given but never passes it to requests (its ProxmoxHttpSession.request defaults
+    to None), so a node that stops answering would hang `cluster inventory` for ever."""
+    session = getattr(api, "_store", {}).get("session")
+    if session is None:
+        return
+    request = session.request
+
+    def with_timeout(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # requests' Session.request(method, url, params, data, headers, cookies, files, auth, timeout, ...)
+        if kwargs.get("timeout") is None and len(args) < 7:
+            kwargs["timeout"] = timeout
+        return request(method, url, *args, **kwargs)
+
+    session.request = with_timeout
+
+
 class PveApi:
     """A connection to one Proxmox VE API endpoint, with vfiokit's error handling."""
 
@@ -104,12 +131,22 @@ class PveApi:
         try:
             from proxmoxer import ProxmoxAPI
         except ImportError:
-            raise RemoteError("the Proxmox API needs proxmoxer: pip install 'vfiokit[proxmox]'") from None
+            raise RemoteError("the Proxmox API needs proxmoxer",
+                              hint="apt-get install python3-proxmoxer (or pip install 'vfiokit[proxmox]')") from None
         user, name = split_token_id(creds.token_id)
+        if creds.verify is False:
+            # The CLI warns in its own words, once per run; urllib3 would add a multi-line
+            # Python warning on every request.
+            import warnings
+
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.simplefilter("ignore", InsecureRequestWarning)
         self.host = creds.host
         self.creds = creds
         self._api = ProxmoxAPI(creds.host, user=user, token_name=name, token_value=creds.secret,
                                verify_ssl=creds.verify, timeout=creds.timeout, service="PVE")
+        _apply_timeout(self._api, creds.timeout)
 
     def call(self, method: str, path: str, **params: Any) -> Any:
         what = f"{method} {path}"
@@ -120,40 +157,70 @@ class PveApi:
                 raise
             raise _describe(e, what, self.host) from None
 
+    def objects(self, path: str, keys: tuple[str, ...] = (), **params: Any) -> list[dict[str, Any]]:
+        """GET a list of objects, each with `keys`; anything else (a broken proxy or a foreign
+        server answering `null`, a string, a list of numbers) is one line, REMOTE."""
+        answer = self.call("GET", path, **params)
+        if not isinstance(answer, list) or not all(isinstance(a, dict) and all(k in a for k in keys)
+                                                   for a in answer):
+            need = f" each with {', '.join(repr(k) for k in keys)}" if keys else ""
+            raise RemoteError(f"{self.host}: GET {path}: unexpected answer (expected a list of objects{need}): "
+                              f"{_short(answer)}")
+        return answer
+
+    def object(self, path: str, **params: Any) -> dict[str, Any]:
+        """GET one object (see `objects`)."""
+        answer = self.call("GET", path, **params)
+        if not isinstance(answer, dict):
+            raise RemoteError(f"{self.host}: GET {path}: unexpected answer (expected an object): {_short(answer)}")
+        return answer
+
     # --- reads -----------------------------------------------------------------------------------
 
     def nodes(self) -> list[dict[str, Any]]:
-        return sorted(self.call("GET", "/nodes"), key=lambda n: n.get("node", ""))
+        return sorted(self.objects("/nodes", ("node",)), key=lambda n: str(n["node"]))
 
     def node_pci(self, node: str) -> list[dict[str, Any]]:
         # an empty blacklist shows bridges too (pve-docs: pvesh get ... --pci-class-blacklist "")
-        return self.call("GET", f"/nodes/{node}/hardware/pci", **{"pci-class-blacklist": ""})
+        return self.objects(f"/nodes/{node}/hardware/pci", **{"pci-class-blacklist": ""})
 
     def vm_node(self, vmid: str) -> str:
-        for r in self.call("GET", "/cluster/resources", type="vm"):
+        for r in self.objects("/cluster/resources", type="vm"):
             if str(r.get("vmid")) == str(vmid) and r.get("type") == "qemu":
+                if "node" not in r:
+                    raise RemoteError(f"{self.host}: GET /cluster/resources: VM {vmid} without 'node'")
                 return str(r["node"])
         raise VfiokitError(f"VM {vmid}: no such QEMU VM in the cluster at {self.host}", ExitCode.NOT_FOUND)
 
     def vm_config(self, node: str, vmid: str) -> tuple[pc.VmConfig, str]:
         """The VM's config as text (current values, then [PENDING]) and the digest Proxmox gave."""
-        current = self.call("GET", f"/nodes/{node}/qemu/{vmid}/config", current=1)
-        pending = self.call("GET", f"/nodes/{node}/qemu/{vmid}/pending")
+        current = self.object(f"/nodes/{node}/qemu/{vmid}/config", current=1)
+        pending = self.objects(f"/nodes/{node}/qemu/{vmid}/pending", ("key",))
         digest = str(current.pop("digest", ""))
         return pc.parse_config(config_text(current, pending), f"{node}/qemu-server/{vmid}.conf"), digest
 
     def running(self, node: str, vmid: str) -> bool:
-        return self.call("GET", f"/nodes/{node}/qemu/{vmid}/status/current").get("status") == "running"
+        return self.object(f"/nodes/{node}/qemu/{vmid}/status/current").get("status") == "running"
 
     def node_configs(self, node: str) -> dict[str, pc.VmConfig]:
         out = {}
-        for vm in self.call("GET", f"/nodes/{node}/qemu"):
+        for vm in self.objects(f"/nodes/{node}/qemu", ("vmid",)):
             vmid = str(vm["vmid"])
             out[vmid] = self.vm_config(node, vmid)[0]
         return out
 
     def mappings(self) -> dict[str, dict[str, Any]]:
-        return {m["id"]: m for m in self.call("GET", "/cluster/mapping/pci")}
+        return {str(m["id"]): m for m in self.objects("/cluster/mapping/pci", ("id",))}
+
+
+def _short(answer: Any) -> str:
+    """An answer shown in an error: short, one line."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = 60
+    r.maxlist = r.maxdict = 4
+    return r.repr(answer)
 
 
 def config_text(current: dict[str, Any], pending: Iterable[dict[str, Any]]) -> str:
@@ -191,7 +258,7 @@ def topology_from_pci(items: list[dict[str, Any]], node: str, host: str = "") ->
             group = int(it["iommugroup"])
         except KeyError as e:
             raise BadInput(f"{where}: missing '{e.args[0]}'") from None
-        except (BadInput, ValueError):
+        except (BadInput, ValueError, TypeError):
             raise BadInput(f"{where}: unreadable id or iommugroup ({it.get('id')!r}, "
                            f"{it.get('iommugroup')!r})") from None
         if group >= 0:

@@ -8,7 +8,6 @@ VM runs is asked of `qm status`, Proxmox's own answer.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfiokit import rootfs
-from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError
+from vfiokit.errors import BadInput, DeviceNotFound, ExitCode, VfiokitError, child_env
 from vfiokit.formats import pve_config as pc
 from vfiokit.formats import pve_mapping
 
@@ -92,7 +91,7 @@ class LocalPve:
     def run_qm(self, *args: str) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run([self.qm_command(), *args], capture_output=True, text=True, timeout=120,
-                                  env={**os.environ, "LC_ALL": "C"})
+                                  env=child_env({"LC_ALL": "C"}))
         except subprocess.TimeoutExpired:
             raise VfiokitError(f"'qm {' '.join(args)}' did not answer within 120 s",
                                ExitCode.WRITE_FAILED) from None

@@ -3,8 +3,10 @@ update. Loading one gives exactly the model of the live tree it was taken from."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -36,9 +38,22 @@ def load_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BadInput(f"{path}: line {e.lineno}: snapshot is {what} ({e.msg})", file=path, line=e.lineno) from None
     except RecursionError:
         raise BadInput(f"{path}: not a vfiokit snapshot (JSON nested too deeply)", file=path) from None
+    except ValueError:  # an integer of more than 4,300 digits (CPython's int_max_str_digits)
+        raise BadInput(f"{path}: not a vfiokit snapshot (a number too long to read)", file=path) from None
     return cap.validate(raw, str(path))
 
 
 def load(path: str | os.PathLike[str]) -> Topology:
     raw = load_raw(path)
-    return cap.build_topology(raw, f"snapshot {path}")
+    top = cap.build_topology(raw, f"snapshot {path}")
+    return dataclasses.replace(top, source=describe(path, raw))
+
+
+def describe(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> str:
+    """`snapshot host.json taken 2026-11-30 on pve1`: when and where, so a snapshot of another
+    day or another node is not read as this host now. Parts the file does not hold are left out."""
+    at = (raw.get("captured") or {}).get("at")
+    host = (raw.get("host") or {}).get("hostname")
+    when = f" taken {at[:10]}" if isinstance(at, str) and at else ""
+    where = f" on {host}" if isinstance(host, str) and host else ""
+    return f"snapshot {path}{when}{where}"
