@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from vfiokit.cli.output import note, print_markup
+from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import DeviceNotFound, ExitCode
 
 _EXIT = {"ok": ExitCode.OK, "warn": ExitCode.COSTLY, "fail": ExitCode.UNSAFE}
@@ -82,6 +82,7 @@ def doctor(subject: str | None, root: str | None, snapshot_file: str | None, sam
     else:
         from vfiokit.pciids import PciIds
 
+        print_source_header(top)
         print_markup(doctor_text(findings, top, PciIds.system()))
         for n in notes:
             note(n)
