@@ -303,3 +303,9 @@ def test_the_lab_guests_are_vms_whose_kernel_iommu_is_active(sample):
     else:  # intel-iommu,intremap=on, but the old filter dropped DMAR-IR lines: not judged
         assert irq["status"] == "skip" and irq["code"] == "log.partial"
     assert finding(report, "firmware.acpi_iommu")["status"] == "skip"
+
+
+def test_a_slot_names_every_function_of_the_card(tmp_path):
+    _, report = doctor(build(tmp_path), "04:00")
+    assert {c["subject"] for c in report["checks"] if c["id"] == "devices.driver"} == {"0000:04:00.0", "0000:04:00.1"}
+    assert finding(report, "devices.gpu_audio", "0000:04:00.0")["status"] == "ok"

@@ -63,9 +63,10 @@ class DoctorInput:
     #: `sources.doctor_facts` layout; None when not gathered (a snapshot older than doctor).
     facts: Mapping[str, Any] | None
     boot: BootFacts | None = None
-    #: `doctor VMID` / `doctor DEVICE`: narrow the devices and VMs looked at.
+    #: `doctor VMID` / `doctor DEVICE`: narrow the VMs and devices looked at (a slot, 01:00, names
+    #: every function of the card).
     vmid: str | None = None
-    device: PciAddress | None = None
+    devices: tuple[PciAddress, ...] = ()
 
     def fact(self, key: str) -> Any:
         return (self.facts or {}).get(key)
@@ -374,8 +375,8 @@ def _passed(d: DoctorInput, opts: Mapping[str, str]) -> list[PciAddress]:
 def targets(d: DoctorInput) -> list[Device]:
     """The devices looked at: the one named, else those the VMs looked at take, else every
     function bound to vfio-pci (meant for a VM)."""
-    if d.device is not None:
-        return [d.top.device(d.device)]
+    if d.devices:
+        return [d.top.device(a) for a in d.devices]
     seen: dict[PciAddress, Device] = {}
     for opts in d.vms.values():
         for a in _passed(d, opts):
@@ -388,8 +389,8 @@ def targets(d: DoctorInput) -> list[Device]:
 
 
 def _passed_along(d: DoctorInput, dev: Device) -> set[PciAddress]:
-    if d.device is not None:
-        return {d.device}
+    if d.devices:
+        return set(d.devices)
     return {a for opts in d.vms.values() if dev.address in (p := _passed(d, opts)) for a in p}
 
 

@@ -50,7 +50,8 @@ def doctor(subject: str | None, root: str | None, snapshot_file: str | None, sam
            as_json: bool) -> None:
     """Check every precondition of PCI passthrough: firmware, kernel, modules, devices, VMs.
 
-    With VMID, that VM's passthrough too; with DEVICE (07:00.0), that device.
+    With VMID, that VM's passthrough too; with DEVICE (07:00.0, or 01:00 for every function of
+    the card), that device.
     Exit status: 0 all ok, 10 warnings, 11 failures.
     """
     from vfiokit.analyses.doctor import DoctorInput, run, worst
@@ -63,14 +64,14 @@ def doctor(subject: str | None, root: str | None, snapshot_file: str | None, sam
         raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
     top, facts = doctor_facts.load(root, snapshot_file, sample)
     boot = _boot_facts(root or "/") if not (snapshot_file or sample) else None
-    vmid = device = None
+    vmid, devices = None, ()
     if subject and subject.isdigit():
         vmid = subject
         if subject not in ((facts or {}).get("pve") or {}).get("vms", {}):
             raise DeviceNotFound(f"VM {subject}: no /etc/pve/qemu-server/{subject}.conf in {top.source}")
     elif subject:
-        device = parse_targets([subject], top)[0]
-    findings = run(DoctorInput(top, facts, boot, vmid, device))
+        devices = tuple(parse_targets([subject], top))
+    findings = run(DoctorInput(top, facts, boot, vmid, devices))
     notes = list(top.notes)
     if facts is None:
         notes.append(f"{top.source} was captured before doctor: ACPI tables, modules, /proc/iomem and VM "
