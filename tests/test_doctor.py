@@ -146,7 +146,8 @@ MODES = {
     "iommu-off-on-cmdline": (dict(cmdline=CMDLINE + " amd_iommu=off"), "kernel.iommu_off", None, "fail",
                              "vfiokit boot remove amd_iommu=off"),
     "intel-before-6.8-without-intel_iommu=on": (dict(vendor="GenuineIntel", flags="fpu vmx", release="6.5.13-1-pve",
-                                                     cmdline=CMDLINE.replace("6.8.12-4", "6.5.13-1")),
+                                                     cmdline=CMDLINE.replace("6.8.12-4", "6.5.13-1"),
+                                                     files=NO_GROUPS),
                                                 "kernel.intel_iommu_on", None, "fail", "vfiokit boot iommu"),
     "kernel-iommu-inactive": (dict(files=NO_GROUPS), "kernel.iommu", None, "fail", "no IOMMU group"),
     "no-interrupt-remapping": (dict(files={"/var/log/kern.log": LOG_NO_IR}), "kernel.irq_remap", None, "fail",
@@ -162,7 +163,7 @@ MODES = {
         "kernel.cmdline_applied", None, "warn", "reboot"),
     "cmdline-edited-not-refreshed": (
         dict(files={"/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt pcie_aspm=off"\n'}),
-        "kernel.cmdline_applied", None, "fail", "update-grub"),
+        "kernel.cmdline_applied", None, "warn", "update-grub"),
     "acs-override-on-a-kernel-that-ignores-it": (
         dict(release="6.8.0-49-generic", cmdline=CMDLINE + " pcie_acs_override=downstream",
              files={"/var/log/kern.log": KERN_LOG + 'Dec  1 10:00:00 pve kernel: Unknown kernel command line '
@@ -190,6 +191,10 @@ MODES = {
                         "reset_method empty"),
     "framebuffer-in-the-bar": (dict(vm={"hostpci0": "0000:04:00", "hostpci1": None}), "devices.framebuffer",
                                "0000:04:00.0", "fail", "initcall_blacklist=sysfb_init"),
+    "bar-not-reserved-in-the-log": (
+        dict(files={"/var/log/kern.log": KERN_LOG + "Dec  1 10:01:00 pve kernel: vfio-pci 0000:0b:00.0: BAR 0: "
+                    "can't reserve [mem 0xfc900000-0xfc903fff 64bit]\n", "/proc/iomem": None}),
+        "devices.framebuffer", NVME, "fail", "BAR 0: can't reserve"),
     "boot-gpu-without-a-second-gpu": (dict(vm={"hostpci0": "0000:04:00"}), "devices.boot_gpu", "0000:04:00.0",
                                       "fail", "second GPU"),
     "gpu-audio-not-passed": (dict(vm={"hostpci0": "0000:04:00.0"}), "devices.gpu_audio", "0000:04:00.0", "warn",
@@ -309,3 +314,12 @@ def test_a_slot_names_every_function_of_the_card(tmp_path):
     _, report = doctor(build(tmp_path), "04:00")
     assert {c["subject"] for c in report["checks"] if c["id"] == "devices.driver"} == {"0000:04:00.0", "0000:04:00.1"}
     assert finding(report, "devices.gpu_audio", "0000:04:00.0")["status"] == "ok"
+
+
+def test_intel_before_6_8_with_the_iommu_already_on_needs_no_flag(tmp_path):
+    """A distro kernel built with CONFIG_INTEL_IOMMU_DEFAULT_ON registers its units without
+    intel_iommu=on: asking for the flag there would be a false alarm."""
+    root = build(tmp_path, vendor="GenuineIntel", flags="fpu vmx", release="6.5.13-1-pve",
+                 cmdline=CMDLINE.replace("6.8.12-4", "6.5.13-1"))
+    _, report = doctor(root)
+    assert finding(report, "kernel.intel_iommu_on")["status"] == "ok"

@@ -181,7 +181,9 @@ def intel_flag(d: DoctorInput) -> list[Finding]:
                    vendor=host.cpu_vendor or "unknown")]
     if version is None or host.cmdline is None:
         return [_f("kernel.intel_iommu_on", SKIP, "unread", "kernel release or /proc/cmdline not readable")]
-    if version >= (6, 8) or cl.has(host.cmdline, "intel_iommu=on"):
+    # Units registered already: the kernel turned it on (a distro built with
+    # CONFIG_INTEL_IOMMU_DEFAULT_ON), whatever the release.
+    if version >= (6, 8) or cl.has(host.cmdline, "intel_iommu=on") or host.iommu_units:
         return [_f("kernel.intel_iommu_on", OK, "intel.fine",
                    f"kernel {host.kernel_release}, /proc/cmdline", release=host.kernel_release or "")]
     return [_f("kernel.intel_iommu_on", FAIL, "intel.needs_flag",
@@ -250,7 +252,7 @@ def cmdline_pending(d: DoctorInput) -> list[Finding]:
         return [_f("kernel.cmdline_applied", SKIP, "boot.unread", "boot configuration not readable here")]
     s, where = d.boot.state, d.boot.deciding_file
     if s.refresh_adds:
-        return [_f("kernel.cmdline_applied", FAIL, "boot.refresh", f"{where}: {' '.join(s.refresh_adds)}",
+        return [_f("kernel.cmdline_applied", WARN, "boot.refresh", f"{where}: {' '.join(s.refresh_adds)}",
                    d.boot.refresh, params=" ".join(s.refresh_adds), file=where)]
     if s.reboot_adds or s.reboot_removes:
         diff = " ".join([*(s.reboot_adds or ()), *(f"-{t}" for t in s.reboot_removes or ())])
@@ -498,6 +500,11 @@ def device_framebuffer(d: DoctorInput) -> list[Finding]:
     out = []
     for dev in targets(d):
         addr = str(dev.address)
+        said = _log(d, f"{addr}: BAR")
+        if said and "can't reserve" in said:
+            out.append(_f("devices.framebuffer", FAIL, "fb.reserve", f"{_log_where(d)}: {said}",
+                          "vfiokit boot add initcall_blacklist=sysfb_init", subject=addr))
+            continue
         if ranges is None:
             out.append(_f("devices.framebuffer", SKIP, "unread", "/proc/iomem not in this source", subject=addr))
             continue

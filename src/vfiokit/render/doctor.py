@@ -71,6 +71,7 @@ MESSAGES = {
     "reset.ok": "reset method {methods}",
     "iomem.zeroed": "framebuffer not checked: /proc/iomem shows addresses only to root",
     "fb.in_bar": "a console framebuffer ({fb}) sits in its BAR: vfio-pci will say 'BAR n: can't reserve'",
+    "fb.reserve": "vfio-pci could not reserve one of its BARs: a console framebuffer holds it",
     "fb.none": "no console framebuffer in its BARs",
     "bootvga.none": "no boot VGA device known",
     "bootvga.kept": "boot GPU (host console), kept by the host",
