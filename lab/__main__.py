@@ -1,9 +1,12 @@
-"""`python -m lab list | run [NAME...] | regen [NAME...]`.
+"""`python -m lab list | run [-k KERNEL] [NAME...] | regen [-k KERNEL] [NAME...]`.
 
-`run` boots the named topologies (all by default) and checks that the groups vfiokit captured in
-each guest equal the guest kernel's own listing; `regen` does the same and rewrites the committed
-fixtures: the snapshot as the bundled sample `src/vfiokit/samples/lab/<name>.json` (`vfiokit groups
---sample lab-<name>`) and the kernel's own listing as `tests/fixtures/lab/<name>.truth`.
+`run` boots the named topologies (all by default) under each kernel of lab/fetch.py (all by
+default) and checks that the groups vfiokit captured in each guest equal the guest kernel's own
+listing; `regen` does the same and rewrites the committed fixtures: the snapshot as the bundled
+sample and the kernel's own listing as a `.truth` file. Under the first kernel (6.1) they are
+`src/vfiokit/samples/lab/<name>.json` (`vfiokit groups --sample lab-<name>`) and
+`tests/fixtures/lab/<name>.truth`; under another kernel K, `src/vfiokit/samples/lab/K/<name>.json`
+(sample `lab-K-<name>`) and `tests/fixtures/lab/K/<name>.truth`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ FIXTURES = initramfs.REPO / "tests" / "fixtures" / "lab"
 SAMPLES = initramfs.REPO / "src" / "vfiokit" / "samples" / "lab"
 
 
+def fixtures_dir(kernel: fetch.Kernel) -> Path:
+    return FIXTURES if kernel == fetch.DEFAULT else FIXTURES / kernel.name
+
+
+def samples_dir(kernel: fetch.Kernel) -> Path:
+    return SAMPLES if kernel == fetch.DEFAULT else SAMPLES / kernel.name
+
+
+def sample_name(kernel: fetch.Kernel, topology: str) -> str:
+    return f"lab-{topology}" if kernel == fetch.DEFAULT else f"lab-{kernel.name}-{topology}"
+
+
 def check(result: boot.Result) -> str | None:
     """Why the captured groups differ from the guest kernel's listing, or None when they agree."""
     assert result.snapshot is not None and result.truth is not None
@@ -36,23 +51,30 @@ def check(result: boot.Result) -> str | None:
     return None
 
 
-def run(topos: list[Topology], workdir: Path, jobs: int | None = None,
-        progress: bool = True, debug: bool = False) -> list[boot.Result]:
-    """Fetch, build, and boot `topos`, at most `jobs` at a time (default: one per core, max 2)."""
+def _log(line: str) -> None:
+    print(f"lab: {line}", file=sys.stderr, flush=True)
+
+
+def run(topos: list[Topology], workdir: Path, jobs: int | None = None, progress: bool = True,
+        debug: bool = False, kernel: fetch.Kernel = fetch.DEFAULT) -> list[boot.Result]:
+    """Fetch, build, and boot `topos` under `kernel`, at most `jobs` at a time (default: one per
+    core, max 2)."""
     root = fetch.fetch()
-    kernel = fetch.kernel_image(root)
-    shared = initramfs.base(root).read_bytes() + initramfs.project(workdir).read_bytes()
+    image = fetch.kernel_image(root, kernel)
+    workdir = workdir / kernel.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    shared = initramfs.base(root, kernel).read_bytes() + initramfs.project(workdir).read_bytes()
 
     def one(topo: Topology) -> boot.Result:
         initrd = workdir / f"{topo.name}.initrd"
-        initrd.write_bytes(shared + initramfs.topology(topo, root, workdir, debug).read_bytes())
-        result = boot.boot(topo, kernel, initrd, workdir)
+        initrd.write_bytes(shared + initramfs.topology(topo, root, workdir, debug, kernel).read_bytes())
+        result = boot.boot(topo, image, initrd, workdir, log=_log)
         initrd.unlink()
         if result.ok:
             result.error = check(result)
         if progress:
             state = "ok" if result.ok else f"FAILED: {result.error}"
-            print(f"{topo.name:32} {result.seconds:5.1f} s  {state}", file=sys.stderr, flush=True)
+            print(f"{kernel.name:4} {topo.name:32} {result.seconds:5.1f} s  {state}", file=sys.stderr, flush=True)
         return result
 
     jobs = jobs or min(2, os.cpu_count() or 1)
@@ -66,28 +88,37 @@ def _undated(snapshot_text: str) -> dict:
     return raw
 
 
-def as_sample(topology: Topology, snapshot_text: str) -> str:
+def as_sample(topology: Topology, snapshot_text: str, kernel: fetch.Kernel = fetch.DEFAULT) -> str:
     """The guest's snapshot with the sample description `vfiokit samples` shows."""
     raw = json.loads(snapshot_text)
-    iommu = {"intel": "Intel", "amd": "AMD"}[topology.iommu]
-    raw["sample"] = {"name": f"lab-{topology.name}",
-                     "title": f"QEMU lab, {iommu} IOMMU: {topology.machine.teaches.split('.')[0]}",
-                     "description": f"Captured as root by `vfiokit snapshot` inside a q35 guest booted under "
-                                    f"QEMU with an emulated {iommu} IOMMU (python -m lab). "
-                                    f"{topology.machine.teaches}"}
+    iommu = {"intel": "Intel", "amd": "AMD"}[topology.iommu] + " IOMMU"
+    if topology.iommu_off:
+        iommu += " (switched off)"
+    raw["sample"] = {"name": sample_name(kernel, topology.name),
+                     "title": f"QEMU lab, Linux {kernel.name}, {iommu}: "
+                              f"{topology.machine.teaches.split('.')[0]}",
+                     "description": f"Captured as root by `vfiokit snapshot` inside a q35 guest (Debian's "
+                                    f"kernel {kernel.release}) booted under QEMU with an emulated {iommu} "
+                                    f"(python -m lab). {topology.machine.teaches}"
+                                    + (f". Booted with {topology.kernel_args[0]}: the IOMMU is off, so the "
+                                       f"kernel formed no groups (the snapshot a user takes before turning "
+                                       f"the IOMMU on); {sample_name(kernel, topology.iommu_on_twin)} shows the groups "
+                                       f"to come."
+                                       if topology.iommu_off else "")}
     return dumps(raw)
 
 
-def write_fixtures(result: boot.Result) -> None:
+def write_fixtures(result: boot.Result, kernel: fetch.Kernel = fetch.DEFAULT) -> None:
     """Write a boot's fixtures; a snapshot that differs only by its capture time is left alone."""
     assert result.snapshot is not None and result.truth is not None
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    SAMPLES.mkdir(parents=True, exist_ok=True)
-    old = SAMPLES / f"{result.name}.json"
-    new = as_sample(TOPOLOGIES[result.name], result.snapshot)
+    fixtures, samples = fixtures_dir(kernel), samples_dir(kernel)
+    fixtures.mkdir(parents=True, exist_ok=True)
+    samples.mkdir(parents=True, exist_ok=True)
+    old = samples / f"{result.name}.json"
+    new = as_sample(TOPOLOGIES[result.name], result.snapshot, kernel)
     if not old.exists() or _undated(old.read_text()) != _undated(new):
         old.write_text(new)
-    (FIXTURES / f"{result.name}.truth").write_text(result.truth)
+    (fixtures / f"{result.name}.truth").write_text(result.truth)
 
 
 def _select(names: list[str]) -> list[Topology]:
@@ -105,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, what in (("run", "boot and check"), ("regen", "boot, check, rewrite the fixtures")):
         s = sub.add_parser(name, help=what)
         s.add_argument("names", nargs="*", metavar="NAME")
+        s.add_argument("-k", "--kernel", action="append", choices=list(fetch.KERNEL_NAMES),
+                       help="boot under this kernel only (repeatable; default: every kernel)")
         s.add_argument("-j", "--jobs", type=int, default=None, help="parallel boots (default: cores, max 2)")
         s.add_argument("--keep", action="store_true", help="keep the work folder (consoles, initrds)")
         s.add_argument("--debug", action="store_true", help="guests print dmesg etc. to their console log")
@@ -118,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     topos = _select(args.names)
     workdir = Path(tempfile.mkdtemp(prefix="vfiokit-lab-"))
     start = time.monotonic()
-    results = run(topos, workdir, args.jobs, debug=args.debug)
+    results = []
+    for kernel in [fetch.KERNEL_NAMES[k] for k in args.kernel] if args.kernel else fetch.KERNELS:
+        done = run(topos, workdir, args.jobs, debug=args.debug, kernel=kernel)
+        if args.cmd == "regen":
+            for r in done:
+                if r.ok:
+                    write_fixtures(r, kernel)
+        results += done
     failed = [r for r in results if not r.ok]
-    if args.cmd == "regen":
-        for r in results:
-            if r.ok:
-                write_fixtures(r)
     print(f"lab: {len(results) - len(failed)}/{len(results)} topologies ok in "
           f"{time.monotonic() - start:.0f} s", file=sys.stderr)
     if args.keep or args.debug or failed:

@@ -1,32 +1,91 @@
-"""The guest's parts, from Debian's archive: kernel, busybox and Python, downloaded once and cached.
+"""The guest's parts, from Debian's archive: kernels, busybox and Python, downloaded once and cached.
 
-`apt-get download` fetches from the host's configured Debian repositories (no root needed on the
-guest side, nothing installed on the host); `dpkg-deb -x` unpacks them into one folder that the
-initramfs builder picks files from.
+`apt-get download` runs with an apt configuration of the lab's own (`lab/.cache/apt/`: its sources
+list, package lists and state), never the machine's sources: the lab needs bookworm for its 6.1
+kernel and userland and trixie-backports for the newest kernel, whatever the host is configured
+with. Nothing is installed on the host; `dpkg-deb -x` unpacks the packages into one folder that
+the initramfs builder picks files from.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+APT = CACHE / "apt"
+ARCHIVE_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
-#: The guest kernel, pinned here and only here: the one in bookworm/main (it stays there until the
-#: next point release; bookworm-security replaces its kernels faster).
-KERNEL_ABI = "6.1.0-50-amd64"
-KERNEL_PACKAGE = f"linux-image-{KERNEL_ABI}-unsigned"
-KERNEL_VERSION = "6.1.176-1"
+#: Where the packages come from (one-line sources.list entries, signed by Debian's archive keys).
+SOURCES = (
+    "deb [signed-by={key}] http://deb.debian.org/debian bookworm main",
+    "deb [signed-by={key}] http://deb.debian.org/debian trixie-backports main",
+)
 
-#: Everything the guest runs: the kernel, busybox for init, Python and the C libraries it links.
-PACKAGES = (
-    f"{KERNEL_PACKAGE}={KERNEL_VERSION}",
+
+@dataclass(frozen=True)
+class Kernel:
+    """One guest kernel: the packages that carry it and where they put the image and modules."""
+
+    name: str  #: short name: fixtures live in tests/fixtures/lab/<name>/ unless it is the first
+    release: str  #: `uname -r`
+    packages: tuple[str, ...]  #: name=version, pinned
+    image: str  #: the kernel image, relative to the unpacked root
+    modules: str  #: the module tree, relative to the unpacked root
+
+
+#: The guest kernels, pinned here and only here. The first is Debian 12's (bookworm/main; it stays
+#: there until the next point release); the others are the newest Debian builds (trixie-backports,
+#: where the kernel image is `usr/lib/modules/<release>/vmlinuz` in `linux-binary-<release>` and the
+#: modules, xz-compressed, in `linux-modules-<release>`). Find newer ones with
+#: `APT_CONFIG=lab/.cache/apt/apt.conf apt-cache depends linux-image-amd64`.
+KERNELS = (
+    Kernel("6.1", "6.1.0-50-amd64", ("linux-image-6.1.0-50-amd64-unsigned=6.1.176-1",),
+           "boot/vmlinuz-6.1.0-50-amd64", "lib/modules/6.1.0-50-amd64"),
+    Kernel("7.3", "7.3.4+deb13-amd64",
+           tuple(f"linux-{p}-7.3.4+deb13-amd64=7.3.4-1~bpo13+1" for p in ("binary", "modules", "base")),
+           "usr/lib/modules/7.3.4+deb13-amd64/vmlinuz", "usr/lib/modules/7.3.4+deb13-amd64"),
+)
+KERNEL_NAMES = {k.name: k for k in KERNELS}
+DEFAULT = KERNELS[0]
+
+#: Everything else the guest runs: busybox for init, Python and the C libraries it links.
+USERLAND = (
     "busybox-static",
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
     "libc6", "zlib1g", "libexpat1",
 )
+PACKAGES = (*(p for k in KERNELS for p in k.packages), *USERLAND)
+
+
+def apt_config() -> Path:
+    """The lab's own apt configuration (written on first use); pass it as APT_CONFIG."""
+    conf = APT / "apt.conf"
+    sources = "".join(s.format(key=ARCHIVE_KEYRING) + "\n" for s in SOURCES)
+    text = "".join(f'{k} "{v}";\n' for k, v in (
+        ("Dir::Etc::SourceList", APT / "sources.list"), ("Dir::Etc::SourceParts", APT / "sources.list.d"),
+        ("Dir::Etc::Preferences", APT / "preferences"), ("Dir::Etc::PreferencesParts", APT / "preferences.d"),
+        ("Dir::State", APT / "state"), ("Dir::State::Lists", APT / "lists"),
+        ("Dir::State::status", APT / "status"), ("Dir::Cache", APT / "cache"),
+        ("APT::Architecture", "amd64"),
+    ))
+    for d in ("sources.list.d", "preferences.d", "state", "lists/partial", "cache"):
+        (APT / d).mkdir(parents=True, exist_ok=True)
+    (APT / "status").touch()
+    if not (APT / "sources.list").is_file() or (APT / "sources.list").read_text() != sources:
+        (APT / "sources.list").write_text(sources)
+        shutil.rmtree(APT / "lists", ignore_errors=True)  # other sources: fetch their lists again
+        (APT / "lists/partial").mkdir(parents=True)
+    if not conf.is_file() or conf.read_text() != text:
+        conf.write_text(text)
+    return conf
+
+
+def _apt(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"APT_CONFIG": str(apt_config()), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["apt-get", "-q", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def _deb(debs: Path, spec: str) -> Path | None:
@@ -36,13 +95,12 @@ def _deb(debs: Path, spec: str) -> Path | None:
 
 
 def _download(debs: Path, specs: list[str]) -> None:
-    cmd = ["apt-get", "download", "-q", *specs]
-    r = subprocess.run(cmd, cwd=debs, capture_output=True, text=True)
-    if r.returncode != 0:
-        # A fresh container has no package lists yet: fetch them once and retry.
-        sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
-        subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, capture_output=True)
-        r = subprocess.run(cmd, cwd=debs, capture_output=True, text=True)
+    apt_config()
+    if not any((APT / "lists").glob("*_Packages*")):
+        r = _apt(["update"], debs)
+        if r.returncode != 0:
+            raise SystemExit(f"lab: apt-get update (APT_CONFIG={APT / 'apt.conf'}) failed:\n{r.stderr.strip()}")
+    r = _apt(["download", *specs], debs)
     if r.returncode != 0:
         raise SystemExit(f"lab: apt-get download {' '.join(specs)} failed:\n{r.stderr.strip()}")
 
@@ -72,9 +130,9 @@ def fetch() -> Path:
     return root
 
 
-def kernel_image(root: Path) -> Path:
-    return root / "boot" / f"vmlinuz-{KERNEL_ABI}"
+def kernel_image(root: Path, kernel: Kernel = DEFAULT) -> Path:
+    return root / kernel.image
 
 
-def modules_dir(root: Path) -> Path:
-    return root / "lib" / "modules" / KERNEL_ABI
+def modules_dir(root: Path, kernel: Kernel = DEFAULT) -> Path:
+    return root / kernel.modules

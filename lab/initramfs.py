@@ -2,7 +2,7 @@
 (init/initramfs.c accepts concatenated archives):
 
 - base: busybox, Python with its stdlib, click/rich and their deps, the kernel modules the
-  topologies need; cached, rebuilt only when its inputs change;
+  topologies need (one base per kernel); cached, rebuilt only when its inputs change;
 - project: the project's own `src/` and the init script, rebuilt every run (so a fresh run always
   tests the code in the tree);
 - topology: which modules to load and the set-up steps, one small archive per boot.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import lzma
 import os
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ SITE_PACKAGES = ("click", "rich", "markdown_it", "mdurl", "pygments")
 SITE_DISTRIBUTIONS = ("click", "rich", "markdown-it-py", "mdurl", "Pygments")
 
 #: Parts of the unpacked packages the guest does not need.
-_SKIP = ("boot", "lib/modules", "usr/share", "usr/lib/x86_64-linux-gnu/gconv", "etc")
+_SKIP = ("boot", "lib/modules", "usr/lib/modules", "usr/share", "usr/lib/x86_64-linux-gnu/gconv", "etc")
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /etc/network /usr/sbin /sbin
@@ -96,9 +97,16 @@ def _compile(folder: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def _module_bytes(ko: Path) -> bytes:
+    """A module file's ELF image; Debian's newer kernels ship modules xz-compressed (`.ko.xz`),
+    decompressed here so busybox insmod hands the kernel a plain ELF."""
+    data = ko.read_bytes()
+    return lzma.decompress(data) if ko.name.endswith(".xz") else data
+
+
 def _modinfo(ko: Path) -> dict[str, list[str]]:
     """The `.modinfo` section of a kernel module (key=value strings), read from its ELF headers."""
-    data = ko.read_bytes()
+    data = _module_bytes(ko)
     le = "little"
     shoff = int.from_bytes(data[0x28:0x30], le)
     shentsize, shnum, shstrndx = (int.from_bytes(data[o:o + 2], le) for o in (0x3A, 0x3C, 0x3E))
@@ -122,13 +130,17 @@ def _modinfo(ko: Path) -> dict[str, list[str]]:
 
 
 def module_order(wanted: list[str], moddir: Path) -> list[tuple[str, Path]]:
-    """`wanted` modules and everything they depend on, dependencies first (what modprobe does)."""
-    files = {p.stem.replace("-", "_"): p for p in (moddir / "kernel").rglob("*.ko")}
+    """`wanted` modules and everything they depend on, dependencies first (what modprobe does).
+    A module this kernel builds in (listed in its `modules.builtin`) needs no loading."""
+    files = {p.name.split(".ko")[0].replace("-", "_"): p
+             for p in (moddir / "kernel").rglob("*.ko*") if p.name.endswith((".ko", ".ko.xz"))}
+    builtin = {Path(line).name.split(".ko")[0].replace("-", "_")
+               for line in (moddir / "modules.builtin").read_text().split()}
     order: list[tuple[str, Path]] = []
 
     def visit(name: str) -> None:
         name = name.replace("-", "_")
-        if any(n == name for n, _ in order):
+        if any(n == name for n, _ in order) or (name in builtin and name not in files):
             return
         if name not in files:
             raise SystemExit(f"lab: kernel module {name} not found in {moddir}")
@@ -158,27 +170,27 @@ def _copy_tree(src: Path, dest: Path, skip: tuple[str, ...]) -> None:
                 shutil.copy2(s, t)
 
 
-def _all_modules() -> list[str]:
+def _all_modules(kernel: fetch.Kernel) -> list[str]:
     out: list[str] = []
     for topo in TOPOLOGIES.values():
-        out.extend(m for m in topo.modules if m not in out)
+        out.extend(m for m in topo.modules_for(kernel.name) if m not in out)
     return out
 
 
-def base(root: Path) -> Path:
-    """The cached base archive: busybox, Python, site packages, kernel modules."""
-    modules = module_order(_all_modules(), fetch.modules_dir(root))
+def base(root: Path, kernel: fetch.Kernel = fetch.DEFAULT) -> Path:
+    """The cached base archive for `kernel`: busybox, Python, site packages, kernel modules."""
+    modules = module_order(_all_modules(kernel), fetch.modules_dir(root, kernel))
     versions = [f"{d}={importlib.metadata.version(d)}" for d in SITE_DISTRIBUTIONS]
     stamp = hashlib.sha256("\n".join([
         (root / ".packages").read_text(), *versions, *(n for n, _ in modules), INIT,
         sys.version, Path(__file__).read_text(),
     ]).encode()).hexdigest()[:16]
-    out = fetch.CACHE / f"base-{stamp}.cpio.gz"
+    out = fetch.CACHE / f"base-{kernel.name}-{stamp}.cpio.gz"
     if out.exists():
         return out
-    for old in fetch.CACHE.glob("base-*.cpio.gz"):
+    for old in fetch.CACHE.glob(f"base-{kernel.name}-*.cpio.gz"):
         old.unlink()
-    staging = fetch.CACHE / "base.staging"
+    staging = fetch.CACHE / f"base-{kernel.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     _copy_tree(root, staging, _SKIP)
     (staging / "usr/bin/python3").symlink_to("python3.11")
@@ -192,7 +204,7 @@ def base(root: Path) -> Path:
     mod = staging / "lab/mod"
     mod.mkdir(parents=True)
     for name, path in modules:
-        shutil.copy2(path, mod / f"{name}.ko")
+        (mod / f"{name}.ko").write_bytes(_module_bytes(path))
     (staging / "etc").mkdir()
     (staging / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (staging / "etc/group").write_text("root:x:0:\n")
@@ -221,12 +233,13 @@ def project(workdir: Path) -> Path:
     return out
 
 
-def topology(topo: Topology, root: Path, workdir: Path, debug: bool = False) -> Path:
+def topology(topo: Topology, root: Path, workdir: Path, debug: bool = False,
+             kernel: fetch.Kernel = fetch.DEFAULT) -> Path:
     """The per-boot part: modules to load (dependencies first) and the set-up steps."""
     staging = workdir / f"{topo.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "lab").mkdir(parents=True)
-    order = module_order(list(topo.modules), fetch.modules_dir(root))
+    order = module_order(list(topo.modules_for(kernel.name)), fetch.modules_dir(root, kernel))
     (staging / "lab/modules").write_text("".join(f"{n}\n" for n, _ in order))
     (staging / "lab/setup").write_text("".join(f"{s}\n" for s in topo.machine.setup))
     if debug:  # the init then dumps dmesg, modules, devices and network to the console

@@ -25,6 +25,11 @@ DRIVERS = {
     "ich9-intel-hda": ("snd_hda_intel",),
 }
 
+#: Modules only some kernels need, by kernel name (lab/fetch.py KERNELS): ext4 of 6.1 needs the
+#: crc32c crypto module at mount (ext4_fill_super) but names it only by a softdep alias; newer
+#: kernels' ext4 calls the crc32c library built into the kernel.
+ONLY_IN = {"crc32c_generic": ("6.1",)}
+
 IOMMUS = {
     # (QEMU device, kernel argument); intremap needs the machine's split irqchip (boot.py).
     "intel": ("intel-iommu,intremap=on,caching-mode=on", "intel_iommu=on"),
@@ -34,6 +39,10 @@ IOMMUS = {
     # the groups alone: pci_device_group does not look at the domain type.
     "amd": ("amd-iommu,intremap=on", "iommu=pt"),
 }
+
+#: The same IOMMU present but switched off on the command line: the host a user snapshots before
+#: turning the IOMMU on, from which the group model must predict the groups to come.
+IOMMU_OFF = {"intel": "intel_iommu=off", "amd": "amd_iommu=off"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Topology:
     name: str
     iommu: str  # "intel" or "amd"
     machine: Machine = field(repr=False)
+    iommu_off: bool = False  # booted with the IOMMU switched off (IOMMU_OFF)
 
     @property
     def qemu_devices(self) -> tuple[str, ...]:
@@ -59,7 +69,13 @@ class Topology:
 
     @property
     def kernel_args(self) -> tuple[str, ...]:
-        return (IOMMUS[self.iommu][1], *self.machine.kernel_args)
+        first = IOMMU_OFF[self.iommu] if self.iommu_off else IOMMUS[self.iommu][1]
+        return (first, *self.machine.kernel_args)
+
+    @property
+    def iommu_on_twin(self) -> str:
+        """The name of the same machine booted with its IOMMU on."""
+        return self.name.removesuffix("-iommu-off")
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -70,6 +86,10 @@ class Topology:
             out.extend(m for m in DRIVERS.get(model, ()) if m not in out)
         out.extend(m for m in self.machine.modules if m not in out)
         return tuple(out)
+
+    def modules_for(self, kernel: str) -> tuple[str, ...]:
+        """`modules`, less those `kernel` does without (ONLY_IN)."""
+        return tuple(m for m in self.modules if kernel in ONLY_IN.get(m, (kernel,)))
 
 
 def _rp(i: int, addr: str, kind: str = "pcie-root-port", extra: str = "") -> str:
@@ -198,15 +218,27 @@ MACHINES = (
             "iface vmbr0 inet static\\n\\taddress 192.0.2.10/24\\n\\tgateway 192.0.2.1\\n"
             "\\tbridge-ports eth0\\n\\tbridge-stp off\\n\\tbridge-fd 0\\n' > /etc/network/interfaces",
         ),
-        # ext4 (which mounts ext2) needs crc32c at mount (ext4_fill_super); its softdep names
-        # only the alias, so the module is listed here.
+        # ext4 mounts ext2; 6.1's needs crc32c_generic too (ONLY_IN).
         modules=("bridge", "ext4", "crc32c_generic"),
         disks=1,
     ),
 )
 
+#: Machines also booted with the IOMMU off (NAME-iommu-off, NAME-amd-iommu-off): the snapshot a
+#: user takes before enabling it, whose predicted groups the twin with the IOMMU on shows.
+#: disable-acs-redir: the kernel applies pci=disable_acs_redir= again after enabling ACS
+#: (pci_enable_acs); under AMD, the IOMMU's own function must take no group number.
+OFF_TOO = ("disable-acs-redir",)
+
+
+def _named(m: Machine, iommu: str, off: bool) -> Topology:
+    name = m.name + ("" if iommu == "intel" else "-amd") + ("-iommu-off" if off else "")
+    return Topology(name, iommu, m, off)
+
+
 TOPOLOGIES: dict[str, Topology] = {
-    (m.name if iommu == "intel" else f"{m.name}-amd"): Topology(
-        m.name if iommu == "intel" else f"{m.name}-amd", iommu, m)
-    for iommu in IOMMUS for m in MACHINES
+    t.name: t for t in (
+        *(_named(m, iommu, False) for iommu in IOMMUS for m in MACHINES),
+        *(_named(m, iommu, True) for iommu in IOMMUS for m in MACHINES if m.name in OFF_TOO),
+    )
 }

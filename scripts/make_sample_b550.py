@@ -125,10 +125,18 @@ def specs() -> list[Spec]:
 
 DESCRIPTION = """\
 The Asus TUF Gaming B550-Plus of the article (Ryzen 3000 'Matisse' on the B550 chipset), as the \
-kernel groups it without an ACS override. Seen in the article: groups 0, 1 and 14-16 and every \
-device in them, ids, revisions and addresses, and the override result (groups 14-30). Inferred: \
-the rest of bus 0 (dummy host bridges, GPP bridges 00:01.2, 00:03.1, 00:07.1, 00:08.1, FCH \
-SMBus/LPC, data fabric) and the CPU's internal functions on buses 0c-0d, copied from a \
+kernel groups it without an ACS override. Seen in the article (its lspci -s lines, names without \
+ids): groups 0, 1 and 14-16, every device in them with its address, name and revision, and the \
+override result (groups 14-30). Ids: where lspci printed 'Device XXXX' (Sandisk 5006, AMD 43ee \
+43eb 43e9 43ea, Marvell 9215, Realtek 8125) the device id is the article's; vendor ids, and the \
+device ids of named devices (Starship/Matisse bridges 1022:1482 1022:1483, Quadro M2000 \
+10de:1430 and its audio 10de:0fba, RTL8111 10ec:8168), are looked up by name in pci.ids. \
+Kernel: not in the article; 5.11.22-4-pve is a Proxmox VE 6.4/7.0 kernel, the era of its \
+'pve-efiboot-tool refresh' (renamed proxmox-boot-tool in 6.4). Command line: intel_iommu=on is \
+the article's own (its GRUB_CMDLINE_LINUX_DEFAULT before adding the override; on an AMD CPU it \
+does nothing, AMD-Vi is on by default), BOOT_IMAGE and root= are a stock Proxmox LVM install's. \
+Inferred: the rest of bus 0 (dummy host bridges, GPP bridges 00:01.2, 00:03.1, 00:07.1, 00:08.1, \
+FCH SMBus/LPC, data fabric) and the CPU's internal functions on buses 0c-0d, copied from a \
 published Matisse B550 board (Gigabyte B550 Aorus Pro); which downstream port each card sits \
 behind (buses 05 and 09 empty); PCIe capabilities and ACS (GPP bridges with ACS, chipset ports \
 and functions without, CPU internal functions with an empty ACS capability); drivers, subsystem \

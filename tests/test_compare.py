@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from vfiokit.analyses import grouping
 from vfiokit.analyses.compare import compare
 from vfiokit.model import Device, Group, PciAddress, Topology
 from vfiokit.sources import listing, samples, snapshot
@@ -170,7 +171,6 @@ def test_card_added_and_kernel_merging_groups_as_a_user_reads_it(tmp_path):
 def test_the_override_listing_is_what_the_group_model_predicts_for_the_sample():
     """The article's listing after `pcie_acs_override=downstream,multifunction` against the groups
     the kernel's algorithm gives the sample with that override (the simulate issue's model)."""
-    grouping = pytest.importorskip("vfiokit.analyses.grouping", reason="the group model is not merged yet")
     sample = samples.load("asus-tuf-b550-plus")
     predicted = grouping.predict_groups(sample, grouping.parse_override("downstream,multifunction"))
     number = {a: g.number for g in predicted for a in g.members}

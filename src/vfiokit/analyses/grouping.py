@@ -14,6 +14,11 @@ The rules mirrored here, each named after its kernel function:
 - `_alias_group` / `_function_alias_group` = iommu.c get_pci_alias_group /
   get_pci_function_alias_group; `_device_group` = pci_device_group.
 
+Rules that change between kernel releases are keyed to the release in `KERNEL_RULES` (the lab's
+6.1 and 7.3 kernels form the same groups on every capture, but set a port named by
+pci=disable_acs_redir= differently); a kernel that forms groups below switches another way
+adds an entry with its own `device_group`.
+
 Port types are taken as the model holds them, already corrected like probe.c set_pcie_port_type.
 (Between commit ca78410403dd and its fix, discussed on linux-pci in November 2024, the kernel wrote
 the corrected type into the wrong bits of the PCIe flags, so a mislabelled "upstream" port below an
@@ -22,11 +27,13 @@ upstream port read as an endpoint, which isolates: a difference a real kernel of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from vfiokit.analyses import quirks as q
 from vfiokit.analyses.acs_override import NONE, AcsOverride, parse_override
+from vfiokit.analyses.iommu_state import kernel_version
+from vfiokit.analyses.pci_params import names_device, pci_option
 from vfiokit.formats.pciconfig import is_spt_pch_root_port
 from vfiokit.model import (
     PCI_TO_PCIE_BRIDGE,
@@ -45,10 +52,30 @@ from vfiokit.model import (
     Topology,
 )
 
-__all__ = ["AcsOverride", "KernelFacts", "parse_override", "predict_groups", "predict_partition"]
+__all__ = ["KERNEL_RULES", "AcsOverride", "KernelFacts", "KernelRules", "parse_override", "predict_groups",
+           "predict_partition", "rules_for"]
 
 _PORTS = (PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT)
 _MF_TYPES = (PCIE_ENDPOINT, PCIE_UPSTREAM_PORT, PCIE_LEGACY_ENDPOINT, PCIE_RC_INTEGRATED_ENDPOINT)
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """The grouping rules of one range of kernel releases (an entry of KERNEL_RULES)."""
+
+    since: tuple[int, int]  #: first release (major, minor) these rules hold for
+    checked: str  #: which real kernels showed them (the QEMU lab's, python -m lab)
+    #: pci_device_group: the group a device joins (None: a new one), given the model and the
+    #: groups handed out so far. A kernel that forms groups below switches another way (the 2025
+    #: "Fix incorrect iommu_groups with PCIe ACS" series) gets its own function here.
+    device_group: Callable[[GroupingState, Device, dict[PciAddress, int]], int | None] = field(repr=False)
+    #: pci_enable_acs ends with pci_disable_acs_redir (4.19, "PCI: Add 'pci=disable_acs_redir='
+    #: parameter"): the named ports lose Request/Completion Redirect after the kernel enabled them.
+    disable_acs_redir: bool = True
+    #: Since 6.11 ("PCI: Extend ACS configurability", __pci_config_acs) a port that
+    #: pci=disable_acs_redir= names gets the firmware's control value less RR|CR|EC, dropping what
+    #: pci_std_enable_acs turned on (the lab: CTRL 0x11 under 6.1, 0x00 under 7.3).
+    acs_redir_from_firmware: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,10 +86,19 @@ class KernelFacts:
     #: pci_request_acs): CTRL |= CAP & (SV|RR|CR|UF). False for a host booted without an IOMMU,
     #: whose CTRL registers still hold the firmware's values.
     iommu_on: bool = True
-    #: The ACPI IVRS table exists (an AMD IOMMU): pci_quirk_amd_sb_acs applies.
+    #: The ACPI IVRS table exists (an AMD IOMMU): pci_quirk_amd_sb_acs applies, and the IOMMU's
+    #: own function is in no group.
     amd_iommu: bool = False
     #: pci_quirk_enable_intel_pch_acs succeeded (RCBA enabled): quirked PCH root ports isolate.
     intel_pch_acs: bool = True
+    #: The running kernel's release (major, minor), None when unknown (then the newest rules).
+    release: tuple[int, int] | None = None
+    #: `pci=disable_acs_redir=` devices (pci_dev_str_match syntax), None when not given.
+    acs_redir_off: str | None = None
+
+    @property
+    def rules(self) -> KernelRules:
+        return rules_for(self.release)
 
     @classmethod
     def of(cls, top: Topology) -> KernelFacts:
@@ -70,7 +106,9 @@ class KernelFacts:
         units = host.iommu_units or ()
         amd = any(u.startswith("ivhd") for u in units) or (not units and host.cpu_vendor == "AuthenticAMD")
         failed = any("Failed to enable Intel PCH ACS quirk" in line for line in host.dmesg or ())
-        return cls(iommu_on=top.groups is not None, amd_iommu=amd, intel_pch_acs=not failed)
+        return cls(iommu_on=top.groups is not None, amd_iommu=amd, intel_pch_acs=not failed,
+                   release=kernel_version(host.kernel_release),
+                   acs_redir_off=pci_option(host.cmdline, "disable_acs_redir"))
 
 
 def config_unknown(dev: Device) -> bool:
@@ -164,9 +202,7 @@ class GroupingState:
         """pci_acs_flags_enabled(dev, REQ_ACS_FLAGS): flags the port cannot do count as on."""
         if dev.acs is None:
             return False
-        ctrl = dev.acs.ctrl
-        if not self.facts.iommu_on:
-            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS  # what pci_std_enable_acs will write
+        ctrl = acs_ctrl(dev, self.facts, self.top)
         wanted = q.REQ_ACS_FLAGS & (dev.acs.cap | q.ACS_EC)
         return ctrl & wanted == wanted
 
@@ -227,6 +263,24 @@ class GroupingState:
                 or a.address.devfn in self.alias_mask.get(b.address, ()))
 
 
+def acs_ctrl(dev: Device, facts: KernelFacts, top: Topology) -> int:
+    """The ACS control register `dev` will have with the IOMMU on (0 without ACS): as read when it
+    was on; on a host booted without it, what pci_enable_acs will write: pci_std_enable_acs turns
+    SV|RR|CR|UF on, then pci_disable_acs_redir clears RR|CR|EC again on the ports
+    `pci=disable_acs_redir=` names."""
+    if dev.acs is None:
+        return 0
+    ctrl = dev.acs.ctrl
+    if not facts.iommu_on:
+        rules, redir = facts.rules, facts.acs_redir_off
+        named = bool(redir) and rules.disable_acs_redir and names_device(redir or "", dev, top)
+        if not (named and rules.acs_redir_from_firmware):
+            ctrl |= dev.acs.cap & q.REQ_ACS_FLAGS
+        if named:
+            ctrl &= ~(q.ACS_RR | q.ACS_CR | q.ACS_EC)
+    return ctrl
+
+
 def _dma_alias_mask(dev: Device) -> frozenset[int]:
     """Devfns `dev` also issues DMA as (quirks.c pci_add_dma_alias callers)."""
     out: set[int] = set()
@@ -276,17 +330,27 @@ def predict_partition(top: Topology, override: AcsOverride | None,
     # not cover, e.g. 00:00.0 on many boards): a device the running kernel left without a group,
     # while others have one, stays without a group here, and takes no group number.
     grouped_any = any(d.iommu_group is not None for d in top.devices)
-    skip = {d.address for d in top.devices if grouped_any and d.iommu_group is None}
+    skip = {d.address for d in top.devices
+            if (grouped_any and d.iommu_group is None) or (model.facts.amd_iommu and is_amd_iommu(d))}
+    device_group = model.facts.rules.device_group
     group_of: dict[PciAddress, int] = {}
     next_id = 0
     for dev in add_order(top):
         if dev.address in skip:
             continue
-        found = _device_group(model, dev, group_of)
+        found = device_group(model, dev, group_of)
         if found is None:
             found, next_id = next_id, next_id + 1
         group_of[dev.address] = found
     return group_of
+
+
+def is_amd_iommu(dev: Device) -> bool:
+    """An AMD IOMMU's own PCI function (class 0806, "IOMMU"): drivers/iommu/amd/init.c
+    init_iommu_one clears its entry of the rlookup table ("Make sure IOMMU is not considered to
+    translate itself"), so amd_iommu_probe_device refuses it and it never gets a group, which on
+    a host booted with amd_iommu=off matters for every later group's number."""
+    return dev.vendor_id == 0x1022 and dev.class_id == 0x0806
 
 
 def _device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
@@ -347,6 +411,23 @@ def _function_alias_group(m: GroupingState, pdev: Device, seen: set[int],
         if found is not None:
             return found
     return None
+
+
+#: The grouping rules by kernel release, oldest first; `rules_for` takes the last entry whose
+#: `since` is not newer than the release. A kernel that changes a rule adds an entry here.
+KERNEL_RULES: tuple[KernelRules, ...] = (
+    KernelRules((0, 0), "none", _device_group, disable_acs_redir=False),
+    KernelRules((4, 19), "Debian's 6.1.0-50 (python -m lab): every capture, numbers included", _device_group),
+    KernelRules((6, 11), "Debian's 7.3.4+deb13 (python -m lab): every capture, numbers included", _device_group,
+                acs_redir_from_firmware=True),
+)
+
+
+def rules_for(release: tuple[int, int] | None) -> KernelRules:
+    """The rules of `release` (major, minor); the newest when the release is unknown."""
+    if release is None:
+        return KERNEL_RULES[-1]
+    return [r for r in KERNEL_RULES if r.since <= release][-1]
 
 
 def groups_of(partition: dict[PciAddress, int]) -> tuple[Group, ...]:

@@ -31,12 +31,14 @@ def diagnose(host: HostInfo) -> IommuDiagnosis:
     flags = set(host.cpu_flags or ())
     params = (host.cmdline or "").split()
     off = [p for p in params if p in IOMMU_OFF]
-    if "hypervisor" in flags:
-        return IommuDiagnosis("vm", "this looks like a virtual machine (CPU flag 'hypervisor') "
-                              "without a virtual IOMMU; run vfiokit on the Proxmox host itself")
+    # The command line first: a VM with a virtual IOMMU booted with it switched off is that case
+    # (the QEMU lab's *-iommu-off captures), not a VM without one.
     if off:
         return IommuDiagnosis("cmdline-off", f"the kernel command line turns it off ({' '.join(off)}); "
                               "remove it with 'vfiokit boot remove " + " ".join(off) + "'")
+    if "hypervisor" in flags:
+        return IommuDiagnosis("vm", "this looks like a virtual machine (CPU flag 'hypervisor') "
+                              "without a virtual IOMMU; run vfiokit on the Proxmox host itself")
     version = kernel_version(host.kernel_release)
     if (host.cpu_vendor == "GenuineIntel" and version is not None and version < (6, 8)
             and "intel_iommu=on" not in params and not host.iommu_units):

@@ -25,6 +25,7 @@ from vfiokit.analyses.acs_override import (
 from vfiokit.analyses.grouping import (
     GroupingState,
     KernelFacts,
+    acs_ctrl,
     add_order,
     config_unknown,
     groups_of,
@@ -344,10 +345,13 @@ def _describe(d: Device) -> str:
     return f"{d.address.short} ({d.ids or '?'}, {kind})"
 
 
-def _why_not_isolating(d: Device) -> str:
+def _why_not_isolating(d: Device, facts: KernelFacts, top: Topology) -> str:
     if d.acs is not None:
+        ctrl = acs_ctrl(d, facts, top)
+        later = "" if ctrl == d.acs.ctrl else (
+            f" now, {ctrl:#06x} once the IOMMU is on and the kernel has set it")
         return (f"{_describe(d)} has an ACS capability that does not enable SV, RR, CR and UF "
-                f"(CAP {d.acs.cap:#06x}, CTRL {d.acs.ctrl:#06x}); the override never touches a device "
+                f"(CAP {d.acs.cap:#06x}, CTRL {d.acs.ctrl:#06x}{later}); the override never touches a device "
                 "with an ACS capability (check pci=disable_acs_redir= / pci=config_acs= on the command line)")
     if not d.is_pcie:
         return f"{_describe(d)} is conventional PCI: a shared bus, which no override isolates"
@@ -376,11 +380,11 @@ def _blockers(sub: Topology, override: AcsOverride, facts: KernelFacts, target: 
                        "(a kernel quirk: one issues DMA with the other's requester ID)")
     if m.multifunction(target) and not m.acs_enabled(target) and any(o.address.same_slot(target.address)
                                                                        for o in still):
-        out.append(_why_not_isolating(target))
+        out.append(_why_not_isolating(target, facts, sub))
     p = m.parent(target)
     while p is not None:
         if not m.acs_enabled(p):
-            reason = _why_not_isolating(p)
+            reason = _why_not_isolating(p, facts, sub)
             if reason not in out:
                 out.append(reason)
         p = m.parent(p)

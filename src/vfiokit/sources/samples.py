@@ -2,7 +2,8 @@
 
 `vfiokit/samples/<name>.json` are machines rebuilt from what people published;
 `vfiokit/samples/lab/<name>.json`, named `lab-<name>`, are real kernels' trees captured by the QEMU
-lab (`python -m lab regen`). Each is a snapshot with a `sample` object: `name`, `title`,
+lab (`python -m lab regen`) under Debian 12's kernel 6.1; `vfiokit/samples/lab/<K>/<name>.json`,
+named `lab-<K>-<name>`, the same machines under kernel K. Each is a snapshot with a `sample` object: `name`, `title`,
 `description` (where it comes from, and what was inferred rather than seen).
 """
 
@@ -23,7 +24,10 @@ def _folder():
 
 def _files() -> dict[str, Any]:
     found = {p.name[:-5]: p for p in _folder().iterdir() if p.name.endswith(".json")}
-    found.update((f"lab-{p.name[:-5]}", p) for p in (_folder() / "lab").iterdir() if p.name.endswith(".json"))
+    lab = _folder() / "lab"
+    found.update((f"lab-{p.name[:-5]}", p) for p in lab.iterdir() if p.name.endswith(".json"))
+    for kernel in (k for k in lab.iterdir() if k.is_dir()):
+        found.update((f"lab-{kernel.name}-{p.name[:-5]}", p) for p in kernel.iterdir() if p.name.endswith(".json"))
     return found
 
 

@@ -73,6 +73,8 @@ def materialize(raw: dict[str, Any], dest: str | os.PathLike[str]) -> Path:
         if host.get(key) is not None:
             (proc / rel).parent.mkdir(parents=True, exist_ok=True)
             (proc / rel).write_text(host[key] + "\n")
+    if host.get("iommu_units") is not None:  # an empty folder: the class exists, no unit in it
+        (dest / "sys/class/iommu").mkdir(parents=True, exist_ok=True)
     for unit in host.get("iommu_units") or ():
         (dest / "sys/class/iommu" / unit).mkdir(parents=True, exist_ok=True)
     return dest
