@@ -323,3 +323,30 @@ def test_intel_before_6_8_with_the_iommu_already_on_needs_no_flag(tmp_path):
                  cmdline=CMDLINE.replace("6.8.12-4", "6.5.13-1"))
     _, report = doctor(root)
     assert finding(report, "kernel.intel_iommu_on")["status"] == "ok"
+
+
+DOCTOR_LAB = Path(__file__).parent / "fixtures" / "doctor"
+
+
+@pytest.mark.parametrize(("name", "table", "remap"), [
+    ("gpu-like-card", "DMAR", "DMAR-IR: Enabled IRQ remapping in xapic mode"),
+    ("gpu-like-card-amd", "IVRS", "AMD-Vi: Interrupt remapping enabled"),
+])
+def test_doctor_on_real_lab_guests_finds_what_the_guest_had(name, table, remap):
+    """Captures of real 6.1 kernels in the QEMU lab (intremap=on under both IOMMUs): the ACPI table
+    QEMU built, the kernel's own interrupt-remapping line, the bochs GPU as boot VGA, and no vfio
+    module (the guest never loads one)."""
+    r = cli("doctor", "--snapshot", str(DOCTOR_LAB / f"lab-{name}.json"), "01:00", "--json")
+    report = json.loads(r.out)
+    assert finding(report, "firmware.hypervisor")["status"] == "warn"
+    assert finding(report, "firmware.acpi_iommu")["evidence"] == f"/sys/firmware/acpi/tables/{table}"
+    irq = finding(report, "kernel.irq_remap")
+    assert irq["status"] == "ok" and irq["evidence"] == f"kernel log (dmesg): {irq['evidence'].split(': ', 1)[1]}"
+    assert irq["evidence"].endswith(remap)
+    assert finding(report, "modules.loaded")["status"] == "warn"
+    # The bochs VGA is the boot GPU and the only one: passing it leaves the guest without a console;
+    # its BARs hold no firmware framebuffer (SeaBIOS, the bochs driver owns the card).
+    assert finding(report, "devices.boot_gpu", "0000:01:00.0")["status"] == "fail"
+    assert finding(report, "devices.framebuffer", "0000:01:00.0")["code"] == "fb.none"
+    assert finding(report, "devices.gpu_audio", "0000:01:00.0")["status"] == "ok"
+    assert r.code == 11

@@ -60,3 +60,32 @@ def test_hostuse_guest_lives_on_its_group(fresh, kernel):
     assert "/dev/nvme0n1 /mnt/data ext2" in state
     assert "default via 192.0.2.1 dev vmbr0" in state
     assert "bridge vmbr0 ports: eth0" in state
+
+
+DOCTOR_CASES = [(k, n, p) for k in KERNELS for n, p in (
+    ("disable-acs-redir", "DMAR-IR: Enabled IRQ remapping"),
+    ("hostuse-amd", "AMD-Vi: Interrupt remapping enabled"),
+    ("disable-acs-redir-iommu-off", "intel_iommu=off"),
+    ("disable-acs-redir-amd-iommu-off", "amd_iommu=off"))]
+
+
+@pytest.mark.parametrize(("kernel", "name", "said"), DOCTOR_CASES,
+                         ids=[f"{k.name}/{n}" for k, n, _ in DOCTOR_CASES])
+def test_doctor_on_the_fresh_guest_says_what_it_had(fresh, tmp_path, kernel, name, said):
+    """doctor on the snapshot the real guest kernel just gave: interrupt remapping from the kernel's
+    own line under intel-iommu/amd-iommu with intremap=on; with the IOMMU switched off on the
+    command line, that parameter named as the cause and the kernel IOMMU found inactive."""
+    from tests.conftest import cli
+
+    r = fresh[(kernel.name, name)]
+    assert r.error is None and r.snapshot
+    snap = tmp_path / "guest.json"
+    snap.write_text(r.snapshot)
+    report = json.loads(cli("doctor", "--snapshot", str(snap), "--json").out)
+    checks = {c["id"]: c for c in report["checks"] if c["subject"] is None}
+    if name.endswith("iommu-off"):
+        assert checks["kernel.iommu_off"]["status"] == "fail" and said in checks["kernel.iommu_off"]["fix"]
+        assert checks["kernel.iommu"]["status"] == "fail"
+    else:
+        assert checks["kernel.irq_remap"]["status"] == "ok" and said in checks["kernel.irq_remap"]["evidence"]
+        assert checks["kernel.iommu"]["status"] == "ok"
