@@ -279,13 +279,21 @@ def test_json_gives_every_check_its_id_status_evidence_and_fix(tmp_path):
     assert finding(report, "vms.balloon", "VM 100")["fix"] == "qm set 100 --balloon 0"
 
 
-def test_a_hand_edited_doctor_section_is_one_line_naming_the_field(tmp_path):
+@pytest.mark.parametrize(("section", "field"), [
+    ({"iomem": [{"start": "zz", "end": "1", "name": "BOOTFB", "depth": 0}]}, "doctor.iomem"),
+    ({"boot_modules": [{"module": "vfio_virqfd"}]}, "doctor.boot_modules"),
+    ({"vfio_ids": [{"file": "/etc/modprobe.d/x.conf", "line": 1, "ids": "10de:1c82"}]}, "doctor.vfio_ids"),
+    ({"pve": {"node": 7, "vms": {}}}, "doctor.pve"),
+    ({"pve": {"vms": {"100": {"hostpci0": 1}}}}, "doctor.pve.vms.100"),
+    ([], "doctor."),
+])
+def test_a_hand_edited_doctor_section_is_one_line_naming_the_field(tmp_path, section, field):
     raw = samples.load_raw(B550)
-    raw["doctor"] = {"iomem": [{"start": "zz", "end": "1", "name": "BOOTFB", "depth": 0}]}
+    raw["doctor"] = section
     snap = tmp_path / "bad.json"
     snap.write_text(json.dumps(raw))
     r = cli("doctor", "--snapshot", str(snap))
-    assert r.code == 3 and "doctor.iomem" in r.err and "Traceback" not in r.err
+    assert r.code == 3 and f"'{field}" in r.err and "Traceback" not in r.err
 
 
 LAB_AMD, LAB_INTEL = "lab-gpu-like-card-amd", "lab-gpu-like-card"

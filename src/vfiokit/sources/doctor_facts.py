@@ -183,6 +183,18 @@ def check_layout(facts: Any, where: str) -> None:
         v = facts.get(key)
         if v is not None and not (isinstance(v, list) and all(isinstance(e, dict) for e in v)):
             raise bad(key, "a list of objects or null")
+    for key in ("boot_modules", "initramfs_modules"):
+        for e in facts.get(key) or ():
+            if not (isinstance(e.get("file"), str) and isinstance(e.get("line"), int)
+                    and isinstance(e.get("module"), str)):
+                raise bad(f"{key}[]", "objects with file (a string), line (a number) and module (a string)")
+    for e in facts.get("vfio_ids") or ():
+        ids = e.get("ids")
+        if not (isinstance(e.get("file"), str) and isinstance(e.get("line"), int) and isinstance(ids, list)
+                and all(isinstance(i, str) for i in ids)):
+            raise bad("vfio_ids[]", "objects with file (a string), line (a number) and ids (strings)")
+    if not isinstance(facts.get("allow_unsafe_interrupts"), str | None):
+        raise bad("allow_unsafe_interrupts", "a string or null")
     for e in facts.get("iomem") or ():
         if not (isinstance(e.get("start"), str) and isinstance(e.get("end"), str)
                 and isinstance(e.get("name"), str) and isinstance(e.get("depth"), int)):
@@ -193,8 +205,9 @@ def check_layout(facts: Any, where: str) -> None:
             raise bad("iomem[].start/end", "hexadecimal") from None
     pve = facts.get("pve")
     if pve is not None:
-        if not isinstance(pve, dict) or not isinstance(pve.get("vms", {}), dict):
-            raise bad("pve", "an object with a 'vms' object")
+        if (not isinstance(pve, dict) or not isinstance(pve.get("vms", {}), dict)
+                or not isinstance(pve.get("node"), str | None)):
+            raise bad("pve", "an object with a 'vms' object and a 'node' string")
         for vmid, opts in pve.get("vms", {}).items():
             if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
                 raise bad(f"pve.vms.{vmid}", "an object of strings")
