@@ -172,8 +172,9 @@ def iommu_off_param(d: DoctorInput) -> list[Finding]:
 
 
 def intel_flag(d: DoctorInput) -> list[Finding]:
-    """Intel's IOMMU is off by default before 6.8 (CONFIG_INTEL_IOMMU_DEFAULT_ON became the
-    default in 6.8; pve-docs qm-pci-passthrough.adoc): those kernels need intel_iommu=on."""
+    """Intel's IOMMU is off by default in kernels before 6.8 (pve-docs qm-pci-passthrough.adoc: the
+    Proxmox VE 6.8 kernel turns it on, older ones need intel_iommu=on; drivers/iommu/intel
+    CONFIG_INTEL_IOMMU_DEFAULT_ON)."""
     host = d.top.host
     version = kernel_version(host.kernel_release)
     if host.cpu_vendor != "GenuineIntel":
@@ -222,6 +223,8 @@ def irq_remap(d: DoctorInput) -> list[Finding]:
     line = _log(d, *_IR_LINES)
     if line:
         return [_f("kernel.irq_remap", OK, "irq.on", f"{_log_where(d)}: {line}")]
+    # The boot's first line says the log reaches back to the boot (the ring buffer has not wrapped,
+    # and the capture kept the remapping lines: older snapshots filtered without both).
     if _log(d, "Linux version") is None:
         return [_f("kernel.irq_remap", SKIP, "log.partial",
                    f"{_log_where(d)} does not reach back to the boot")]
@@ -328,7 +331,8 @@ def modules_initramfs(d: DoctorInput) -> list[Finding]:
 
 
 def virqfd(d: DoctorInput) -> list[Finding]:
-    """vfio_virqfd was folded into vfio in 6.2 (commit e2d55709398e); a line naming it makes
+    """vfio_virqfd was folded into vfio in 6.2 (kernel commit "vfio: Fold vfio_virqfd.ko into
+    vfio.ko"; Arch wiki: "has been folded into the base vfio module"); a line naming it makes
     systemd-modules-load fail at every boot."""
     version = kernel_version(d.top.host.kernel_release)
     stale = [e for e in [*(d.fact("boot_modules") or ()), *(d.fact("initramfs_modules") or ())]
