@@ -38,7 +38,7 @@ VERSION = 1
 
 #: The VM options the doctor's VM checks read (qemu-server PVE/QemuServer.pm $confdesc); the rest of
 #: a VM config (disks, network, cloud-init secrets) stays out of a snapshot.
-VM_KEYS = ("machine", "bios", "efidisk0", "balloon", "memory", "onboot", "name")
+VM_KEYS = ("machine", "bios", "efidisk0", "balloon", "memory", "onboot")
 _HOSTPCI = re.compile(r"^hostpci\d+$")
 #: `/proc/iomem` entries kept: PCI functions (their BARs) and the firmware framebuffers that sit in
 #: one (x86 sysfb `BOOTFB`, efifb, vesafb, simplefb, simpledrm: drivers/firmware/sysfb.c,
