@@ -62,9 +62,13 @@ def test_hostuse_guest_lives_on_its_group(fresh, kernel):
     assert "bridge vmbr0 ports: eth0" in state
 
 
+#: What doctor must say of each live guest. Kernel 7.3's AMD IOMMU driver finds no southbridge
+#: IOAPIC in QEMU's IVRS and turns interrupt remapping off ("AMD-Vi: Disabling interrupt
+#: remapping", its own log line): doctor names it as the failure; 6.1 enables it.
 DOCTOR_CASES = [(k, n, p) for k in KERNELS for n, p in (
     ("disable-acs-redir", "DMAR-IR: Enabled IRQ remapping"),
-    ("hostuse-amd", "AMD-Vi: Interrupt remapping enabled"),
+    ("hostuse-amd", "AMD-Vi: Disabling interrupt remapping" if k.name == "7.3"
+     else "AMD-Vi: Interrupt remapping enabled"),
     ("disable-acs-redir-iommu-off", "intel_iommu=off"),
     ("disable-acs-redir-amd-iommu-off", "amd_iommu=off"))]
 
@@ -87,5 +91,6 @@ def test_doctor_on_the_fresh_guest_says_what_it_had(fresh, tmp_path, kernel, nam
         assert checks["kernel.iommu_off"]["status"] == "fail" and said in checks["kernel.iommu_off"]["fix"]
         assert checks["kernel.iommu"]["status"] == "fail"
     else:
-        assert checks["kernel.irq_remap"]["status"] == "ok" and said in checks["kernel.irq_remap"]["evidence"]
+        irq = checks["kernel.irq_remap"]
+        assert irq["status"] == ("fail" if "Disabling" in said else "ok") and said in irq["evidence"]
         assert checks["kernel.iommu"]["status"] == "ok"

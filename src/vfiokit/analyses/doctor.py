@@ -232,7 +232,13 @@ def irq_remap(d: DoctorInput) -> list[Finding]:
         return [_f("kernel.irq_remap", WARN, "irq.unsafe",
                    "no interrupt remapping line in the kernel log; "
                    "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts: Y")]
-    return [_f("kernel.irq_remap", FAIL, "irq.off", f"{_log_where(d)}: no {' / '.join(_IR_LINES)} line",
+    # The kernel says why when it gives up (amd_iommu init: "[Firmware Bug]: No southbridge IOAPIC
+    # found" then "Disabling interrupt remapping"; intel irq_remapping.c "Not enabling interrupt
+    # remapping"): that line is the evidence.
+    said = _log(d, "Disabling interrupt remapping", "Not enabling interrupt remapping",
+                "IRQ remapping was disabled")
+    why = said or f"no {' / '.join(_IR_LINES)} line"
+    return [_f("kernel.irq_remap", FAIL, "irq.off", f"{_log_where(d)}: {why}",
                "vfiokit boot add vfio_iommu_type1.allow_unsafe_interrupts=1")]
 
 
