@@ -152,6 +152,12 @@ MODES = {
     "kernel-iommu-inactive": (dict(files=NO_GROUPS), "kernel.iommu", None, "fail", "no IOMMU group"),
     "no-interrupt-remapping": (dict(files={"/var/log/kern.log": LOG_NO_IR}), "kernel.irq_remap", None, "fail",
                                "vfio_iommu_type1.allow_unsafe_interrupts=1"),
+    "firmware-bug-disables-remapping": (
+        dict(files={"/var/log/kern.log": KERN_LOG.replace(
+            "AMD-Vi: Interrupt remapping enabled",
+            "AMD-Vi: [Firmware Bug]: : No southbridge IOAPIC found\n"
+            "Dec  1 10:00:00 pve kernel: AMD-Vi: Disabling interrupt remapping")}),
+        "kernel.irq_remap", None, "fail", "kern.log): Dec  1 10:00:00 pve kernel: AMD-Vi: Disabling interrupt"),
     "unsafe-interrupts-allowed": (dict(files={"/var/log/kern.log": LOG_NO_IR,
                                               "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts": "Y"}),
                                   "kernel.irq_remap", None, "warn", "allow_unsafe_interrupts: Y"),
