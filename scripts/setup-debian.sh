@@ -8,7 +8,8 @@
 #   test     the test suite's parts: pciutils (lspci, the oracle for our names), pci.ids, a venv
 #            for the test tools (Debian's python3 refuses pip outside one, PEP 668), the QEMU lab
 #            (qemu-system-x86, busybox-static, cpio), openssl (the fake Proxmox API's certificate),
-#            man-db (the man pages are formatted by man in a test)
+#            man-db (the man pages are formatted by man in a test), chromium with a font
+#            (the browser that opens `vfiokit report` pages in tests/test_report_browser.py)
 # Usage: bash scripts/setup-debian.sh [build|runtime|test]...   (default: test)
 set -euo pipefail
 pkgs=()
@@ -16,7 +17,7 @@ for set in "${@:-test}"; do
   case "$set" in
     build) pkgs+=(python3 python3-click) ;;
     runtime) pkgs+=(python3 python3-click python3-rich pciutils pci.ids python3-proxmoxer python3-requests) ;;
-    test) pkgs+=(python3 python3-venv pciutils pci.ids qemu-system-x86 busybox-static cpio openssl man-db) ;;
+    test) pkgs+=(python3 python3-venv pciutils pci.ids qemu-system-x86 busybox-static cpio openssl man-db chromium fonts-dejavu-core) ;;
     *) echo "setup-debian.sh: unknown set '$set' (build, runtime or test)" >&2; exit 2 ;;
   esac
 done

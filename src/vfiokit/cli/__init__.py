@@ -30,6 +30,7 @@ COMMANDS = {
     "check": "vfiokit.cli.check",
     "simulate": "vfiokit.cli.predict",
     "compare": "vfiokit.cli.compare",
+    "report": "vfiokit.cli.report",
     "boot": "vfiokit.cli.boot",
     "attach": "vfiokit.cli.attach",
     "detach": "vfiokit.cli.attach",

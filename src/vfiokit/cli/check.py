@@ -33,7 +33,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     Exit status: 0 alone/harmless, 10 costly, 11 unsafe, 4 no such device.
     """
     from vfiokit.analyses.passthrough import judge, parse_targets
-    from vfiokit.render.check import verdict_json, verdict_text
+    from vfiokit.render.check import verdict_text
 
     top = source()
     targets = parse_targets(devices, top)
@@ -41,9 +41,9 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     ids = PciIds.system()
     notes = [*top.notes, *verdict.notes, *filter(None, [ids.missing_note])]
     if as_json:
-        from vfiokit.render.envelope import envelope
+        from vfiokit.render.documents import check_document
 
-        sys.stdout.write(envelope("check", top.source, notes, **verdict_json(verdict, ids)))
+        sys.stdout.write(check_document(top, verdict, ids))
     else:
         print_source_header(top)
         print_markup(verdict_text(verdict, ids, top))

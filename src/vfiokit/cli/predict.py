@@ -12,9 +12,7 @@ from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
-
-#: What the article enabled; the default when the host runs without an override.
-DEFAULT_OVERRIDE = "downstream,multifunction"
+from vfiokit.render.documents import DEFAULT_OVERRIDE
 
 
 @click.command()
@@ -30,35 +28,21 @@ DEFAULT_OVERRIDE = "downstream,multifunction"
 def simulate(source: Callable[[], Topology], override_text: str | None, devices: tuple[str, ...],
              alone: tuple[str, ...], as_json: bool) -> None:
     """Predict the IOMMU groups with (or without) pcie_acs_override, beside today's, before rebooting."""
-    from vfiokit.analyses.acs_override import effective_override, parse_override
-    from vfiokit.analyses.device_change import device_report
-    from vfiokit.analyses.simulation import make_alone, with_groups
-    from vfiokit.analyses.simulation import simulate as run_simulation
     from vfiokit.render import simulation as view
+    from vfiokit.render.documents import default_override, run_simulate
 
     targets = [PciAddress.parse(d) for d in devices]
     alone_targets = [PciAddress.parse(d) for d in alone]
     top = source()
     if override_text is None:
-        override_text = "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
-    override = parse_override(override_text)
-    sim = run_simulation(top, override)
-    predicted_top = with_groups(top, sim.predicted)
-    reports = [device_report(top, predicted_top, sim, a) for a in targets]
-    advice = [make_alone(top, a) for a in alone_targets]
+        override_text = default_override(top)
     ids = PciIds.system()
-    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
-    if top.groups is None:
-        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
-                     "prediction is what the kernel will form once the IOMMU is on")
+    run = run_simulate(top, ids, override_text, targets, alone_targets)
     if as_json:
-        from vfiokit.render.envelope import envelope
-
-        body = view.simulation_json(sim, reports)
-        body["alone"] = [view.alone_json(x) for x in advice]
-        sys.stdout.write(envelope("simulate", top.source, notes, **body))
+        sys.stdout.write(run.document(top.source))
         return
     print_source_header(top)
+    sim, reports, advice, notes = run.sim, run.reports, run.advice, run.notes
     print_markup(view.summary_lines(sim))
     print_renderable(view.side_by_side(top, sim, ids))
     for report in reports:

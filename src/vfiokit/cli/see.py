@@ -14,7 +14,7 @@ from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
 
-def _no_iommu(top: Topology) -> NoIommu:
+def no_iommu(top: Topology) -> NoIommu:
     from vfiokit.analyses.iommu_state import diagnose
 
     d = diagnose(top.host)
@@ -25,39 +25,43 @@ def _no_iommu(top: Topology) -> NoIommu:
 @click.command()
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned envelope).")
-@click.option("--format", "fmt", type=click.Choice(["table", "seed"]), default="table",
-              help="'seed': exactly what the article's script prints (IOMMU Group N + lspci lines).")
+@click.option("--format", "fmt", type=click.Choice(["table", "seed", "markdown"]), default="table",
+              metavar="FORMAT",
+              help="table (default); seed: exactly what the article's script prints (IOMMU Group N + lspci "
+                   "lines); markdown: a table in a <details> block for a forum post (read back by --listing).")
 @click.option("--predict", is_flag=True,
               help="Check vfiokit's group model against the kernel: predict the groups from config space "
                    "and compare them with the real ones.")
 def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them."""
     for flag, given in (("--json", as_json), ("--predict", predict)):
-        if given and fmt == "seed":
-            raise click.UsageError(f"--format seed and {flag} cannot be combined: each is its own output")
+        if given and fmt != "table":
+            raise click.UsageError(f"--format {fmt} and {flag} cannot be combined: each is its own output")
     top = source()
     ids = PciIds.system()
     if top.groups is None:
-        raise _no_iommu(top)
+        raise no_iommu(top)
     if predict:
         _predict(top, as_json)
         return
     from vfiokit.render.check import host_marker
+    from vfiokit.render.documents import groups_document
 
+    if as_json:
+        sys.stdout.write(groups_document(top, ids))
+        return
     marker = host_marker(top)
     notes = [*top.notes, *filter(None, [ids.missing_note])]
-    if as_json:
-        from vfiokit.render.envelope import envelope
-        from vfiokit.render.groups import groups_json
-
-        sys.stdout.write(envelope("groups", top.source, notes, **groups_json(top, ids, marker)))
-        return
-    # The article's format stays byte for byte on stdout; its header goes to stderr.
-    print_source_header(top, err=fmt == "seed")
+    # The article's format and the Markdown for a post stay exact on stdout; the header goes to stderr.
+    print_source_header(top, err=fmt in ("seed", "markdown"))
     if fmt == "seed":
         from vfiokit.render.groups import groups_seed
 
         sys.stdout.write(groups_seed(top, ids))
+    elif fmt == "markdown":
+        from vfiokit.render.markdown import groups_markdown
+
+        sys.stdout.write(groups_markdown(top, ids, marker))
     else:
         from vfiokit.render.groups import groups_text
 

@@ -29,7 +29,7 @@ def flags(dev: Device) -> list[str]:
 
 
 def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str, Any]:
-    """One device as JSON: address with domain, ids, class, names, driver, flags."""
+    """One device as JSON: address with domain, ids, class, names, driver, parent bridge, flags."""
     line = lspci_line(dev, ids)
     klass, _, rest = line.partition(" ")[2].partition(": ")
     name = rest.rsplit(" (rev ", 1)[0] if dev.revision else rest
@@ -53,6 +53,8 @@ def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str
         "revision": None if dev.revision is None else f"{dev.revision:02x}",
         "driver": dev.driver,
         "iommu_group": dev.iommu_group,
+        # The bridge above it (null on a root bus, or when the source does not know the tree).
+        "parent": None if dev.parent is None else str(dev.parent),
         "flags": flags(dev),
         "marks": list(marks),
     }

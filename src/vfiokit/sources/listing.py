@@ -248,6 +248,34 @@ class Reader:
         self.last = dev
         return True
 
+    def _markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
+        """One row of `groups --format markdown`."""
+        fields: dict[str, object] = {}
+        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
+        if text and not self._lspci(n, raw, text, fields):
+            return "the device text after the address is not readable"
+        if m["driver"] != "?":
+            self.saw_k = True
+            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
+        addr = PciAddress.parse(m["addr"])
+        if m["group"] == "none":
+            self.in_no_group.add(addr)
+        return self._add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
+
+    def markdown_row(self, n: int, raw: str, m: re.Match[str]) -> bool | str:
+        """One row of `groups --format markdown`."""
+        fields: dict[str, object] = {}
+        text = re.sub(r"\\(.)", r"\1", m["text"]).strip()
+        if text and not self._lspci(n, raw, text, fields):
+            return "the device text after the address is not readable"
+        if m["driver"] != "?":
+            self.saw_k = True
+            fields["driver"] = "" if m["driver"] == "—" else m["driver"]
+        addr = PciAddress.parse(m["addr"])
+        if m["group"] == "none":
+            self.in_no_group.add(addr)
+        return self.add(n, raw, addr, int(m["group"]) if m["group"].isdigit() else None, fields)
+
     # -- pvesh -------------------------------------------------------------------------------------
 
     def pvesh_row(self, n: int, text: str) -> bool | str | None:

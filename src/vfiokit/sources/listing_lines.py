@@ -28,6 +28,7 @@ from vfiokit.sources.listing_text import (
     GROUP_PREFIX,
     HEADER_TRAIL,
     KMOD_LINE,
+    MARKDOWN_ROW,
     OTHER_K_LINE,
     PROC_VERSION,
     PROMPT,
@@ -87,7 +88,14 @@ def pvesh_border(r: Reader, ln: Line) -> object:
     return None if PVESH_BORDER.match(ln.stripped) and any(c in ln.stripped for c in "┌├└╞") else NOT_MINE
 
 
-RAW_KINDS: tuple[Matcher, ...] = (pvesh_row, pvesh_border)
+def markdown_row(r: Reader, ln: Line) -> object:
+    """A row of `vfiokit groups --format markdown`: `| 13 | 01:00.0 | VGA compatible controller
+    [0300]: NVIDIA ... [10de:1c82] (rev a1) | `nouveau` | |`."""
+    m = MARKDOWN_ROW.match(ln.stripped)
+    return NOT_MINE if m is None else r.markdown_row(ln.n, ln.raw, m)
+
+
+RAW_KINDS: tuple[Matcher, ...] = (pvesh_row, pvesh_border, markdown_row)
 
 
 # --- kinds read on the cleaned line ------------------------------------------------------------
@@ -167,11 +175,12 @@ def fence(r: Reader, ln: Line) -> object:
 
 def expected_cmdline(r: Reader, ln: Line) -> object:
     """The line after `cat /proc/cmdline`: `BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=... quiet`."""
-    if ln.expect != "cmdline" or ADDRESS_TOKEN.search(ln.text) or GROUP_PREFIX.match(ln.text):
+    if ln.expect != "cmdline" or ADDR_FIRST.match(ln.text) or GROUP_PREFIX.match(ln.text):
         return NOT_MINE
     r.cmdline = ln.text
     r.release_from_cmdline(ln.text)
-    return None
+    # A command line may name devices (pci=disable_acs_redir=0000:00:02.0): said, not a device.
+    return "a kernel command line" if ADDRESS_TOKEN.search(ln.text) else None
 
 
 def expected_release(r: Reader, ln: Line) -> object:

@@ -76,6 +76,10 @@ COMMAND = re.compile(r"^(?:sudo\s+)?(?:lspci|find|ls|for|do|done|echo|cat|uname|
 FENCE = re.compile(r"^(```|~~~)")
 #: What `tree` and `ls -l` print around the group folders' symlinks.
 SYSFS_NOISE = re.compile(r"^(?:devices|reserved_regions|type|total \d+|\d+ director(?:y|ies), \d+ files?)$")
+#: `vfiokit groups --format markdown`: `| group | address | lspci -nn text | driver | notes |`; group
+#: `none` (in no group) or `?` (unknown); driver `—` (none bound) or `?` (unknown); `\|` escapes a pipe.
+MARKDOWN_ROW = re.compile(rf"^\|\s*(?P<group>\d+|none|\?)\s*\|\s*(?P<addr>{_ADDR})\s*\|"
+                          r"(?P<text>(?:[^|\\]|\\.)*)\|\s*`?(?P<driver>[^|`]*?)`?\s*\|.*$")
 PVESH_BORDER = re.compile(r"^[\s┌┐└┘├┤┬┴┼─═╞╡╪╘╛╒╕╤╧.]+$")
 
 

@@ -1,0 +1,87 @@
+"""The JSON documents of `groups --json`, `check --json` and `simulate --json`, built in one place.
+
+The commands print them and `vfiokit report` embeds them in its page, so the page can never say
+something the CLI does not: both come from these functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vfiokit.model import PciAddress, Topology
+from vfiokit.pciids import PciIds
+from vfiokit.render.check import host_marker, verdict_json
+from vfiokit.render.envelope import envelope
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.passthrough import Verdict
+    from vfiokit.analyses.simulation import AloneAdvice, Simulation
+
+#: What the article enabled; `simulate`'s default when the host runs without an override.
+DEFAULT_OVERRIDE = "downstream,multifunction"
+
+
+def groups_document(top: Topology, ids: PciIds) -> str:
+    """`groups --json` for a topology that has groups."""
+    from vfiokit.render.groups import groups_json
+
+    notes = [*top.notes, *filter(None, [ids.missing_note])]
+    return envelope("groups", top.source, notes, **groups_json(top, ids, host_marker(top)))
+
+
+def check_document(top: Topology, verdict: Verdict, ids: PciIds) -> str:
+    """`check --json` for a verdict already reached on `top`."""
+    notes = [*top.notes, *verdict.notes, *filter(None, [ids.missing_note])]
+    return envelope("check", top.source, notes, **verdict_json(verdict, ids))
+
+
+def default_override(top: Topology) -> str:
+    """`simulate`'s override when none is given: none on a host already booted with one."""
+    from vfiokit.analyses.acs_override import effective_override
+
+    return "none" if not effective_override(top.host).empty else DEFAULT_OVERRIDE
+
+
+@dataclass(frozen=True)
+class SimulateRun:
+    """What `simulate` computed: the simulation, the `--device` reports, the `--alone` advice, notes."""
+
+    sim: Simulation
+    reports: list[dict[str, Any]]
+    advice: list[AloneAdvice]
+    notes: list[str]
+
+    def document(self, source: str) -> str:
+        """`simulate --json`."""
+        from vfiokit.render.simulation import alone_json, simulation_json
+
+        body = simulation_json(self.sim, self.reports)
+        body["alone"] = [alone_json(x) for x in self.advice]
+        return envelope("simulate", source, self.notes, **body)
+
+
+def run_simulate(top: Topology, ids: PciIds, override_text: str, targets: Sequence[PciAddress] = (),
+                 alone: Sequence[PciAddress] = ()) -> SimulateRun:
+    """Everything `simulate` prints, for one override."""
+    from vfiokit.analyses.acs_override import parse_override
+    from vfiokit.analyses.device_change import device_report
+    from vfiokit.analyses.simulation import make_alone, simulate, with_groups
+
+    sim = simulate(top, parse_override(override_text))
+    predicted_top = with_groups(top, sim.predicted)
+    reports = [device_report(top, predicted_top, sim, a) for a in targets]
+    advice = [make_alone(top, a) for a in alone]
+    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
+    if top.groups is None:
+        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
+                     "prediction is what the kernel will form once the IOMMU is on")
+    return SimulateRun(sim, reports, advice, notes)
+
+
+def parsed(document: str) -> dict[str, Any]:
+    """A document as data (what a reader of the command's output gets)."""
+    data: dict[str, Any] = json.loads(document)
+    return data
