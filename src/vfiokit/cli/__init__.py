@@ -27,6 +27,7 @@ COMMANDS = {
     "groups": "vfiokit.cli.see",
     "snapshot": "vfiokit.cli.see",
     "samples": "vfiokit.cli.see",
+    "boards": "vfiokit.cli.boards",
     "check": "vfiokit.cli.check",
     "simulate": "vfiokit.cli.predict",
     "compare": "vfiokit.cli.compare",

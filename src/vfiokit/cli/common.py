@@ -13,7 +13,7 @@ from vfiokit.model import Topology
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --root / --snapshot / --sample / --listing; the command receives `source` (a loader).
+    """Add --root / --snapshot / --sample / --listing / --board; the command receives `source` (a loader).
 
     The paths are not checked by click: a folder given for a file (or the reverse) is bad input
     that the loaders say in one line with exit 3, as for `compare snapshot:DIR`."""
@@ -26,25 +26,27 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                   help="Read a bundled sample machine (see 'vfiokit samples').")
     @click.option("--listing", "listing_file", type=click.Path(allow_dash=True), default=None,
                   help="Read a pasted IOMMU group listing ('-' for standard input).")
+    @click.option("--board", default=None, help="Read a bundled board's listing (see 'vfiokit boards').")
     @functools.wraps(f)
     def wrapper(*args: Any, root: str | None, snapshot_file: str | None, sample: str | None,
-                listing_file: str | None, **kwargs: Any) -> Any:
+                listing_file: str | None, board: str | None, **kwargs: Any) -> Any:
         chosen = [o for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample),
-                                 ("--listing", listing_file)) if v is not None]
+                                 ("--listing", listing_file), ("--board", board)) if v is not None]
         if len(chosen) > 1:
             raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
-        kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file)
+        kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file, board)
         return f(*args, **kwargs)
 
     return wrapper
 
 
 def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
-                listing_file: str | None = None) -> Topology:
+                listing_file: str | None = None, board: str | None = None) -> Topology:
     """The topology the chosen option names, through the one source registry (`sources.spec`)."""
     from vfiokit.sources import spec
 
-    for kind, value in (("listing", listing_file), ("snapshot", snapshot_file), ("sample", sample)):
+    for kind, value in (("board", board), ("listing", listing_file), ("snapshot", snapshot_file),
+                        ("sample", sample)):
         if value is not None:
             return spec.load_kind(kind, value)
     return spec.load_kind("root", root or "/")

@@ -96,12 +96,22 @@ def _predict(top: Topology, as_json: bool) -> None:
               help="File to write ('-' for standard output).")
 @click.option("--root", type=click.Path(), default="/",
               help="Read the host from this folder instead of /.")
-def snapshot(output: str, root: str) -> None:
+@click.option("--from", "from_file", type=click.Path(), default=None,
+              help="Rewrite this existing snapshot instead of reading the host (e.g. to anonymize it).")
+@click.option("--anonymize", is_flag=True,
+              help="Replace hostnames, MAC/IP addresses, mount points, serial numbers, VM names and your "
+                   "paths by placeholders, to post the file publicly.")
+def snapshot(output: str, root: str, from_file: str | None, anonymize: bool) -> None:
     """Save everything vfiokit reads from this host into one file (to share or keep)."""
     from vfiokit.sources import snapshot as snap
     from vfiokit.sources import sysfs
 
-    raw = sysfs.capture(root)
+    raw = snap.load_raw(from_file) if from_file is not None else sysfs.capture(root)
+    said = None
+    if anonymize:
+        from vfiokit.analyses.anonymize import anonymize_capture
+
+        raw, said = anonymize_capture(raw)
     text = snap.dumps(raw)
     if output == "-":
         sys.stdout.write(text)
@@ -113,6 +123,8 @@ def snapshot(output: str, root: str) -> None:
         g = len(raw["iommu_groups"] or {})
         partial = "" if raw["captured"]["as_root"] else " (not root: config space beyond 64 bytes missing)"
         click.echo(f"vfiokit: wrote {output}: {n} devices, {g} IOMMU groups{partial}", err=True)
+    if said:
+        click.echo(f"vfiokit: {said}", err=True)
 
 
 @click.command()

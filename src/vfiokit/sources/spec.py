@@ -1,8 +1,8 @@
 """Source specs: one word naming where a topology comes from, for commands that take two of them.
 
-`live`, `root:DIR`, `snapshot:FILE`, `sample:NAME`, `listing:FILE` (`listing:-` is standard
-input), or a bare FILE: a vfiokit snapshot when its first non-blank character opens a JSON object,
-else a pasted listing.
+`live`, `root:DIR`, `snapshot:FILE`, `sample:NAME`, `board:NAME` (a bundled board's listing),
+`listing:FILE` (`listing:-` is standard input), or a bare FILE: a vfiokit snapshot when its first
+non-blank character opens a JSON object, else a pasted listing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ LOADERS: dict[str, tuple[str, str]] = {
     "root": ("vfiokit.sources.sysfs", "read_topology"),
     "snapshot": ("vfiokit.sources.snapshot", "load"),
     "sample": ("vfiokit.sources.samples", "load"),
+    "board": ("vfiokit.sources.boards", "load"),
     "listing": ("vfiokit.sources.listing", "load"),
 }
 KINDS = ("live", *LOADERS)
@@ -47,8 +48,8 @@ def load(spec: str) -> Topology:
     if spec == "-":
         return load_kind("listing", "-")
     if not os.path.isfile(spec):
-        raise BadInput(f"'{spec}' is not a file, nor live, root:DIR, snapshot:FILE, sample:NAME or "
-                       f"listing:FILE")
+        raise BadInput(f"'{spec}' is not a file, nor live, root:DIR, snapshot:FILE, sample:NAME, "
+                       f"board:NAME or listing:FILE")
     return _load_file(spec)
 
 
