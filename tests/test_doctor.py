@@ -364,3 +364,14 @@ def test_doctor_on_real_lab_guests_finds_what_the_guest_had(name, table, remap):
     assert finding(report, "devices.framebuffer", "0000:01:00.0")["code"] == "fb.none"
     assert finding(report, "devices.gpu_audio", "0000:01:00.0")["status"] == "ok"
     assert r.code == 11
+
+
+def test_an_anonymized_snapshot_keeps_no_node_name_and_still_resolves_mappings(tmp_path):
+    root = build(tmp_path, vm={"hostpci0": "mapping=wd,pcie=1"}, files={
+        "/etc/hostname": "nas-of-alice\n",
+        "/etc/pve/mapping/pci.cfg": "wd\n\tmap node=nas-of-alice,path=0000:0b:00.0,id=15b7:5006,iommugroup=16\n"})
+    snap = tmp_path / "anon.json"
+    assert cli("snapshot", "--root", str(root), "--anonymize", "-o", str(snap)).code == 0
+    assert "nas-of-alice" not in snap.read_text()
+    r = cli("doctor", "--snapshot", str(snap), "--json")
+    assert finding(json.loads(r.out), "vms.devices", "VM 100")["code"] == "hostpci.found"
