@@ -241,7 +241,9 @@ def test_the_kernel_log_is_read_below_root(tmp_path):
                    "Nov 2 pve kernel: Unknown kernel command line parameters \"pcie_acs_override=id:1:2\"\n"
                    "Nov 2 pve kernel: usb 1-1: new high-speed USB device\n")
     host = sysfs.read_topology(root).host
-    assert host.dmesg == ("Nov 2 pve kernel: AMD-Vi: Interrupt remapping enabled",
+    assert host.dmesg_source == "/var/log/kern.log"
+    assert host.dmesg == ("Nov 2 pve kernel: Linux version 6.8.12-4-pve",
+                          "Nov 2 pve kernel: AMD-Vi: Interrupt remapping enabled",
                           'Nov 2 pve kernel: Unknown kernel command line parameters "pcie_acs_override=id:1:2"')
 
 

@@ -34,8 +34,10 @@ class ExitCode(enum.IntEnum):
     #: The user answered "no" at a confirmation prompt.
     ABORTED = 9
     #: `check`: the host loses something it uses (other group members, or the device itself).
+    #: `doctor`: at least one warning (passthrough works, at a cost or a risk).
     COSTLY = 10
     #: `check`: the device or a group member is something the host cannot live without.
+    #: `doctor`: at least one failure (passthrough will not work, or hurts the host).
     UNSAFE = 11
     #: A concurrent edit was detected (a file or Proxmox config changed since it was read, or
     #: another vfiokit holds the writer's lock).

@@ -208,6 +208,8 @@ class HostInfo:
     board: str | None = None
     #: Lines of the kernel log that matter here (ACS override, IOMMU init), when readable.
     dmesg: tuple[str, ...] | None = None
+    #: Which log those lines came from: "dmesg", "journalctl -k -b", "/var/log/kern.log".
+    dmesg_source: str | None = None
 
 
 @dataclass(frozen=True)

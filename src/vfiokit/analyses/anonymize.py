@@ -206,7 +206,9 @@ def anonymize_capture(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
             e["config"] = _scrub_dsn(e["config"], an)
         devices[addr] = e
     out["devices"] = devices
-    for key in ("host", "captured", "read_notes", "sample"):
+    # `doctor` (sources/doctor_facts.py) holds the node name in pve.node and the mapping entries
+    # ("node=NAME,path=..."), replaced by the same placeholder as everywhere else.
+    for key in ("host", "captured", "read_notes", "sample", "doctor"):
         if key in raw:
             out[key] = an.deep(copy.deepcopy(raw[key]))
     if "captured" in out:

@@ -40,6 +40,7 @@ COMMANDS = {
     "bind": "vfiokit.cli.bind",
     "unbind": "vfiokit.cli.bind",
     "cluster": "vfiokit.cli.cluster",
+    "doctor": "vfiokit.cli.doctor",
 }
 
 

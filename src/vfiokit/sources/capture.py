@@ -10,7 +10,7 @@ Layout (version 1)::
     {"format": "vfiokit-snapshot", "version": 1,
      "captured": {"at": ISO-8601, "by": user, "as_root": bool, "vfiokit": version},
      "host": {"kernel_release", "cmdline", "cpu_vendor", "cpu_flags", "iommu_units", "hostname",
-              "board", "dmesg"},                      # each may be null
+              "board", "dmesg", "dmesg_source"},      # each may be null
      "iommu_groups": {"<n>": ["DDDD:BB:DD.F", ...]} | null,
      "devices": {"DDDD:BB:DD.F": {
          "path": "pci0000:00/0000:00:01.1/0000:01:00.0",   # below /sys/devices
@@ -20,7 +20,8 @@ Layout (version 1)::
          "config": "hex" | null,                           # readable config space bytes,
          "config_size": int | null}},                      #  trailing zero bytes left out
      "read_notes": ["what the reader could not read", ...],
-     "host_usage": {...} | null}                          # what the host uses, when gathered
+     "host_usage": {...} | null,                          # what the host uses, when gathered
+     "doctor": {...} | null}                              # what `doctor` reads besides (doctor_facts.py)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from vfiokit.model import (
     PciAddress,
     Topology,
 )
+from vfiokit.sources import doctor_facts
 
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
@@ -60,7 +62,7 @@ LINKS = ("driver", "physfn")
 FILES = ("reset", "pci_bus")
 
 _HOST_KEYS = ("kernel_release", "cmdline", "cpu_vendor", "cpu_flags", "iommu_units", "hostname",
-              "board", "dmesg")
+              "board", "dmesg", "dmesg_source")
 #: the host facts that are lists of strings (the others are strings).
 _HOST_LISTS = ("cpu_flags", "iommu_units", "dmesg")
 
@@ -263,6 +265,7 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
         if not isinstance(entry.get("path"), str | None):
             raise bad("path", "a string", f"device {key}: ")
     host_usage_facts.check_layout(raw.get("host_usage"), origin)
+    doctor_facts.check_layout(raw.get("doctor"), origin)
 
 
 def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:

@@ -23,7 +23,7 @@ from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
 from vfiokit.model import HostInfo, Topology
 from vfiokit.sources import capture as cap
-from vfiokit.sources import host_usage
+from vfiokit.sources import doctor_facts, host_usage
 
 
 def _read_config(path: str, notes: list[str], addr: str) -> bytes | None:
@@ -146,11 +146,14 @@ def _cpu(root: str) -> tuple[str | None, list[str] | None]:
 
 
 #: Kernel log lines worth keeping: the ACS override patch's warning, a stock kernel's "Unknown
-#: kernel command line parameters" line, IOMMU and ACS quirk messages.
+#: kernel command line parameters" line, IOMMU, interrupt remapping (DMAR-IR, AMD-Vi) and ACS quirk
+#: messages, vfio's and a BAR that could not be reserved (what `doctor` reads), and the boot's
+#: first line ("Linux version"), which says the log reaches back to the boot.
 _LOG_KEEP = re.compile(
     r"ACS overrides enabled|Unknown kernel command line parameters|pcie_acs_override|"
     r"DMAR: IOMMU enabled|DMAR: Intel\(R\) Virtualization|AMD-Vi: |iommu: Default domain type|"
-    r"Intel PCH root port ACS workaround|Failed to enable Intel PCH ACS quirk|ACS redirect"
+    r"Intel PCH root port ACS workaround|Failed to enable Intel PCH ACS quirk|ACS redirect|"
+    r"DMAR-IR: |IRQ remapping|Interrupt remapping|vfio|can't reserve|Linux version \d"
 )
 #: Reading a kern.log that holds many boots: only its tail matters (the last boot).
 _LOG_TAIL_BYTES = 4 << 20
@@ -166,12 +169,12 @@ def _tail(root: str, path: str) -> str | None:
         return None
 
 
-def _kernel_log(root: str) -> list[str] | None:
-    """The relevant lines of the current boot's kernel log: on the host itself `dmesg` or
-    `journalctl -k -b` (either may need root), else `/var/log/dmesg` or `/var/log/kern.log` below
-    `root`; None when none can be read. Never /dev/kmsg: it blocks, and belongs to the running
-    system only."""
-    text = None
+def _kernel_log(root: str) -> tuple[list[str] | None, str | None]:
+    """The relevant lines of the current boot's kernel log, and which log they came from: on the
+    host itself `dmesg` or `journalctl -k -b` (either may need root), else `/var/log/dmesg` or
+    `/var/log/kern.log` below `root`; (None, None) when none can be read. Never /dev/kmsg: a read
+    there waits for the next message, and it belongs to the running system only."""
+    text = used = None
     if os.path.abspath(root) == "/":
         for cmd in _LIVE_LOGS:
             try:
@@ -179,7 +182,7 @@ def _kernel_log(root: str) -> list[str] | None:
             except (OSError, subprocess.SubprocessError):
                 continue
             if done.returncode == 0 and done.stdout:
-                text = done.stdout
+                text, used = done.stdout, " ".join(cmd[:3] if cmd[0] == "journalctl" else cmd)
                 if "Linux version" in text:
                     break
     for name in ("var/log/dmesg", "var/log/kern.log"):
@@ -187,12 +190,13 @@ def _kernel_log(root: str) -> list[str] | None:
             break
         text = _tail(root, name)
         if text is not None:
+            used = f"/{name}"
             # A kern.log holds several boots; keep the last one (it starts with "Linux version").
             last = text.rfind("Linux version")
-            text = text[last:] if last >= 0 else text
+            text = text[text.rfind("\n", 0, last) + 1:] if last >= 0 else text
     if text is None:
-        return None
-    return [line.strip() for line in text.splitlines() if _LOG_KEEP.search(line)][:200]
+        return None, None
+    return [line.strip() for line in text.splitlines() if _LOG_KEEP.search(line)][:400], used
 
 
 def _host(root: str) -> dict[str, Any]:
@@ -204,6 +208,7 @@ def _host(root: str) -> dict[str, Any]:
     dmi = "/sys/devices/virtual/dmi/id"
     board = " ".join(filter(None, (rootfs.attr_under(root, f"{dmi}/{k}") for k in ("board_vendor", "board_name"))))
     hostname = rootfs.read_hostname(root)
+    log, log_source = _kernel_log(root)
     return {
         "kernel_release": rootfs.attr_under(root, "/proc/sys/kernel/osrelease"),
         "cmdline": rootfs.attr_under(root, "/proc/cmdline"),
@@ -212,7 +217,8 @@ def _host(root: str) -> dict[str, Any]:
         "iommu_units": units,
         "hostname": hostname,
         "board": board or None,
-        "dmesg": _kernel_log(root),
+        "dmesg": log,
+        "dmesg_source": log_source,
     }
 
 
@@ -270,6 +276,7 @@ def capture(root: str | os.PathLike[str] = "/", *, config_as_bytes: bool = False
         "devices": devices,
         "read_notes": notes,
         "host_usage": host_usage.gather(root),
+        "doctor": doctor_facts.gather(root),
     }
 
 
