@@ -11,7 +11,7 @@ from tests.conftest import cli
 from vfiokit.analyses.board_summary import search, siblings, summarize
 from vfiokit.formats.board_header import parse
 from vfiokit.sources import boards
-from vfiokit.sources.listing import ADDRESS_TOKEN
+from vfiokit.sources.listing_text import ADDRESS_TOKEN
 
 NAMES = boards.names()
 

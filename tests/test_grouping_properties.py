@@ -6,8 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vfiokit.analyses.alone import make_alone
 from vfiokit.analyses.grouping import add_order, parse_override, predict_groups, predict_partition
-from vfiokit.analyses.simulation import make_alone, with_groups
+from vfiokit.analyses.simulation import with_groups
 from vfiokit.model import (
     PCIE_DOWNSTREAM_PORT,
     PCIE_ENDPOINT,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from vfiokit.analyses.alone import make_alone
 from vfiokit.analyses.grouping import parse_override, predict_groups
-from vfiokit.analyses.simulation import make_alone
 from vfiokit.errors import BadInput
 from vfiokit.model import (
     PCIE_DOWNSTREAM_PORT,

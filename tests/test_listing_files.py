@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import cli
 from vfiokit.model import PciAddress
-from vfiokit.sources import listing
+from vfiokit.sources import listing, listing_reader
 
 LISTINGS = Path(__file__).parent / "fixtures" / "listings"
 #: A missing folder gives no files, and the count test below fails on it (never a silent skip).
@@ -131,10 +131,10 @@ def test_groups_cli_on_a_listing_says_what_is_unknown():
 
 
 def test_a_line_longer_than_the_documented_cap_is_refused_with_its_number():
-    long = "01:00.0 VGA compatible controller: " + "x" * listing.MAX_LINE
+    long = "01:00.0 VGA compatible controller: " + "x" * listing_reader.MAX_LINE
     r = cli("groups", "--listing", "-", stdin=f"IOMMU Group 1\n{long}\n")
     assert r.code == 3, r.err
-    assert f"line 2 is {len(long)} characters long; a listing line holds at most {listing.MAX_LINE}" in r.err
+    assert f"line 2 is {len(long)} characters long; a listing line holds at most {listing_reader.MAX_LINE}" in r.err
     assert "Traceback" not in r.err
 
 
@@ -142,11 +142,11 @@ def test_a_line_kept_out_keeps_a_short_text():
     text = "IOMMU Group 1\n01:00.0 VGA: NVIDIA GP104 [10de:1b81]\n" + "seen at 02:00.0 " + "y" * 3000 + "\n"
     read = listing.parse(text, "paste")
     assert [s.line for s in read.skipped] == [3]
-    assert len(read.skipped[0].text) == listing.KEPT_TEXT
+    assert len(read.skipped[0].text) == listing_reader.KEPT_TEXT
 
 
 def test_more_devices_than_a_pci_domain_is_refused_with_the_limit(monkeypatch):
-    monkeypatch.setattr(listing, "MAX_DEVICES", 2)
+    monkeypatch.setattr(listing_reader, "MAX_DEVICES", 2)
     text = "IOMMU Group 1\n01:00.0 VGA: A\n01:00.1 Audio: B\n02:00.0 USB: C\n"
     r = cli("groups", "--listing", "-", stdin=text)
     assert r.code == 3, r.err
@@ -154,7 +154,7 @@ def test_more_devices_than_a_pci_domain_is_refused_with_the_limit(monkeypatch):
 
 
 def test_lines_kept_out_past_the_limit_are_counted_in_one_note(monkeypatch):
-    monkeypatch.setattr(listing, "MAX_KEPT_OUT", 2)
+    monkeypatch.setattr(listing_reader, "MAX_KEPT_OUT", 2)
     text = "IOMMU Group 1\n01:00.0 VGA: A\n" + "".join(f"see 0{i}:00.0 here\n" for i in range(2, 7))
     read = listing.parse(text, "paste")
     assert [s.line for s in read.skipped] == [3, 4]

@@ -21,7 +21,7 @@ def _boot_facts(root: str):  # -> BootFacts | None
     """`boot status`'s facts for a root folder; None where the boot loader is not one vfiokit
     reads (the check then says "not checked")."""
     from vfiokit.analyses.boot_state import boot_state
-    from vfiokit.analyses.doctor import BootFacts
+    from vfiokit.analyses.doctor_input import BootFacts
     from vfiokit.edits import bootline
     from vfiokit.edits.writer import shown_path
     from vfiokit.errors import VfiokitError
@@ -55,7 +55,8 @@ def doctor(subject: str | None, root: str | None, snapshot_file: str | None, sam
     Exit status: 0 all ok, 10 warnings, 11 failures.
     """
     from vfiokit.analyses.device_query import resolve
-    from vfiokit.analyses.doctor import DoctorInput, run, worst
+    from vfiokit.analyses.doctor import run, worst
+    from vfiokit.analyses.doctor_input import DoctorInput
     from vfiokit.render.doctor import doctor_json, doctor_text
     from vfiokit.sources import doctor_facts
 

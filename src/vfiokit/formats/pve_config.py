@@ -153,6 +153,9 @@ def parse_config(text: str, where: str = "config", strict: bool = True) -> VmCon
     again); qemu-server validates each value against its schema, which vfiokit does only for
     `hostpciN` (`pve_hostpci`): a value that fails is refused (strict) or not kept, and an earlier
     valid line of that key then still counts, as in qemu-server.
+
+    It stays whole because it follows parse_vm_config's single loop over lines, where the order of
+    the tests (header, comment, key, value checks) is the grammar.
     """
     # lines end at "\n" only, as qemu-server splits them (str.splitlines would also split at \x1e, \x85...)
     lines = [ln for ln in re.split(r"(?<=\n)", text) if ln]

@@ -67,6 +67,10 @@ def parse_mapping_cfg(text: str, where: str = "mapping/pci.cfg", strict: bool = 
     Where SectionConfig warns and ignores (a line it cannot place, an invalid id, an unknown or
     repeated property, a `map` entry that fails `$map_fmt`), `strict=True` raises `BadInput`
     naming the line, and `strict=False` ignores it as Proxmox does.
+
+    It stays whole to mirror SectionConfig::parse_config line for line: its two nested loops
+    (sections, then a section's properties) are the grammar, and splitting them hides where a
+    blank line or a header ends a section.
     """
     out: dict[str, list[str]] = {}
     # Perl's split(/\n/) keeps a "\r"; the loop below only looks at lines, so splitting at "\n" is it.

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from vfiokit.analyses.doctor import GROUPS, Finding
+from vfiokit.analyses.doctor_input import GROUPS, Finding
 from vfiokit.errors import BadInput
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds

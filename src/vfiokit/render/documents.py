@@ -18,8 +18,9 @@ from vfiokit.render.envelope import envelope
 from vfiokit.render.reasons import verdict_notes
 
 if TYPE_CHECKING:
+    from vfiokit.analyses.alone import AloneAdvice
     from vfiokit.analyses.passthrough import Verdict
-    from vfiokit.analyses.simulation import AloneAdvice, Simulation
+    from vfiokit.analyses.simulation import Simulation
 
 #: What the article enabled; `simulate`'s default when the host runs without an override.
 DEFAULT_OVERRIDE = "downstream,multifunction"
@@ -70,8 +71,9 @@ def run_simulate(top: Topology, ids: PciIds, override_text: str | None, targets:
     `alone` answer recommends, else `default_override`. An `alone` item is one function or every
     function of a card."""
     from vfiokit.analyses.acs_override import parse_override
+    from vfiokit.analyses.alone import make_alone
     from vfiokit.analyses.device_change import device_report
-    from vfiokit.analyses.simulation import make_alone, simulate, with_groups
+    from vfiokit.analyses.simulation import simulate, with_groups
 
     advice = [make_alone(top, a) for a in alone]
     recommended = next((x.override for x in advice if x.override is not None and not x.already_alone), None)

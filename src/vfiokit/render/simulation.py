@@ -7,8 +7,9 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from vfiokit.analyses.alone import AloneAdvice
 from vfiokit.analyses.model_check import Difference, ModelCheck
-from vfiokit.analyses.simulation import AloneAdvice, AssumedIsolation, Simulation
+from vfiokit.analyses.simulation import AssumedIsolation, Simulation
 from vfiokit.model import Group, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 

@@ -52,7 +52,7 @@ from vfiokit.sources.listing_text import (
 )
 
 if TYPE_CHECKING:
-    from vfiokit.sources.listing import Reader
+    from vfiokit.sources.listing_reader import Reader
 
 
 @dataclass(frozen=True)
