@@ -152,3 +152,28 @@ def test_anonymized_board_reads_back_as_a_board_quality_source(tmp_path):
     a = json.loads(cli("groups", "--sample", f"lab-{capture.name[:-5]}", "--json").out)
     b = json.loads(cli("groups", "--snapshot", str(out), "--json").out)
     assert a["groups"] == b["groups"]
+
+
+def test_markdown_for_a_post_can_be_anonymized_and_reads_back(tmp_path):
+    """`groups --format markdown --anonymize` (issue 20): the table for a forum post keeps no
+    hostname, address, UUID or mapping name of the host, and still reads back as the same groups."""
+    snap = tmp_path / "host.json"
+    snap.write_text(json.dumps(_personal_capture()))
+    plain = cli("groups", "--snapshot", str(snap), "--format", "markdown")
+    r = cli("groups", "--snapshot", str(snap), "--format", "markdown", "--anonymize")
+    assert r.code == 0 == plain.code, r.err
+    assert "192.168.1.20" in plain.out  # the kernel command line of the post names the address...
+    for value in ("pve-alice", "192.168.1.20", "9ff8c203-950b-4f46-8c41-6e994151ecd3", "alice-gpu"):
+        assert value not in r.out, value  # ...which the anonymized table does not
+    assert "anonymized: 1 hostname" in r.err
+    pasted = tmp_path / "post.md"
+    pasted.write_text(r.out)
+    back = cli("groups", "--listing", str(pasted), "--json")
+    original = cli("groups", "--snapshot", str(snap), "--json")
+    assert json.loads(back.out)["groups"] and [g["number"] for g in json.loads(back.out)["groups"]] == \
+        [g["number"] for g in json.loads(original.out)["groups"]]
+
+
+def test_anonymize_is_for_the_markdown_table_only():
+    r = cli("groups", "--sample", "asus-tuf-b550-plus", "--anonymize")
+    assert r.code == 2 and "--anonymize goes with --format markdown" in r.err

@@ -43,8 +43,12 @@ def no_iommu(top: Topology) -> NoIommu:
               help="Only groups holding a device with these vendor:device ids.")
 @click.option("--driver", default=None, metavar="NAME", help="Only groups holding a device bound to driver NAME.")
 @click.option("--shared", is_flag=True, help="Only groups with more than one endpoint (bridges do not count).")
+@click.option("--anonymize", is_flag=True,
+              help="With --format markdown: replace the hostname, addresses, mount points, serial numbers, VM "
+                   "names and your paths by placeholders, to post the table publicly.")
 def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool, class_word: str | None,
-           numbers: tuple[int, ...], ids_filter: str | None, driver: str | None, shared: bool) -> None:
+           numbers: tuple[int, ...], ids_filter: str | None, driver: str | None, shared: bool,
+           anonymize: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them.
 
     The filters keep a group when one of its devices matches them all, and show it whole."""
@@ -53,6 +57,9 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     for flag, given in (("--json", as_json), ("--predict", predict)):
         if given and fmt != "table":
             raise click.UsageError(f"--format {fmt} and {flag} cannot be combined: each is its own output")
+    if anonymize and fmt != "markdown":
+        raise click.UsageError("--anonymize goes with --format markdown "
+                               "(for a snapshot: 'vfiokit snapshot --anonymize')")
     wanted = GroupFilter(class_word, numbers, None if ids_filter is None else parse_ids(ids_filter), driver, shared)
     if predict and not wanted.empty:
         raise click.UsageError("--predict compares every group: it cannot be combined with a filter")
@@ -72,8 +79,13 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     if as_json:
         sys.stdout.write(groups_document(top, ids))
         return
+    said = None
+    if anonymize:
+        from vfiokit.analyses.anonymize import anonymize_topology
+
+        top, said = anonymize_topology(top)
     marker = host_marker(top)
-    notes = [*top.notes, *filter(None, [ids.missing_note])]
+    notes = [*top.notes, *filter(None, [ids.missing_note]), *filter(None, [said])]
     # The article's format and the Markdown for a post stay exact on stdout; the header goes to stderr.
     print_source_header(top, err=fmt in ("seed", "markdown"))
     if fmt == "seed":
