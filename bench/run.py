@@ -30,6 +30,7 @@ sys.path.insert(0, str(BENCH))
 from oracles.article import ARTICLE_SCRIPT, lspci_args  # noqa: E402
 
 import bench_groups  # noqa: E402
+import bench_listing  # noqa: E402
 import bench_simulate  # noqa: E402
 from slow_pve import SlowPve  # noqa: E402
 from vfiokit.analyses.grouping import parse_override, predict_groups  # noqa: E402
@@ -71,15 +72,6 @@ def run(cmd: list[str], env: dict[str, str] | None = None, tty: bool = False) ->
 def best(cmd: list[str], repeat: int, **kw: object) -> tuple[float, float]:
     runs = [run(cmd, **kw) for _ in range(repeat)]  # type: ignore[arg-type]
     return min(r[0] for r in runs), max(r[1] for r in runs)
-
-
-def best_call(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 class Table:
@@ -174,7 +166,7 @@ def main() -> int:
         bare = build_topology(capture_of(specs), "bench")
         top = with_groups(bare, predict_groups(bare, None))
         override = parse_override("downstream,multifunction")
-        a_time = best_call(lambda: simulate(top, override), rep)
+        a_time = bench_listing.best(lambda: simulate(top, override), rep)
         t.ratio(f"simulate analysis, {len(specs):,}", f"{a_time:.3f} s", "budget 1 s", a_time, "<= 1", a_time < 1)
         sim_tree = materialize(capture_of(specs), tmp / "sim")
         sj_time, _ = best([*VFIOKIT, "simulate", "--root", str(sim_tree), "--json"], rep)
