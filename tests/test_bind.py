@@ -385,3 +385,61 @@ def test_unbind_of_a_device_not_on_vfio_pci_is_nothing_to_do(kernel: KernelStand
     r = cli("unbind", "01:00.0", "--root", str(kernel.root), "--yes")
     assert r.code == 0 and r.err.startswith("vfiokit: nothing to do: 0000:01:00.0 not on vfio-pci")
     assert kernel.writes == []
+
+
+# --- groups: the driver at the next boot, as bind --status reads it -------------------------------
+
+def _devices(out: str) -> dict[str, dict]:
+    import json
+
+    doc = json.loads(out)
+    return {d["address"][5:]: d for g in doc["groups"] for d in g["devices"]}
+
+
+def test_groups_marks_a_device_modprobe_d_hands_to_vfio_pci_at_the_next_boot(tmp_path: Path) -> None:
+    root = b550(tmp_path)
+    plain = cli("groups", "--root", str(root)).out
+    assert "next boot" not in plain
+    (root / "etc/modprobe.d/nic.conf").write_text("options vfio-pci ids=10ec:8125\n")
+    r = cli("groups", "--root", str(root))
+    assert r.code == 0, r.err
+    # only the line of the spare NIC changes, and only by its mark
+    marked = [ln for ln in r.out.splitlines() if "next boot" in ln]
+    assert len(marked) == 1 and marked[0].startswith("  0a:00.0 Ethernet controller")
+    assert marked[0].endswith("driver r8169 · next boot: vfio-pci")
+    assert r.out.replace(" · next boot: vfio-pci", "") == plain
+    devs = _devices(cli("groups", "--root", str(root), "--json").out)
+    assert devs["0a:00.0"]["driver_next_boot"] == "vfio-pci"
+    assert devs["06:00.0"]["driver_next_boot"] == "r8169"  # its twin by vendor, not by ids: untouched
+    assert devs["00:01.1"]["driver_next_boot"] is None  # a bridge: left to pcieport, not judged
+    # a sample has no boot configuration: unknown, said as null for every device
+    sample = _devices(cli("groups", "--sample", "asus-tuf-b550-plus", "--json").out)
+    assert {d["driver_next_boot"] for d in sample.values()} == {None}
+
+
+def test_groups_marks_a_device_bound_now_that_goes_back_at_the_next_boot(kernel: KernelStandin) -> None:
+    root = str(kernel.root)
+    assert cli("bind", "0a:00.0", "--root", root, *FORCED).code == 0
+    r = cli("groups", "--root", root)
+    # bind took group 15's every endpoint; the record gives each one back to its driver at boot
+    marked = {ln[2:9]: ln.rsplit("  ", 1)[1] for ln in r.out.splitlines() if "next boot" in ln}
+    assert marked == {"02:00.0": "driver vfio-pci · next boot: xhci_hcd",
+                      "02:00.1": "driver vfio-pci · next boot: ahci",
+                      "04:00.0": "driver vfio-pci · boot VGA · host needs the display · next boot: nouveau",
+                      "04:00.1": "driver vfio-pci · next boot: snd_hda_intel",
+                      "06:00.0": "driver vfio-pci · host needs the network · next boot: r8169",
+                      "07:00.0": "driver vfio-pci · next boot: ahci",
+                      "08:00.0": "driver vfio-pci · next boot: nvme",
+                      "0a:00.0": "driver vfio-pci · next boot: r8169"}
+    assert _devices(cli("groups", "--root", root, "--json").out)["0a:00.0"]["driver_next_boot"] == "r8169"
+
+
+def test_groups_with_an_unreadable_bind_record_still_lists_and_says_why(tmp_path: Path) -> None:
+    root = b550(tmp_path)
+    (root / "var/backups/vfiokit").mkdir(parents=True)
+    (root / "var/backups/vfiokit/bound.json").write_text("{oops")
+    r = cli("groups", "--root", str(root))
+    assert r.code == 0 and "0a:00.0 Ethernet controller" in r.out and "next boot" not in r.out
+    assert ("the drivers at the next boot are unknown: /var/backups/vfiokit/bound.json: not a vfiokit "
+            "bind record") in r.err
+    assert cli("bind", "--status", "--root", str(root)).code == 3  # bind --status reads it strictly

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from vfiokit.cli.confirm import execute_plan, go_ahead
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.vfio_binding import DriverStatus
 
 
 def _options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,18 +181,16 @@ def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_ru
                  "Remove these and rebuild the initramfs?", "; reboot to apply")
 
 
-def _status(root: str, devices: tuple[str, ...]) -> None:
+def next_boot_status(top: Topology, root: str) -> list[DriverStatus]:
+    """Every endpoint's driver now and at the next boot, from what below `root` decides it: the
+    configured kernel command line's `vfio_pci.ids=`, modprobe.d's `ids=`, vfiokit's initramfs
+    script and bind record (`bind --status` and the `groups` column both read it here)."""
     from vfiokit.analyses.vfio_binding import driver_status
-    from vfiokit.cli.output import print_source_header
     from vfiokit.edits import bootline
     from vfiokit.formats import cmdline, modprobe
-    from vfiokit.render.bind import status_lines
-    from vfiokit.sources import sysfs
     from vfiokit.sources.boot import read_boot
     from vfiokit.sources.vfio_config import read_vfio_config
 
-    top = sysfs.read_topology(root)
-    print_source_header(top)
     conf = read_vfio_config(root)
     try:
         line = bootline.configured(read_boot(root)).value
@@ -197,7 +198,17 @@ def _status(root: str, devices: tuple[str, ...]) -> None:
         line = ""  # no boot configuration below the root: the command line adds nothing
     ids = [i for t in cmdline.tokens(line) if cmdline.key_of(t) == "vfio_pci.ids"
            for i in modprobe.parse_ids(t.partition("=")[2], t)]
-    rows = driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
+    return driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
+
+
+def _status(root: str, devices: tuple[str, ...]) -> None:
+    from vfiokit.cli.output import print_source_header
+    from vfiokit.render.bind import status_lines
+    from vfiokit.sources import sysfs
+
+    top = sysfs.read_topology(root)
+    print_source_header(top)
+    rows = next_boot_status(top, root)
     if devices:
         wanted = {str(a) for a in _targets(top, devices, root)}
         rows = [r for r in rows if str(r.device.address) in wanted]

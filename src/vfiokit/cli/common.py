@@ -14,6 +14,7 @@ from vfiokit.cli import completion
 from vfiokit.model import Topology
 
 _AGAIN = "vfiokit.source_again"
+_ROOT = "vfiokit.source_root"
 
 
 class SuggestingGroup(click.Group):
@@ -33,6 +34,13 @@ def source_again() -> str:
     reads the same machine; "" for the live host."""
     ctx = click.get_current_context(silent=True)
     return "" if ctx is None else str(ctx.meta.get(_AGAIN, ""))
+
+
+def source_root() -> str | None:
+    """The folder standing for / when the source is the live host or `--root`: the only sources
+    whose boot configuration (modprobe.d, initramfs, command line) can be read; None otherwise."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_ROOT)
 
 
 def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,7 +67,9 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(f"choose one source: {' and '.join(chosen)} were both given")
         given = [(o, v) for o, v in (("--root", root), ("--snapshot", snapshot_file), ("--sample", sample),
                                      ("--listing", listing_file), ("--board", board)) if v is not None]
-        click.get_current_context().meta[_AGAIN] = " ".join(f"{o} {shlex.quote(v)}" for o, v in given)
+        ctx = click.get_current_context()
+        ctx.meta[_AGAIN] = " ".join(f"{o} {shlex.quote(v)}" for o, v in given)
+        ctx.meta[_ROOT] = (root or "/") if not given or given[0][0] == "--root" else None
         kwargs["source"] = functools.partial(load_source, root, snapshot_file, sample, listing_file, board)
         return f(*args, **kwargs)
 

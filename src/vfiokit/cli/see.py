@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from vfiokit.analyses.device_query import CLASS_WORDS
 from vfiokit.cli.common import source_options
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
-from vfiokit.errors import ExitCode, NoIommu, Refused
-from vfiokit.model import Topology
+from vfiokit.errors import ExitCode, NoIommu, Refused, VfiokitError
+from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
+
+if TYPE_CHECKING:
+    from vfiokit.analyses.vfio_binding import DriverStatus
+    from vfiokit.render.groups import Marker
 
 
 def no_iommu(top: Topology) -> NoIommu:
@@ -76,16 +81,17 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     from vfiokit.render.check import host_marker
     from vfiokit.render.documents import groups_document
 
+    after, unread = _next_boot(whole)
     if as_json:
-        sys.stdout.write(groups_document(top, ids))
+        sys.stdout.write(groups_document(top, ids, {a: r.next_boot for a, r in after.items()}, unread))
         return
     said = None
     if anonymize:
         from vfiokit.analyses.anonymize import anonymize_topology
 
         top, said = anonymize_topology(top)
-    marker = host_marker(top)
-    notes = [*top.notes, *filter(None, [ids.missing_note]), *filter(None, [said])]
+    marker = _with_next_boot(host_marker(top), after)
+    notes = [*top.notes, *unread, *filter(None, [ids.missing_note]), *filter(None, [said])]
     # The article's format and the Markdown for a post stay exact on stdout; the header goes to stderr.
     print_source_header(top, err=fmt in ("seed", "markdown"))
     if fmt == "seed":
@@ -104,6 +110,28 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
         note(n)
     if not wanted.empty and not top.groups:
         note(f"no IOMMU group of the {len(whole.groups or ())} in {whole.source or 'this host'} matches the filters")
+
+
+def _next_boot(top: Topology) -> tuple[dict[PciAddress, DriverStatus], list[str]]:
+    """Each endpoint's driver at the next boot, read as `bind --status` reads it, when the source
+    is the live host or --root (a snapshot, sample or listing holds no boot configuration); and a
+    note when that configuration cannot be read (the groups are shown all the same)."""
+    from vfiokit.cli.bind import next_boot_status
+    from vfiokit.cli.common import source_root
+
+    root = source_root()
+    if root is None:
+        return {}, []
+    try:
+        return {r.device.address: r for r in next_boot_status(top, root)}, []
+    except VfiokitError as e:
+        return {}, [f"the drivers at the next boot are unknown: {e}"]
+
+
+def _with_next_boot(marker: Marker, after: dict[PciAddress, DriverStatus]) -> Marker:
+    from vfiokit.render.bind import next_boot_mark
+
+    return lambda d: [*marker(d), *next_boot_mark(after.get(d.address))]
 
 
 def _devices_without_groups(top: Topology, ids: PciIds, as_json: bool, fmt: str) -> None:

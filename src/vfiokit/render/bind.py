@@ -35,3 +35,11 @@ def status_lines(rows: list[DriverStatus]) -> list[str]:
     if any(r.differs for r in rows):
         out.append("* the driver changes at the next boot")
     return out
+
+
+def next_boot_mark(row: DriverStatus | None) -> list[str]:
+    """The `groups` mark of a device whose driver at the next boot is not the one it has now
+    (vfio-pci or not: `DriverStatus.differs`), as `bind --status` marks it with `*`."""
+    if row is None or not row.differs:
+        return []
+    return [f"next boot: {row.next_boot or 'its own driver'}"]

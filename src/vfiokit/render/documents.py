@@ -7,7 +7,7 @@ something the CLI does not: both come from these functions.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 DEFAULT_OVERRIDE = "downstream,multifunction"
 
 
-def groups_document(top: Topology, ids: PciIds) -> str:
-    """`groups --json` for a topology that has groups."""
+def groups_document(top: Topology, ids: PciIds, next_boot: Mapping[PciAddress, str | None] | None = None,
+                    notes: Sequence[str] = ()) -> str:
+    """`groups --json` for a topology that has groups (`next_boot`: each device's driver at the
+    next boot, when the source's boot configuration is readable)."""
     from vfiokit.render.groups import groups_json
 
-    notes = [*top.notes, *filter(None, [ids.missing_note])]
-    return envelope("groups", top.source, notes, **groups_json(top, ids, host_marker(top)))
+    said = [*top.notes, *notes, *filter(None, [ids.missing_note])]
+    return envelope("groups", top.source, said, **groups_json(top, ids, host_marker(top), next_boot))
 
 
 def check_document(top: Topology, verdict: Verdict, ids: PciIds) -> str:

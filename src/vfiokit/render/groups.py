@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from vfiokit.model import Device, Topology
+from vfiokit.model import Device, PciAddress, Topology
 from vfiokit.pciids import PciIds, lspci_line
 
 #: A function giving extra marks for a device (e.g. "host needs: root disk"), keyed by address.
@@ -62,19 +62,26 @@ def device_json(dev: Device, ids: PciIds, marks: Iterable[str] = ()) -> dict[str
     }
 
 
-def groups_json(top: Topology, ids: PciIds, marker: Marker | None = None) -> dict[str, Any]:
+def groups_json(top: Topology, ids: PciIds, marker: Marker | None = None,
+                next_boot: Mapping[PciAddress, str | None] | None = None) -> dict[str, Any]:
+    """The groups as JSON; each device's `driver_next_boot` is null when the source cannot tell
+    (a snapshot, sample or listing has no boot configuration; a bridge is left to pcieport)."""
     mark = marker or (lambda d: [])
+    after = next_boot or {}
+
+    def dev(d: Device) -> dict[str, Any]:
+        return {**device_json(d, ids, mark(d)), "driver_next_boot": after.get(d.address)}
+
     grouped = {a for g in top.groups or () for a in g.members}
     return {
         "groups": [
             {"number": g.number,
-             "devices": [device_json(top.by_address[a], ids, mark(top.by_address[a]))
-                         for a in g.members if a in top.by_address]}
+             "devices": [dev(top.by_address[a]) for a in g.members if a in top.by_address]}
             for g in top.groups or ()
         ],
-        "ungrouped": [device_json(d, ids, mark(d)) for d in top.devices
+        "ungrouped": [dev(d) for d in top.devices
                       if d.address not in grouped and d.address not in top.group_unknown],
-        "group_unknown": [device_json(d, ids, mark(d)) for d in top.devices if d.address in top.group_unknown],
+        "group_unknown": [dev(d) for d in top.devices if d.address in top.group_unknown],
     }
 
 
