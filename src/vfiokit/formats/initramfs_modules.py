@@ -34,14 +34,20 @@ def vfio_modules(kernel_release: str | None) -> list[str]:
     return mods
 
 
-def listed(text: str | None) -> list[str]:
-    """Module names the file lists (kmod spelling: `-` and `_` the same)."""
+def entries(text: str | None) -> list[tuple[int, str]]:
+    """(line number, module name) of each module the file lists, in order (kmod spelling: `-` and
+    `_` the same); the words after a name are its parameters."""
     out = []
-    for line in (text or "").split("\n"):
+    for n, line in enumerate((text or "").split("\n"), 1):
         words = line.split()
         if words and not words[0].startswith(("#", ";")):
-            out.append(module_key(words[0]))
+            out.append((n, module_key(words[0])))
     return out
+
+
+def listed(text: str | None) -> list[str]:
+    """Module names the file lists (kmod spelling: `-` and `_` the same)."""
+    return [m for _, m in entries(text)]
 
 
 def with_modules(text: str | None, modules: list[str]) -> str:

@@ -86,16 +86,19 @@ def commands(text: str) -> list[Command]:
     return out
 
 
+def vfio_ids_lines(text: str) -> list[tuple[int, list[str]]]:
+    """Every `ids=` an `options vfio-pci` line gives in this file, in order, with the number of
+    the line it starts on (ids lower case, as written: `parse_ids` judges them)."""
+    return [(c.line, [i.strip().lower() for i in a[4:].split(",") if i.strip()])
+            for c in commands(text) if c.verb == "options" and module_key(c.module) == "vfio_pci"
+            for a in c.args if a.startswith("ids=")]
+
+
 def vfio_ids(text: str) -> list[str]:
     """The ids `options vfio-pci ids=` gives in this file (kmod keeps every options line; the
     module sees them all, and vfio-pci reads the last `ids=` it is given)."""
-    ids: list[str] = []
-    for c in commands(text):
-        if c.verb == "options" and module_key(c.module) == "vfio_pci":
-            for a in c.args:
-                if a.startswith("ids="):
-                    ids = [i.strip().lower() for i in a[4:].split(",") if i.strip()]
-    return ids
+    found = vfio_ids_lines(text)
+    return found[-1][1] if found else []
 
 
 def softdeps(text: str) -> list[str]:

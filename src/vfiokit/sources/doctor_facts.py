@@ -30,8 +30,8 @@ from typing import Any
 
 from vfiokit import rootfs
 from vfiokit.errors import BadInput
+from vfiokit.formats import initramfs_modules, modprobe, pve_mapping
 from vfiokit.formats import pve_config as pc
-from vfiokit.formats import pve_mapping
 from vfiokit.model import Topology
 
 VERSION = 1
@@ -49,7 +49,6 @@ _PCI_NAME = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 #: Where systemd-modules-load reads module lists (modules-load.d(5)), and Debian's /etc/modules.
 _MODULES_LOAD = ("/etc/modules", "/etc/modules-load.d", "/run/modules-load.d", "/usr/lib/modules-load.d",
                  "/lib/modules-load.d")
-_INITRAMFS_MODULES = "/etc/initramfs-tools/modules"
 _MODPROBE_D = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
 
 
@@ -79,32 +78,15 @@ def _conf_files(root: str, folders: tuple[str, ...], suffix: str) -> list[str]:
 def _module_configs(root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None,
                                         list[dict[str, Any]]]:
     """(modules loaded at boot, modules in the initramfs (None: no initramfs-tools), vfio-pci ids
-    from modprobe.d). The one reader of these formats here: once the `bind` work (issue 14) lands,
-    its `formats/modprobe.py` and `formats/initramfs_modules.py` replace the parsing below."""
-    boot: list[dict[str, Any]] = []
-    for path in _conf_files(root, _MODULES_LOAD, ".conf"):
-        for n, line in enumerate((rootfs.text_under(root, path) or "").splitlines(), 1):
-            word = line.split("#")[0].strip()
-            if word and not word.startswith(";"):
-                boot.append({"file": path, "line": n, "module": word.split()[0].replace("-", "_")})
-    initramfs = None
-    text = rootfs.text_under(root, _INITRAMFS_MODULES)
-    if text is not None:
-        initramfs = []
-        for n, line in enumerate(text.splitlines(), 1):
-            word = line.split("#")[0].strip()
-            if word:
-                initramfs.append({"file": _INITRAMFS_MODULES, "line": n,
-                                  "module": word.split()[0].replace("-", "_")})
-    ids: list[dict[str, Any]] = []
-    for path in _conf_files(root, _MODPROBE_D, ".conf"):
-        for n, line in enumerate((rootfs.text_under(root, path) or "").splitlines(), 1):
-            words = line.split("#")[0].split()
-            if len(words) >= 3 and words[0] == "options" and words[1].replace("-", "_") == "vfio_pci":
-                for w in words[2:]:
-                    if w.startswith("ids="):
-                        ids.append({"file": path, "line": n,
-                                    "ids": [i.lower() for i in w[4:].split(",") if i]})
+    from modprobe.d), parsed by the formats `bind --persistent` writes them with."""
+    boot = [{"file": path, "line": n, "module": m} for path in _conf_files(root, _MODULES_LOAD, ".conf")
+            for n, m in initramfs_modules.entries(rootfs.text_under(root, path))]
+    text = rootfs.text_under(root, initramfs_modules.INITRAMFS_MODULES)
+    initramfs = None if text is None else [
+        {"file": initramfs_modules.INITRAMFS_MODULES, "line": n, "module": m}
+        for n, m in initramfs_modules.entries(text)]
+    ids = [{"file": path, "line": n, "ids": found} for path in _conf_files(root, _MODPROBE_D, ".conf")
+           for n, found in modprobe.vfio_ids_lines(rootfs.text_under(root, path) or "")]
     return boot, initramfs, ids
 
 
