@@ -375,3 +375,21 @@ def test_an_anonymized_snapshot_keeps_no_node_name_and_still_resolves_mappings(t
     assert "nas-of-alice" not in snap.read_text()
     r = cli("doctor", "--snapshot", str(snap), "--json")
     assert finding(json.loads(r.out), "vms.devices", "VM 100")["code"] == "hostpci.found"
+
+
+def test_every_vfiokit_command_a_fix_suggests_exists_with_its_options(tmp_path):
+    """A fix the user copies must run: each suggested `vfiokit ...` command, run with --help,
+    is accepted by the real CLI (click refuses an unknown command or option with exit 2)."""
+    import shlex
+
+    fixes: set[tuple[str, str]] = set()
+    for mode, (change, *_rest) in MODES.items():
+        _, report = doctor(build(tmp_path / mode, **change))
+        fixes |= {(c["fix"], c["id"]) for c in report["checks"] if (c["fix"] or "").startswith("vfiokit ")}
+    assert {shlex.split(f)[1] for f, _ in fixes} >= {"check", "bind", "boot"}, fixes
+    for fix in {f for f, _ in fixes}:
+        r = cli(*shlex.split(fix)[1:], "--help")
+        assert r.code == 0 and r.out.startswith("Usage: "), (fix, r.err)
+    # the module lists are written by a persistent bind, not by a bind now
+    assert {i for f, i in fixes if f == "vfiokit bind --persistent DEVICE"} == {"modules.at_boot",
+                                                                                       "modules.initramfs"}

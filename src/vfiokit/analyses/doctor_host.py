@@ -222,7 +222,7 @@ def modules_at_boot(d: DoctorInput) -> list[Finding]:
     missing, files = _named(entries, VFIO_MODULES)
     if missing:
         return [finding("modules.at_boot", WARN, "boot.missing", f"not in /etc/modules or modules-load.d: "
-                        f"{', '.join(missing)}", "vfiokit bind DEVICE", modules=", ".join(missing))]
+                        f"{', '.join(missing)}", "vfiokit bind --persistent DEVICE", modules=", ".join(missing))]
     return [finding("modules.at_boot", OK, "boot.listed", files)]
 
 
@@ -236,7 +236,7 @@ def modules_initramfs(d: DoctorInput) -> list[Finding]:
     missing, files = _named(entries, VFIO_MODULES)
     if missing:
         return [finding("modules.initramfs", WARN, "initramfs.missing",
-                        f"/etc/initramfs-tools/modules lacks {', '.join(missing)}", "vfiokit bind DEVICE",
+                        f"/etc/initramfs-tools/modules lacks {', '.join(missing)}", "vfiokit bind --persistent DEVICE",
                         modules=", ".join(missing))]
     return [finding("modules.initramfs", OK, "initramfs.listed", files)]
 
