@@ -151,3 +151,18 @@ def test_the_check_allows_the_one_way_and_names_an_unplaced_module() -> None:
     assert violations(modules) == []
     modules["vfiokit.stray"] = ("", False)
     assert violations(modules) == ["vfiokit.stray: no layer (place it in tests/test_layering.py and the README)"]
+
+
+def test_no_command_imports_another_command() -> None:
+    """A command module (one `cli.COMMANDS` names) shares code through `cli/common.py`, `cli/remote.py`,
+    `cli/confirm.py`... never by importing another command (issue 11: `see -> check`, `cluster ->
+    attach` were the knots)."""
+    from vfiokit.cli import COMMANDS
+
+    commands = set(COMMANDS.values())
+    tree = _source_tree()
+    known = set(tree)
+    crossing = [f"{name}:{line}: imports the command module {target}"
+                for name in sorted(commands) for line, target in imported(name, tree[name][1], tree[name][0], known)
+                if target in commands and target != name]
+    assert not crossing, "\n".join(crossing)

@@ -17,12 +17,13 @@ import click
 
 from vfiokit.cli import completion
 from vfiokit.cli.confirm import execute_plan, go_ahead
+from vfiokit.cli.next_boot import next_boot_status
 from vfiokit.cli.output import note
 from vfiokit.errors import BadInput, ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
 
 if TYPE_CHECKING:
-    from vfiokit.analyses.vfio_binding import DriverStatus
+    pass
 
 
 def _options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,26 +180,6 @@ def _unbind_persistent(top: Topology, addrs: list[PciAddress], root: str, dry_ru
                                   "vfio-pci until then ('vfiokit unbind' without --persistent gives them back now)"))
     execute_plan(plan, dry_run, yes, "vfiokit binds none of these at boot",
                  "Remove these and rebuild the initramfs?", "; reboot to apply")
-
-
-def next_boot_status(top: Topology, root: str) -> list[DriverStatus]:
-    """Every endpoint's driver now and at the next boot, from what below `root` decides it: the
-    configured kernel command line's `vfio_pci.ids=`, modprobe.d's `ids=`, vfiokit's initramfs
-    script and bind record (`bind --status` and the `groups` column both read it here)."""
-    from vfiokit.analyses.vfio_binding import driver_status
-    from vfiokit.edits import bootline
-    from vfiokit.formats import cmdline, modprobe
-    from vfiokit.sources.boot import read_boot
-    from vfiokit.sources.vfio_config import read_vfio_config
-
-    conf = read_vfio_config(root)
-    try:
-        line = bootline.configured(read_boot(root)).value
-    except VfiokitError:
-        line = ""  # no boot configuration below the root: the command line adds nothing
-    ids = [i for t in cmdline.tokens(line) if cmdline.key_of(t) == "vfio_pci.ids"
-           for i in modprobe.parse_ids(t.partition("=")[2], t)]
-    return driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
 
 
 def _status(root: str, devices: tuple[str, ...]) -> None:

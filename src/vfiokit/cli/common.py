@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from vfiokit.cli import completion
+from vfiokit.errors import NoIommu
 from vfiokit.model import Topology
 
 _AGAIN = "vfiokit.source_again"
@@ -86,3 +87,12 @@ def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
         if value is not None:
             return spec.load_kind(kind, value)
     return spec.load_kind("root", root or "/")
+
+
+def no_iommu(top: Topology) -> NoIommu:
+    """The error for a source without IOMMU groups, with the reason `diagnose` finds (groups, report)."""
+    from vfiokit.analyses.iommu_state import diagnose
+
+    d = diagnose(top.host)
+    return NoIommu(f"{top.source or 'this host'} has no IOMMU groups: {d.explanation}",
+                   hint="to see what vfiokit shows, try 'vfiokit groups --sample asus-tuf-b550-plus'")

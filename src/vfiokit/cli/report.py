@@ -20,7 +20,7 @@ from vfiokit.model import PciAddress, Topology
                    "every device that shares its group, up to 64 of them.")
 def report(source: Callable[[], Topology], output: str, alone: tuple[str, ...]) -> None:
     """Write one HTML page (no network resources) of the PCI tree, IOMMU groups, check verdicts and ACS overrides."""
-    from vfiokit.cli.see import no_iommu
+    from vfiokit.cli.common import no_iommu
     from vfiokit.pciids import PciIds
     from vfiokit.render.report import collect, report_html
 

@@ -10,23 +10,15 @@ from typing import TYPE_CHECKING
 import click
 
 from vfiokit.analyses.device_query import CLASS_WORDS
-from vfiokit.cli.common import source_options
+from vfiokit.cli.common import no_iommu, source_options
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
-from vfiokit.errors import ExitCode, NoIommu, Refused, VfiokitError
+from vfiokit.errors import ExitCode, Refused, VfiokitError
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
 
 if TYPE_CHECKING:
     from vfiokit.analyses.vfio_binding import DriverStatus
     from vfiokit.render.groups import Marker
-
-
-def no_iommu(top: Topology) -> NoIommu:
-    from vfiokit.analyses.iommu_state import diagnose
-
-    d = diagnose(top.host)
-    return NoIommu(f"{top.source or 'this host'} has no IOMMU groups: {d.explanation}",
-                   hint="to see what vfiokit shows, try 'vfiokit groups --sample asus-tuf-b550-plus'")
 
 
 @click.command()
@@ -116,8 +108,8 @@ def _next_boot(top: Topology) -> tuple[dict[PciAddress, DriverStatus], list[str]
     """Each endpoint's driver at the next boot, read as `bind --status` reads it, when the source
     is the live host or --root (a snapshot, sample or listing holds no boot configuration); and a
     note when that configuration cannot be read (the groups are shown all the same)."""
-    from vfiokit.cli.bind import next_boot_status
     from vfiokit.cli.common import source_root
+    from vfiokit.cli.next_boot import next_boot_status
 
     root = source_root()
     if root is None:
