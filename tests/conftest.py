@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.bootroot import Standins
 from vfiokit.cli import run
 
 
@@ -66,3 +67,11 @@ def lab_qemu() -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture
+def standins(tmp_path, monkeypatch) -> Standins:
+    """The refresh commands' stand-ins (`bootroot.Standins`), first on the PATH."""
+    s = Standins(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{s.bin}:{os.environ['PATH']}")
+    return s

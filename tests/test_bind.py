@@ -17,13 +17,6 @@ from kernelstandin import KernelStandin
 from test_formats_modprobe import needs_kmod, showconfig
 
 
-@pytest.fixture
-def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
-    s = Standins(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{s.bin}:{os.environ['PATH']}")
-    return s
-
-
 def debian_etc(root: Path) -> None:
     """The folders a Debian/Proxmox host has from its packages (kmod, systemd, initramfs-tools)."""
     for d in ("etc/modprobe.d", "etc/modules-load.d", "etc/initramfs-tools/scripts/init-top"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from tests.conftest import cli
 from vfiokit.edits import writer
 
 ZFS_CMDLINE = "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n"
-
-
-@pytest.fixture
-def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
-    s = Standins(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{s.bin}:{os.environ['PATH']}")
-    return s
 
 
 def _grub(tmp_path: Path, **kw: object) -> Path:

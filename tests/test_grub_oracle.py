@@ -57,13 +57,6 @@ def _other_lines_identical(before: bytes, after: bytes) -> None:
         assert VAR + "=" in b[i]
 
 
-@pytest.fixture
-def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
-    s = Standins(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{s.bin}:{__import__('os').environ['PATH']}")
-    return s
-
-
 @pytest.mark.parametrize(("corpus", "deciding", "variant"), CASES)
 @pytest.mark.parametrize("params", [["intel_iommu=on"], ["intel_iommu=on", "iommu=pt",
                                                           "pcie_acs_override=downstream,multifunction"]])

@@ -49,13 +49,6 @@ def _journal(root: Path) -> Path:
     return root / writer.BACKUP_DIR / writer.JOURNAL
 
 
-@pytest.fixture
-def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standins:
-    s = Standins(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{s.bin}:{os.environ['PATH']}")
-    return s
-
-
 # --- point 1: journal the intent before the rename, finish it on the next run -------------------
 
 def test_the_journal_names_the_change_before_the_file_is_replaced(tmp_path: Path) -> None:
