@@ -25,9 +25,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oracles.article import ARTICLE_SCRIPT, lspci_args
 
+from interpreter import environment, interpreter
 from vfiokit.model import (
     PCIE_DOWNSTREAM_PORT,
     PCIE_ENDPOINT,
@@ -110,7 +112,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    vfiokit = [sys.executable, "-m", "vfiokit"]
+    python = interpreter()
+    vfiokit = [python, "-m", "vfiokit"]
+    print(f"vfiokit on {python}")
     print(f"{'functions':>9} {'script':>9} {'lspci -nn':>9} {'vfiokit':>9} {'seed':>9} "
           f"{'script/vk':>9} {'vk/lspci':>9} {'peak MB':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
@@ -123,8 +127,9 @@ def main() -> int:
                 env = {**os.environ, "SYS": f"{tree}/sys", "LC_ALL": "C"}
                 script_time, _ = best(["bash", str(script), *lspci_args(tree)], 1, env)
             lspci_time, _ = best(["lspci", "-nn", *lspci_args(tree)], args.repeat)
-            vk_time, vk_rss = best([*vfiokit, "groups", "--root", str(tree)], args.repeat)
-            seed_time, seed_rss = best([*vfiokit, "groups", "--root", str(tree), "--format", "seed"], args.repeat)
+            env = environment(python, Path(tmp) / "pycache")
+            vk_time, vk_rss = best([*vfiokit, "groups", "--root", str(tree)], args.repeat, env)
+            seed_time, seed_rss = best([*vfiokit, "groups", "--root", str(tree), "--format", "seed"], args.repeat, env)
             ratio_script = f"{script_time / vk_time:9.1f}" if script_time else f"{'-':>9}"
             script_col = f"{script_time:9.2f}" if script_time else f"{'-':>9}"
             print(f"{n:>9} {script_col} {lspci_time:9.3f} {vk_time:9.3f} {seed_time:9.3f} {ratio_script} "

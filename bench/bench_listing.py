@@ -20,9 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oracles.listing_render import FORMATS
 
+from interpreter import environment, interpreter
 from vfiokit.model import Device, Group, PciAddress, Topology
 from vfiokit.pciids import PciIds
 from vfiokit.sources import listing
@@ -61,6 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     ids = PciIds.system()
     ids.vendor_names()  # load pci.ids before timing
+    python = interpreter()
     for n in map(int, args.sizes.split(",")):
         top = machine(n)
         print(f"{n} devices")
@@ -69,10 +72,11 @@ def main() -> None:
             t = best(lambda text=text, name=name: listing.parse_with_pciids(text, name), args.repeat)
             print(f"  read {name:<10} {len(text.splitlines()):>7} lines  {t * 1000:8.1f} ms")
         with tempfile.TemporaryDirectory() as tmp:
+            env = environment(python, Path(tmp) / "pycache")
             path = Path(tmp) / "flat.txt"
             path.write_text(FORMATS["flat"][0](top))
             for argv in (["groups", "--listing", str(path)], ["compare", str(path), str(path)]):
-                t = best(lambda argv=argv: subprocess.run([sys.executable, "-m", "vfiokit", *argv],
+                t = best(lambda argv=argv, env=env: subprocess.run([python, "-m", "vfiokit", *argv], env=env,
                                                           capture_output=True, check=False), args.repeat)
                 print(f"  vfiokit {argv[0]:<18} {t * 1000:8.1f} ms")
 

@@ -32,6 +32,7 @@ from oracles.article import ARTICLE_SCRIPT, lspci_args  # noqa: E402
 import bench_groups  # noqa: E402
 import bench_listing  # noqa: E402
 import bench_simulate  # noqa: E402
+from interpreter import environment, interpreter  # noqa: E402
 from slow_pve import SlowPve  # noqa: E402
 from vfiokit.analyses.grouping import parse_override, predict_groups  # noqa: E402
 from vfiokit.analyses.simulation import simulate, with_groups  # noqa: E402
@@ -39,8 +40,9 @@ from vfiokit.sources.capture import build_topology  # noqa: E402
 from vfiokit.sources.synthetic import capture_of  # noqa: E402
 from vfiokit.sources.tree import materialize  # noqa: E402
 
-VFIOKIT = [sys.executable, "-m", "vfiokit"]
-ENV = {**os.environ, "PYTHONPATH": str(BENCH.parent / "src"), "LC_ALL": "C.UTF-8"}
+#: Set by main(): the interpreter that runs vfiokit (interpreter.py) and its environment.
+VFIOKIT: list[str] = []
+ENV: dict[str, str] = {}
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, tty: bool = False) -> tuple[float, float]:
@@ -122,14 +124,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--python", help="the interpreter to run vfiokit with (default: Debian's /usr/bin/python3 "
+                                     "when it has click and rich, as the Debian package runs)")
     args = ap.parse_args()
     big, small, sim, lines = (1_000, 100, 5_000, 100_000) if args.quick else (10_000, 1_000, 50_000, 1_000_000)
     rep = args.repeat
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, {os.cpu_count()} CPUs, "
-          f"best of {rep}", flush=True)
     t = Table()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        python = interpreter(args.python)
+        VFIOKIT[:] = [python, "-m", "vfiokit"]
+        ENV.update(environment(python, tmp / "pycache"))
+        print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, {os.cpu_count()} CPUs, "
+              f"best of {rep}, vfiokit on {python} (bytecode compiled)", flush=True)
         tree = materialize(capture_of(bench_groups.machine(big)), tmp / "big")
         lspci = ["lspci", "-nn", *lspci_args(tree)]
         l_time, l_mb = best(lspci, rep)
