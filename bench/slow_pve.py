@@ -9,6 +9,7 @@ and parameters; this one only waits, so that what is timed is how vfiokit waits 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -20,6 +21,27 @@ PCI = [{"id": "0000:01:00.0", "class": "0x030000", "vendor": "0x10de", "device":
         "vendor_name": "NVIDIA Corporation", "device_name": "GP104 [GeForce GTX 1070]"},
        {"id": "0000:01:00.1", "class": "0x040300", "vendor": "0x10de", "device": "0x10f0", "iommugroup": 13,
         "vendor_name": "NVIDIA Corporation", "device_name": "GP104 High Definition Audio Controller"}]
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """HTTPS served as pveproxy serves it: many clients at once. socketserver's defaults would not:
+    a listen backlog of 5 makes the kernel drop the SYNs of a client's 16 parallel connections
+    past it (each retried 1 s later, TCP's initial retransmission timeout: an inventory timed at
+    one or two latencies by chance), and a listening socket wrapped in TLS makes the accepting
+    thread do every handshake in turn. Here the backlog is large and each connection's handshake
+    is done in its own thread."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        super().__init__(address, handler)
+
+    def finish_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        with self.ctx.wrap_socket(request, server_side=True) as tls:
+            super().finish_request(tls, client_address)
 
 
 class SlowPve:
@@ -54,10 +76,9 @@ class SlowPve:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cafile, key)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server = _TlsServer(("127.0.0.1", 0), Handler, ctx)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> SlowPve:

@@ -12,7 +12,6 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
     from vfiokit.model import Topology
 
@@ -95,25 +94,6 @@ def print_renderable(renderable: object) -> None:
 HANG = 4
 
 
-def _hanging(text: Text, c: Console) -> list[Text]:
-    """`text` cut at word boundaries to the terminal's width (rich reads COLUMNS, else asks the
-    terminal), continuation lines indented under the line's own indent plus HANG."""
-    plain = text.plain
-    hang = len(plain) - len(plain.lstrip(" ")) + HANG
-    width = c.width
-    if len(plain) <= width or width <= hang + 20:
-        return [text]
-    from rich.text import Text
-
-    pieces = list(text.wrap(c, width - hang, overflow="fold"))
-    return [pieces[0], *(Text(" " * hang) + p for p in pieces[1:])]
-
-
-def _print_wrapped(c: Console, text: Text) -> None:
-    for piece in _hanging(text, c):
-        c.print(piece, soft_wrap=True)
-
-
 def print_markup(lines: Iterable[str]) -> None:
     """Print rich markup lines: on a terminal wrapped with a hanging indent; piped, one record per
     line (grep and diff see whole records)."""
@@ -124,21 +104,24 @@ def print_markup(lines: Iterable[str]) -> None:
         return
     from rich.text import Text
 
-    for line in lines:
-        _print_wrapped(c, Text.from_markup(line))
+    from vfiokit.cli.terminal import TerminalWriter
+
+    with TerminalWriter(c) as out:
+        for line in lines:
+            out.text(Text.from_markup(line))
 
 
 def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
-    """Print styled segments: through rich on a terminal, as plain text otherwise (fast, so a
-    10,000-device listing piped to grep costs no rendering)."""
+    """Print styled segments: on a terminal in colour, wrapped with a hanging indent; as plain text
+    otherwise (fast, so a 10,000-device listing piped to grep costs no rendering)."""
     if not sys.stdout.isatty():
         sys.stdout.writelines("".join(text for text, _ in line) + "\n" for line in lines)
         return
-    from rich.text import Text
+    from vfiokit.cli.terminal import TerminalWriter
 
-    c = console()
-    for line in lines:
-        _print_wrapped(c, Text.assemble(*line))
+    with TerminalWriter(console()) as out:
+        for line in lines:
+            out.segments(line)
 
 
 def print_source_header(top: Topology, err: bool = False) -> None:
