@@ -79,7 +79,7 @@ def vmids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[C
 def boot_params(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The parameters the next boot's configuration already gives the kernel (what `boot remove`
     can take away), read as `vfiokit boot status` reads them."""
-    from vfiokit.edits.bootline import configured
+    from vfiokit.formats.boot_setup import configured
     from vfiokit.formats.cmdline import tokens
     from vfiokit.sources.boot import read_boot
 

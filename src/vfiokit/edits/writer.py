@@ -68,8 +68,9 @@ from vfiokit.edits.journal import (
     sha256_of,
     undo_plan,
 )
-from vfiokit.edits.write_plan import Applied, FileChange, WritePlan, shown_path
+from vfiokit.edits.write_plan import Applied, FileChange, WritePlan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
+from vfiokit.formats.host_paths import shown_path
 
 #: What callers and tests use, at the one door (the parts live in atomic, journal and write_plan).
 __all__ = ["BACKUP_DIR", "JOURNAL", "REFRESH_COMMANDS", "TMP_SUFFIX", "UNDOABLE", "Applied", "FileChange",
