@@ -50,8 +50,8 @@ class PciIds:
         self._problem: str | None = None
         #: Where the damaged lines that lookups reached start: a damaged line costs its names only.
         self._bad: set[int] = set()
-        #: Each vendor looked up: its name (None: not in the file) and its blocks' (start, end).
-        self._vendors: dict[int, tuple[str | None, list[tuple[int, int]]]] = {}
+        #: Each vendor looked up: its name (None: not in the file) and its block's (start, end).
+        self._vendors: dict[int, tuple[str | None, tuple[int, int]]] = {}
 
     @classmethod
     def system(cls) -> PciIds:
@@ -76,18 +76,19 @@ class PciIds:
             self.path = None
             return b""
 
-    def _vendor(self, vendor_id: int) -> tuple[str | None, list[tuple[int, int]]]:
-        """The vendor's name and where its block is, found on its first lookup (a vendor listed
-        twice has two blocks, the later one's names winning, as in one pass over the file)."""
+    def _vendor(self, vendor_id: int) -> tuple[str | None, tuple[int, int]]:
+        """The vendor's name and where its block is, found on its first lookup. A vendor listed
+        twice is read from its first block: lspci refuses such a file ("Duplicate entry",
+        pciutils lib/names-parse.c), and looking for a second one would read the whole file on
+        every lookup."""
         found = self._vendors.get(vendor_id)
         if found is not None:
             return found
         data = self._data
-        name: str | None = None
-        blocks: list[tuple[int, int]] = []
-        key = b"\n%04x  " % vendor_id
-        at = data.find(key)
-        while at >= 0:
+        at = data.find(b"\n%04x  " % vendor_id)
+        if at < 0:
+            self._vendors[vendor_id] = (None, (0, 0))
+        else:
             start = end = at + 1
             while True:
                 end = _BLOCK.match(data, end).end()  # type: ignore[union-attr] # matches anything
@@ -98,12 +99,9 @@ class PciIds:
                 if end < 0:
                     end = len(data)
                     break
-            blocks.append((start, end))
             line_end = data.find(b"\n", start, end)
-            name = _name(data[start + 6:line_end if line_end >= 0 else end])
-            at = data.find(key, at + 1)
-        self._vendors[vendor_id] = (name, blocks)
-        return name, blocks
+            self._vendors[vendor_id] = (_name(data[start + 6:line_end if line_end >= 0 else end]), (start, end))
+        return self._vendors[vendor_id]
 
     @cached_property
     def _classes(self) -> tuple[dict[int, str], dict[int, str]]:
@@ -187,13 +185,12 @@ class PciIds:
         return self._vendor(vendor_id)[0]
 
     def device(self, vendor_id: int, device_id: int) -> str | None:
-        key = b"\n\t%04x  " % device_id
-        for start, end in reversed(self._vendor(vendor_id)[1]):  # the last line wins, as in one pass
-            at = self._data.rfind(key, start, end)
-            if at >= 0:
-                line_end = self._data.find(b"\n", at + 1, end)
-                return _name(self._data[at + 8:line_end if line_end >= 0 else end])
-        return None
+        start, end = self._vendor(vendor_id)[1]
+        at = self._data.find(b"\n\t%04x  " % device_id, start, end)  # listed twice: the first, as above
+        if at < 0:
+            return None
+        line_end = self._data.find(b"\n", at + 1, end)
+        return _name(self._data[at + 8:line_end if line_end >= 0 else end])
 
     def class_name(self, class_id: int, mixed: bool = False) -> str:
         """lspci's class text for a 16-bit class id; `mixed` adds ` [cccc]` as `-nn` does."""

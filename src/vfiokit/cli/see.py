@@ -71,10 +71,11 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     whole = top
     top = select_groups(top, wanted)
     from vfiokit.render.check import host_marker
-    from vfiokit.render.documents import groups_document
 
     after, unread = _next_boot(whole)
     if as_json:
+        from vfiokit.render.documents import groups_document
+
         sys.stdout.write(groups_document(top, ids, {a: r.next_boot for a, r in after.items()}, unread))
         return
     said = None

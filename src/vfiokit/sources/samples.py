@@ -9,7 +9,6 @@ named `lab-<K>-<name>`, the same machines under kernel K. Each is a snapshot wit
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from typing import Any
 
@@ -41,6 +40,8 @@ def load_raw(name: str) -> dict[str, Any]:
     if path is None:
         # The nearest few names, not all of them on one line: names sharing the typed prefix first
         # (`asus-tuf-b550` -> `asus-tuf-b550-plus`), then the closest spellings.
+        import difflib  # here: only a misspelt name pays for it
+
         known = names()
         near = [n for n in known if n.startswith(name)] if name else []
         near += [n for n in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if n not in near]
