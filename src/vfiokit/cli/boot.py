@@ -82,7 +82,7 @@ def _unknown_loader(root: str, reason: str, as_json: bool) -> None:
 def status(root: str, as_json: bool) -> None:
     """Which boot path, which file decides, what is configured, running and pending."""
     from vfiokit.analyses.boot_state import boot_state
-    from vfiokit.edits import writer
+    from vfiokit.edits.journal_read import interrupted
     from vfiokit.formats.boot_setup import configured
     from vfiokit.formats.host_paths import shown_path
     from vfiokit.render.boot_status import boot_status_json, boot_status_lines
@@ -95,7 +95,7 @@ def status(root: str, as_json: bool) -> None:
         _unknown_loader(root, str(e), as_json)
         return
     try:  # a change killed half way (kill, hang-up): the next writing command finishes it
-        unfinished = writer.interrupted(root)
+        unfinished = interrupted(root)
     except VfiokitError as e:
         unfinished = [f"the journal cannot be read: {e}"]
     conf = configured(setup)
