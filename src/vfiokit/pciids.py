@@ -1,9 +1,16 @@
 """Names for PCI ids, from the system's pci.ids, formatted the way lspci formats them.
 
 The file is Debian's `pci.ids` package (`/usr/share/misc/pci.ids`) or hwdata's
-(`/usr/share/hwdata/pci.ids`); `VFIOKIT_PCI_IDS` names another. It is read lazily, once, on the
-first lookup (about 1.3 MB, some 40 ms). Without it names degrade to numbers, as lspci does, and
-`PciIds.missing_note` says so.
+(`/usr/share/hwdata/pci.ids`); `VFIOKIT_PCI_IDS` names another. Without it names degrade to
+numbers, as lspci does, and `PciIds.missing_note` says so.
+
+The file (about 1.3 MB, 36,000 lines) is read on the first lookup but parsed only where lookups
+need it: parsing all of it took 20-25 ms, more than the rest of a 9-device `groups`. A vendor's
+block (its line and its device lines) is found with `bytes.find` of "\\n<vendor>  " and checked on
+its first lookup, the class section is parsed on the first class lookup, and only `vendor_names()`
+(for pasted listings) reads every vendor line. So a damaged line is said by `missing_note` only
+once a lookup has reached it (its vendor's block, or the class section): read the note after the
+names it should vouch for.
 
 The formatting mirrors pciutils lib/names.c: `format_name_pair` for "vendor device",
 `pci_lookup_name(PCI_LOOKUP_CLASS)` for the class (subclass name, else class name with the number,
@@ -13,22 +20,38 @@ else "Class xxxx").
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 
 from vfiokit.model import Device
 
 SEARCH_PATH = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 
+#: A vendor's block from its line on, up to the next unindented line (another vendor, a class) or
+#: the first damaged device line: device lines (a tab, 4 hex digits, two spaces), subsystem lines
+#: (two tabs), comments and empty lines. Possessive: Intel's 8,000 lines are one pass, no backtracking.
+_BLOCK = re.compile(rb".*(?:\n(?:\t[0-9a-f]{4}  .*|\t\t.*|#.*)?)*+")
+#: A vendor line: 4 hex digits, two spaces, the name.
+_VENDOR_LINE = re.compile(rb"([0-9a-f]{4})  (.*)")
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").strip()
+
 
 class PciIds:
-    """A parsed pci.ids. `PciIds.system()` is the shared lazily-loaded instance."""
+    """A pci.ids, parsed where lookups need it. `PciIds.system()` is the shared instance."""
 
     _system: PciIds | None = None
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        #: Why a file that exists gave fewer names than it should (said by `missing_note`).
+        #: Why a file that exists cannot be read (said by `missing_note`).
         self._problem: str | None = None
+        #: Where the damaged lines that lookups reached start: a damaged line costs its names only.
+        self._bad: set[int] = set()
+        #: Each vendor looked up: its name (None: not in the file) and its block's (start, end).
+        self._vendors: dict[int, tuple[str | None, tuple[int, int]]] = {}
 
     @classmethod
     def system(cls) -> PciIds:
@@ -39,69 +62,112 @@ class PciIds:
         return cls._system
 
     @cached_property
-    def _tables(self) -> tuple[dict[int, str], dict[tuple[int, int], str], dict[int, str], dict[int, str]]:
-        vendors: dict[int, str] = {}
-        devices: dict[tuple[int, int], str] = {}
-        classes: dict[int, str] = {}
-        subclasses: dict[int, str] = {}
+    def _data(self) -> bytes:
+        """The whole file behind a newline, so that every line, the first too, follows one (line N
+        starts after the Nth); empty without a readable file. Bytes: only the names shown are
+        decoded (UTF-8, a bad byte shown as U+FFFD)."""
         if self.path is None:
-            return vendors, devices, classes, subclasses
+            return b""
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
+            with open(self.path, "rb") as f:
+                return b"\n" + f.read()
         except OSError as e:
             self._problem = f"cannot read {self.path}: {e.strerror}; "
             self.path = None
-            return vendors, devices, classes, subclasses
-        vendor = cls = -1
+            return b""
+
+    def _vendor(self, vendor_id: int) -> tuple[str | None, tuple[int, int]]:
+        """The vendor's name and where its block is, found on its first lookup. A vendor listed
+        twice is read from its first block: lspci refuses such a file ("Duplicate entry",
+        pciutils lib/names-parse.c), and looking for a second one would read the whole file on
+        every lookup."""
+        found = self._vendors.get(vendor_id)
+        if found is not None:
+            return found
+        data = self._data
+        at = data.find(b"\n%04x  " % vendor_id)
+        if at < 0:
+            self._vendors[vendor_id] = (None, (0, 0))
+        else:
+            start = end = at + 1
+            while True:
+                end = _BLOCK.match(data, end).end()  # type: ignore[union-attr] # matches anything
+                if data[end:end + 1] != b"\t":
+                    break
+                self._bad.add(end)  # a device line that is not "<4 hex digits>  <name>": skipped
+                end = data.find(b"\n", end)
+                if end < 0:
+                    end = len(data)
+                    break
+            line_end = data.find(b"\n", start, end)
+            self._vendors[vendor_id] = (_name(data[start + 6:line_end if line_end >= 0 else end]), (start, end))
+        return self._vendors[vendor_id]
+
+    @cached_property
+    def _classes(self) -> tuple[dict[int, str], dict[int, str]]:
+        """(class names, subclass names by 16-bit id): the `C` lines and what follows them, at
+        the end of the file (where pci.ids keeps them), parsed on the first class lookup."""
+        classes: dict[int, str] = {}
+        subclasses: dict[int, str] = {}
+        data = self._data
+        at = data.find(b"\nC")
+        while at >= 0 and data[at + 2:at + 3] != b" ":
+            at = data.find(b"\nC", at + 1)
+        if at < 0:
+            return classes, subclasses
+        cls = -1
         in_classes = False
-        bad: list[int] = []
-        for number, line in enumerate(lines, 1):
-            if not line or line[0] == "#":
-                continue
+        start = at + 1
+        for line in data[start:].split(b"\n"):
             try:
-                if line[0] != "\t":
-                    if line.startswith("C "):
+                if not line or line[:1] == b"#":
+                    pass
+                elif line[:1] != b"\t":
+                    in_classes = line[:2] == b"C "  # else a vendor's block: its lookups read it
+                    if in_classes:
+                        cls = -1  # until its number is read
                         cls = int(line[2:4], 16)
-                        in_classes = True
-                        classes[cls] = line[6:].strip()
-                    else:
-                        in_classes = False
-                        try:
-                            vendor = int(line[:4], 16)
-                        except ValueError:
-                            vendor = -1  # other lists (device_class_ids? unknown) are skipped
-                            continue
-                        vendors[vendor] = line[6:].strip()
-                elif line.startswith("\t\t"):
-                    continue  # subsystems and prog-ifs: lspci's terse line shows neither
-                elif in_classes:
-                    subclasses[(cls << 8) | int(line[1:3], 16)] = line[5:].strip()
-                elif vendor >= 0:
-                    devices[(vendor, int(line[1:5], 16))] = line[7:].strip()
+                        classes[cls] = _name(line[6:])
+                elif in_classes and line[:2] != b"\t\t":  # two tabs: a prog-if, which lspci -nn omits
+                    if cls < 0:
+                        raise ValueError("a subclass under a damaged class line")
+                    subclasses[(cls << 8) | int(line[1:3], 16)] = _name(line[5:])
             except ValueError:
-                bad.append(number)  # names are cosmetic: a damaged line costs its names only
-        if not vendors:
-            self._problem = f"{self.path} holds no pci.ids entries"
-        elif bad:
-            self._problem = (f"{self.path} line {bad[0]}: not pci.ids syntax"
-                             + (f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else "")
-                             + ", skipped")
-        return vendors, devices, classes, subclasses
+                self._bad.add(start)
+            start += len(line) + 1
+        return classes, subclasses
+
+    @cached_property
+    def _holds_entries(self) -> bool:
+        """Whether the file has a vendor line at all (the first is near the top of a real one)."""
+        return re.search(rb"^[0-9a-f]{4}  ", self._data, re.M) is not None
 
     @property
     def missing_note(self) -> str | None:
-        self._tables  # noqa: B018 - loading decides whether the file was usable
+        """Why some names are numbers: no file, a file that cannot be read or holds no entries, or
+        the damaged lines the lookups so far reached (so read it after the lookups)."""
+        self._data  # noqa: B018 - reading decides whether the file was usable
         if self.path is None:
             return (f"no pci.ids found ({self._problem or ''}install Debian's 'pci.ids' package or set "
                     "VFIOKIT_PCI_IDS): devices are shown by number")
-        if self._problem is not None:
-            return f"{self._problem}: devices it does not name are shown by number"
+        if not self._holds_entries:
+            return f"{self.path} holds no pci.ids entries: devices it does not name are shown by number"
+        if self._bad:
+            first = self._data.count(b"\n", 0, min(self._bad))
+            more = len(self._bad) - 1
+            return (f"{self.path} line {first}: not pci.ids syntax"
+                    + (f" (and {more} more lines)" if more else "")
+                    + ", skipped: devices it does not name are shown by number")
         return None
 
     def vendor_names(self) -> frozenset[str]:
-        """Every vendor name (to tell the vendor part of a pasted "vendor device" name)."""
-        return frozenset(self._tables[0].values())
+        """Every vendor name (to tell the vendor part of a pasted "vendor device" name): the one
+        lookup that reads every vendor line."""
+        names: dict[bytes, bytes] = {}
+        for line in self._data.split(b"\n"):
+            if (m := _VENDOR_LINE.match(line)) is not None:
+                names[m[1]] = m[2]
+        return frozenset(_name(n) for n in names.values())
 
     def class_of_name(self, name: str) -> int | None:
         """The 16-bit class id lspci names `name` (its subclass name, unique in pci.ids' class
@@ -111,23 +177,28 @@ class PciIds:
     @cached_property
     def _class_ids(self) -> dict[str, int]:
         names: dict[str, int] = {}
-        for class_id, name in self._tables[3].items():
+        for class_id, name in self._classes[1].items():
             names[name] = -1 if name in names else class_id  # a name two classes share tells neither
         return {n: c for n, c in names.items() if c >= 0}
 
     def vendor(self, vendor_id: int) -> str | None:
-        return self._tables[0].get(vendor_id)
+        return self._vendor(vendor_id)[0]
 
     def device(self, vendor_id: int, device_id: int) -> str | None:
-        return self._tables[1].get((vendor_id, device_id))
+        start, end = self._vendor(vendor_id)[1]
+        at = self._data.find(b"\n\t%04x  " % device_id, start, end)  # listed twice: the first, as above
+        if at < 0:
+            return None
+        line_end = self._data.find(b"\n", at + 1, end)
+        return _name(self._data[at + 8:line_end if line_end >= 0 else end])
 
     def class_name(self, class_id: int, mixed: bool = False) -> str:
         """lspci's class text for a 16-bit class id; `mixed` adds ` [cccc]` as `-nn` does."""
-        sub = self._tables[3].get(class_id)
+        sub = self._classes[1].get(class_id)
         num = f"{class_id:04x}"
         if sub is not None:
             return f"{sub} [{num}]" if mixed else sub
-        base = self._tables[2].get(class_id >> 8)
+        base = self._classes[0].get(class_id >> 8)
         if base is not None:
             return f"{base} [{num}]"  # names.c adds the full number when only the class is known
         return f"Class [{num}]" if mixed else f"Class {num}"
@@ -167,3 +238,4 @@ def lspci_line(dev: Device, ids: PciIds, numeric: bool = False, domain: bool = F
         name = "Unknown device"
     rev = f" (rev {dev.revision:02x})" if dev.revision else ""
     return f"{slot} {klass}: {name}{rev}"
+

@@ -22,13 +22,11 @@ same machine.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from vfiokit.errors import BadInput, DeviceNotFound
-from vfiokit.formats.pve_hostpci import HOST_ID_RE
 from vfiokit.model import Device, PciAddress, Topology
 
 #: pci.ids class names (`C 03  Display controller`) and subclass names (`00  VGA compatible
@@ -123,6 +121,8 @@ def _where(top: Topology) -> str:
 
 
 def _nearest_addresses(text: str, top: Topology) -> list[str]:
+    import difflib  # here: only a device not found pays for it
+
     shorts = [d.address.short for d in top.devices]
     return difflib.get_close_matches(text.removeprefix("0000:"), shorts, n=3, cutoff=0.6)
 
@@ -142,6 +142,8 @@ def _many(word: str, found: list[Device], top: Topology, again: str) -> Ambiguou
 def resolve_word(word: str, top: Topology, again: str = "") -> list[PciAddress]:
     """The functions one word names (see the module doc); raises BadInput for a word of no known
     form, DeviceNotFound when it names nothing here, Ambiguous when it names several devices."""
+    from vfiokit.formats.pve_hostpci import HOST_ID_RE  # here: `groups` imports this module for its filters
+
     again = f" {again}" if again else ""
     t = word.strip().lower()
     # Addresses and slots in Proxmox's grammar (qemu-server PVE/QemuServer/PCI.pm, two hex digits
@@ -170,6 +172,8 @@ def resolve_word(word: str, top: Topology, again: str = "") -> list[PciAddress]:
         return _one(word, hits, top, again, f"no {t} ({CLASS_WORDS[t].names})")
     if any(c in t for c in ":.") or t[:1].isdigit():
         raise BadInput(f"'{word}' is not a PCI address ({ID_HINT})", device=word)
+    import difflib
+
     near = difflib.get_close_matches(t, list(CLASS_WORDS), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(near)}?" if near else None
     raise BadInput(f"'{word}' names no device: expected {FORMS}", hint=hint, device=word)
@@ -200,6 +204,8 @@ def resolve(words: Iterable[str], top: Topology, again: str = "") -> list[PciAdd
 
 def is_slot(word: str) -> bool:
     """The word names a whole slot (`04:00`), so Proxmox should pass all its functions."""
+    from vfiokit.formats.pve_hostpci import HOST_ID_RE
+
     m = HOST_ID_RE.fullmatch(word.strip().lower())
     return m is not None and m[4] is None
 

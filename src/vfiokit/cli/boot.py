@@ -82,8 +82,9 @@ def _unknown_loader(root: str, reason: str, as_json: bool) -> None:
 def status(root: str, as_json: bool) -> None:
     """Which boot path, which file decides, what is configured, running and pending."""
     from vfiokit.analyses.boot_state import boot_state
-    from vfiokit.edits import bootline, writer
-    from vfiokit.edits.writer import shown_path
+    from vfiokit.edits.journal_read import interrupted
+    from vfiokit.formats.boot_setup import configured
+    from vfiokit.formats.host_paths import shown_path
     from vfiokit.render.boot_status import boot_status_json, boot_status_lines
     from vfiokit.sources.boot import read_boot
 
@@ -94,10 +95,10 @@ def status(root: str, as_json: bool) -> None:
         _unknown_loader(root, str(e), as_json)
         return
     try:  # a change killed half way (kill, hang-up): the next writing command finishes it
-        unfinished = writer.interrupted(root)
+        unfinished = interrupted(root)
     except VfiokitError as e:
         unfinished = [f"the journal cannot be read: {e}"]
-    conf = bootline.configured(setup)
+    conf = configured(setup)
     full = f"{conf.linux or ''} {conf.value}".strip()
     complete = conf.known and (setup.uses_kernel_cmdline or conf.linux is not None)
     state = boot_state(full, setup.running, setup.generated, complete)
@@ -173,14 +174,14 @@ def remove(params: tuple[str, ...], root: str, dry_run: bool, yes: bool) -> None
 def iommu(pt: bool, root: str, dry_run: bool, yes: bool) -> None:
     """Turn the IOMMU on where the kernel needs a parameter for it (Intel before kernel 6.8)."""
     from vfiokit.analyses.iommu_state import IOMMU_OFF, iommu_params
-    from vfiokit.edits import bootline
     from vfiokit.formats import cmdline
+    from vfiokit.formats.boot_setup import configured
     from vfiokit.sources.boot import read_boot
 
     setup = read_boot(root)
     params, why = iommu_params(setup.host, pt)
     # An off switch in the configuration is why there is no IOMMU, whatever the firmware says.
-    offs = [t for t in cmdline.tokens(bootline.configured(setup).value) if t in IOMMU_OFF]
+    offs = [t for t in cmdline.tokens(configured(setup).value) if t in IOMMU_OFF]
     note(f"{' '.join(offs)} turns the IOMMU off: vfiokit takes it away" if offs else why)
     if not params and not offs:
         click.echo("vfiokit: nothing to add", err=True)

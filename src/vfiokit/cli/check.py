@@ -42,7 +42,6 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     targets = resolve(devices, top, again=source_again())
     verdict = judge(top, targets)
     ids = PciIds.system()
-    notes = [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]
     if as_json:
         from vfiokit.render.documents import check_document
 
@@ -50,7 +49,8 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     else:
         print_source_header(top)
         print_markup(verdict_text(verdict, ids, top, source_again()))
-        for n in notes:
+        # After the names: pci.ids' note says the damaged lines their lookups reached.
+        for n in [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]:
             note(n)
     code = _EXIT[verdict.level.name]
     if code != ExitCode.OK:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vfiokit.cli import completion
 from vfiokit.errors import NoIommu
-from vfiokit.model import Topology
+
+if TYPE_CHECKING:  # the model is imported by the command that loads one, not by --version or --help
+    from vfiokit.model import Topology
 
 _AGAIN = "vfiokit.source_again"
 _ROOT = "vfiokit.source_root"
@@ -24,6 +25,8 @@ class SuggestingGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib  # here: only a mistyped command pays for it
+
             near = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
             said = f"; did you mean {' or '.join(near)}?" if near else ""
             raise click.UsageError(f"no command '{name}' in '{ctx.command_path}'{said}", ctx)

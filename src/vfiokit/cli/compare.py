@@ -42,14 +42,16 @@ def compare(a: str, b: str, common_only: bool, as_json_: bool) -> None:
         only_a = sum(1 for side, _ in c.ignored if side == "A")
         notes.append(f"--common: left out {only_a} device(s) only in A and "
                      f"{len(c.ignored) - only_a} only in B")
-    notes.extend(filter(None, [ids.missing_note]))
     if as_json_:
         from vfiokit.render.envelope import envelope
 
-        sys.stdout.write(envelope("compare", f"{c.a.source} | {c.b.source}", notes, **compare_json(c, ids)))
+        body = compare_json(c, ids)
+        # After the names: pci.ids' note says the damaged lines their lookups reached.
+        notes.extend(filter(None, [ids.missing_note]))
+        sys.stdout.write(envelope("compare", f"{c.a.source} | {c.b.source}", notes, **body))
     else:
         print_markup(compare_text(c, ids))
-        for n in notes:
+        for n in [*notes, *filter(None, [ids.missing_note])]:
             note(n)
     if not c.identical:
         sys.exit(ExitCode.DIFFERENT)

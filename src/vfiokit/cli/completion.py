@@ -9,14 +9,16 @@ traceback into the user's prompt, so anything vfiokit cannot read gives no value
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from click.shell_completion import CompletionItem
 
 from vfiokit.errors import VfiokitError
 
-Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
+if TYPE_CHECKING:  # every command names a completer; only completing imports what they use
+    from click.shell_completion import CompletionItem
+
+Completer = Callable[[click.Context, click.Parameter, str], "list[CompletionItem]"]
 
 
 def _guarded(f: Completer) -> Completer:
@@ -37,6 +39,8 @@ def _root(ctx: click.Context) -> str:
 @_guarded
 def sample_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The bundled samples (`vfiokit samples`)."""
+    from click.shell_completion import CompletionItem
+
     from vfiokit.sources import samples
 
     return [CompletionItem(n) for n in samples.names() if n.startswith(incomplete)]
@@ -46,6 +50,8 @@ def sample_names(ctx: click.Context, param: click.Parameter, incomplete: str) ->
 def addresses(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The PCI addresses of the source the command line names so far (the live host by default),
     short (07:00.0) as `lspci` shows them, or with the domain when the user started typing one."""
+    from click.shell_completion import CompletionItem
+
     from vfiokit.cli.common import load_source
 
     p = ctx.params
@@ -70,6 +76,10 @@ def addresses(ctx: click.Context, param: click.Parameter, incomplete: str) -> li
 def vmids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The VMs of this node: one `/etc/pve/qemu-server/VMID.conf` each (pmxcfs shows the local
     node's VMs there)."""
+    from pathlib import Path
+
+    from click.shell_completion import CompletionItem
+
     folder = Path(_root(ctx)) / "etc/pve/qemu-server"
     ids = sorted((p.stem for p in folder.glob("*.conf") if p.stem.isdigit()), key=int)
     return [CompletionItem(v) for v in ids if v.startswith(incomplete)]
@@ -79,7 +89,9 @@ def vmids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[C
 def boot_params(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The parameters the next boot's configuration already gives the kernel (what `boot remove`
     can take away), read as `vfiokit boot status` reads them."""
-    from vfiokit.edits.bootline import configured
+    from click.shell_completion import CompletionItem
+
+    from vfiokit.formats.boot_setup import configured
     from vfiokit.formats.cmdline import tokens
     from vfiokit.sources.boot import read_boot
 

@@ -22,14 +22,14 @@ def _boot_facts(root: str):  # -> BootFacts | None
     reads (the check then says "not checked")."""
     from vfiokit.analyses.boot_state import boot_state
     from vfiokit.analyses.doctor_input import BootFacts
-    from vfiokit.edits import bootline
-    from vfiokit.edits.writer import shown_path
     from vfiokit.errors import VfiokitError
+    from vfiokit.formats.boot_setup import configured
+    from vfiokit.formats.host_paths import shown_path
     from vfiokit.sources.boot import read_boot
 
     try:
         setup = read_boot(root)
-        conf = bootline.configured(setup)
+        conf = configured(setup)
     except VfiokitError:
         return None
     full = f"{conf.linux or ''} {conf.value}".strip()

@@ -14,14 +14,14 @@ def next_boot_status(top: Topology, root: str) -> list[DriverStatus]:
     configured kernel command line's `vfio_pci.ids=`, modprobe.d's `ids=`, vfiokit's initramfs
     script and bind record (`bind --status` and the `groups` column both read it here)."""
     from vfiokit.analyses.vfio_binding import driver_status
-    from vfiokit.edits import bootline
     from vfiokit.formats import cmdline, modprobe
+    from vfiokit.formats.boot_setup import configured
     from vfiokit.sources.boot import read_boot
     from vfiokit.sources.vfio_config import read_vfio_config
 
     conf = read_vfio_config(root)
     try:
-        line = bootline.configured(read_boot(root)).value
+        line = configured(read_boot(root)).value
     except VfiokitError:
         line = ""  # no boot configuration below the root: the command line adds nothing
     ids = [i for t in cmdline.tokens(line) if cmdline.key_of(t) == "vfio_pci.ids"

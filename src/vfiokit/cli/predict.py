@@ -47,7 +47,7 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         sys.stdout.write(run.document(top.source))
         return
     print_source_header(top)
-    sim, reports, advice, notes = run.sim, run.reports, run.advice, run.notes
+    sim, reports, advice = run.sim, run.reports, run.advice
     # The answer first: the override each --alone device needs and what it changes; then the
     # groups with the override shown (the recommended one unless --acs-override names another).
     for x in advice:
@@ -57,5 +57,5 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     for report in reports:
         print_markup(view.device_lines(report))
     print_markup(view.warning_lines(sim))
-    for n in notes:
+    for n in run.notes:  # after the names: pci.ids' note says the damaged lines their lookups reached
         note(n)

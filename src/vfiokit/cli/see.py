@@ -71,10 +71,11 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     whole = top
     top = select_groups(top, wanted)
     from vfiokit.render.check import host_marker
-    from vfiokit.render.documents import groups_document
 
     after, unread = _next_boot(whole)
     if as_json:
+        from vfiokit.render.documents import groups_document
+
         sys.stdout.write(groups_document(top, ids, {a: r.next_boot for a, r in after.items()}, unread))
         return
     said = None
@@ -83,7 +84,6 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
 
         top, said = anonymize_topology(top)
     marker = _with_next_boot(host_marker(top), after)
-    notes = [*top.notes, *unread, *filter(None, [ids.missing_note]), *filter(None, [said])]
     # The article's format and the Markdown for a post stay exact on stdout; the header goes to stderr.
     print_source_header(top, err=fmt in ("seed", "markdown"))
     if fmt == "seed":
@@ -98,7 +98,8 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
         from vfiokit.render.groups import groups_text
 
         print_lines(groups_text(top, ids, marker))
-    for n in notes:
+    # After the names: pci.ids' note says the damaged lines their lookups reached.
+    for n in [*top.notes, *unread, *filter(None, [ids.missing_note]), *filter(None, [said])]:
         note(n)
     if not wanted.empty and not top.groups:
         note(f"no IOMMU group of the {len(whole.groups or ())} in {whole.source or 'this host'} matches the filters")

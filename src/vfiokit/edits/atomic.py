@@ -1,9 +1,10 @@
 """The writer's atomic steps on one file, and the backup folder they keep private.
 
 `replace_file` makes a path hold a text (temp file in the same folder, owner, mode and extended
-attributes kept, fsync, rename, fsync of the folder); `resolve` finds the real file below a root;
-`backup_folder` and `open_private` refuse a backup folder, journal or lock that someone else could
-have planted. `edits/writer.py` composes them into `apply`; nothing else writes a file.
+attributes kept, fsync, rename, fsync of the folder); `backup_folder` and `open_private` refuse a
+backup folder, journal or lock that someone else could have planted (finding the real file below a
+root, `resolve`, is `edits/host_files.py`'s, which reading commands use without these steps).
+`edits/writer.py` composes them into `apply`; nothing else writes a file.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from vfiokit import rootfs
+from vfiokit.edits.host_files import BACKUP_DIR, fail, owned
 from vfiokit.errors import ExitCode, Refused, VfiokitError, child_env
 
-BACKUP_DIR = "var/backups/vfiokit"
-JOURNAL = "journal.jsonl"
 TMP_SUFFIX = ".vfiokit-tmp"
 #: Seconds a refresh command may run. update-grub on a host with many kernels takes tens of
 #: seconds; one that hangs (a stuck ESP mount) must not hold the lock, and the change, for ever.
@@ -45,29 +44,6 @@ class Hooks:
     #: Clock for backup names and the journal (tests pin it).
     now: Callable[[], datetime.datetime] = field(
         default=lambda: datetime.datetime.now(datetime.UTC))
-
-
-def fail(path: str, what: str, e: OSError) -> VfiokitError:
-    code = ExitCode.PERMISSION if isinstance(e, PermissionError) else ExitCode.WRITE_FAILED
-    return VfiokitError(f"{path}: cannot {what} ({e.strerror or e})", code)
-
-
-def resolve(path: str, root: str | None) -> str:
-    """The real file behind `path` (below `root`, which stands for `/`): every component is
-    resolved with `rootfs.resolve_under`, so the real file is what gets replaced and the link
-    stays. A path, or a link on the way, that leads outside `root` is refused (exit REFUSED),
-    named as the host sees it; a loop is bad input (exit 3)."""
-    base = os.path.abspath(root) if root else "/"
-    try:
-        return rootfs.resolve_under(base, rootfs.host_path(base, path))
-    except rootfs.OutsideRoot as e:
-        raise Refused(f"{e}; nothing written") from None
-
-
-def read_if_present(path: str) -> str | None:
-    """A file's text exactly (bytes that are not UTF-8 survive a read and write unchanged);
-    None when it does not exist. Only a regular file is read (`rootfs.read_file`)."""
-    return rootfs.read_text(path, follow=True)
 
 
 def fsync_dir(folder: str) -> None:
@@ -160,12 +136,6 @@ def clean_stale_temps(path: str) -> None:
     for stale in glob.glob(pattern, include_hidden=True):
         with contextlib.suppress(OSError):
             os.unlink(stale)
-
-
-def owned(st: os.stat_result) -> bool:
-    """Owned by root (or by whoever runs vfiokit, for a tree of one's own): anyone else could
-    have planted it, and a planted journal or backup is a way to make root write any file."""
-    return st.st_uid in (0, os.geteuid())
 
 
 def backup_folder(root: str) -> str:

@@ -1,52 +1,27 @@
 """Plans that change the next boot's kernel command line, in the file that really decides it. Pure:
-it reads the texts a `BootSetup` carries and returns a writer `WritePlan`; nothing is written here."""
+it reads the texts a `BootSetup` carries and returns a writer `WritePlan`; nothing is written here.
+What the configuration says now (`configured`) is `formats/boot_setup.py`'s, which reading commands
+use without this module and the writer behind it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vfiokit.edits.writer import FileChange, WritePlan, shown_path
+from vfiokit.edits.write_plan import FileChange, WritePlan
 from vfiokit.errors import Refused
-from vfiokit.formats import cmdline, kernel_cmdline_file
+from vfiokit.formats import cmdline
 from vfiokit.formats import grub_default as grub
-from vfiokit.formats.boot_setup import BootSetup, Configured
-
-
-def _kernel_cmdline_parts(setup: BootSetup) -> tuple[str, str, str, str | None]:
-    """(path, first line, rest of the file, why vfiokit will not edit it) of /etc/kernel/cmdline."""
-    assert setup.kernel_cmdline is not None
-    path, text = setup.kernel_cmdline
-    first, rest, refusal = kernel_cmdline_file.split(text)
-    return path, first, rest, refusal
+from vfiokit.formats.boot_setup import BootSetup, configured, kernel_cmdline_parts
+from vfiokit.formats.host_paths import shown_path
 
 
 def _kernel_cmdline_line(setup: BootSetup) -> tuple[str, str, str]:
     """(path, first line, rest of the file) of /etc/kernel/cmdline; Refused when vfiokit will
     not edit it."""
-    path, first, rest, refusal = _kernel_cmdline_parts(setup)
+    path, first, rest, refusal = kernel_cmdline_parts(setup)
     if refusal:
         raise Refused(f"{shown_path(path, setup.root)}: {refusal}", file=shown_path(path, setup.root))
     return path, first, rest
-
-
-def configured(setup: BootSetup) -> Configured:
-    """Where the next boot's command line comes from, and what it says."""
-    if setup.uses_kernel_cmdline:
-        path, first, _, refusal = _kernel_cmdline_parts(setup)
-        return Configured(path, 1, first, refusal=refusal)
-    value, last = grub.effective(setup.grub_files)
-    linux, lin = grub.effective(setup.grub_files, "GRUB_CMDLINE_LINUX")
-    linux_note = (f"{shown_path(lin.path, setup.root)} line {lin.line}: {lin.reason}"
-                  if linux is None and isinstance(lin, grub.Unfollowable) else None)
-    if last is None:
-        return Configured(setup.grub_files[0][0], None, "", (), linux, linux_note)
-    before = setup.grub_files[: [p for p, _ in setup.grub_files].index(last.path)]
-    overridden = tuple(shown_path(p, setup.root) for p, text in before if grub.scan(p, text))
-    if isinstance(last, grub.Unfollowable) and last.appends is not None:
-        overridden = ()  # it adds to them
-    refusal = last.reason if isinstance(last, grub.Unfollowable) else None
-    return Configured(last.path, last.line, value if value is not None else "(unknown)", overridden, linux,
-                      linux_note, refusal, value is not None)
 
 
 def plan(setup: BootSetup, add: Sequence[str] = (), remove: Sequence[str] = ()) -> WritePlan:

@@ -3,10 +3,10 @@ file, the commands to run after, notes), and what `apply` did (`Applied`)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from vfiokit.formats.diff import unified_diff
+from vfiokit.formats.host_paths import shown_path
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,3 @@ class Applied:
     journal_id: str | None = None
     #: What the user must know besides: an interrupted change finished, a journal line not written.
     notes: tuple[str, ...] = ()
-
-
-def shown_path(path: str, root: str | None) -> str:
-    """`path` as the user thinks of it: below `root`, `/etc/...` (unchanged outside `root`)."""
-    if root is None:
-        return path
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        return path
-    return "/" if rel == os.curdir else "/" + rel

@@ -20,8 +20,9 @@ such as "reboot needed"), shown as a unified diff, and only then applied. `apply
    the error is reported as one line (exit WRITE_FAILED).
 
 The journal is written ahead (the entry before the first rename, its end after), and a change a
-kill interrupted is finished by the next `apply`; `edits/journal.py` holds that, `undo_plan` and
-the rules by which an entry is trusted. The atomic steps on one file are `edits/atomic.py`.
+kill interrupted is finished by the next `apply`; `edits/journal.py` holds that and `undo_plan`,
+`edits/journal_read.py` the reading and the rules by which an entry is trusted. The atomic steps
+on one file are `edits/atomic.py`, the reading of files below a root `edits/host_files.py`.
 
 Nothing is written, backed up or run when no file's text changes.
 
@@ -43,33 +44,28 @@ import os
 from collections.abc import Iterator, Sequence
 
 from vfiokit.edits.atomic import (
-    BACKUP_DIR,
-    JOURNAL,
     TMP_SUFFIX,
     Hooks,
     backup_folder,
     clean_stale_temps,
-    fail,
     open_private,
     private_dirs,
-    read_if_present,
     replace_file,
-    resolve,
     run_command,
 )
-from vfiokit.edits.journal import (
+from vfiokit.edits.host_files import BACKUP_DIR, JOURNAL, fail, read_if_present, resolve
+from vfiokit.edits.journal import append_record, finish_interrupted, undo_plan
+from vfiokit.edits.journal_read import (
     REFRESH_COMMANDS,
     UNDOABLE,
-    append_record,
-    finish_interrupted,
     interrupted,
     load_journal,
     read_journal,
     sha256_of,
-    undo_plan,
 )
-from vfiokit.edits.write_plan import Applied, FileChange, WritePlan, shown_path
+from vfiokit.edits.write_plan import Applied, FileChange, WritePlan
 from vfiokit.errors import Conflict, ExitCode, VfiokitError
+from vfiokit.formats.host_paths import shown_path
 
 #: What callers and tests use, at the one door (the parts live in atomic, journal and write_plan).
 __all__ = ["BACKUP_DIR", "JOURNAL", "REFRESH_COMMANDS", "TMP_SUFFIX", "UNDOABLE", "Applied", "FileChange",

@@ -32,14 +32,17 @@ def groups_document(top: Topology, ids: PciIds, next_boot: Mapping[PciAddress, s
     next boot, when the source's boot configuration is readable)."""
     from vfiokit.render.groups import groups_json
 
+    body = groups_json(top, ids, host_marker(top), next_boot)
+    # After the names: pci.ids' note says the damaged lines their lookups reached.
     said = [*top.notes, *notes, *filter(None, [ids.missing_note])]
-    return envelope("groups", top.source, said, **groups_json(top, ids, host_marker(top), next_boot))
+    return envelope("groups", top.source, said, **body)
 
 
 def check_document(top: Topology, verdict: Verdict, ids: PciIds) -> str:
     """`check --json` for a verdict already reached on `top`."""
+    body = verdict_json(verdict, ids)
     notes = [*top.notes, *verdict_notes(verdict), *filter(None, [ids.missing_note])]
-    return envelope("check", top.source, notes, **verdict_json(verdict, ids))
+    return envelope("check", top.source, notes, **body)
 
 
 def default_override(top: Topology) -> str:
@@ -56,7 +59,18 @@ class SimulateRun:
     sim: Simulation
     reports: list[dict[str, Any]]
     advice: list[AloneAdvice]
-    notes: list[str]
+    top: Topology
+    ids: PciIds
+
+    @property
+    def notes(self) -> list[str]:
+        """What the output says besides; read it after the names are shown (pci.ids' note says the
+        damaged lines their lookups reached)."""
+        notes = [*self.top.notes, *self.sim.notes, *filter(None, [self.ids.missing_note])]
+        if self.top.groups is None:
+            notes.append(f"{self.top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
+                         "prediction is what the kernel will form once the IOMMU is on")
+        return notes
 
     def document(self, source: str) -> str:
         """`simulate --json`."""
@@ -87,11 +101,7 @@ def run_simulate(top: Topology, ids: PciIds, override_text: str | None, targets:
     sim = simulate(top, override)
     predicted_top = with_groups(top, sim.predicted)
     reports = [device_report(top, predicted_top, sim, a) for a in targets]
-    notes = [*top.notes, *sim.notes, *filter(None, [ids.missing_note])]
-    if top.groups is None:
-        notes.append(f"{top.source or 'this host'} has no IOMMU groups now: 'current' is empty and the "
-                     "prediction is what the kernel will form once the IOMMU is on")
-    return SimulateRun(sim, reports, advice, notes)
+    return SimulateRun(sim, reports, advice, top, ids)
 
 
 def parsed(document: str) -> dict[str, Any]:

@@ -14,9 +14,9 @@ import base64
 import gzip
 import html
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from vfiokit import __version__
@@ -97,7 +97,9 @@ def collect(top: Topology, ids: PciIds, alone: Sequence[PciAddress] | None = Non
 
 
 def _asset(name: str) -> str:
-    return resources.files("vfiokit.render").joinpath("report_page", name).read_text(encoding="utf-8")
+    # A file beside this module, read with `os` (as `sources/samples.py` says why).
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_page", name), encoding="utf-8") as f:
+        return f.read()
 
 
 def encode_payload(payload: dict[str, Any]) -> str:

@@ -9,8 +9,7 @@ named `lab-<K>-<name>`, the same machines under kernel K. Each is a snapshot wit
 
 from __future__ import annotations
 
-import difflib
-from importlib import resources
+import os
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -18,17 +17,24 @@ from vfiokit.model import Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import snapshot
 
+#: The package installs them as files beside its modules (pip and the Debian package alike), read
+#: with `os`: importlib.resources would import tempfile and pathlib into every command that reads one.
+FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 
-def _folder():
-    return resources.files("vfiokit") / "samples"
+
+def _json_files(folder: str) -> list[tuple[str, str]]:
+    with os.scandir(folder) as entries:
+        return [(e.name[:-5], e.path) for e in entries if e.name.endswith(".json")]
 
 
-def _files() -> dict[str, Any]:
-    found = {p.name[:-5]: p for p in _folder().iterdir() if p.name.endswith(".json")}
-    lab = _folder() / "lab"
-    found.update((f"lab-{p.name[:-5]}", p) for p in lab.iterdir() if p.name.endswith(".json"))
-    for kernel in (k for k in lab.iterdir() if k.is_dir()):
-        found.update((f"lab-{kernel.name}-{p.name[:-5]}", p) for p in kernel.iterdir() if p.name.endswith(".json"))
+def _files() -> dict[str, str]:
+    found = dict(_json_files(FOLDER))
+    lab = os.path.join(FOLDER, "lab")
+    found.update((f"lab-{name}", path) for name, path in _json_files(lab))
+    with os.scandir(lab) as entries:
+        kernels = [e for e in entries if e.is_dir()]
+    for kernel in kernels:
+        found.update((f"lab-{kernel.name}-{name}", path) for name, path in _json_files(kernel.path))
     return found
 
 
@@ -41,13 +47,14 @@ def load_raw(name: str) -> dict[str, Any]:
     if path is None:
         # The nearest few names, not all of them on one line: names sharing the typed prefix first
         # (`asus-tuf-b550` -> `asus-tuf-b550-plus`), then the closest spellings.
+        import difflib  # here: only a misspelt name pays for it
+
         known = names()
         near = [n for n in known if n.startswith(name)] if name else []
         near += [n for n in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if n not in near]
         said = f"did you mean {' or '.join(near[:3])}? " if near else ""
         raise BadInput(f"no sample named '{name}'", hint=f"{said}'vfiokit samples' lists all {len(known)}")
-    with resources.as_file(path) as p:
-        return snapshot.load_raw(p)
+    return snapshot.load_raw(path)
 
 
 def load(name: str) -> Topology:
