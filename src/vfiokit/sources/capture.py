@@ -26,7 +26,7 @@ Layout (version 1)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -76,6 +76,11 @@ def _int(text: str | None, where: str) -> int | None:
         raise BadInput(f"{where}: '{text}' is not a number") from None
 
 
+def parse_key(key: str, origin: str) -> PciAddress:
+    """The address of a capture's device key; BadInput naming the source otherwise."""
+    return _address(key, f"{origin}: devices")
+
+
 def _address(text: str, where: str) -> PciAddress:
     try:
         return PciAddress.parse(text)
@@ -99,17 +104,8 @@ def pack_config(data: bytes) -> dict[str, Any]:
     return {"config": data.rstrip(b"\0").hex(), "config_size": len(data)}
 
 
-#: The live reader's in-memory form of config space, in place of `config`/`config_size`: the bytes
-#: without trailing zeros and the size read (or None), so a capture modelled at once skips the hex
-#: round trip. Never in a snapshot file (JSON has no bytes).
-CONFIG_BYTES = "config_bytes"
-
-
 def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     """Config space bytes of a capture entry (inverse of `pack_config`); None when not read."""
-    if CONFIG_BYTES in entry:
-        raw = entry[CONFIG_BYTES]
-        return raw[0].ljust(raw[1], b"\0") if isinstance(raw, tuple) else None
     cfg_hex, size = entry.get("config"), entry.get("config_size")
     if cfg_hex is None:
         return None
@@ -122,22 +118,22 @@ def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     return data.ljust(size, b"\0")
 
 
-def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:
-    where = f"{origin}: device {addr}"
-    if not isinstance(raw, Mapping):
-        raise BadInput(f"{where}: entry is not an object")
-    attrs = raw.get("attrs") or {}
-    links = raw.get("links") or {}
-    path = raw.get("path")
-    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
-        raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
-    cfg = config_bytes(raw, where)
+def _where(origin: str, addr: PciAddress) -> str:
+    return f"{origin}: device {addr}"
+
+
+def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: PciAddress | None,
+                 attrs: Mapping[str, str], links: Mapping[str, str] | None, files: list[str] | None,
+                 cfg: bytes | None, group: int | None) -> Device:
+    """The Device of what was read for one function: config space bytes as read (None when not
+    readable), sysfs attribute text, symlink basenames (None: links not read) and presence-only
+    files. Shared by the snapshot loader and the live reader, so both model a function alike."""
     facts = pciconfig.decode(cfg) if cfg else None
 
     def attr_int(name: str) -> int | None:
-        value = _int(attrs.get(name), f"{where}: attribute {name}")
+        value = _int(attrs.get(name), f"{_where(origin, addr)}: attribute {name}")
         if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
-            raise BadInput(f"{where}: attribute {name}: '{attrs[name]}' does not fit its "
+            raise BadInput(f"{_where(origin, addr)}: attribute {name}: '{attrs[name]}' does not fit its "
                            f"{_ID_BITS[name]} bits")
         return value
 
@@ -148,8 +144,7 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
 
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
-    physfn = links.get("physfn")
-    files = raw.get("files")
+    physfn = links.get("physfn") if links is not None else None
     return Device(
         address=addr,
         vendor_id=from_config(facts.vendor_id if facts else None, "vendor"),
@@ -159,10 +154,10 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
         class_code=from_config(facts.class_code if facts else None, "class"),
         revision=from_config(facts.revision if facts else None, "revision"),
         # No `driver` link means no driver bound ("").
-        driver=links.get("driver", "") if "links" in raw else None,
+        driver=links.get("driver", "") if links is not None else None,
         iommu_group=group,
-        parent=_parent_of(path) if isinstance(path, str) else None,
-        sysfs_path=path if isinstance(path, str) else None,
+        parent=parent,
+        sysfs_path=path,
         header_type=facts.header_type if facts else None,
         multifunction=(facts.multifunction or addr.function > 0) if facts else None,
         is_pcie=facts.is_pcie if facts else None,
@@ -173,8 +168,23 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
         reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
         has_reset="reset" in files if files is not None else None,
         config_size=len(cfg) if cfg is not None else None,
-        physfn=_address(physfn, f"{where}: link physfn") if physfn else None,
+        physfn=_address(physfn, f"{_where(origin, addr)}: link physfn") if physfn else None,
     )
+
+
+def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:
+    where = _where(origin, addr)
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: entry is not an object")
+    attrs = raw.get("attrs") or {}
+    links = raw.get("links") or {}
+    path = raw.get("path")
+    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
+        raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
+    path = path if isinstance(path, str) else None
+    return model_device(addr, origin, path=path, parent=_parent_of(path) if path is not None else None,
+                        attrs=attrs, links=links if "links" in raw else None, files=raw.get("files"),
+                        cfg=config_bytes(raw, where), group=group)
 
 
 def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
@@ -281,54 +291,90 @@ def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:
     return pci, others
 
 
-def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
-    """Model a capture. Pure: the same capture always gives the same Topology."""
-    groups: tuple[Group, ...] | None = None
-    group_of: dict[PciAddress, int] = {}
-    group_notes: list[str] = []
-    raw_groups = raw.get("iommu_groups")
-    if raw_groups:
-        built = []
-        for number, members in raw_groups.items():
-            n = _int(str(number), f"{origin}: iommu_groups")
-            if n is None or n < 0:
-                raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
-            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-                raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
+class Groups:
+    """A capture's IOMMU groups, read in two steps so that the live reader can model each device as
+    it reads it: construction parses the members (`group_of` then says each device's group), and
+    `check` validates them against the devices read. Together they raise the errors a single pass
+    over the groups would, in the same order."""
+
+    def __init__(self, raw_groups: Mapping[Any, Any] | None, origin: str) -> None:
+        self.present = bool(raw_groups)
+        self._origin = origin
+        #: per group: its key, number, PCI members in address order, other members; or the error
+        #: that `check` raises when it comes to this group.
+        self._parsed: list[tuple[Any, int, tuple[PciAddress, ...], list[str]] | BadInput] = []
+        self.group_of: dict[PciAddress, int] = {}
+        for number, members in (raw_groups or {}).items():
+            try:
+                n = _int(str(number), f"{origin}: iommu_groups")
+                if n is None or n < 0:
+                    raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
+                if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                    raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
+            except BadInput as e:
+                self._parsed.append(e)
+                continue
             pci, others = _split_members(members)
-            if others:
-                group_notes.append(f"IOMMU group {n} also holds {', '.join(others)}, not a PCI device "
-                                   "(an ACPI device the IOMMU driver grouped): not shown; vfio needs it "
-                                   "unbound or bound to vfio too before the group can be passed through")
             addrs = tuple(sorted(pci))
+            self._parsed.append((number, n, addrs, others))
+            for a in addrs:
+                self.group_of.setdefault(a, n)
+
+    def check(self, device_keys: Container[str]) -> tuple[tuple[Group, ...] | None, list[str]]:
+        """The groups in number order and the notes about their members that are not PCI functions;
+        BadInput when a group is malformed, a device is in two groups or a member is not among
+        `device_keys` (the capture's device addresses)."""
+        if not self.present:
+            return None, []
+        built, notes, seen = [], [], {}
+        for parsed in self._parsed:
+            if isinstance(parsed, BadInput):
+                raise parsed
+            number, n, addrs, others = parsed
+            if others:
+                notes.append(f"IOMMU group {n} also holds {', '.join(others)}, not a PCI device "
+                             "(an ACPI device the IOMMU driver grouped): not shown; vfio needs it "
+                             "unbound or bound to vfio too before the group can be passed through")
             for a in addrs:
                 # The kernel puts a device in one group (its iommu_group link), and only devices it has.
-                if a in group_of:
-                    raise BadInput(f"{origin}: {a} is in two IOMMU groups ({group_of[a]} and {n})")
-                if str(a) not in raw["devices"]:
-                    raise BadInput(f"{origin}: iommu group {number}: {a} is not among the devices")
+                if a in seen:
+                    raise BadInput(f"{self._origin}: {a} is in two IOMMU groups ({seen[a]} and {n})")
+                if str(a) not in device_keys:
+                    raise BadInput(f"{self._origin}: iommu group {number}: {a} is not among the devices")
             built.append(Group(n, addrs))
-            group_of.update((a, n) for a in addrs)
-        groups = tuple(sorted(built, key=lambda g: g.number))
+            seen.update((a, n) for a in addrs)
+        return tuple(sorted(built, key=lambda g: g.number)), notes
 
-    devices: dict[PciAddress, Device] = {}
-    for key, entry in raw["devices"].items():
-        addr = _address(key, f"{origin}: devices")
-        devices[addr] = _device(addr, entry, origin, group_of.get(addr))
+
+def host_info(host_raw: Mapping[str, Any]) -> HostInfo:
+    """The host facts of a capture as the model holds them (lists become tuples)."""
+    return HostInfo(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in host_raw.items() if k in _HOST_KEYS})
+
+
+def topology(devices: dict[PciAddress, Device], groups: tuple[Group, ...] | None, notes: list[str], *,
+             host: HostInfo, origin: str, as_root: bool | None, host_usage: Mapping[str, Any] | None) -> Topology:
+    """The Topology of modelled devices and checked groups; `notes` are what the reader and the
+    groups said (the notes about config space are added here)."""
     _correct_port_types(devices)
-
-    host_raw = raw.get("host") or {}
-    host = HostInfo(**{
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in host_raw.items() if k in _HOST_KEYS
-    })
     ordered = tuple(devices[a] for a in sorted(devices))
-    captured = raw.get("captured") or {}
     return Topology(
         devices=ordered,
         groups=groups,
         host=host,
         source=origin,
-        notes=(tuple(raw.get("read_notes") or ()) + tuple(group_notes)
-               + _notes(ordered, captured.get("as_root"))),
-        host_usage=raw.get("host_usage"),
+        notes=(*notes, *_notes(ordered, as_root)),
+        host_usage=host_usage,
     )
+
+
+def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
+    """Model a capture. Pure: the same capture always gives the same Topology."""
+    table = Groups(raw.get("iommu_groups"), origin)
+    groups, group_notes = table.check(raw["devices"])
+    devices: dict[PciAddress, Device] = {}
+    for key, entry in raw["devices"].items():
+        addr = parse_key(key, origin)
+        devices[addr] = _device(addr, entry, origin, table.group_of.get(addr))
+    return topology(devices, groups, [*(raw.get("read_notes") or ()), *group_notes],
+                    host=host_info(raw.get("host") or {}), origin=origin,
+                    as_root=(raw.get("captured") or {}).get("as_root"), host_usage=raw.get("host_usage"))
