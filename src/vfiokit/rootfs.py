@@ -147,13 +147,13 @@ def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> 
     since the listing is refused, a FIFO answers at once, and nothing is read past `cap`. Anything
     else (a link, FIFO, device, folder) goes through `read_file`, which names what it is. Errors as
     `read_file`."""
-    path = f"{folder}/{entry.name}"
     if not entry.is_file(follow_symlinks=False):
-        return read_file(path, cap)
+        return read_file(f"{folder}/{entry.name}", cap)
     try:
         fd = os.open(entry.name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError as e:
         if e.errno == errno.ELOOP:
+            path = f"{folder}/{entry.name}"
             raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
         raise
     try:
@@ -161,6 +161,7 @@ def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> 
     finally:
         os.close(fd)
     if len(data) > cap:
+        path = f"{folder}/{entry.name}"
         raise BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
     return data
 

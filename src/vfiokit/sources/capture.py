@@ -51,7 +51,8 @@ VERSION = 1
 ATTRS = ("boot_vga", "reset_method")
 #: attributes that repeat config space bytes 0-63: read only when config space could not be.
 ID_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision")
-#: the width of the register behind each id attribute (the kernel prints them from config space).
+#: the width of the register behind each id attribute (the kernel prints them from config space), in
+#: the order of the Device fields they fill.
 _ID_BITS = {"vendor": 16, "device": 16, "subsystem_vendor": 16, "subsystem_device": 16, "class": 24,
             "revision": 8}
 #: symlinks whose target's basename is kept. A device's `iommu_group` link is not read: the
@@ -78,14 +79,10 @@ def _int(text: str | None, where: str) -> int | None:
 
 def parse_key(key: str, origin: str) -> PciAddress:
     """The address of a capture's device key; BadInput naming the source otherwise."""
-    return _address(key, f"{origin}: devices")
-
-
-def _address(text: str, where: str) -> PciAddress:
     try:
-        return PciAddress.parse(text)
+        return PciAddress.parse(key)
     except BadInput as e:
-        raise BadInput(f"{where}: {e}") from None
+        raise BadInput(f"{origin}: devices: {e}") from None
 
 
 def _parent_of(path: str) -> PciAddress | None:
@@ -122,6 +119,23 @@ def _where(origin: str, addr: PciAddress) -> str:
     return f"{origin}: device {addr}"
 
 
+def _link_address(target: str, origin: str, addr: PciAddress) -> PciAddress:
+    """The address a link's target names (`physfn`); BadInput naming the device otherwise."""
+    try:
+        return PciAddress.parse(target)
+    except BadInput as e:
+        raise BadInput(f"{_where(origin, addr)}: link physfn: {e}") from None
+
+
+def _attr_int(attrs: Mapping[str, str], name: str, origin: str, addr: PciAddress) -> int | None:
+    """An id attribute's value (`_ID_BITS` names them), checked against its register's width."""
+    value = _int(attrs.get(name), f"{_where(origin, addr)}: attribute {name}")
+    if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
+        raise BadInput(f"{_where(origin, addr)}: attribute {name}: '{attrs[name]}' does not fit its "
+                       f"{_ID_BITS[name]} bits")
+    return value
+
+
 def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: PciAddress | None,
                  attrs: Mapping[str, str], links: Mapping[str, str] | None, files: list[str] | None,
                  cfg: bytes | None, group: int | None) -> Device:
@@ -129,30 +143,28 @@ def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: Pci
     readable), sysfs attribute text, symlink basenames (None: links not read) and presence-only
     files. Shared by the snapshot loader and the live reader, so both model a function alike."""
     facts = pciconfig.decode(cfg) if cfg else None
-
-    def attr_int(name: str) -> int | None:
-        value = _int(attrs.get(name), f"{_where(origin, addr)}: attribute {name}")
-        if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
-            raise BadInput(f"{_where(origin, addr)}: attribute {name}: '{attrs[name]}' does not fit its "
-                           f"{_ID_BITS[name]} bits")
-        return value
-
-    def from_config(value: int | None, attr: str) -> int | None:
+    if facts is not None and facts.subsystem_vendor_id is not None:
+        ids = (facts.vendor_id, facts.device_id, facts.subsystem_vendor_id, facts.subsystem_device_id,
+               facts.class_code, facts.revision)
+    else:
         # Config space is what the kernel's attributes are made of; attributes fill in only where it
         # was not readable (or, for a bridge, has no subsystem ids).
-        return value if value is not None else attr_int(attr)
-
+        known = ((facts.vendor_id, facts.device_id, None, None, facts.class_code, facts.revision)
+                 if facts is not None else (None,) * len(_ID_BITS))
+        ids = tuple(value if value is not None else _attr_int(attrs, name, origin, addr)
+                    for value, name in zip(known, _ID_BITS, strict=True))
+    vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code, revision = ids
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
     physfn = links.get("physfn") if links is not None else None
     return Device(
         address=addr,
-        vendor_id=from_config(facts.vendor_id if facts else None, "vendor"),
-        device_id=from_config(facts.device_id if facts else None, "device"),
-        subsystem_vendor_id=from_config(facts.subsystem_vendor_id if facts else None, "subsystem_vendor"),
-        subsystem_device_id=from_config(facts.subsystem_device_id if facts else None, "subsystem_device"),
-        class_code=from_config(facts.class_code if facts else None, "class"),
-        revision=from_config(facts.revision if facts else None, "revision"),
+        vendor_id=vendor_id,
+        device_id=device_id,
+        subsystem_vendor_id=subsystem_vendor_id,
+        subsystem_device_id=subsystem_device_id,
+        class_code=class_code,
+        revision=revision,
         # No `driver` link means no driver bound ("").
         driver=links.get("driver", "") if links is not None else None,
         iommu_group=group,
@@ -168,7 +180,7 @@ def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: Pci
         reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
         has_reset="reset" in files if files is not None else None,
         config_size=len(cfg) if cfg is not None else None,
-        physfn=_address(physfn, f"{_where(origin, addr)}: link physfn") if physfn else None,
+        physfn=_link_address(physfn, origin, addr) if physfn else None,
     )
 
 

@@ -94,7 +94,7 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
     for link in cap.LINKS:
         if link in entries:
             with contextlib.suppress(OSError):
-                links[link] = os.path.basename(os.readlink(link, dir_fd=dir_fd))
+                links[link] = os.readlink(link, dir_fd=dir_fd).rpartition("/")[2]  # its basename
     return FunctionFolder(name, rel, parent, attrs, links, [f for f in cap.FILES if f in entries], config)
 
 
@@ -143,8 +143,10 @@ def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[Functio
             if _is_address(name):
                 function = _read_function(folder, dir_fd, entries, rel, name, parent, notes)
             below = name if function is not None else None
+            # _is_address, inline: a device folder holds some thirty entries and this runs for each.
+            below_here = [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."]
             stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, entries[e].is_symlink())
-                         for e in sorted(entries, reverse=True) if _is_address(e))
+                         for e in sorted(below_here, reverse=True))
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
