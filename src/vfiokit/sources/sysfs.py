@@ -10,7 +10,6 @@ are listed once. No pci.ids lookups here (names are the renderer's business).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import getpass
 import os
@@ -93,8 +92,11 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
     links = {}
     for link in cap.LINKS:
         if link in entries:
-            with contextlib.suppress(OSError):
-                links[link] = os.readlink(link, dir_fd=dir_fd).rpartition("/")[2]  # its basename
+            try:
+                target = os.readlink(link, dir_fd=dir_fd)
+            except OSError:  # not a link: no target to keep
+                continue
+            links[link] = target.rpartition("/")[2]  # its basename
     return FunctionFolder(name, rel, parent, attrs, links, [f for f in cap.FILES if f in entries], config)
 
 
@@ -130,7 +132,6 @@ def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[Functio
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
-        function = None
         try:
             with os.scandir(dir_fd) as listing:
                 entries = {e.name: e for e in listing}
@@ -140,20 +141,26 @@ def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[Functio
                 continue
             seen.add((st.st_dev, st.st_ino))
             name = rel.rpartition("/")[2]
-            if _is_address(name):
-                function = _read_function(folder, dir_fd, entries, rel, name, parent, notes)
-            below = name if function is not None else None
-            # _is_address, inline: a device folder holds some thirty entries and this runs for each.
-            below_here = [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."]
-            stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, entries[e].is_symlink())
-                         for e in sorted(below_here, reverse=True))
+            function = _read_function(folder, dir_fd, entries, rel, name, parent, notes) if _is_address(name) else None
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
         finally:
             os.close(dir_fd)
+        below = name if function is not None else None
+        # _is_address, inline: a device folder holds some thirty entries and this runs for each.
+        stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, _is_link(entries[e])) for e in sorted(
+            [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."], reverse=True))
         if function is not None:
             yield function
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    """`os.path.islink` of a listed entry, from the listing's file type."""
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def _read_groups(root: str) -> dict[str, list[str]] | None:
