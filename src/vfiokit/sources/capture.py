@@ -42,7 +42,6 @@ from vfiokit.model import (
     PciAddress,
     Topology,
 )
-from vfiokit.sources import doctor_facts
 
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
@@ -287,6 +286,9 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
         if not isinstance(entry.get("path"), str | None):
             raise bad("path", "a string", f"device {key}: ")
     host_usage_facts.check_layout(raw.get("host_usage"), origin)
+    # Imported here: only a snapshot file holds doctor facts; the live reader never checks them.
+    from vfiokit.sources import doctor_facts
+
     doctor_facts.check_layout(raw.get("doctor"), origin)
 
 

@@ -11,6 +11,7 @@ are listed once. No pci.ids lookups here (names are the renderer's business).
 from __future__ import annotations
 
 import datetime
+import gc
 import getpass
 import os
 import re
@@ -23,7 +24,7 @@ from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
 from vfiokit.model import Device, HostInfo, PciAddress, Topology
 from vfiokit.sources import capture as cap
-from vfiokit.sources import doctor_facts, host_usage
+from vfiokit.sources import host_usage
 
 #: How the walk opens a folder: O_DIRECTORY refuses a FIFO or file named like a function before
 #: any open of it; the folder's files are then opened relative to it (no path walked again).
@@ -147,10 +148,12 @@ def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[Functio
             continue
         finally:
             os.close(dir_fd)
-        below = name if function is not None else None
         # _is_address, inline: a device folder holds some thirty entries and this runs for each.
-        stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, _is_link(entries[e])) for e in sorted(
-            [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."], reverse=True))
+        below_here = [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."]
+        if below_here:  # most functions are endpoints
+            below = name if function is not None else None
+            stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, _is_link(entries[e]))
+                         for e in sorted(below_here, reverse=True))
         if function is not None:
             yield function
 
@@ -319,6 +322,9 @@ def _entry(f: FunctionFolder) -> dict[str, Any]:
 def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     """Read everything vfiokit reads of the host below `root` into a raw capture (see `capture.py`
     for its layout): what a snapshot holds."""
+    # What only `doctor` reads (module lists, vfio ids, ...), imported for a capture only.
+    from vfiokit.sources import doctor_facts
+
     root = os.path.abspath(root)
     names = _bus_functions(root)
     notes: list[str] = []
@@ -352,6 +358,19 @@ def read_topology(root: str | os.PathLike[str] = "/") -> Topology:
     """Read the host below `root` into the model: the Topology of its `capture` (`build_topology`),
     without the capture. Each function is modelled as soon as its folder is read, so its config
     space is dropped at once; what only `doctor` reads is not read."""
+    # The read allocates some ten containers per function and makes no reference cycle: those it
+    # drops are freed by their count, the rest live on in the model. The cycle collector's passes
+    # over them free nothing and cost 5% of the read at 10,000 functions.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_topology(root)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_topology(root: str | os.PathLike[str]) -> Topology:
     origin = "live host" if os.path.abspath(root) == "/" else f"tree {Path(root)}"
     root = os.path.abspath(root)
     names = _bus_functions(root)
