@@ -1,9 +1,11 @@
-"""The raw capture: what a sysfs reader saw, as plain data, and the one function that models it.
+"""The raw capture: what a sysfs reader saw, as plain data, and how it is modelled.
 
-A capture is a JSON-ready dict. The live reader (`sysfs.capture`) produces one, a snapshot file is
-one written to disk, and `build_topology` turns either into the same `Topology`. Keeping "what was
-read" apart from "what it means" is what makes a snapshot load to exactly the model of the live tree
-it came from.
+A capture is a JSON-ready dict. The live reader's `sysfs.capture` produces one, a snapshot file is
+one written to disk, and `build_topology` models it. Keeping "what was read" apart from "what it
+means" is what makes a snapshot load to exactly the model of the live tree it came from: the live
+reader's `read_topology` skips the dict but models each function with the same `model_device` and
+checks the groups with the same `Groups`, so it gives the Topology `build_topology` gives for the
+tree's capture (tests/test_sysfs_reading.py holds the two to it).
 
 Layout (version 1)::
 

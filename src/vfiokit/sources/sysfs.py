@@ -1,11 +1,13 @@
-"""The live host: read `/sys`, `/proc` and `/etc` below a root folder into a raw capture.
+"""The live host: read `/sys`, `/proc` and `/etc` below a root folder into the model
+(`read_topology`) or into a raw capture (`capture`, what a snapshot holds), with the same walk.
 
 `root` is `/` on a real host; tests and `--root` point it at a folder holding the same layout.
 Symlinks inside the tree are resolved inside `root` (an absolute link target `/sys/...` is taken
 as `<root>/sys/...`), so a captured tree can be read anywhere.
 
-Cost: one `readlink`, one `scandir` and a few small reads per PCI function; the group folders
-are listed once. No pci.ids lookups here (names are the renderer's business).
+Cost per PCI function: its folder opened and listed once (`scandir`, file types included), then
+`config` and a few attributes opened relative to it (open, read, close) and two `readlink`s; each
+group folder is listed once. No pci.ids lookups here (names are the renderer's business).
 """
 
 from __future__ import annotations
