@@ -379,8 +379,8 @@ def _read_topology(root: str | os.PathLike[str]) -> Topology:
     groups = cap.Groups(_read_groups(root), origin)
     notes: list[str] = []
     addresses: dict[str, PciAddress] = {}
-    # A function that cannot be modelled is an error raised after the walk, that of the first in
-    # address order (as `build_topology` raises it), once the groups said theirs.
+    # A function that cannot be modelled is an error raised after the walk, once the groups said
+    # theirs: that of the first by name, as `build_topology` meets them in the sorted capture.
     modelled: dict[str, Device | BadInput] = {}
     for f in _functions(root, os.path.join(root, "sys/devices"), notes):
         try:
