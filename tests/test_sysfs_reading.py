@@ -7,6 +7,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,27 @@ def test_reading_a_topology_gathers_no_doctor_facts(tmp_path: Path, monkeypatch:
     for command in (("groups",), ("check", "00:1f.2")):
         r = cli(*command, "--root", str(tree))
         assert "doctor facts gathered" not in r.err and "Traceback" not in r.err, r.err
+
+
+def test_groups_reads_no_reset_method_and_check_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # groups shows no reset method, so the live reader skips that file; check judges resets.
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+    with_reset = [f for f in _functions(tree) if (f / "reset_method").exists()]
+    assert with_reset
+    opened = _count_opens(monkeypatch)
+    assert cli("groups", "--root", str(tree)).code == 0
+    assert not [p for p in opened if p.endswith("/reset_method")]
+    cli("check", "00:1f.2", "--root", str(tree))
+    assert sorted(p for p in opened if p.endswith("/reset_method")) == sorted(
+        str((f / "reset_method").resolve()) for f in with_reset)
+
+
+def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path) -> None:
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+    full, lean = sysfs.read_topology(tree), sysfs.read_topology(tree, reset_methods=False)
+    assert any(d.reset_methods for d in full.devices)
+    assert [replace(d, reset_methods=None) for d in full.devices] == list(lean.devices)
+    assert (full.groups, full.notes, full.host) == (lean.groups, lean.notes, lean.host)
 
 
 def _first_bridge(tree: Path) -> Path:

@@ -72,15 +72,18 @@ def _read_attr(folder: str, dir_fd: int, entry: os.DirEntry[str]) -> str | None:
 
 
 def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]], rel: str, name: str,
-                   parent: str | None, notes: list[str]) -> FunctionFolder:
-    """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`."""
+                   parent: str | None, notes: list[str], wanted: tuple[str, ...]) -> FunctionFolder:
+    """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`, and of
+    its attributes those `wanted` (a part of `cap.ATTRS`)."""
     entry = entries.get("config")
     config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
     if entry is None:
         notes.append(f"{name}: no config file in {folder}")
     # The ids, class and revision are the first 64 bytes of config space, which anyone may read;
     # their sysfs attributes are read only when that failed.
-    wanted = cap.ATTRS if config is not None and len(config) >= 64 else cap.ATTRS + cap.ID_ATTRS
+    ids_from_attrs = config is None or len(config) < 64
+    if ids_from_attrs:
+        wanted += cap.ID_ATTRS
     attrs = {}
     for attr in wanted:
         entry = entries.get(attr)
@@ -88,7 +91,7 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
             value = _read_attr(folder, dir_fd, entry)
             if value is not None:
                 attrs[attr] = value
-    if wanted is not cap.ATTRS:
+    if ids_from_attrs:
         for required in ("vendor", "device", "class"):
             if required not in attrs:
                 notes.append(f"{name}: sysfs attribute '{required}' missing in {folder}")
@@ -107,7 +110,8 @@ def _is_address(name: str) -> bool:
     return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
 
 
-def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[FunctionFolder]:
+def _functions(root: str, sysdevices: str, notes: list[str],
+               wanted: tuple[str, ...] = cap.ATTRS) -> Iterator[FunctionFolder]:
     """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
     the functions behind it, so the walk learns each path without a readlink per device. Each
     folder is listed once (`os.scandir`: its file types come with the names, no stat per entry)
@@ -144,7 +148,8 @@ def _functions(root: str, sysdevices: str, notes: list[str]) -> Iterator[Functio
                 continue
             seen.add((st.st_dev, st.st_ino))
             name = rel.rpartition("/")[2]
-            function = _read_function(folder, dir_fd, entries, rel, name, parent, notes) if _is_address(name) else None
+            function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted)
+                        if _is_address(name) else None)
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
@@ -356,23 +361,26 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     }
 
 
-def read_topology(root: str | os.PathLike[str] = "/") -> Topology:
+def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = True) -> Topology:
     """Read the host below `root` into the model: the Topology of its `capture` (`build_topology`),
     without the capture. Each function is modelled as soon as its folder is read, so its config
-    space is dropped at once; what only `doctor` reads is not read."""
+    space is dropped at once; what only `doctor` reads is not read. `reset_methods=False` reads no
+    `reset_method` file (each Device's `reset_methods` stays None, unknown): for a command that
+    judges no reset (`groups`), one file fewer per function."""
     # The read allocates some ten containers per function and makes no reference cycle: those it
     # drops are freed by their count, the rest live on in the model. The cycle collector's passes
     # over them free nothing and cost 5% of the read at 10,000 functions.
+    wanted = cap.ATTRS if reset_methods else tuple(a for a in cap.ATTRS if a != "reset_method")
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _read_topology(root)
+        return _read_topology(root, wanted)
     finally:
         if collecting:
             gc.enable()
 
 
-def _read_topology(root: str | os.PathLike[str]) -> Topology:
+def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
     origin = "live host" if os.path.abspath(root) == "/" else f"tree {Path(root)}"
     root = os.path.abspath(root)
     names = _bus_functions(root)
@@ -382,7 +390,7 @@ def _read_topology(root: str | os.PathLike[str]) -> Topology:
     # A function that cannot be modelled is an error raised after the walk, once the groups said
     # theirs: that of the first by name, as `build_topology` meets them in the sorted capture.
     modelled: dict[str, Device | BadInput] = {}
-    for f in _functions(root, os.path.join(root, "sys/devices"), notes):
+    for f in _functions(root, os.path.join(root, "sys/devices"), notes, wanted):
         try:
             addr = addresses[f.name] = cap.parse_key(f.name, origin)
             modelled[f.name] = cap.model_device(
