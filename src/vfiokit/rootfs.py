@@ -13,6 +13,8 @@ same for every caller:
 - `read_file(path, cap)` reads only a regular file, at most `cap` bytes: it opens with
   `O_NONBLOCK | O_NOFOLLOW` and checks `fstat` before reading, so a FIFO never blocks, a device
   (`/dev/zero`) or socket is refused, and nothing is read past the cap.
+- `read_listed(folder, dir_fd, entry, cap)` is `read_file` of an entry a folder's listing says is a
+  regular file, in fewer system calls (the sysfs reader's per-device reads).
 - `read_attr(path, fallback)` is psutil's `cat`: a small file's text, stripped, or `fallback`.
 - `cat(path)` is a whole file's text or None; `text_under` and `attr_under` read a path as the
   host sees it, resolved below the root.
@@ -34,6 +36,10 @@ ATTR_CAP = 65536
 #: The biggest text file a reader takes (a mountinfo of thousands of mounts is ~1 MB, a
 #: snapshot a few MB)).
 FILE_CAP = 64 * 1024 * 1024
+
+
+#: How every reader here opens a file: O_NONBLOCK, so that a FIFO never blocks the open or the read.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class OutsideRoot(BadInput):
@@ -99,7 +105,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
     `FileNotFoundError` when it does not exist, `NotRegular` for a FIFO, device or socket,
     `IsADirectoryError` for a folder, `BadInput` when the file is bigger than `cap`, and other `OSError`s as they are.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    flags = _READ_FLAGS | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
     except OSError as e:
@@ -127,6 +133,37 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> bytes:
+    """`read_file` of `entry`, met by `os.scandir(dir_fd)` in `folder` (the open folder `dir_fd`),
+    in three system calls instead of five when the listing says the entry is a regular file.
+
+    The listing's file type (d_type) stands for `read_file`'s `fstat`, and one read of `cap + 1`
+    bytes for its read to end of file: a read of a regular file returns fewer bytes than asked
+    only at its end (read(2)); sysfs answers an attribute from one show() (seq_file) and a binary
+    attribute a page at a time (kernfs_file_read_iter), which the 4096 bytes of `config` fit. The
+    open stays `O_NOFOLLOW | O_NONBLOCK`, relative to the folder already resolved: a link put there
+    since the listing is refused, a FIFO answers at once, and nothing is read past `cap`. Anything
+    else (a link, FIFO, device, folder) goes through `read_file`, which names what it is. Errors as
+    `read_file`."""
+    if not entry.is_file(follow_symlinks=False):
+        return read_file(f"{folder}/{entry.name}", cap)
+    try:
+        fd = os.open(entry.name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            path = f"{folder}/{entry.name}"
+            raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
+        raise
+    try:
+        data = os.read(fd, cap + 1)
+    finally:
+        os.close(fd)
+    if len(data) > cap:
+        path = f"{folder}/{entry.name}"
+        raise BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
+    return data
 
 
 def read_text(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> str | None:

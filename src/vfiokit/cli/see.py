@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 @click.option("--anonymize", is_flag=True,
               help="With --format markdown: replace the hostname, addresses, mount points, serial numbers, VM "
                    "names and your paths by placeholders, to post the table publicly.")
-def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: bool, class_word: str | None,
+def groups(source: Callable[..., Topology], as_json: bool, fmt: str, predict: bool, class_word: str | None,
            numbers: tuple[int, ...], ids_filter: str | None, driver: str | None, shared: bool,
            anonymize: bool) -> None:
     """List every IOMMU group and its devices, named as lspci names them.
@@ -60,7 +60,7 @@ def groups(source: Callable[[], Topology], as_json: bool, fmt: str, predict: boo
     wanted = GroupFilter(class_word, numbers, None if ids_filter is None else parse_ids(ids_filter), driver, shared)
     if predict and not wanted.empty:
         raise click.UsageError("--predict compares every group: it cannot be combined with a filter")
-    top = source()
+    top = source(reset_methods=False)  # groups shows no reset method: one file fewer per device
     ids = PciIds.system()
     if top.groups is None:
         _devices_without_groups(top, ids, as_json, fmt)

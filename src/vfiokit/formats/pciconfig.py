@@ -7,13 +7,12 @@ everything past the standard header (the capability list, PCIe type, ACS) is the
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from vfiokit.model import Acs
 
-PCI_STATUS = 0x06
 PCI_STATUS_CAP_LIST = 0x10
-PCI_HEADER_TYPE = 0x0E
 PCI_CAPABILITY_LIST = 0x34
 PCI_CB_CAPABILITY_LIST = 0x14
 PCI_CAP_ID_EXP = 0x10
@@ -52,7 +51,15 @@ class ConfigFacts:
     secondary_bus: int | None
 
 
+#: The standard header's fields that grouping reads, in one unpack: vendor (0x00), device (0x02),
+#: status (0x06), revision and class code (the dword at 0x08), header type (0x0E).
+_HEADER = struct.Struct("<HH2xHI2xB")
+_TWO_WORDS = struct.Struct("<HH").unpack_from
+_DWORD = struct.Struct("<I").unpack_from
+
+
 def _word(cfg: bytes, off: int) -> int:
+    """The word at `off`; what is there of it at the end of a short read (a capability near it)."""
     return int.from_bytes(cfg[off : off + 2], "little")
 
 
@@ -60,9 +67,9 @@ def _dword(cfg: bytes, off: int) -> int:
     return int.from_bytes(cfg[off : off + 4], "little")
 
 
-def _find_pcie_cap(cfg: bytes, header_type: int) -> int | None:
+def _find_pcie_cap(cfg: bytes, status: int, header_type: int) -> int | None:
     """Walk the standard capability list (pci_find_capability) for the PCIe capability."""
-    if not _word(cfg, PCI_STATUS) & PCI_STATUS_CAP_LIST:
+    if not status & PCI_STATUS_CAP_LIST:
         return None
     pos = cfg[PCI_CB_CAPABILITY_LIST if header_type == 2 else PCI_CAPABILITY_LIST] & ~3
     seen = 0
@@ -78,7 +85,7 @@ def _find_ext_cap(cfg: bytes, cap_id: int) -> int | None:
     """Walk the extended capability list from 0x100 (pci_find_ext_capability)."""
     pos, seen = PCI_CFG_SPACE_SIZE, 0
     while pos >= PCI_CFG_SPACE_SIZE and pos + 4 <= len(cfg) and seen < 480:
-        header = _dword(cfg, pos)
+        header = _DWORD(cfg, pos)[0]
         if header == 0 or header == 0xFFFFFFFF:
             return None
         if header & 0xFFFF == cap_id:
@@ -92,17 +99,16 @@ def decode(cfg: bytes) -> ConfigFacts | None:
     """Decode what `cfg` (the bytes of sysfs `config`) holds; None when under the 64-byte header."""
     if len(cfg) < 64:
         return None
-    vendor, device = _word(cfg, 0), _word(cfg, 2)
-    header = cfg[PCI_HEADER_TYPE]
+    vendor, device, status, class_rev, header = _HEADER.unpack_from(cfg)
     htype = header & 0x7F
     sub_v = sub_d = None
     if htype == 0:
-        sub_v, sub_d = _word(cfg, 0x2C), _word(cfg, 0x2E)
+        sub_v, sub_d = _TWO_WORDS(cfg, 0x2C)
     elif htype == 2 and len(cfg) >= 0x44:
-        sub_v, sub_d = _word(cfg, 0x40), _word(cfg, 0x42)
+        sub_v, sub_d = _TWO_WORDS(cfg, 0x40)
     is_pcie = pcie_type = None
     if len(cfg) >= PCI_CFG_SPACE_SIZE:
-        cap = _find_pcie_cap(cfg, htype)
+        cap = _find_pcie_cap(cfg, status, htype)
         is_pcie = cap is not None
         if cap is not None:
             pcie_type = (_word(cfg, cap + 2) >> 4) & 0xF
@@ -118,8 +124,8 @@ def decode(cfg: bytes) -> ConfigFacts | None:
     return ConfigFacts(
         vendor_id=vendor,
         device_id=device,
-        class_code=_dword(cfg, 8) >> 8,
-        revision=cfg[8],
+        class_code=class_rev >> 8,
+        revision=class_rev & 0xFF,
         header_type=htype,
         multifunction=bool(header & 0x80),
         subsystem_vendor_id=sub_v,

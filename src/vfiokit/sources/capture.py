@@ -1,9 +1,11 @@
-"""The raw capture: what a sysfs reader saw, as plain data, and the one function that models it.
+"""The raw capture: what a sysfs reader saw, as plain data, and how it is modelled.
 
-A capture is a JSON-ready dict. The live reader (`sysfs.capture`) produces one, a snapshot file is
-one written to disk, and `build_topology` turns either into the same `Topology`. Keeping "what was
-read" apart from "what it means" is what makes a snapshot load to exactly the model of the live tree
-it came from.
+A capture is a JSON-ready dict. The live reader's `sysfs.capture` produces one, a snapshot file is
+one written to disk, and `build_topology` models it. Keeping "what was read" apart from "what it
+means" is what makes a snapshot load to exactly the model of the live tree it came from: the live
+reader's `read_topology` skips the dict but models each function with the same `model_device` and
+checks the groups with the same `Groups`, so it gives the Topology `build_topology` gives for the
+tree's capture (tests/test_sysfs_reading.py holds the two to it).
 
 Layout (version 1)::
 
@@ -26,7 +28,7 @@ Layout (version 1)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -42,7 +44,6 @@ from vfiokit.model import (
     PciAddress,
     Topology,
 )
-from vfiokit.sources import doctor_facts
 
 FORMAT = "vfiokit-snapshot"
 VERSION = 1
@@ -51,7 +52,8 @@ VERSION = 1
 ATTRS = ("boot_vga", "reset_method")
 #: attributes that repeat config space bytes 0-63: read only when config space could not be.
 ID_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision")
-#: the width of the register behind each id attribute (the kernel prints them from config space).
+#: the width of the register behind each id attribute (the kernel prints them from config space), in
+#: the order of the Device fields they fill.
 _ID_BITS = {"vendor": 16, "device": 16, "subsystem_vendor": 16, "subsystem_device": 16, "class": 24,
             "revision": 8}
 #: symlinks whose target's basename is kept. A device's `iommu_group` link is not read: the
@@ -76,11 +78,12 @@ def _int(text: str | None, where: str) -> int | None:
         raise BadInput(f"{where}: '{text}' is not a number") from None
 
 
-def _address(text: str, where: str) -> PciAddress:
+def parse_key(key: str, origin: str) -> PciAddress:
+    """The address of a capture's device key; BadInput naming the source otherwise."""
     try:
-        return PciAddress.parse(text)
+        return PciAddress.parse(key)
     except BadInput as e:
-        raise BadInput(f"{where}: {e}") from None
+        raise BadInput(f"{origin}: devices: {e}") from None
 
 
 def _parent_of(path: str) -> PciAddress | None:
@@ -99,17 +102,8 @@ def pack_config(data: bytes) -> dict[str, Any]:
     return {"config": data.rstrip(b"\0").hex(), "config_size": len(data)}
 
 
-#: The live reader's in-memory form of config space, in place of `config`/`config_size`: the bytes
-#: without trailing zeros and the size read (or None), so a capture modelled at once skips the hex
-#: round trip. Never in a snapshot file (JSON has no bytes).
-CONFIG_BYTES = "config_bytes"
-
-
 def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     """Config space bytes of a capture entry (inverse of `pack_config`); None when not read."""
-    if CONFIG_BYTES in entry:
-        raw = entry[CONFIG_BYTES]
-        return raw[0].ljust(raw[1], b"\0") if isinstance(raw, tuple) else None
     cfg_hex, size = entry.get("config"), entry.get("config_size")
     if cfg_hex is None:
         return None
@@ -122,47 +116,61 @@ def config_bytes(entry: Mapping[str, Any], where: str) -> bytes | None:
     return data.ljust(size, b"\0")
 
 
-def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:
-    where = f"{origin}: device {addr}"
-    if not isinstance(raw, Mapping):
-        raise BadInput(f"{where}: entry is not an object")
-    attrs = raw.get("attrs") or {}
-    links = raw.get("links") or {}
-    path = raw.get("path")
-    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
-        raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
-    cfg = config_bytes(raw, where)
+def _where(origin: str, addr: PciAddress) -> str:
+    return f"{origin}: device {addr}"
+
+
+def _link_address(target: str, origin: str, addr: PciAddress) -> PciAddress:
+    """The address a link's target names (`physfn`); BadInput naming the device otherwise."""
+    try:
+        return PciAddress.parse(target)
+    except BadInput as e:
+        raise BadInput(f"{_where(origin, addr)}: link physfn: {e}") from None
+
+
+def _attr_int(attrs: Mapping[str, str], name: str, origin: str, addr: PciAddress) -> int | None:
+    """An id attribute's value (`_ID_BITS` names them), checked against its register's width."""
+    value = _int(attrs.get(name), f"{_where(origin, addr)}: attribute {name}")
+    if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
+        raise BadInput(f"{_where(origin, addr)}: attribute {name}: '{attrs[name]}' does not fit its "
+                       f"{_ID_BITS[name]} bits")
+    return value
+
+
+def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: PciAddress | None,
+                 attrs: Mapping[str, str], links: Mapping[str, str] | None, files: list[str] | None,
+                 cfg: bytes | None, group: int | None) -> Device:
+    """The Device of what was read for one function: config space bytes as read (None when not
+    readable), sysfs attribute text, symlink basenames (None: links not read) and presence-only
+    files. Shared by the snapshot loader and the live reader, so both model a function alike."""
     facts = pciconfig.decode(cfg) if cfg else None
-
-    def attr_int(name: str) -> int | None:
-        value = _int(attrs.get(name), f"{where}: attribute {name}")
-        if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
-            raise BadInput(f"{where}: attribute {name}: '{attrs[name]}' does not fit its "
-                           f"{_ID_BITS[name]} bits")
-        return value
-
-    def from_config(value: int | None, attr: str) -> int | None:
+    if facts is not None and facts.subsystem_vendor_id is not None:
+        ids = (facts.vendor_id, facts.device_id, facts.subsystem_vendor_id, facts.subsystem_device_id,
+               facts.class_code, facts.revision)
+    else:
         # Config space is what the kernel's attributes are made of; attributes fill in only where it
         # was not readable (or, for a bridge, has no subsystem ids).
-        return value if value is not None else attr_int(attr)
-
+        known = ((facts.vendor_id, facts.device_id, None, None, facts.class_code, facts.revision)
+                 if facts is not None else (None,) * len(_ID_BITS))
+        ids = tuple(value if value is not None else _attr_int(attrs, name, origin, addr)
+                    for value, name in zip(known, _ID_BITS, strict=True))
+    vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code, revision = ids
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
-    physfn = links.get("physfn")
-    files = raw.get("files")
+    physfn = links.get("physfn") if links is not None else None
     return Device(
         address=addr,
-        vendor_id=from_config(facts.vendor_id if facts else None, "vendor"),
-        device_id=from_config(facts.device_id if facts else None, "device"),
-        subsystem_vendor_id=from_config(facts.subsystem_vendor_id if facts else None, "subsystem_vendor"),
-        subsystem_device_id=from_config(facts.subsystem_device_id if facts else None, "subsystem_device"),
-        class_code=from_config(facts.class_code if facts else None, "class"),
-        revision=from_config(facts.revision if facts else None, "revision"),
+        vendor_id=vendor_id,
+        device_id=device_id,
+        subsystem_vendor_id=subsystem_vendor_id,
+        subsystem_device_id=subsystem_device_id,
+        class_code=class_code,
+        revision=revision,
         # No `driver` link means no driver bound ("").
-        driver=links.get("driver", "") if "links" in raw else None,
+        driver=links.get("driver", "") if links is not None else None,
         iommu_group=group,
-        parent=_parent_of(path) if isinstance(path, str) else None,
-        sysfs_path=path if isinstance(path, str) else None,
+        parent=parent,
+        sysfs_path=path,
         header_type=facts.header_type if facts else None,
         multifunction=(facts.multifunction or addr.function > 0) if facts else None,
         is_pcie=facts.is_pcie if facts else None,
@@ -173,8 +181,23 @@ def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | 
         reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
         has_reset="reset" in files if files is not None else None,
         config_size=len(cfg) if cfg is not None else None,
-        physfn=_address(physfn, f"{where}: link physfn") if physfn else None,
+        physfn=_link_address(physfn, origin, addr) if physfn else None,
     )
+
+
+def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:
+    where = _where(origin, addr)
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: entry is not an object")
+    attrs = raw.get("attrs") or {}
+    links = raw.get("links") or {}
+    path = raw.get("path")
+    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
+        raise BadInput(f"{where}: 'attrs' and 'links' must be objects")
+    path = path if isinstance(path, str) else None
+    return model_device(addr, origin, path=path, parent=_parent_of(path) if path is not None else None,
+                        attrs=attrs, links=links if "links" in raw else None, files=raw.get("files"),
+                        cfg=config_bytes(raw, where), group=group)
 
 
 def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
@@ -265,6 +288,9 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
         if not isinstance(entry.get("path"), str | None):
             raise bad("path", "a string", f"device {key}: ")
     host_usage_facts.check_layout(raw.get("host_usage"), origin)
+    # Imported here: only a snapshot file holds doctor facts; the live reader never checks them.
+    from vfiokit.sources import doctor_facts
+
     doctor_facts.check_layout(raw.get("doctor"), origin)
 
 
@@ -281,54 +307,90 @@ def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:
     return pci, others
 
 
-def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
-    """Model a capture. Pure: the same capture always gives the same Topology."""
-    groups: tuple[Group, ...] | None = None
-    group_of: dict[PciAddress, int] = {}
-    group_notes: list[str] = []
-    raw_groups = raw.get("iommu_groups")
-    if raw_groups:
-        built = []
-        for number, members in raw_groups.items():
-            n = _int(str(number), f"{origin}: iommu_groups")
-            if n is None or n < 0:
-                raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
-            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-                raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
+class Groups:
+    """A capture's IOMMU groups, read in two steps so that the live reader can model each device as
+    it reads it: construction parses the members (`group_of` then says each device's group), and
+    `check` validates them against the devices read. Together they raise the errors a single pass
+    over the groups would, in the same order."""
+
+    def __init__(self, raw_groups: Mapping[Any, Any] | None, origin: str) -> None:
+        self.present = bool(raw_groups)
+        self._origin = origin
+        #: per group: its key, number, PCI members in address order, other members; or the error
+        #: that `check` raises when it comes to this group.
+        self._parsed: list[tuple[Any, int, tuple[PciAddress, ...], list[str]] | BadInput] = []
+        self.group_of: dict[PciAddress, int] = {}
+        for number, members in (raw_groups or {}).items():
+            try:
+                n = _int(str(number), f"{origin}: iommu_groups")
+                if n is None or n < 0:
+                    raise BadInput(f"{origin}: iommu_groups: '{number}' is not a group number")
+                if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                    raise BadInput(f"{origin}: iommu group {number}: members must be a list of addresses")
+            except BadInput as e:
+                self._parsed.append(e)
+                continue
             pci, others = _split_members(members)
-            if others:
-                group_notes.append(f"IOMMU group {n} also holds {', '.join(others)}, not a PCI device "
-                                   "(an ACPI device the IOMMU driver grouped): not shown; vfio needs it "
-                                   "unbound or bound to vfio too before the group can be passed through")
             addrs = tuple(sorted(pci))
+            self._parsed.append((number, n, addrs, others))
+            for a in addrs:
+                self.group_of.setdefault(a, n)
+
+    def check(self, device_keys: Container[str]) -> tuple[tuple[Group, ...] | None, list[str]]:
+        """The groups in number order and the notes about their members that are not PCI functions;
+        BadInput when a group is malformed, a device is in two groups or a member is not among
+        `device_keys` (the capture's device addresses)."""
+        if not self.present:
+            return None, []
+        built, notes, seen = [], [], {}
+        for parsed in self._parsed:
+            if isinstance(parsed, BadInput):
+                raise parsed
+            number, n, addrs, others = parsed
+            if others:
+                notes.append(f"IOMMU group {n} also holds {', '.join(others)}, not a PCI device "
+                             "(an ACPI device the IOMMU driver grouped): not shown; vfio needs it "
+                             "unbound or bound to vfio too before the group can be passed through")
             for a in addrs:
                 # The kernel puts a device in one group (its iommu_group link), and only devices it has.
-                if a in group_of:
-                    raise BadInput(f"{origin}: {a} is in two IOMMU groups ({group_of[a]} and {n})")
-                if str(a) not in raw["devices"]:
-                    raise BadInput(f"{origin}: iommu group {number}: {a} is not among the devices")
+                if a in seen:
+                    raise BadInput(f"{self._origin}: {a} is in two IOMMU groups ({seen[a]} and {n})")
+                if str(a) not in device_keys:
+                    raise BadInput(f"{self._origin}: iommu group {number}: {a} is not among the devices")
             built.append(Group(n, addrs))
-            group_of.update((a, n) for a in addrs)
-        groups = tuple(sorted(built, key=lambda g: g.number))
+            seen.update((a, n) for a in addrs)
+        return tuple(sorted(built, key=lambda g: g.number)), notes
 
-    devices: dict[PciAddress, Device] = {}
-    for key, entry in raw["devices"].items():
-        addr = _address(key, f"{origin}: devices")
-        devices[addr] = _device(addr, entry, origin, group_of.get(addr))
+
+def host_info(host_raw: Mapping[str, Any]) -> HostInfo:
+    """The host facts of a capture as the model holds them (lists become tuples)."""
+    return HostInfo(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in host_raw.items() if k in _HOST_KEYS})
+
+
+def topology(devices: dict[PciAddress, Device], groups: tuple[Group, ...] | None, notes: list[str], *,
+             host: HostInfo, origin: str, as_root: bool | None, host_usage: Mapping[str, Any] | None) -> Topology:
+    """The Topology of modelled devices and checked groups; `notes` are what the reader and the
+    groups said (the notes about config space are added here)."""
     _correct_port_types(devices)
-
-    host_raw = raw.get("host") or {}
-    host = HostInfo(**{
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in host_raw.items() if k in _HOST_KEYS
-    })
     ordered = tuple(devices[a] for a in sorted(devices))
-    captured = raw.get("captured") or {}
     return Topology(
         devices=ordered,
         groups=groups,
         host=host,
         source=origin,
-        notes=(tuple(raw.get("read_notes") or ()) + tuple(group_notes)
-               + _notes(ordered, captured.get("as_root"))),
-        host_usage=raw.get("host_usage"),
+        notes=(*notes, *_notes(ordered, as_root)),
+        host_usage=host_usage,
     )
+
+
+def build_topology(raw: Mapping[str, Any], origin: str) -> Topology:
+    """Model a capture. Pure: the same capture always gives the same Topology."""
+    table = Groups(raw.get("iommu_groups"), origin)
+    groups, group_notes = table.check(raw["devices"])
+    devices: dict[PciAddress, Device] = {}
+    for key, entry in raw["devices"].items():
+        addr = parse_key(key, origin)
+        devices[addr] = _device(addr, entry, origin, table.group_of.get(addr))
+    return topology(devices, groups, [*(raw.get("read_notes") or ()), *group_notes],
+                    host=host_info(raw.get("host") or {}), origin=origin,
+                    as_root=(raw.get("captured") or {}).get("as_root"), host_usage=raw.get("host_usage"))

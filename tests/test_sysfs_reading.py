@@ -1,0 +1,181 @@
+"""How the live reader reads a tree: each folder and file once, nothing a command does not use, and
+the same model (or the same error) as the snapshot of the tree. Counts and facts, never times."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+from tests.machines import ZOO
+from vfiokit.errors import BadInput
+from vfiokit.sources import doctor_facts, samples, sysfs
+from vfiokit.sources.capture import build_topology
+from vfiokit.sources.synthetic import capture_of
+from vfiokit.sources.tree import materialize
+
+
+def _functions(tree: Path) -> list[Path]:
+    """The function folders below /sys/devices, each once (links left out)."""
+    return [p for p in (tree / "sys/devices").rglob("*") if len(p.name) == 12 and p.name[4] == ":"
+            and p.is_dir() and not p.is_symlink()]
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count every `os.open` by the path it names (relative to its dir_fd's folder)."""
+    opened: Counter[str] = Counter()
+    real_open = os.open
+
+    def counting_open(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        where = os.readlink(f"/proc/self/fd/{dir_fd}") if dir_fd is not None else ""
+        opened[os.path.join(where, os.fspath(path))] += 1
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    return opened
+
+
+def test_each_function_folder_is_opened_once_and_its_config_read_once(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = materialize(capture_of(ZOO), tmp_path / "root").resolve()
+    functions = _functions(tree)
+    opened = _count_opens(monkeypatch)
+    top = sysfs.read_topology(tree)
+    assert len(top.devices) == len(functions)
+    for folder in functions:
+        assert opened[str(folder)] == 1, folder
+        assert opened[str(folder / "config")] == 1, folder
+
+
+def test_reading_a_topology_gathers_no_doctor_facts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `doctor` reads module lists, vfio ids and more (doctor_facts.gather); groups and check do not.
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+
+    def refuse(root: str) -> dict:
+        raise AssertionError(f"doctor facts gathered for {root}")
+
+    monkeypatch.setattr(doctor_facts, "gather", refuse)
+    assert sysfs.read_topology(tree).devices
+    for command in (("groups",), ("check", "00:1f.2")):
+        r = cli(*command, "--root", str(tree))
+        assert "doctor facts gathered" not in r.err and "Traceback" not in r.err, r.err
+
+
+def test_groups_reads_no_reset_method_and_check_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # groups shows no reset method, so the live reader skips that file; check judges resets.
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+    with_reset = [f for f in _functions(tree) if (f / "reset_method").exists()]
+    assert with_reset
+    opened = _count_opens(monkeypatch)
+    assert cli("groups", "--root", str(tree)).code == 0
+    assert not [p for p in opened if p.endswith("/reset_method")]
+    cli("check", "00:1f.2", "--root", str(tree))
+    assert sorted(p for p in opened if p.endswith("/reset_method")) == sorted(
+        str((f / "reset_method").resolve()) for f in with_reset)
+
+
+def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path) -> None:
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+    full, lean = sysfs.read_topology(tree), sysfs.read_topology(tree, reset_methods=False)
+    assert any(d.reset_methods for d in full.devices)
+    assert [replace(d, reset_methods=None) for d in full.devices] == list(lean.devices)
+    assert (full.groups, full.notes, full.host) == (lean.groups, lean.notes, lean.host)
+
+
+def _first_bridge(tree: Path) -> Path:
+    return sorted((tree / "sys/devices").glob("pci0000:00/0000:00:*"))[0]
+
+
+def _fifo_config(tree: Path) -> None:
+    config = _functions(tree)[1] / "config"
+    config.unlink()
+    os.mkfifo(config)
+
+
+def _linked_config(tree: Path) -> None:
+    config = _functions(tree)[2] / "config"
+    config.unlink()
+    config.symlink_to("/etc/hostname")
+
+
+def _short_config_and_bad_attribute(tree: Path) -> None:
+    dev = _functions(tree)[2]
+    (dev / "config").write_bytes(b"\x86\x80" * 10)  # 20 bytes: the id attributes are read
+    (dev / "vendor").write_text("0xzz\n")
+
+
+def _links_back_up(tree: Path) -> None:
+    os.symlink("..", _first_bridge(tree) / "0000:7e:00.0")
+    os.symlink(".", _first_bridge(tree) / "0000:7e:00.1")
+
+
+def _link_out_of_the_root(tree: Path) -> None:
+    os.symlink("../../../../../elsewhere", _first_bridge(tree) / "0000:00:1d.6")
+
+
+def _dangling_bus_link_and_missing_attribute(tree: Path) -> None:
+    dev = tree / "sys/devices/pci0000:00/0000:00:1f.2"
+    (dev / "class").unlink()
+    (dev / "config").unlink()
+    (dev / "config").mkdir()
+    os.symlink("../../../devices/pci0000:00/0000:00:09.0", tree / "sys/bus/pci/devices/0000:00:09.0")
+
+
+def _acpi_member(tree: Path) -> None:
+    platform = tree / "sys/devices/platform/AMDI0020:00"
+    platform.mkdir(parents=True)
+    group = sorted((tree / "sys/kernel/iommu_groups").iterdir())[0]
+    (group / "devices/AMDI0020:00").symlink_to(platform)
+
+
+def _member_in_two_groups(tree: Path) -> None:
+    member = next((sorted((tree / "sys/kernel/iommu_groups").iterdir())[0] / "devices").iterdir())
+    (tree / "sys/kernel/iommu_groups/998/devices").mkdir(parents=True)
+    (tree / "sys/kernel/iommu_groups/998/devices" / member.name).symlink_to(os.readlink(member))
+
+
+def _member_not_read(tree: Path) -> None:
+    (tree / "sys/kernel/iommu_groups/999/devices").mkdir(parents=True)
+    (tree / "sys/kernel/iommu_groups/999/devices/0000:00:1e.7").symlink_to("/sys/devices/pci0000:00/0000:00:1e.7")
+
+
+def _folder_that_is_no_address(tree: Path) -> None:
+    (_first_bridge(tree) / "0000:00:zz.0").mkdir()
+
+
+def _copied_function(tree: Path) -> None:
+    functions = _functions(tree)
+    shutil.copytree(functions[2], functions[0] / functions[2].name, symlinks=True)
+
+
+def _no_groups(tree: Path) -> None:
+    shutil.rmtree(tree / "sys/kernel/iommu_groups")
+
+
+@pytest.mark.parametrize("edit", [
+    _fifo_config, _linked_config, _short_config_and_bad_attribute, _links_back_up, _link_out_of_the_root,
+    _dangling_bus_link_and_missing_attribute, _acpi_member, _member_in_two_groups, _member_not_read,
+    _folder_that_is_no_address, _copied_function, _no_groups,
+], ids=lambda f: f.__name__.strip("_"))
+def test_the_live_reader_models_a_tree_as_its_snapshot_does(tmp_path: Path, edit: Callable[[Path], None]) -> None:
+    # read_topology models each function as it reads it; build_topology models the capture of the
+    # same tree: the model, the notes and the first error must be the same.
+    (tmp_path / "elsewhere").mkdir()
+    tree = materialize(capture_of(ZOO), tmp_path / "root")
+    edit(tree)
+
+    def model(read: Callable[[], object]) -> object:
+        try:
+            top = read()
+        except BadInput as e:
+            return f"error: {e}"
+        return (top.devices, top.groups, top.host, top.notes, top.source, top.host_usage)
+
+    live = model(lambda: sysfs.read_topology(tree))
+    assert live == model(lambda: build_topology(sysfs.capture(tree), f"tree {tree}"))
