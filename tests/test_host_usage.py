@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import cli
 from tests.hostfacts import HostTree
 from vfiokit.analyses import host_needs
-from vfiokit.render.reasons import need_detail, need_loss
+from vfiokit.render.needs import need_detail, need_loss
 from vfiokit.sources import host_usage, sysfs
 from vfiokit.sources.capture import build_topology
 

@@ -13,7 +13,16 @@ from typing import Any
 from vfiokit.formats.pve_hostpci import parse_host_id
 from vfiokit.model import PciAddress, Topology
 
-#: What the host loses, per storage role (a `loses` code, worded by `render/reasons.py`).
+#: Platform functions the host cannot give away, by class (base, sub): TrueNAS' list of
+#: "System Critical" classes; PCI bridges (0x0604) are left out because Proxmox skips them.
+PLATFORM_CLASSES = {
+    0x0600: "host bridge",
+    0x0601: "ISA bridge (LPC: firmware, TPM, legacy I/O)",
+    0x0500: "RAM controller",
+    0x0C05: "SMBus controller (sensors, memory SPD)",
+}
+
+#: What the host loses, per storage role (a `loses` code, worded by `render/needs.py`).
 _STORAGE_LOSS = {"root": "root", "boot": "boot", "efi": "efi", "swap": "swap", "mount": "disks"}
 
 

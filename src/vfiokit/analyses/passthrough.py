@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from vfiokit.analyses.host_needs import HostNeed, needs
+from vfiokit.analyses.host_needs import PLATFORM_CLASSES, HostNeed, needs
 from vfiokit.errors import BadInput, NoIommu
 from vfiokit.model import Device, PciAddress, Topology
 
@@ -43,18 +43,8 @@ CRITICAL = "host-critical"
 #: Drivers that mean "not used by the host": vfio-pci owns it already, or pci-stub parks it.
 _PARKED = {"vfio-pci", "pci-stub"}
 
-#: Platform functions the host cannot give away, by class (base, sub): TrueNAS' list of
-#: "System Critical" classes; PCI bridges (0x0604) are left out because Proxmox skips them.
-PLATFORM_CLASSES = {
-    0x0600: "host bridge",
-    0x0601: "ISA bridge (LPC: firmware, TPM, legacy I/O)",
-    0x0500: "RAM controller",
-    0x0C05: "SMBus controller (sensors, memory SPD)",
-}
-
-
 #: What the host loses with a function its driver uses, by class, when no host fact says more
-#: (a `loses` code, worded by `render/reasons.py`).
+#: (a `loses` code, worded by `render/needs.py`).
 _CLASS_LOSS = {0x01: "disks", 0x02: "network", 0x03: "display", 0x0C03: "usb-ports", 0x0403: "sound"}
 
 

@@ -134,7 +134,7 @@ def _check_vfio_ids(root: str, params: Sequence[str], force: bool) -> None:
         note("cannot tell which devices these ids catch: no PCI tree below --root")
         return
     from vfiokit.pciids import PciIds, lspci_line
-    from vfiokit.render.reasons import need_detail, need_loss
+    from vfiokit.render.needs import need_detail, need_loss
 
     caught = ids_catch(top, ids)
     for pci_id, devs in caught.matches.items():

@@ -70,7 +70,7 @@ def groups(source: Callable[..., Topology], as_json: bool, fmt: str, predict: bo
         return
     whole = top
     top = select_groups(top, wanted)
-    from vfiokit.render.check import host_marker
+    from vfiokit.render.needs import host_marker
 
     after, unread = _next_boot(whole)
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from vfiokit.analyses.host_needs import HostNeed
 from vfiokit.analyses.vfio_binding import DriverStatus
 from vfiokit.model import Device
-from vfiokit.render.reasons import need_detail, need_loss
+from vfiokit.render.needs import need_detail, need_loss
 
 
 def move_line(dev: Device, to: str | None, group: int | None) -> str:

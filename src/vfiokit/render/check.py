@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from vfiokit.errors import VfiokitError
 from vfiokit.model import Device, Topology
 from vfiokit.pciids import PciIds
-from vfiokit.render.reasons import headline, need_detail, need_json, need_loss, reason_text
+from vfiokit.render.needs import need_detail, need_json, need_loss
+from vfiokit.render.reasons import headline, reason_text
 
 if TYPE_CHECKING:
     from vfiokit.analyses.passthrough import Reason, Verdict
@@ -102,23 +103,6 @@ def verdict_text(v: Verdict, ids: PciIds, top: Topology, again: str = "") -> lis
         lines.append(lines[0])
     lines.append(f"Next: {escape(next_step(v, again))}")
     return lines
-
-
-def host_marker(top: Topology) -> Callable[[Device], list[str]]:
-    """For `groups`: a device's marks, e.g. "host needs: the network", "used by VM 100"."""
-    from vfiokit.analyses.host_needs import needs
-
-    used = needs(top.host_usage, top)
-
-    def mark(dev: Device) -> list[str]:
-        out: list[str] = []
-        for n in used.get(dev.address, ()):
-            text = f"used by {need_loss(n)}" if n.kind == "vm" else f"host needs {need_loss(n)}"
-            if text not in out:
-                out.append(text)
-        return out
-
-    return mark
 
 
 def check_marker(top: Topology) -> Callable[[Device], list[str]]:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
-from vfiokit.render.check import host_marker, verdict_json
+from vfiokit.render.check import verdict_json
 from vfiokit.render.envelope import envelope
+from vfiokit.render.needs import host_marker
 from vfiokit.render.reasons import verdict_notes
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
 
 from vfiokit import rootfs
 from vfiokit.errors import BadInput, Refused
@@ -92,6 +91,8 @@ def _distro(root: str) -> str | None:
 
 
 def _pbt_command() -> tuple[str, ...]:
+    import shutil  # here: only a proxmox-boot-tool host asks, and groups reads this module
+
     if shutil.which("proxmox-boot-tool") is None and shutil.which("pve-efiboot-tool"):
         return ("pve-efiboot-tool", "refresh")
     return ("proxmox-boot-tool", "refresh")

@@ -29,16 +29,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from vfiokit import rootfs
 from vfiokit.errors import BadInput
 from vfiokit.formats import host_usage_facts as facts_layout
-from vfiokit.formats import pve_config as pc
-from vfiokit.formats import pve_mapping
 
 _PCI_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 #: Path components worth showing in a chain: named kernel objects like nvme0, ata1, usb2,
@@ -174,6 +170,9 @@ def zpool_vdevs(status: str) -> list[str]:
 
 
 def _run_zpool_status(pool: str) -> str | None:
+    import shutil  # here: a host without ZFS (and every --root tree) never pays for it
+    import subprocess
+
     exe = shutil.which("zpool")
     if exe is None:
         return None
@@ -353,6 +352,10 @@ def _proxmox(root: str, node: str | None) -> dict[str, Any] | None:
     mapfile = os.path.join(root, "etc/pve/mapping/pci.cfg")
     if not os.path.isdir(confdir) and not os.path.exists(mapfile):
         return None
+    # Imported here: most hosts and trees `groups` reads are not Proxmox nodes.
+    from vfiokit.formats import pve_config as pc
+    from vfiokit.formats import pve_mapping
+
     vms = []
     for name in _listdir(confdir):
         if not name.endswith(".conf"):

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import datetime
 import gc
-import getpass
 import os
 import re
-import subprocess
 from collections.abc import Container, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from vfiokit import __version__, rootfs
@@ -239,6 +236,8 @@ def _kernel_log(root: str) -> tuple[list[str] | None, str | None]:
     there waits for the next message, and it belongs to the running system only."""
     text = used = None
     if os.path.abspath(root) == "/":
+        import subprocess  # the live host's only: a --root tree never runs a command
+
         for cmd in _LIVE_LOGS:
             try:
                 done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=5, check=False)
@@ -339,6 +338,8 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     _note_left_out(root, names, devices, notes)
     devices = {name: devices[name] for name in sorted(devices)}
     try:
+        import getpass  # a snapshot's only: not imported to read a topology
+
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.geteuid())
@@ -381,7 +382,7 @@ def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = T
 
 
 def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
-    origin = "live host" if os.path.abspath(root) == "/" else f"tree {Path(root)}"
+    origin = "live host" if os.path.abspath(root) == "/" else f"tree {os.path.normpath(root)}"
     root = os.path.abspath(root)
     names = _bus_functions(root)
     groups = cap.Groups(_read_groups(root), origin)
