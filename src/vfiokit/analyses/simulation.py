@@ -209,6 +209,7 @@ def _blocks(part_from: Partition, part_to: Partition) -> dict[int, dict[int, Non
 
 
 def simulate(top: Topology, override: AcsOverride) -> Simulation:
+    """Today's groups beside those `override` would give, and what that changes and cuts."""
     with gc_paused():
         return _simulate(top, override)
 
@@ -244,7 +245,7 @@ def _simulate(top: Topology, override: AcsOverride) -> Simulation:
             notes.append(f"{why}: devices whose PCIe type and ACS are unknown count as not isolating, so "
                          f"groups may be shown larger than the kernel will make them; {fix}")
 
-    # Every address in address order (the model's order already: the sort only checks it).
+    # Every address in address order (the order the model holds devices in: a linear sort).
     addresses = sorted(top.by_address)
     changes: tuple[DeviceChange, ...] = ()
     splits: list[tuple[int, tuple[Group, ...]]] = []
