@@ -1,11 +1,11 @@
-"""Views of a simulation: rich text (a side-by-side table and the warnings) and JSON bodies."""
+"""Views of a simulation: rich text (a side-by-side table and the warnings) and JSON bodies.
+
+rich is imported where markup is made: `--json` never loads it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-
-from rich.markup import escape
 
 from vfiokit.analyses.alone import AloneAdvice
 from vfiokit.analyses.model_check import Difference, ModelCheck
@@ -59,6 +59,8 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Iterator[Line]:
 
 
 def summary_lines(sim: Simulation) -> list[str]:
+    from rich.markup import escape
+
     out = [f"[bold]pcie_acs_override={escape(str(sim.override))}[/bold] "
            f"[dim](groups today were formed with: {escape(str(sim.baseline))})[/dim]"]
     if sim.unknown:
@@ -117,7 +119,8 @@ class _Texts(dict[PciAddress, str]):
 def _groups_json(groups: tuple[Group, ...] | None, text: _Texts) -> list[dict[str, Any]] | None:
     if groups is None:
         return None
-    return [{"number": g.number, "devices": [text[a] for a in g.members]} for g in groups]
+    name = text.__getitem__
+    return [{"number": g.number, "devices": list(map(name, g.members))} for g in groups]
 
 
 def _assumed_json(items: tuple[AssumedIsolation, ...], text: _Texts) -> list[dict[str, Any]]:
@@ -153,6 +156,8 @@ def simulation_json(sim: Simulation, devices: list[dict[str, Any]]) -> dict[str,
 
 
 def alone_lines(top: Topology, advice: AloneAdvice, ids: PciIds) -> list[str]:
+    from rich.markup import escape
+
     targets = advice.targets or (advice.address,)
     head = "\n".join(f"[bold]{escape(_line(top, ids, a))}[/bold]" for a in targets)
     if advice.already_alone:
@@ -195,6 +200,8 @@ MODEL_CAUSES = ("possible causes: a DMA alias the firmware declares (AMD IVRS, S
 
 
 def model_check_lines(check: ModelCheck) -> list[str]:
+    from rich.markup import escape
+
     if check.unknown:
         return [f"[yellow]the groups cannot be predicted from this source:[/yellow] {escape(check.unknown)}"]
     if check.matches:
