@@ -3,12 +3,20 @@ groups, numbers follow the kernel's add order, and `--alone` answers are true.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vfiokit.analyses.alone import make_alone
-from vfiokit.analyses.grouping import add_order, parse_override, predict_groups, predict_partition
-from vfiokit.analyses.simulation import with_groups
+from vfiokit.analyses.grouping import (
+    add_order,
+    override_applies,
+    parse_override,
+    predict_groups,
+    predict_partition,
+)
+from vfiokit.analyses.simulation import DeviceChange, simulate, with_groups
 from vfiokit.model import (
     PCIE_DOWNSTREAM_PORT,
     PCIE_ENDPOINT,
@@ -141,3 +149,51 @@ def test_alone_answers_are_true(top, data):
                                     "id:10ec:8168,id:10ec:8125,id:104c:8240")
         part = predict_partition(top, everything)
         assert sum(1 for n in part.values() if n == part[dev.address]) > 1
+
+
+def _members(groups) -> dict:
+    """Each device's group-mates (itself included) and the group's number."""
+    return {a: (frozenset(g.members), g.number) for g in groups or () for a in g.members}
+
+
+@SETTINGS
+@given(machines(), st.sampled_from([None, *OVERRIDES]), st.sampled_from(["none", *OVERRIDES]))
+def test_simulate_reports_exactly_what_its_groups_say(top, booted, asked):
+    """The changes, splits, merges and cut hardware groups of `simulate`, worked out here from their
+    definitions over the groups it shows (today's, predicted, and the natural ones without an
+    override), on hosts booted with or without an override."""
+    if booted is not None:
+        top = replace(with_groups(top, predict_groups(top, parse_override(booted))),
+                      host=replace(top.host, cmdline=f"pcie_acs_override={booted}"))
+    sim = simulate(top, parse_override(asked))
+    now, then = _members(sim.current), _members(sim.predicted)
+    expected = []
+    for a in sorted(now.keys() | then.keys()):
+        n_m, n = now.get(a, (frozenset({a}), None))
+        t_m, t = then.get(a, (frozenset({a}), None))
+        if n_m != t_m or n != t:
+            expected.append(DeviceChange(a, n, t, tuple(sorted(n_m - t_m)), tuple(sorted(t_m - n_m)),
+                                         len(n_m) == 1, len(t_m) == 1))
+    assert list(sim.changes) == expected
+
+    def pieces(group, groups):
+        """The groups of `groups` that `group`'s devices are in, by their first device in address order."""
+        out = []
+        for a in group.members:
+            for g in groups:
+                if a in g.members and g not in out:
+                    out.append(g)
+        return tuple(out)
+
+    assert list(sim.splits) == [(g.number, pieces(g, sim.predicted)) for g in sim.current
+                                if len(pieces(g, sim.predicted)) > 1]
+    assert list(sim.merges) == [(g, tuple(sorted(p.number for p in pieces(g, sim.current))))
+                                for g in sim.predicted if len(pieces(g, sim.current)) > 1]
+    natural = sim.current if sim.baseline.empty else predict_groups(top, None)
+    for shown, groups, override in ((sim.assumed, sim.predicted, sim.override),
+                                    (sim.assumed_today, sim.current if booted else (), sim.baseline)):
+        assert [(x.devices, x.pieces) for x in shown] == [
+            (g.members, pieces(g, groups)) for g in natural if len(pieces(g, groups)) > 1]
+        for x in shown:
+            assert x.because == tuple((a, why) for a in x.devices
+                                      if (why := override_applies(top.by_address[a], override)) is not None)

@@ -89,6 +89,20 @@ def test_simulate_text_warns_in_plain_words_and_names_the_patch():
     assert line.split()[:2] == ["15", "28"]  # side by side: today, predicted
 
 
+def test_simulate_table_piped_is_one_aligned_line_per_device():
+    """Streamed, not a rich Table (9 s at 50,000 rows): the layout stays the table's, numbers
+    right-aligned under their heading, two spaces apart, one line per device."""
+    r = cli("simulate", "--sample", B550)
+    lines = r.out.splitlines()
+    head = lines.index("today  predicted  device")
+    rows = [x for x in lines[head + 1:] if re.match(r"^ +(\d+|-) +(\d+|-)  [0-9a-f]{2}:", x)]
+    top = samples.load(B550)
+    assert len(rows) == len({a for g in top.groups for a in g.members}) == len(top.devices) - 2  # AMD IOMMU
+    assert rows[0].startswith("    0          0  00:01.0 Host bridge [0600]: ")
+    assert ("   15         28  07:00.0 SATA controller [0106]: Marvell Technology Group Ltd. 88SE9215 PCIe 2.0 x1 "
+            "4-port SATA 6 Gb/s Controller [1b4b:9215] (rev 11)") in rows
+
+
 def test_simulate_device_says_what_happens_to_its_group():
     r = cli("simulate", "--sample", B550, "--device", "0000:07:00.0", "--json")
     (dev,) = json.loads(r.out)["devices"]

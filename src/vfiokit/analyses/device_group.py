@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 def pci_device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, int]) -> int | None:
     """pci_device_group: the group `dev` joins, or None for a new one."""
+    # get_pci_alias_or_group, over pci_for_each_dma_alias: the device, then the bridges that
+    # take over its requester ID.
+    if dev.address in group_of:
+        return group_of[dev.address]
     pdev = dev
-    for alias in m.alias_chain(dev):  # get_pci_alias_or_group
+    for alias in m.tree.rid_bridges(dev):
         pdev = alias
         if alias.address in group_of:
             return group_of[alias.address]

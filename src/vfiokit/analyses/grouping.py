@@ -10,7 +10,7 @@ The rules mirrored here, each named after its kernel function:
   (quirks.c pci_dev_specific_acs_enabled, data in `analyses.quirks`) with the override patch's
   `pcie_acs_overrides` entry in it;
 - `_flags_enabled` = pci_acs_flags_enabled; `_path_ok` = pci_acs_path_enabled(dev, NULL, REQ);
-- `_alias_chain` = drivers/pci/search.c pci_for_each_dma_alias;
+- `PciTree.rid_bridges` = drivers/pci/search.c pci_for_each_dma_alias;
 - `analyses/device_group.py`: iommu.c pci_device_group, get_pci_alias_group and
   get_pci_function_alias_group, the walk that picks a device's group.
 
@@ -27,7 +27,7 @@ upstream port read as an endpoint, which isolates: a difference a real kernel of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vfiokit.analyses import quirks as q
@@ -53,11 +53,12 @@ from vfiokit.model import (
     Topology,
 )
 
-__all__ = ["KERNEL_RULES", "AcsOverride", "KernelFacts", "KernelRules", "parse_override", "predict_groups",
-           "predict_partition", "rules_for"]
+__all__ = ["KERNEL_RULES", "AcsOverride", "KernelFacts", "KernelRules", "PciTree", "parse_override",
+           "predict_groups", "predict_partition", "rules_for"]
 
 _PORTS = (PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT)
 _MF_TYPES = (PCIE_ENDPOINT, PCIE_UPSTREAM_PORT, PCIE_LEGACY_ENDPOINT, PCIE_RC_INTEGRATED_ENDPOINT)
+_DMA_ALIAS_VENDORS = frozenset(quirk.vendor for quirk in q.DMA_ALIAS_QUIRKS)
 
 
 @dataclass(frozen=True)
@@ -169,16 +170,14 @@ def override_applies(dev: Device, override: AcsOverride) -> str | None:
     return None
 
 
-class GroupingState:
-    """One prediction's working state over a topology."""
+class PciTree:
+    """What every prediction over one topology shares, whatever the override: the devices of each
+    bus and slot, the DMA aliases quirks declare, and the order the PCI core adds devices. Built
+    once when several overrides are tried on one host (`simulate`, `--alone`)."""
 
-    def __init__(self, top: Topology, override: AcsOverride, facts: KernelFacts) -> None:
+    def __init__(self, top: Topology) -> None:
         self.top = top
-        self.override = override
-        self.facts = facts
         self.by_addr = top.by_address
-        self._acs: dict[PciAddress, bool] = {}
-        self._path: dict[PciAddress, bool] = {}
         self.bus: dict[tuple[int, int], list[Device]] = {}
         self.slot: dict[tuple[int, int, int], list[Device]] = {}
         self.alias_mask: dict[PciAddress, frozenset[int]] = {}
@@ -186,10 +185,50 @@ class GroupingState:
             a = d.address
             self.bus.setdefault((a.domain, a.bus), []).append(d)
             self.slot.setdefault((a.domain, a.bus, a.slot), []).append(d)
-            mask = _dma_alias_mask(d)
-            if mask:
+            if d.vendor_id in _DMA_ALIAS_VENDORS and (mask := _dma_alias_mask(d)):
                 self.alias_mask[a] = mask
         self.buses_with_aliases = {(a.domain, a.bus) for a in self.alias_mask}
+        self.order = add_order(top)
+        self._rid_bridges: dict[PciAddress, tuple[Device, ...]] = {}
+
+    def rid_bridges(self, dev: Device) -> tuple[Device, ...]:
+        """The bridges above `dev` that take over its requester ID, nearest first: what
+        pci_for_each_dma_alias visits after the device itself. PCIe-to-PCI (type 7), PCI-to-PCIe
+        (type 8) and conventional bridges; PCIe ports pass IDs through. A bridge whose type is
+        unknown counts as taking it over (a lower bound)."""
+        found = self._rid_bridges.get(dev.address)
+        if found is None:
+            p = self.by_addr.get(dev.parent) if dev.parent is not None else None
+            if p is None:
+                found = ()
+            else:
+                above = self.rid_bridges(p)
+                takes_over = (config_unknown(p) or not p.is_pcie
+                              or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE))
+                found = (p, *above) if takes_over else above
+            self._rid_bridges[dev.address] = found
+        return found
+
+
+class GroupingState:
+    """One prediction's working state over a topology (`tree`: its PciTree, if already built)."""
+
+    def __init__(self, top: Topology, override: AcsOverride, facts: KernelFacts, tree: PciTree | None = None) -> None:
+        if tree is None:
+            tree = PciTree(top)
+        elif tree.top is not top:
+            raise ValueError("the PciTree given is another topology's")
+        self.top = top
+        self.override = override
+        self.facts = facts
+        self.tree = tree
+        self.by_addr = tree.by_addr
+        self.bus = tree.bus
+        self.slot = tree.slot
+        self.alias_mask = tree.alias_mask
+        self.buses_with_aliases = tree.buses_with_aliases
+        self._acs: dict[PciAddress, bool] = {}
+        self._path: dict[PciAddress, bool] = {}
 
     def parent(self, dev: Device) -> Device | None:
         return self.by_addr.get(dev.parent) if dev.parent is not None else None
@@ -219,14 +258,15 @@ class GroupingState:
         if config_unknown(dev):
             return False
         flags_ok = self._flags_enabled(dev)
+        overridden = override_applies(dev, self.override) is not None
         for i, quirk in q.acs_quirks_for(dev.vendor_id):
-            if i > q.OVERRIDE_AFTER and override_applies(dev, self.override):
+            if i > q.OVERRIDE_AFTER and overridden:
                 return True  # the patch's entry sits right after OVERRIDE_AFTER
             if _matches(quirk, dev):
                 opinion = _quirk_opinion(quirk, dev, self.facts, flags_ok)
                 if opinion is not None:
                     return opinion
-        if override_applies(dev, self.override):
+        if overridden:
             return True
         if not dev.is_pcie:
             return False  # conventional PCI/PCI-X: a shared bus
@@ -246,17 +286,6 @@ class GroupingState:
             parent = self.parent(dev)
             self._path[a] = self.acs_enabled(dev) and (parent is None or self.path_ok(parent))
         return self._path[a]
-
-    def alias_chain(self, dev: Device) -> Iterable[Device]:
-        """pci_for_each_dma_alias: the device, then every bridge above it that takes over its
-        requester ID: PCIe-to-PCI (type 7), PCI-to-PCIe (type 8) and conventional bridges. PCIe
-        ports pass IDs through. A bridge whose type is unknown counts as aliasing (lower bound)."""
-        yield dev
-        p = self.parent(dev)
-        while p is not None:
-            if config_unknown(p) or not p.is_pcie or p.pcie_type in (PCIE_TO_PCI_BRIDGE, PCI_TO_PCIE_BRIDGE):
-                yield p
-            p = self.parent(p)
 
     def are_dma_aliases(self, a: Device, b: Device) -> bool:
         """pci_devs_are_dma_aliases: one's alias mask holds the other's devfn (same bus)."""
@@ -324,9 +353,9 @@ def add_order(top: Topology) -> list[Device]:
 
 
 def predict_partition(top: Topology, override: AcsOverride | None,
-                      facts: KernelFacts | None = None) -> dict[PciAddress, int]:
+                      facts: KernelFacts | None = None, tree: PciTree | None = None) -> dict[PciAddress, int]:
     """Group number of every device the kernel would group, keyed by address."""
-    model = GroupingState(top, override or NONE, facts or KernelFacts.of(top))
+    model = GroupingState(top, override or NONE, facts or KernelFacts.of(top), tree)
     # AMD IOMMUs leave some functions out (the IOMMU's own function, devices the IVRS table does
     # not cover, e.g. 00:00.0 on many boards): a device the running kernel left without a group,
     # while others have one, stays without a group here, and takes no group number.
@@ -336,8 +365,8 @@ def predict_partition(top: Topology, override: AcsOverride | None,
     device_group = model.facts.rules.device_group
     group_of: dict[PciAddress, int] = {}
     next_id = 0
-    for dev in add_order(top):
-        if dev.address in skip:
+    for dev in model.tree.order:
+        if skip and dev.address in skip:
             continue
         found = device_group(model, dev, group_of)
         if found is None:
@@ -372,10 +401,12 @@ def rules_for(release: tuple[int, int] | None) -> KernelRules:
 
 
 def groups_of(partition: dict[PciAddress, int]) -> tuple[Group, ...]:
+    """The groups of a partition, by number, each with its members in address order."""
     members: dict[int, list[PciAddress]] = {}
-    for addr, n in partition.items():
-        members.setdefault(n, []).append(addr)
-    return tuple(Group(n, tuple(sorted(v))) for n, v in sorted(members.items()))
+    # One sort of every address (nearly sorted already: linear), not one per group.
+    for addr in sorted(partition):
+        members.setdefault(partition[addr], []).append(addr)
+    return tuple(Group(n, tuple(members[n])) for n in sorted(members))
 
 
 def predict_groups(top: Topology, override: AcsOverride | None) -> tuple[Group, ...]:

@@ -18,6 +18,7 @@ they never change a group and are not listed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 # ACS capability/control bits (include/uapi/linux/pci_regs.h).
 ACS_SV = 0x01  # Source Validation
@@ -164,6 +165,7 @@ DMA_ALIAS_QUIRKS: tuple[DmaAliasQuirk, ...] = (
 )
 
 
+@cache  # asked once per device: a 50,000-function host has a handful of vendors
 def acs_quirks_for(vendor: int | None) -> tuple[tuple[int, AcsQuirk], ...]:
     """Entries (with their table index) that can match `vendor`, in table order."""
     return tuple((i, q) for i, q in enumerate(ACS_QUIRKS) if q.vendor is None or q.vendor == vendor)

@@ -13,6 +13,7 @@ kernel's real groups.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from vfiokit.analyses.acs_override import (
@@ -24,13 +25,15 @@ from vfiokit.analyses.acs_override import (
 )
 from vfiokit.analyses.grouping import (
     KernelFacts,
-    add_order,
+    PciTree,
     config_unknown,
     groups_of,
     override_applies,
     predict_partition,
 )
+from vfiokit.gc_pause import gc_paused
 from vfiokit.model import (
+    Device,
     Group,
     PciAddress,
     Topology,
@@ -91,22 +94,27 @@ class Simulation:
     unknown: str | None = None
 
 
-def _renumber(top: Topology, part: Partition) -> Partition:
-    """Number blocks the kernel's way: by their first member in add order."""
+def _renumber(order: list[Device], part: Partition) -> Partition:
+    """Number blocks the kernel's way: by their first member in add order (`order`)."""
     out: Partition = {}
     new_of: dict[int, int] = {}
-    for dev in add_order(top):
+    for dev in order:
         a = dev.address
         if a in part:
             out[a] = new_of.setdefault(part[a], len(new_of))
     return out
 
 
-def _meet(top: Topology, a: Partition, b: Partition) -> Partition:
-    """The common refinement of two partitions: devices share a group only if they do in both."""
+def _meet(order: list[Device], a: Partition, b: Partition) -> Partition:
+    """The common refinement of two partitions (devices share a group only if they do in both),
+    numbered the kernel's way, by each group's first member in add order (`order`)."""
     pairs: dict[tuple[int, int], int] = {}
-    joined = {addr: pairs.setdefault((a[addr], b[addr]), len(pairs)) for addr in a if addr in b}
-    return _renumber(top, joined)
+    out: Partition = {}
+    for dev in order:
+        addr = dev.address
+        if addr in a and addr in b:
+            out[addr] = pairs.setdefault((a[addr], b[addr]), len(pairs))
+    return out
 
 
 def _real(top: Topology) -> Partition:
@@ -137,8 +145,10 @@ def prediction_unknown(top: Topology) -> str | None:
 
 
 def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | None = None,
-                  facts: KernelFacts | None = None) -> tuple[Partition, tuple[int, ...]]:
-    """The groups `top` gets with `override`, and the real groups kept whole.
+                  facts: KernelFacts | None = None,
+                  tree: PciTree | None = None) -> tuple[Partition, tuple[int, ...]]:
+    """The groups `top` gets with `override`, and the real groups kept whole (`tree`: top's
+    PciTree, when the caller tries several overrides).
 
     When the override covers the one the host booted with, it can only split today's groups, so
     the prediction is intersected with the real ones (without root, where unknown devices count
@@ -146,21 +156,21 @@ def partition_for(top: Topology, override: AcsOverride, baseline: AcsOverride | 
     would itself split was joined for a reason config space does not show (a DMA alias the
     firmware declares): no override undoes that, so such a group is kept whole."""
     baseline = effective_override(top.host) if baseline is None else baseline
-    part = predict_partition(top, override, facts)
+    tree = PciTree(top) if tree is None else tree
+    part = predict_partition(top, override, facts, tree)
     if not (top.groups and override.covers(baseline)):
         return part, ()
-    real = _real(top)
-    part = _meet(top, real, part)
-    today = predict_partition(top, baseline, facts) if override != baseline else part
+    part = _meet(tree.order, _real(top), part)
+    today = predict_partition(top, baseline, facts, tree) if override != baseline else part
     kept: list[int] = []
     for g in top.groups:
-        if len({today.get(a) for a in g.members}) > 1:
+        if len(set(map(today.get, g.members))) > 1:
             kept.append(g.number)
             first = next((part[a] for a in g.members if a in part), None)
             for a in g.members:
                 if a in part and first is not None:
                     part[a] = first
-    return (_renumber(top, part) if kept else part), tuple(kept)
+    return (_renumber(tree.order, part) if kept else part), tuple(kept)
 
 
 def mates_of(part: Partition) -> dict[PciAddress, frozenset[PciAddress]]:
@@ -170,18 +180,41 @@ def mates_of(part: Partition) -> dict[PciAddress, frozenset[PciAddress]]:
     return {a: frozenset(members[n]) for a, n in part.items()}
 
 
-def _pieces(part_from: Partition, part_to: Partition, groups_to: tuple[Group, ...]) -> dict[int, list[Group]]:
-    by_number = {g.number: g for g in groups_to}
-    out: dict[int, list[Group]] = {}
-    for a, n in sorted(part_from.items(), key=lambda kv: kv[1]):
-        if a in part_to:
-            g = by_number[part_to[a]]
-            if g not in out.setdefault(n, []):
-                out[n].append(g)
+def _members(part: Partition, addresses: list[PciAddress]) -> dict[int, list[PciAddress]]:
+    """Each group's members in address order (`addresses`: at least every address of `part`, sorted)."""
+    out: dict[int, list[PciAddress]] = {}
+    for a in addresses:
+        n = part.get(a)
+        if n is not None:
+            members = out.get(n)
+            if members is None:
+                out[n] = [a]
+            else:
+                members.append(a)
+    return out
+
+
+def _blocks(part_from: Partition, part_to: Partition) -> dict[int, dict[int, None]]:
+    """For each group of `part_from`, the groups of `part_to` its devices are in, in the order met."""
+    out: dict[int, dict[int, None]] = {}
+    for a, n in part_from.items():
+        m = part_to.get(a)
+        if m is not None:
+            seen = out.get(n)
+            if seen is None:
+                out[n] = {m: None}
+            else:
+                seen[m] = None
     return out
 
 
 def simulate(top: Topology, override: AcsOverride) -> Simulation:
+    """Today's groups beside those `override` would give, and what that changes and cuts."""
+    with gc_paused():
+        return _simulate(top, override)
+
+
+def _simulate(top: Topology, override: AcsOverride) -> Simulation:
     facts = KernelFacts.of(top)
     baseline = effective_override(top.host)
     limited = prediction_limited(top)
@@ -190,13 +223,14 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
         # hardware: nothing of it would be a prediction.
         return Simulation(override, baseline, kernel_support(top.host), top.groups, (), (), (), (), (), (),
                           limited, (), unknown)
-    predicted_part, kept = partition_for(top, override, baseline, facts)
+    tree = PciTree(top)
+    predicted_part, kept = partition_for(top, override, baseline, facts, tree)
     predicted = groups_of(predicted_part)
     real = _real(top)
     current = top.groups
     # The hardware's own isolation: the real groups if the host booted without an override,
     # else the prediction without one.
-    natural_part = real if (current and baseline.empty) else partition_for(top, NONE, baseline, facts)[0]
+    natural_part = real if (current and baseline.empty) else partition_for(top, NONE, baseline, facts, tree)[0]
     notes: list[str] = []
     if kept and not limited:  # when limited, unknown config explains it: said below
         notes.append(f"kernel group(s) {', '.join(map(str, kept))} hold devices that vfiokit's model would "
@@ -211,50 +245,76 @@ def simulate(top: Topology, override: AcsOverride) -> Simulation:
             notes.append(f"{why}: devices whose PCIe type and ACS are unknown count as not isolating, so "
                          f"groups may be shown larger than the kernel will make them; {fix}")
 
-    changes: list[DeviceChange] = []
+    # Every address in address order (the order the model holds devices in: a linear sort).
+    addresses = sorted(top.by_address)
+    changes: tuple[DeviceChange, ...] = ()
     splits: list[tuple[int, tuple[Group, ...]]] = []
     merges: list[tuple[Group, tuple[int, ...]]] = []
     if current is not None:
-        now, then = mates_of(real), mates_of(predicted_part)
-        for a in sorted(set(now) | set(then)):
-            n_m, t_m = now.get(a, frozenset({a})), then.get(a, frozenset({a}))
-            if n_m != t_m or real.get(a) != predicted_part.get(a):
-                changes.append(DeviceChange(a, real.get(a), predicted_part.get(a), tuple(sorted(n_m - t_m)),
-                                            tuple(sorted(t_m - n_m)), len(n_m) == 1, len(t_m) == 1))
-        for n, gs in _pieces(real, predicted_part, predicted).items():
-            if len(gs) > 1:
-                splits.append((n, tuple(gs)))
-        for g in predicted:
-            olds = tuple(sorted({real[a] for a in g.members if a in real}))
-            if len(olds) > 1:
-                merges.append((g, olds))
+        changes = _changes(real, predicted_part, addresses)
+        by_number = {g.number: g for g in predicted}
+        pieces = _blocks(real, predicted_part)
+        splits = [(n, tuple(by_number[m] for m in pieces[n])) for n in sorted(pieces) if len(pieces[n]) > 1]
+        sources = _blocks(predicted_part, real)
+        merges = [(g, tuple(sorted(olds))) for g in predicted
+                  if (olds := sources.get(g.number)) is not None and len(olds) > 1]
 
-    assumed = _assumed(top, natural_part, predicted_part, predicted, override)
-    assumed_today = (_assumed(top, natural_part, real, current, baseline)
+    assumed = _assumed(top, natural_part, predicted_part, predicted, override, addresses)
+    assumed_today = (_assumed(top, natural_part, real, current, baseline, addresses)
                      if current is not None and not baseline.empty else ())
     return Simulation(override, baseline, kernel_support(top.host), current, predicted, tuple(splits),
-                      tuple(merges), tuple(changes), assumed, assumed_today, limited, tuple(notes))
+                      tuple(merges), changes, assumed, assumed_today, limited, tuple(notes))
+
+
+def _changes(now: Partition, then: Partition, addresses: list[PciAddress]) -> tuple[DeviceChange, ...]:
+    """Each device whose group number or group-mates differ between `now` and `then`, in address
+    order. A device outside a partition is alone in it. Devices in the same group in both share
+    the same answer: it is worked out once for all of them."""
+    now_members, then_members = _members(now, addresses), _members(then, addresses)
+    both = Counter((n, t) for a, n in now.items() if (t := then.get(a)) is not None)
+    mates: dict[tuple[int, int], tuple[tuple[PciAddress, ...], tuple[PciAddress, ...]]] = {}
+    out = []
+    for a in addresses:
+        n, t = now.get(a), then.get(a)
+        if n is None and t is None:
+            continue
+        n_m = now_members[n] if n is not None else (a,)
+        t_m = then_members[t] if t is not None else (a,)
+        if n is not None and t is not None:
+            # Both groups hold `a`: the same devices exactly when both are the devices they share.
+            if n == t and len(n_m) == len(t_m) == both[(n, t)]:
+                continue
+            if (n, t) not in mates:
+                mates[(n, t)] = (tuple(x for x in n_m if then.get(x) != t), tuple(x for x in t_m if now.get(x) != n))
+            separated, joined = mates[(n, t)]
+        else:
+            separated = tuple(x for x in n_m if x != a)
+            joined = tuple(x for x in t_m if x != a)
+        out.append(DeviceChange(a, n, t, separated, joined, len(n_m) == 1, len(t_m) == 1))
+    return tuple(out)
 
 
 def _assumed(top: Topology, natural: Partition, part: Partition, groups: tuple[Group, ...],
-             override: AcsOverride) -> tuple[AssumedIsolation, ...]:
+             override: AcsOverride, addresses: list[PciAddress]) -> tuple[AssumedIsolation, ...]:
     """The hardware groups `part` cuts into pieces, and the devices the override declares isolating."""
+    pieces = _blocks(natural, part)
+    cut = [n for n in sorted(pieces) if len(pieces[n]) > 1]
+    if not cut:
+        return ()
+    by_number = {g.number: g for g in groups}
+    natural_members = _members(natural, addresses)
     out = []
-    natural_groups = {g.number: g for g in groups_of(natural)}
-    for n, gs in _pieces(natural, part, groups).items():
-        if len(gs) > 1:
-            members = natural_groups[n].members
-            because = tuple((a, why) for a in members
-                            if (why := override_applies(top.by_address[a], override)) is not None)
-            out.append(AssumedIsolation(members, tuple(gs), because))
+    for n in cut:
+        members = tuple(natural_members[n])
+        because = tuple((a, why) for a in members
+                        if (why := override_applies(top.by_address[a], override)) is not None)
+        out.append(AssumedIsolation(members, tuple(by_number[m] for m in pieces[n]), because))
     return tuple(out)
 
 
 def with_groups(top: Topology, groups: tuple[Group, ...]) -> Topology:
     """`top` as it would look with `groups` (for judging a passthrough under predicted groups)."""
     number = {a: g.number for g in groups for a in g.members}
-    devices = tuple(replace(d, iommu_group=number.get(d.address)) for d in top.devices)
+    devices = tuple(d if d.iommu_group == (n := number.get(d.address)) else replace(d, iommu_group=n)
+                    for d in top.devices)
     return replace(top, devices=devices, groups=groups)
-
-
-# --- "what would make this device alone" ---------------------------------------------------------

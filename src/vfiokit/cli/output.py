@@ -79,17 +79,6 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
-def print_renderable(renderable: object) -> None:
-    """Print a rich table or panel; off a terminal, without the padding rich adds to each row."""
-    c = console()
-    if sys.stdout.isatty():
-        c.print(renderable)
-        return
-    with c.capture() as captured:
-        c.print(renderable)
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
-
-
 #: Continuation lines of a wrapped line are indented this much more than the line itself.
 HANG = 4
 

@@ -9,7 +9,8 @@ import click
 
 from vfiokit.cli import completion
 from vfiokit.cli.common import source_again, source_options
-from vfiokit.cli.output import note, print_markup, print_renderable, print_source_header
+from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
+from vfiokit.gc_pause import gc_paused
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 from vfiokit.render.documents import DEFAULT_OVERRIDE
@@ -38,24 +39,27 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     from vfiokit.render.documents import run_simulate
 
     top = source()
-    targets = resolve(devices, top, again=source_again()) if devices else []
-    # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
-    alone_targets = [tuple(resolve([text], top, again=source_again())) for text in alone]
-    ids = PciIds.system()
-    run = run_simulate(top, ids, override_text, targets, alone_targets)
-    if as_json:
-        sys.stdout.write(run.document(top.source))
-        return
-    print_source_header(top)
-    sim, reports, advice = run.sim, run.reports, run.advice
-    # The answer first: the override each --alone device needs and what it changes; then the
-    # groups with the override shown (the recommended one unless --acs-override names another).
-    for x in advice:
-        print_markup(view.alone_lines(top, x, ids))
-    print_markup(view.summary_lines(sim))
-    print_renderable(view.side_by_side(top, sim, ids))
-    for report in reports:
-        print_markup(view.device_lines(report))
-    print_markup(view.warning_lines(sim))
-    for n in run.notes:  # after the names: pci.ids' note says the damaged lines their lookups reached
-        note(n)
+    # The analysis, the document and the table make objects by the hundred thousand on a large
+    # host, none in a reference cycle: the cyclic collector would only walk them again and again.
+    with gc_paused():
+        targets = resolve(devices, top, again=source_again()) if devices else []
+        # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
+        alone_targets = [tuple(resolve([text], top, again=source_again())) for text in alone]
+        ids = PciIds.system()
+        run = run_simulate(top, ids, override_text, targets, alone_targets)
+        if as_json:
+            sys.stdout.write(run.document(top.source))
+            return
+        print_source_header(top)
+        sim, reports, advice = run.sim, run.reports, run.advice
+        # The answer first: the override each --alone device needs and what it changes; then the
+        # groups with the override shown (the recommended one unless --acs-override names another).
+        for x in advice:
+            print_markup(view.alone_lines(top, x, ids))
+        print_markup(view.summary_lines(sim))
+        print_lines(view.side_by_side(top, sim, ids))
+        for report in reports:
+            print_markup(view.device_lines(report))
+        print_lines(view.warning_lines(sim))
+        for n in run.notes:  # after the names: pci.ids' note says the damaged lines their lookups reached
+            note(n)

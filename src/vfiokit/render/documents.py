@@ -100,8 +100,10 @@ def run_simulate(top: Topology, ids: PciIds, override_text: str | None, targets:
         # The table shows what the answer recommends, not the default.
         override = recommended if recommended is not None else parse_override(default_override(top))
     sim = simulate(top, override)
-    predicted_top = with_groups(top, sim.predicted)
-    reports = [device_report(top, predicted_top, sim, a) for a in targets]
+    reports: list[dict[str, Any]] = []
+    if targets:  # the whole model again, with the predicted groups: only for --device
+        predicted_top = with_groups(top, sim.predicted)
+        reports = [device_report(top, predicted_top, sim, a) for a in targets]
     return SimulateRun(sim, reports, advice, top, ids)
 
 

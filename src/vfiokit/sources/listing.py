@@ -32,13 +32,13 @@ group is `BadInput`.
 from __future__ import annotations
 
 import codecs
-import gc
 import io
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import BinaryIO
 
 from vfiokit.errors import BadInput
+from vfiokit.gc_pause import gc_paused
 from vfiokit.model import Topology
 
 #: The longest line a listing may hold, in characters. The widest real line (`lspci -nnk -vv`'s
@@ -64,9 +64,7 @@ def parse_lines(lines: Iterable[str], origin: str = "listing",
     reader = Reader(origin, vendor_of, vendor_names, class_of)
     # The reader makes only acyclic objects (a few per line): the cyclic collector would walk all
     # of them again and again as they pile up, which made a 1,000,000-line listing quadratic.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for number, raw in enumerate(lines, 1):
             try:
                 reader.line(number, raw)
@@ -75,9 +73,6 @@ def parse_lines(lines: Iterable[str], origin: str = "listing",
                 raise BadInput(f"{origin}: line {number}: a number too long to be one vfiokit reads",
                                file=reader.file, line=number) from None
         top, line_of = reader.topology()
-    finally:
-        if collecting:
-            gc.enable()
     return ListingRead(top, line_of, tuple(reader.skipped), tuple(reader.cut))
 
 

@@ -13,7 +13,6 @@ group folder is listed once. No pci.ids lookups here (names are the renderer's b
 from __future__ import annotations
 
 import datetime
-import gc
 import os
 import re
 from collections.abc import Container, Iterator
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 
 from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
+from vfiokit.gc_pause import gc_paused
 from vfiokit.model import Device, HostInfo, PciAddress, Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import host_usage
@@ -372,13 +372,8 @@ def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = T
     # drops are freed by their count, the rest live on in the model. The cycle collector's passes
     # over them free nothing and cost 5% of the read at 10,000 functions.
     wanted = cap.ATTRS if reset_methods else tuple(a for a in cap.ATTRS if a != "reset_method")
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _read_topology(root, wanted)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
