@@ -8,8 +8,6 @@ driver each had before, so that `vfiokit unbind` gives it back and says so. Pure
 
 from __future__ import annotations
 
-import json
-
 from vfiokit.errors import BadInput
 
 PATH = "/var/backups/vfiokit/bound.json"
@@ -20,6 +18,8 @@ def parse(text: str | None, where: str = PATH) -> dict[str, str | None]:
     """Address -> previous driver; {} for no file."""
     if text is None:
         return {}
+    import json  # here: most hosts have no record, and `groups` reads this on every run
+
     try:
         data = json.loads(text)
         bound = data["bound"] if data.get("format") == FORMAT else None
@@ -40,5 +40,7 @@ def serialize(bound: dict[str, str | None]) -> str | None:
     """The file's text; None when nothing is bound (the file goes)."""
     if not bound:
         return None
+    import json
+
     return json.dumps({"format": FORMAT, "version": 1,
                        "bound": {a: {"driver": bound[a]} for a in sorted(bound)}}, indent=2) + "\n"
