@@ -111,3 +111,18 @@ def test_lines_are_written_in_batches_not_one_write_each(terminal_env):
     output.print_lines([(f"  device {i}", None), ("  ", None), ("driver vfio-pci", "cyan")] for i in range(2000))
     assert terminal.getvalue().count("\n") == 2000
     assert terminal.writes <= 5
+
+
+def test_a_table_row_too_wide_goes_on_under_its_last_column(terminal_env):
+    """`simulate`'s table on a narrow terminal: the group numbers stay whole on the row's first
+    line, and the device's name goes on under the device column, as a table cell wraps."""
+    terminal_env.setenv("COLUMNS", "60")
+    terminal_env.setenv("NO_COLOR", "1")
+    rows = [[("   12", "yellow"), ("  ", None), ("       13", "yellow"), ("  ", None), (LONG_NAME.strip(), "yellow")],
+            [("    1", None), ("  ", None), ("        1", None), ("  ", None), ("00:01.0 Host bridge", None)]]
+    got = shown(terminal_env, lambda: output.print_lines(rows, column=18)).splitlines()
+    assert got[0].startswith("   12         13  0000:0a:00.0 VGA compatible")
+    wrapped = got[1:-1]
+    assert wrapped and all(ln.startswith(" " * 18) and ln[18] != " " and len(ln.rstrip()) <= 60 for ln in wrapped)
+    assert " ".join(ln.strip() for ln in got[:-1]).endswith("[10de:1b80] (rev a1)")
+    assert got[-1] == "    1          1  00:01.0 Host bridge"

@@ -100,9 +100,10 @@ def print_markup(lines: Iterable[str]) -> None:
             out.text(Text.from_markup(line))
 
 
-def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
-    """Print styled segments: on a terminal in colour, wrapped with a hanging indent; as plain text
-    otherwise (fast, so a 10,000-device listing piped to grep costs no rendering)."""
+def print_lines(lines: Iterable[list[tuple[str, str | None]]], column: int | None = None) -> None:
+    """Print styled segments: on a terminal in colour, wrapped with a hanging indent (under `column`
+    for a table whose last column starts there); as plain text otherwise (fast, so a 10,000-device
+    listing piped to grep costs no rendering)."""
     if not sys.stdout.isatty():
         sys.stdout.writelines("".join(text for text, _ in line) + "\n" for line in lines)
         return
@@ -110,7 +111,7 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]]) -> None:
 
     with TerminalWriter(console()) as out:
         for line in lines:
-            out.segments(line)
+            out.segments(line, column)
 
 
 def print_source_header(top: Topology, err: bool = False) -> None:

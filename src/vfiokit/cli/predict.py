@@ -57,7 +57,8 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
         for x in advice:
             print_markup(view.alone_lines(top, x, ids))
         print_markup(view.summary_lines(sim))
-        print_lines(view.side_by_side(top, sim, ids))
+        column, rows = view.side_by_side(top, sim, ids)
+        print_lines(rows, column)
         for report in reports:
             print_markup(view.device_lines(report))
         print_lines(view.warning_lines(sim))

@@ -44,13 +44,13 @@ class TerminalWriter:
                  tb: TracebackType | None) -> None:
         self.flush()
 
-    def segments(self, line: Iterable[tuple[str, str | None]]) -> None:
+    def segments(self, line: Iterable[tuple[str, str | None]], column: int | None = None) -> None:
         """A line of (text, style name) segments, as `Text.assemble(*line)` through `text`."""
         line = list(line)
         plain = "".join([text for text, _ in line])
         # Text.assemble would strip control characters and the print expand tabs: leave those to rich.
         if len(plain) > self._width or not plain.isprintable():
-            self.text(Text.assemble(*line))
+            self.text(Text.assemble(*line), column)
             return
         out = []
         for text, style in line:
@@ -62,11 +62,18 @@ class TerminalWriter:
         out.append("\n")
         self._add("".join(out))
 
-    def text(self, text: Text) -> None:
+    def text(self, text: Text, column: int | None = None) -> None:
         """A rich Text: a line longer than the width is cut at word boundaries, continuation lines
         indented under the line's own indent plus HANG (not when the terminal is too narrow for
-        that to leave 20 columns)."""
+        that to leave 20 columns). With `column` (a table's last column), what is before it stays
+        whole on the first line and only the last cell is cut, its continuation lines under it."""
         plain = text.plain
+        if column is not None and len(plain) > self._width > column + 20:
+            pieces = text[column:].wrap(self._console, self._width - column, overflow="fold")
+            self._line(text[:column] + pieces[0])
+            for piece in pieces[1:]:
+                self._line(Text(" " * column) + piece)
+            return
         hang = len(plain) - len(plain.lstrip(" ")) + HANG
         if len(plain) <= self._width or self._width <= hang + 20:
             self._line(text)

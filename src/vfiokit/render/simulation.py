@@ -34,10 +34,11 @@ def _shorts(addrs: tuple[PciAddress, ...] | list[PciAddress]) -> str:
 Line = list[tuple[str, str | None]]
 
 
-def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Iterator[Line]:
+def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> tuple[int, Iterator[Line]]:
     """One row per device: today's group, the predicted group, the device; changed rows in yellow.
     Laid out as a table (group numbers right-aligned under their heading, two spaces between
-    columns), one row at a time: a 50,000-row rich Table took 9 s to lay out."""
+    columns), one row at a time: a 50,000-row rich Table took 9 s to lay out. Returns the column
+    the device starts at (where a wrapped row goes on) and the rows."""
     now = {a: g.number for g in sim.current or () for a in g.members}
     then = {a: g.number for g in sim.predicted for a in g.members}
     changed = {c.address for c in sim.changes if c.separated_from or c.joined_with}
@@ -50,12 +51,16 @@ def side_by_side(top: Topology, sim: Simulation, ids: PciIds) -> Iterator[Line]:
     predicted = ["?"] * len(rows) if sim.unknown else [str(then.get(a, "-")) for a in rows]
     w_today = max(map(len, ["today", *today]))
     w_predicted = max(map(len, ["predicted", *predicted]))
-    yield [("today".rjust(w_today), "bold"), ("  ", None), ("predicted".rjust(w_predicted), "bold"), ("  ", None),
-           ("device", "bold")]
-    for a, n, p in zip(rows, today, predicted, strict=True):
-        style = "yellow" if a in changed else None
-        yield [(n.rjust(w_today), style), ("  ", None), (p.rjust(w_predicted), style), ("  ", None),
-               (_line(top, ids, a).rstrip(), style)]
+
+    def lines() -> Iterator[Line]:
+        yield [("today".rjust(w_today), "bold"), ("  ", None), ("predicted".rjust(w_predicted), "bold"),
+               ("  ", None), ("device", "bold")]
+        for a, n, p in zip(rows, today, predicted, strict=True):
+            style = "yellow" if a in changed else None
+            yield [(n.rjust(w_today), style), ("  ", None), (p.rjust(w_predicted), style), ("  ", None),
+                   (_line(top, ids, a).rstrip(), style)]
+
+    return w_today + 2 + w_predicted + 2, lines()
 
 
 def summary_lines(sim: Simulation) -> list[str]:
