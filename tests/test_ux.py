@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from vfiokit.sources.synthetic import Spec, capture_of
+from vfiokit.sources.tree import materialize
 
 B550 = "asus-tuf-b550-plus"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -133,6 +135,18 @@ def test_check_into_a_closed_pipe_exits_with_the_verdict_code():
     r = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m vfiokit check --sample {B550} "
                         "04:00.0 | head -1"], capture_output=True, text=True, env=env)
     assert (r.returncode, r.stdout) == (11, f"sample {B550} (not this host)\n")
+
+
+def test_a_long_listing_into_a_pipe_closed_midway_exits_0(tmp_path):
+    # `vfiokit groups | head -1` on a host whose listing outgrows the pipe's buffer: the pipe
+    # breaks in the middle of the listing, which is written in one go (print_lines).
+    specs = [Spec(f"{bus:02x}:{slot:02x}.{fn}", 0x8086, 0x1572, 0x020000, group=bus * 256 + slot * 8 + fn)
+             for bus in range(4) for slot in range(32) for fn in range(8)]
+    tree = materialize(capture_of(specs), tmp_path / "host")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m vfiokit groups --root {tree} | head -1"],
+                       capture_output=True, text=True, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"tree {tree}\n", "")
 
 
 def test_a_mistyped_sample_name_gets_the_nearest_few_not_all():

@@ -18,8 +18,11 @@ import gc
 # 30% of `simulate` at 30,000. Set before the imports below; cycles are still collected, rarely.
 gc.set_threshold(100_000, 50, 1000)
 
+import contextlib
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -136,4 +139,18 @@ def run(argv: list[str] | None = None) -> None:
     as_json = "--json" in (sys.argv[1:] if argv is None else argv)
     with quiet_broken_pipe():
         code = _execute(argv, as_json)
+    if argv is None:  # the process's entry point (a test calls run with its arguments)
+        _end_process(code)
     sys.exit(code)
+
+
+def _end_process(code: int) -> NoReturn:
+    """End the process now, its output flushed. The interpreter's own exit would free the model
+    object by object and finalize every module: 6 ms of a 9-device `groups` (a tenth of it), more
+    at 10,000 functions, for nothing a command leaves behind. Every file a command writes is
+    closed and renamed before it returns (edits/atomic.py), its threads are joined (cluster
+    inventory's pool), and neither vfiokit nor click, rich or proxmoxer registers an exit handler."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

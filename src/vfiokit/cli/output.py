@@ -41,6 +41,14 @@ class _QuietStdout:
                 self._lost()
         return len(text)
 
+    def writelines(self, lines: Iterable[str]) -> None:
+        # Forwarded by __getattr__, a broken pipe here would reach click, which exits 1.
+        if not self._gone:
+            try:
+                self._stream.writelines(lines)
+            except BrokenPipeError:
+                self._lost()
+
     def flush(self) -> None:
         if not self._gone:
             try:
