@@ -10,8 +10,9 @@ relative or absolute, `import vfiokit.x` or `from vfiokit import x`) and checked
 below; a second test feeds the checker known-bad imports so it cannot pass by seeing nothing.
 
 Where the modules outside the layer folders sit:
-- `vfiokit` (`__init__`, `__version__`), `vfiokit.errors` and `vfiokit.gc_pause` (the cyclic
-  collector paused around a large build): the base, every layer may import it;
+- `vfiokit` (`__init__`, `__version__`), `vfiokit.errors`, `vfiokit.gc_pause` (the cyclic
+  collector paused around a large build) and `vfiokit.package_data` (the files installed beside
+  the modules): the base, every layer may import it;
 - `vfiokit.rootfs` (the sources' reader toolkit, which the writer resolves paths with too): below
   `sources` and `edits`, imports only the base;
 - `vfiokit.pciids`: with `formats`, a lookup over the system's read-only pci.ids table (data the
@@ -42,7 +43,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "base": frozenset(),
 }
 _FOLDERS = ("cli", "render", "analyses", "sources", "edits", "formats")
-_SINGLE = {"vfiokit": "base", "vfiokit.errors": "base", "vfiokit.gc_pause": "base", "vfiokit.__main__": "cli",
+_SINGLE = {"vfiokit": "base", "vfiokit.errors": "base", "vfiokit.gc_pause": "base",
+           "vfiokit.package_data": "base", "vfiokit.__main__": "cli",
            "vfiokit.model": "model", "vfiokit.rootfs": "rootfs", "vfiokit.pciids": "formats"}
 
 

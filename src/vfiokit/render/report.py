@@ -14,12 +14,11 @@ import base64
 import gzip
 import html
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vfiokit import __version__
+from vfiokit import __version__, package_data
 from vfiokit.model import PciAddress, Topology
 from vfiokit.pciids import PciIds
 from vfiokit.render.documents import check_document, groups_document, parsed, run_simulate
@@ -97,9 +96,7 @@ def collect(top: Topology, ids: PciIds, alone: Sequence[PciAddress] | None = Non
 
 
 def _asset(name: str) -> str:
-    # A file beside this module, read with `os` (as `sources/samples.py` says why).
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_page", name), encoding="utf-8") as f:
-        return f.read()
+    return package_data.read_text("render", "report_page", name)
 
 
 def encode_payload(payload: dict[str, Any]) -> str:

@@ -10,25 +10,20 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from vfiokit import package_data
 from vfiokit.errors import BadInput
 from vfiokit.formats.board_header import BoardHeader, parse
 from vfiokit.model import Topology
 from vfiokit.sources import listing
 
-#: Installed as files beside the package's modules, read with `os` (as `sources/samples.py` says why).
-FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "boards")
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+FOLDER = package_data.path("boards")
 
 
 @cache
 def _texts() -> dict[str, str]:
     # Read once per process: `vfiokit boards` summarises every file, and the corpus is ~200 KB.
     with os.scandir(FOLDER) as entries:
-        return {e.name[:-4]: _read(e.path) for e in entries if e.name.endswith(".txt")}
+        return {e.name[:-4]: package_data.read_text("boards", e.name) for e in entries if e.name.endswith(".txt")}
 
 
 def names() -> list[str]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vfiokit import package_data
 from vfiokit.errors import BadInput
 from vfiokit.model import Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import snapshot
 
-#: The package installs them as files beside its modules (pip and the Debian package alike), read
-#: with `os`: importlib.resources would import tempfile and pathlib into every command that reads one.
-FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+FOLDER = package_data.path("samples")
 
 
 def _json_files(folder: str) -> list[tuple[str, str]]:
