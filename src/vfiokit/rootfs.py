@@ -129,7 +129,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
             if size > cap:
-                raise BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
+                raise _too_big(path, cap)
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -152,18 +152,20 @@ def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> 
     try:
         fd = os.open(entry.name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            path = f"{folder}/{entry.name}"
-            raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
+        if e.errno == errno.ELOOP:  # a link put there since the listing: read_file names it
+            return read_file(f"{folder}/{entry.name}", cap)
         raise
     try:
         data = os.read(fd, cap + 1)
     finally:
         os.close(fd)
     if len(data) > cap:
-        path = f"{folder}/{entry.name}"
-        raise BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
+        raise _too_big(f"{folder}/{entry.name}", cap)
     return data
+
+
+def _too_big(path: str, cap: int) -> BadInput:
+    return BadInput(f"{path}: bigger than {cap} bytes, not read", file=path)
 
 
 def read_text(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> str | None:
