@@ -54,9 +54,9 @@ def _alias_group(m: GroupingState, pdev: Device, seen: set[int], group_of: dict[
     if pdev.address in group_of:
         return group_of[pdev.address]
     key = (pdev.address.domain, pdev.address.bus)
-    if key not in m.buses_with_aliases:
+    if key not in m.tree.buses_with_aliases:
         return None
-    for tmp in m.bus[key]:
+    for tmp in m.tree.bus[key]:
         if tmp is pdev or not m.are_dma_aliases(pdev, tmp):
             continue
         found = _alias_group(m, tmp, seen, group_of)
@@ -73,7 +73,7 @@ def _function_alias_group(m: GroupingState, pdev: Device, seen: set[int],
     if not m.multifunction(pdev) or m.acs_enabled(pdev):
         return None
     a = pdev.address
-    for tmp in m.slot[(a.domain, a.bus, a.slot)]:
+    for tmp in m.tree.slot[(a.domain, a.bus, a.slot)]:
         if tmp is pdev or m.acs_enabled(tmp):
             continue
         found = _alias_group(m, tmp, seen, group_of)

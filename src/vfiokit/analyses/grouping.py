@@ -222,16 +222,11 @@ class GroupingState:
         self.override = override
         self.facts = facts
         self.tree = tree
-        self.by_addr = tree.by_addr
-        self.bus = tree.bus
-        self.slot = tree.slot
-        self.alias_mask = tree.alias_mask
-        self.buses_with_aliases = tree.buses_with_aliases
         self._acs: dict[PciAddress, bool] = {}
         self._path: dict[PciAddress, bool] = {}
 
     def parent(self, dev: Device) -> Device | None:
-        return self.by_addr.get(dev.parent) if dev.parent is not None else None
+        return self.tree.by_addr.get(dev.parent) if dev.parent is not None else None
 
     def multifunction(self, dev: Device) -> bool:
         # SR-IOV virtual functions are never multifunction (pci_iov_add_virtfn); for the others
@@ -289,8 +284,8 @@ class GroupingState:
 
     def are_dma_aliases(self, a: Device, b: Device) -> bool:
         """pci_devs_are_dma_aliases: one's alias mask holds the other's devfn (same bus)."""
-        return (b.address.devfn in self.alias_mask.get(a.address, ())
-                or a.address.devfn in self.alias_mask.get(b.address, ()))
+        masks = self.tree.alias_mask
+        return b.address.devfn in masks.get(a.address, ()) or a.address.devfn in masks.get(b.address, ())
 
 
 def acs_ctrl(dev: Device, facts: KernelFacts, top: Topology) -> int:
