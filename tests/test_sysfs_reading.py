@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import cli
 from tests.machines import ZOO
 from vfiokit.errors import BadInput
+from vfiokit.model import PciAddress, Topology
 from vfiokit.sources import doctor_facts, samples, sysfs
 from vfiokit.sources.capture import build_topology
 from vfiokit.sources.synthetic import capture_of
@@ -67,17 +68,44 @@ def test_reading_a_topology_gathers_no_doctor_facts(tmp_path: Path, monkeypatch:
         assert "doctor facts gathered" not in r.err and "Traceback" not in r.err, r.err
 
 
-def test_groups_reads_no_reset_method_and_check_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # groups shows no reset method, so the live reader skips that file; check judges resets.
-    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
-    with_reset = [f for f in _functions(tree) if (f / "reset_method").exists()]
-    assert with_reset
+def test_groups_reads_no_reset_method_and_check_its_targets_only(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # groups shows no reset method, so the live reader skips that file; check judges its targets'.
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
+    assert len([f for f in _functions(tree) if (f / "reset_method").exists()]) > 2
     opened = _count_opens(monkeypatch)
     assert cli("groups", "--root", str(tree)).code == 0
     assert not [p for p in opened if p.endswith("/reset_method")]
-    cli("check", "00:1f.2", "--root", str(tree))
-    assert sorted(p for p in opened if p.endswith("/reset_method")) == sorted(
-        str((f / "reset_method").resolve()) for f in with_reset)
+    cli("check", "00:1f.2", "00:02.0", "--root", str(tree))
+    assert sorted(p.rsplit("/", 2)[1] for p in opened if p.endswith("/reset_method")) == [
+        "0000:00:02.0", "0000:00:1f.2"]
+
+
+@pytest.mark.parametrize("name", [n for n in samples.names()
+                                  if n.startswith("lab-") and samples.load_raw(n)["iommu_groups"]])
+def test_check_judges_as_it_did_when_it_read_every_reset_method(tmp_path: Path, name: str) -> None:
+    """The targets' reset methods, read once they are known, give the verdict a full read gives:
+    for every endpoint of every lab capture, and with one whose reset methods were all disabled."""
+    from vfiokit.analyses.passthrough import judge
+    from vfiokit.pciids import PciIds
+    from vfiokit.render.check import verdict_text
+    from vfiokit.render.documents import check_document
+
+    def shown(top: Topology, a: PciAddress) -> tuple[str, str]:
+        verdict = judge(top, [a])
+        return verdict_text(verdict, ids, top, ""), check_document(top, verdict, ids)
+
+    raw = samples.load_raw(name)
+    some = next(k for k, d in raw["devices"].items() if "reset_method" in d["attrs"])
+    raw["devices"][some]["attrs"]["reset_method"] = ""  # pci.c reset_method_store: all disabled
+    tree = materialize(raw, tmp_path / "root")
+    ids = PciIds.system()
+    full, lean = sysfs.read_topology(tree), sysfs.read_topology(tree, reset_methods=False)
+    judged = [d.address for d in full.devices if not d.is_bridge and d.iommu_group is not None]
+    assert judged
+    for a in judged:
+        assert shown(sysfs.with_reset_methods(lean, tree, [a]), a) == shown(full, a), a
+    assert any(r.code == "no-reset" for a in judged for r in judge(full, [a]).reasons)
 
 
 def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path) -> None:

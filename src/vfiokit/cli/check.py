@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.common import source_again, source_options
+from vfiokit.cli.common import source_again, source_options, source_root
 from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode
 from vfiokit.model import Topology
@@ -38,8 +38,15 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     from vfiokit.render.check import verdict_text
     from vfiokit.render.reasons import verdict_notes
 
-    top = source()
+    # The verdict judges the targets' reset only: their reset_method files are read once they are
+    # known, not one per function of the host.
+    top = source(reset_methods=False)
     targets = resolve(devices, top, again=source_again())
+    root = source_root()
+    if root is not None:
+        from vfiokit.sources.sysfs import with_reset_methods
+
+        top = with_reset_methods(top, root, targets)
     verdict = judge(top, targets)
     ids = PciIds.system()
     if as_json:

@@ -8,7 +8,7 @@ everything past the standard header (the capability list, PCIe type, ACS) is the
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.model import Acs
 
@@ -32,8 +32,10 @@ def is_spt_pch_root_port(device_id: int) -> bool:
     return any(lo <= device_id <= hi for lo, hi in _SPT_PCH_ROOT_PORTS)
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigFacts:
+class ConfigFacts(NamedTuple):
+    """What `decode` reads of one function's config space. A named tuple: the live reader decodes
+    every function once, and a tuple is built in C (a quarter of a frozen dataclass's cost)."""
+
     vendor_id: int
     device_id: int
     class_code: int

@@ -29,6 +29,7 @@ Layout (version 1)::
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from vfiokit.errors import BadInput
@@ -120,8 +121,12 @@ def _where(origin: str, addr: PciAddress) -> str:
     return f"{origin}: device {addr}"
 
 
-def _link_address(target: str, origin: str, addr: PciAddress) -> PciAddress:
-    """The address a link's target names (`physfn`); BadInput naming the device otherwise."""
+def _link_address(target: str, origin: str, addr: PciAddress, known: Mapping[str, PciAddress]) -> PciAddress:
+    """The address a link's target names (`physfn`), from `known` when it holds that name;
+    BadInput naming the device otherwise."""
+    a = known.get(target)
+    if a is not None:
+        return a
     try:
         return PciAddress.parse(target)
     except BadInput as e:
@@ -139,10 +144,12 @@ def _attr_int(attrs: Mapping[str, str], name: str, origin: str, addr: PciAddress
 
 def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: PciAddress | None,
                  attrs: Mapping[str, str], links: Mapping[str, str] | None, files: list[str] | None,
-                 cfg: bytes | None, group: int | None) -> Device:
+                 cfg: bytes | None, group: int | None,
+                 known: Mapping[str, PciAddress] = MappingProxyType({})) -> Device:
     """The Device of what was read for one function: config space bytes as read (None when not
     readable), sysfs attribute text, symlink basenames (None: links not read) and presence-only
-    files. Shared by the snapshot loader and the live reader, so both model a function alike."""
+    files. Shared by the snapshot loader and the live reader, so both model a function alike.
+    `known` holds addresses already parsed, by name (a reader's `Groups.address_of`)."""
     facts = pciconfig.decode(cfg) if cfg else None
     if facts is not None and facts.subsystem_vendor_id is not None:
         ids = (facts.vendor_id, facts.device_id, facts.subsystem_vendor_id, facts.subsystem_device_id,
@@ -181,7 +188,7 @@ def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: Pci
         reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
         has_reset="reset" in files if files is not None else None,
         config_size=len(cfg) if cfg is not None else None,
-        physfn=_link_address(physfn, origin, addr) if physfn else None,
+        physfn=_link_address(physfn, origin, addr, known) if physfn else None,
     )
 
 
@@ -294,16 +301,19 @@ def _check_types(raw: Mapping[str, Any], origin: str) -> None:
     doctor_facts.check_layout(raw.get("doctor"), origin)
 
 
-def _split_members(members: list[str]) -> tuple[list[PciAddress], list[str]]:
+def _split_members(members: list[str], address_of: dict[str, PciAddress]) -> tuple[list[PciAddress], list[str]]:
     """A group's PCI functions, and its other members: the AMD IOMMU groups ACPI HID devices
     (amd_iommu acpihid_device_group) and the Intel one ACPI namespace devices
-    (probe_acpi_namespace_devices), named like `AMDI0020:00` in the group's devices folder."""
+    (probe_acpi_namespace_devices), named like `AMDI0020:00` in the group's devices folder. Each
+    PCI member's name and address go into `address_of`."""
     pci, others = [], []
     for m in members:
         try:
-            pci.append(PciAddress.parse(m))
+            a = address_of[m] = PciAddress.parse(m)
         except BadInput:
             others.append(m)
+            continue
+        pci.append(a)
     return pci, others
 
 
@@ -320,6 +330,9 @@ class Groups:
         #: that `check` raises when it comes to this group.
         self._parsed: list[tuple[Any, int, tuple[PciAddress, ...], list[str]] | BadInput] = []
         self.group_of: dict[PciAddress, int] = {}
+        #: each PCI member's address by its name in the group folder (the name of its sysfs
+        #: folder), so that a reader parses each name once.
+        self.address_of: dict[str, PciAddress] = {}
         for number, members in (raw_groups or {}).items():
             try:
                 n = _int(str(number), f"{origin}: iommu_groups")
@@ -330,7 +343,7 @@ class Groups:
             except BadInput as e:
                 self._parsed.append(e)
                 continue
-            pci, others = _split_members(members)
+            pci, others = _split_members(members, self.address_of)
             addrs = tuple(sorted(pci))
             self._parsed.append((number, n, addrs, others))
             for a in addrs:

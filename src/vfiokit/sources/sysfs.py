@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from vfiokit import __version__, rootfs
@@ -376,6 +376,25 @@ def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = T
         return _read_topology(root, wanted)
 
 
+def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: Iterable[PciAddress]) -> Topology:
+    """`top`, read below `root` with `reset_methods=False`, with the reset methods of the devices
+    at `addresses` read from their sysfs folders: a command that judges the reset of a few devices
+    (`check`, its targets) reads a file per device judged instead of one per function."""
+    from dataclasses import replace
+
+    root = os.path.abspath(root)
+    read = {}
+    for a in addresses:
+        dev = top.by_address.get(a)
+        if dev is not None and dev.sysfs_path is not None:
+            text = rootfs.attr_under(root, f"/sys/devices/{dev.sysfs_path}/reset_method")
+            if text is not None:
+                read[a] = replace(dev, reset_methods=tuple(text.split()))
+    if not read:
+        return top
+    return replace(top, devices=tuple(read.get(d.address, d) for d in top.devices))
+
+
 def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
     origin = "live host" if os.path.abspath(root) == "/" else f"tree {os.path.normpath(root)}"
     root = os.path.abspath(root)
@@ -388,10 +407,11 @@ def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Top
     modelled: dict[str, Device | BadInput] = {}
     for f in _functions(root, os.path.join(root, "sys/devices"), notes, wanted):
         try:
-            addr = addresses[f.name] = cap.parse_key(f.name, origin)
+            addr = addresses[f.name] = groups.address_of.get(f.name) or cap.parse_key(f.name, origin)
             modelled[f.name] = cap.model_device(
                 addr, origin, path=f.path, parent=addresses.get(f.parent) if f.parent else None,
-                attrs=f.attrs, links=f.links, files=f.files, cfg=f.config, group=groups.group_of.get(addr))
+                attrs=f.attrs, links=f.links, files=f.files, cfg=f.config, group=groups.group_of.get(addr),
+                known=groups.address_of)
         except BadInput as e:
             modelled[f.name] = e
     _note_left_out(root, names, modelled, notes)
