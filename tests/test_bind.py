@@ -436,3 +436,36 @@ def test_groups_with_an_unreadable_bind_record_still_lists_and_says_why(tmp_path
     assert ("the drivers at the next boot are unknown: /var/backups/vfiokit/bound.json: not a vfiokit "
             "bind record") in r.err
     assert cli("bind", "--status", "--root", str(root)).code == 3  # bind --status reads it strictly
+
+
+def test_the_groups_marks_are_the_rows_of_bind_status_that_change() -> None:
+    """`groups` asks only for the rows that change (`next_boot_changes`): on every sample and
+    under any configuration those are exactly `bind --status`'s rows that differ, in order."""
+    from dataclasses import replace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vfiokit.analyses.vfio_binding import VFIO, driver_status, next_boot_changes
+    from vfiokit.sources import samples
+    from vfiokit.sources.capture import build_topology
+
+    tops = [build_topology(samples.load_raw(n), n) for n in samples.names()]
+    drivers = st.sampled_from([None, VFIO, "ahci", "r8169"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.data())
+    def same_rows(data: st.DataObject) -> None:
+        top = data.draw(st.sampled_from(tops))
+        on_vfio = data.draw(st.sets(st.sampled_from(top.devices), max_size=3))
+        top = replace(top, devices=tuple(replace(d, driver=VFIO) if d in on_vfio else d for d in top.devices))
+        addresses = st.sampled_from([str(d.address) for d in top.devices])
+        ids = st.sampled_from([*sorted({d.ids for d in top.devices if d.ids}), "8086:ffff"])
+        cmdline = data.draw(st.lists(ids, max_size=2))
+        modprobe = {i: "/etc/modprobe.d/x.conf" for i in data.draw(st.lists(ids, max_size=2))}
+        hooks = tuple(data.draw(st.lists(addresses, max_size=3)))
+        bound = data.draw(st.dictionaries(addresses, drivers, max_size=3))
+        every = driver_status(top, cmdline, modprobe, hooks, bound)
+        assert next_boot_changes(top, cmdline, modprobe, hooks, bound) == [r for r in every if r.differs]
+
+    same_rows()

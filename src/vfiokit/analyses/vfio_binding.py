@@ -124,23 +124,34 @@ def driver_status(top: Topology, cmdline_ids: list[str], modprobe_ids: dict[str,
                   hook_addresses: tuple[str, ...], bound: dict[str, str | None]) -> list[DriverStatus]:
     """For every endpoint: who takes it at the next boot (vfio-pci by the command line's ids, a
     modprobe.d `ids=`, or vfiokit's initramfs script; otherwise its own driver)."""
-    out = []
-    for d in top.devices:
-        if d.is_bridge:
-            continue
-        why, nxt = "", None
-        if str(d.address) in hook_addresses:
-            nxt, why = VFIO, "by address (vfiokit's initramfs script)"
-        else:
-            for i in cmdline_ids:
-                if id_matches(d, i):
-                    nxt, why = VFIO, f"vfio-pci.ids={i} on the kernel command line"
-                    break
-            for i, path in modprobe_ids.items():
-                if nxt is None and id_matches(d, i):
-                    nxt, why = VFIO, f"ids={i} in {path}"
-        if nxt is None:
-            nxt = bound.get(str(d.address), d.driver if d.driver != VFIO else None)
-            why = "no vfio-pci configuration names it"
-        out.append(DriverStatus(d, d.driver, nxt, why))
-    return out
+    hooks = set(hook_addresses)
+    return [_status(d, cmdline_ids, modprobe_ids, hooks, bound) for d in top.devices if not d.is_bridge]
+
+
+def next_boot_changes(top: Topology, cmdline_ids: list[str], modprobe_ids: dict[str, str],
+                      hook_addresses: tuple[str, ...], bound: dict[str, str | None]) -> list[DriverStatus]:
+    """The rows of `driver_status` whose driver at the next boot differs from today's
+    (`DriverStatus.differs`). Only a device on vfio-pci now, in the bind record or named by the
+    configuration can differ: on a host of 10,000 functions, none of the others is looked at twice."""
+    hooks = set(hook_addresses)
+    listed = hooks.union(bound)
+    by_ids = bool(cmdline_ids or modprobe_ids)
+    rows = (_status(d, cmdline_ids, modprobe_ids, hooks, bound) for d in top.devices
+            if (by_ids or d.driver == VFIO or (listed and str(d.address) in listed)) and not d.is_bridge)
+    return [r for r in rows if r.differs]
+
+
+def _status(d: Device, cmdline_ids: list[str], modprobe_ids: dict[str, str], hooks: set[str],
+            bound: dict[str, str | None]) -> DriverStatus:
+    """One endpoint's row of `driver_status`."""
+    addr = str(d.address)
+    if addr in hooks:
+        return DriverStatus(d, d.driver, VFIO, "by address (vfiokit's initramfs script)")
+    for i in cmdline_ids:
+        if id_matches(d, i):
+            return DriverStatus(d, d.driver, VFIO, f"vfio-pci.ids={i} on the kernel command line")
+    for i, path in modprobe_ids.items():
+        if id_matches(d, i):
+            return DriverStatus(d, d.driver, VFIO, f"ids={i} in {path}")
+    return DriverStatus(d, d.driver, bound.get(addr, d.driver if d.driver != VFIO else None),
+                        "no vfio-pci configuration names it")

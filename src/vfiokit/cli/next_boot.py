@@ -9,11 +9,12 @@ from vfiokit.errors import VfiokitError
 from vfiokit.model import Topology
 
 
-def next_boot_status(top: Topology, root: str) -> list[DriverStatus]:
+def next_boot_status(top: Topology, root: str, *, changes_only: bool = False) -> list[DriverStatus]:
     """Every endpoint's driver now and at the next boot, from what below `root` decides it: the
     configured kernel command line's `vfio_pci.ids=`, modprobe.d's `ids=`, vfiokit's initramfs
-    script and bind record (`bind --status` and the `groups` column both read it here)."""
-    from vfiokit.analyses.vfio_binding import driver_status
+    script and bind record (`bind --status` and the `groups` column both read it here); with
+    `changes_only`, only the endpoints whose driver changes (the `groups` column marks those)."""
+    from vfiokit.analyses.vfio_binding import driver_status, next_boot_changes
     from vfiokit.formats import cmdline, modprobe
     from vfiokit.formats.boot_setup import configured
     from vfiokit.sources.boot import read_boot
@@ -26,4 +27,5 @@ def next_boot_status(top: Topology, root: str) -> list[DriverStatus]:
         line = ""  # no boot configuration below the root: the command line adds nothing
     ids = [i for t in cmdline.tokens(line) if cmdline.key_of(t) == "vfio_pci.ids"
            for i in modprobe.parse_ids(t.partition("=")[2], t)]
-    return driver_status(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)
+    rows = next_boot_changes if changes_only else driver_status
+    return rows(top, ids, conf.modprobe_ids, conf.hook_addresses, conf.bound)

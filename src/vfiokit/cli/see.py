@@ -72,7 +72,8 @@ def groups(source: Callable[..., Topology], as_json: bool, fmt: str, predict: bo
     top = select_groups(top, wanted)
     from vfiokit.render.needs import host_marker
 
-    after, unread = _next_boot(whole)
+    # JSON gives every device's driver at the next boot; the marks only those that change.
+    after, unread = _next_boot(whole, changes_only=not as_json)
     if as_json:
         from vfiokit.render.documents import groups_document
 
@@ -105,10 +106,11 @@ def groups(source: Callable[..., Topology], as_json: bool, fmt: str, predict: bo
         note(f"no IOMMU group of the {len(whole.groups or ())} in {whole.source or 'this host'} matches the filters")
 
 
-def _next_boot(top: Topology) -> tuple[dict[PciAddress, DriverStatus], list[str]]:
-    """Each endpoint's driver at the next boot, read as `bind --status` reads it, when the source
-    is the live host or --root (a snapshot, sample or listing holds no boot configuration); and a
-    note when that configuration cannot be read (the groups are shown all the same)."""
+def _next_boot(top: Topology, changes_only: bool) -> tuple[dict[PciAddress, DriverStatus], list[str]]:
+    """Each endpoint's driver at the next boot (with `changes_only`, of those whose driver changes),
+    read as `bind --status` reads it, when the source is the live host or --root (a snapshot,
+    sample or listing holds no boot configuration); and a note when that configuration cannot be
+    read (the groups are shown all the same)."""
     from vfiokit.cli.common import source_root
     from vfiokit.cli.next_boot import next_boot_status
 
@@ -116,7 +118,7 @@ def _next_boot(top: Topology) -> tuple[dict[PciAddress, DriverStatus], list[str]
     if root is None:
         return {}, []
     try:
-        return {r.device.address: r for r in next_boot_status(top, root)}, []
+        return {r.device.address: r for r in next_boot_status(top, root, changes_only=changes_only)}, []
     except VfiokitError as e:
         return {}, [f"the drivers at the next boot are unknown: {e}"]
 
