@@ -5,9 +5,9 @@
 Symlinks inside the tree are resolved inside `root` (an absolute link target `/sys/...` is taken
 as `<root>/sys/...`), so a captured tree can be read anywhere.
 
-Cost per PCI function: its folder opened and listed once (`scandir`, file types included), then
-`config` and a few attributes opened relative to it (open, read, close) and two `readlink`s; each
-group folder is listed once. No pci.ids lookups here (names are the renderer's business).
+The folders are read by `sysfs_walk` (its doc says the cost per function); `sysfs_around` reads
+only the part of the host that a verdict on a few devices looks at. No pci.ids lookups here
+(names are the renderer's business).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Container, Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Container, Iterable
+from typing import Any
 
 from vfiokit import __version__, rootfs
 from vfiokit.errors import BadInput
@@ -24,168 +24,7 @@ from vfiokit.gc_pause import gc_paused
 from vfiokit.model import Device, HostInfo, PciAddress, Topology
 from vfiokit.sources import capture as cap
 from vfiokit.sources import host_usage
-
-#: How the walk opens a folder: O_DIRECTORY refuses a FIFO or file named like a function before
-#: any open of it; the folder's files are then opened relative to it (no path walked again).
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class FunctionFolder(NamedTuple):
-    """What the walk read in one PCI function's folder below /sys/devices."""
-
-    #: The folder's name, the function's address as the kernel writes it ("0000:01:00.0").
-    name: str
-    #: The folder below /sys/devices ("pci0000:00/0000:00:01.1/0000:01:00.0").
-    path: str
-    #: The name of the function folder it sits in (its bridge); None on a root bus.
-    parent: str | None
-    attrs: dict[str, str]
-    #: basenames of the targets of `cap.LINKS`
-    links: dict[str, str]
-    #: which of `cap.FILES` are there
-    files: list[str]
-    #: config space as read; None when it could not be (said in the notes)
-    config: bytes | None
-
-
-def _read_config(folder: str, dir_fd: int, entry: os.DirEntry[str], notes: list[str], addr: str) -> bytes | None:
-    try:
-        return rootfs.read_listed(folder, dir_fd, entry, 4096)
-    except PermissionError:
-        notes.append(f"{addr}: config space not readable (permission denied)")
-    except OSError as e:
-        notes.append(f"{addr}: config space not readable ({e.strerror})")
-    except BadInput as e:
-        notes.append(f"{addr}: config space not read ({e})")
-    return None
-
-
-def _read_attr(folder: str, dir_fd: int, entry: os.DirEntry[str]) -> str | None:
-    """`rootfs.read_attr` of an entry of the open folder."""
-    try:
-        return rootfs.read_listed(folder, dir_fd, entry, rootfs.ATTR_CAP).decode("utf-8", "replace").strip()
-    except (OSError, BadInput):
-        return None
-
-
-def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]], rel: str, name: str,
-                   parent: str | None, notes: list[str], wanted: tuple[str, ...]) -> FunctionFolder:
-    """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`, and of
-    its attributes those `wanted` (a part of `cap.ATTRS`)."""
-    entry = entries.get("config")
-    config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
-    if entry is None:
-        notes.append(f"{name}: no config file in {folder}")
-    # The ids, class and revision are the first 64 bytes of config space, which anyone may read;
-    # their sysfs attributes are read only when that failed.
-    ids_from_attrs = config is None or len(config) < 64
-    if ids_from_attrs:
-        wanted += cap.ID_ATTRS
-    attrs = {}
-    for attr in wanted:
-        entry = entries.get(attr)
-        if entry is not None:
-            value = _read_attr(folder, dir_fd, entry)
-            if value is not None:
-                attrs[attr] = value
-    if ids_from_attrs:
-        for required in ("vendor", "device", "class"):
-            if required not in attrs:
-                notes.append(f"{name}: sysfs attribute '{required}' missing in {folder}")
-    links = {}
-    for link in cap.LINKS:
-        if link in entries:
-            try:
-                target = os.readlink(link, dir_fd=dir_fd)
-            except OSError:  # not a link: no target to keep
-                continue
-            links[link] = target.rpartition("/")[2]  # its basename
-    return FunctionFolder(name, rel, parent, attrs, links, [f for f in cap.FILES if f in entries], config)
-
-
-def _is_address(name: str) -> bool:
-    return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
-
-
-def _functions(root: str, sysdevices: str, notes: list[str],
-               wanted: tuple[str, ...] = cap.ATTRS) -> Iterator[FunctionFolder]:
-    """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
-    the functions behind it, so the walk learns each path without a readlink per device. Each
-    folder is listed once (`os.scandir`: its file types come with the names, no stat per entry)
-    and each function is yielded as soon as its folder is read, parents before their children.
-
-    A folder is visited once (by device and inode): a tree whose address-named links point back
-    up (`0000:7e:00.0 -> ..`) would otherwise grow without end. A linked folder is followed below
-    `root` only (`rootfs.resolve_under`), never into the live host."""
-    try:
-        with os.scandir(sysdevices) as listing:
-            roots = sorted((e.name, e.is_symlink()) for e in listing if e.name.startswith("pci"))
-    except OSError:
-        return
-    seen: set[tuple[int, int]] = set()
-    stack = [(f"{sysdevices}/{r}", r, None, link) for r, link in reversed(roots)]
-    while stack:
-        folder, rel, parent, is_link = stack.pop()
-        try:
-            if is_link:
-                folder = rootfs.resolve_under(root, rootfs.host_path(root, folder))
-            dir_fd = os.open(folder, _DIR_FLAGS)
-        except BadInput as e:
-            notes.append(f"{e}; left out")
-            continue
-        except OSError as e:
-            notes.append(f"{folder}: cannot list ({e.strerror})")
-            continue
-        try:
-            with os.scandir(dir_fd) as listing:
-                entries = {e.name: e for e in listing}
-            st = os.fstat(dir_fd)
-            if (st.st_dev, st.st_ino) in seen:
-                notes.append(f"{sysdevices}/{rel}: a link to a folder already read; left out")
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            name = rel.rpartition("/")[2]
-            function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted)
-                        if _is_address(name) else None)
-        except OSError as e:
-            notes.append(f"{folder}: cannot list ({e.strerror})")
-            continue
-        finally:
-            os.close(dir_fd)
-        # _is_address, inline: a device folder holds some thirty entries and this runs for each.
-        below_here = [e for e in entries if len(e) == 12 and e[4] == ":" and e[7] == ":" and e[10] == "."]
-        if below_here:  # most functions are endpoints
-            below = name if function is not None else None
-            stack.extend((f"{folder}/{e}", f"{rel}/{e}", below, _is_link(entries[e]))
-                         for e in sorted(below_here, reverse=True))
-        if function is not None:
-            yield function
-
-
-def _is_link(entry: os.DirEntry[str]) -> bool:
-    """`os.path.islink` of a listed entry, from the listing's file type."""
-    try:
-        return entry.is_symlink()
-    except OSError:
-        return False
-
-
-def _read_groups(root: str) -> dict[str, list[str]] | None:
-    """Each group's members, as named in its folder: PCI functions, and the ACPI devices an IOMMU
-    driver grouped with them (which only these folders tell)."""
-    base = os.path.join(root, "sys/kernel/iommu_groups")
-    try:
-        numbers = [e.name for e in os.scandir(base) if e.name.isdigit()]
-    except OSError:
-        return None
-    groups = {}
-    for n in numbers:
-        try:
-            members = sorted(os.listdir(f"{base}/{n}/devices"))
-        except OSError:
-            members = []
-        groups[n] = members
-    return groups or None
+from vfiokit.sources import sysfs_walk as walk
 
 
 def _cpu(root: str) -> tuple[str | None, list[str] | None]:
@@ -290,20 +129,6 @@ def read_host(root: str | os.PathLike[str] = "/") -> HostInfo:
     return HostInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
-def _bus_functions(root: str) -> list[str]:
-    """The names in /sys/bus/pci/devices (every function the kernel has); BadInput when there is
-    no PCI bus below `root`."""
-    buspci = os.path.join(root, "sys/bus/pci/devices")
-    try:
-        return sorted(os.listdir(buspci))
-    except FileNotFoundError:
-        raise BadInput(
-            f"{buspci} does not exist: no PCI bus here (is {root} a Linux root folder?)",
-        ) from None
-    except OSError as e:
-        raise BadInput(f"{buspci}: cannot list ({e.strerror})") from None
-
-
 def _note_left_out(root: str, names: list[str], read: Container[str], notes: list[str]) -> None:
     """/sys/bus/pci/devices links every function into the tree walked; a name there that the walk
     did not meet is a dangling link or points elsewhere."""
@@ -320,7 +145,7 @@ def _note_left_out(root: str, names: list[str], read: Container[str], notes: lis
             notes.append(f"{name}: {link} points to {target}, {why}; device left out")
 
 
-def _entry(f: FunctionFolder) -> dict[str, Any]:
+def _entry(f: walk.FunctionFolder) -> dict[str, Any]:
     config = cap.pack_config(f.config) if f.config is not None else {"config": None, "config_size": None}
     return {"path": f.path, "attrs": f.attrs, "links": f.links, "files": f.files, **config}
 
@@ -332,9 +157,9 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     from vfiokit.sources import doctor_facts
 
     root = os.path.abspath(root)
-    names = _bus_functions(root)
+    names = walk.bus_functions(root)
     notes: list[str] = []
-    devices = {f.name: _entry(f) for f in _functions(root, os.path.join(root, "sys/devices"), notes)}
+    devices = {f.name: _entry(f) for f in walk.functions(root, os.path.join(root, "sys/devices"), notes)}
     _note_left_out(root, names, devices, notes)
     devices = {name: devices[name] for name in sorted(devices)}
     try:
@@ -354,7 +179,7 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
             "root": root,
         },
         "host": _host(root),
-        "iommu_groups": _read_groups(root),
+        "iommu_groups": walk.read_groups(root),
         "devices": devices,
         "read_notes": notes,
         "host_usage": host_usage.gather(root),
@@ -396,16 +221,29 @@ def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: I
 
 
 def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
-    origin = "live host" if os.path.abspath(root) == "/" else f"tree {os.path.normpath(root)}"
+    origin = source_name(root)
     root = os.path.abspath(root)
-    names = _bus_functions(root)
-    groups = cap.Groups(_read_groups(root), origin)
+    names = walk.bus_functions(root)
+    groups = cap.Groups(walk.read_groups(root), origin)
     notes: list[str] = []
+    modelled = model_functions(walk.functions(root, os.path.join(root, "sys/devices"), notes, wanted), groups, origin)
+    _note_left_out(root, names, modelled, notes)
+    return assemble(root, origin, modelled, groups, notes)
+
+
+def source_name(root: str | os.PathLike[str]) -> str:
+    """How a topology read below `root` names its source: "live host", or "tree PATH"."""
+    return "live host" if os.path.abspath(root) == "/" else f"tree {os.path.normpath(root)}"
+
+
+def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups,
+                    origin: str) -> dict[str, Device | BadInput]:
+    """Model each function read, by name; `folders` come parents first (a function's `parent` is
+    an address already met). A function that cannot be modelled is kept as its error, which
+    `assemble` raises once the groups have said theirs."""
     addresses: dict[str, PciAddress] = {}
-    # A function that cannot be modelled is an error raised after the walk, once the groups said
-    # theirs: that of the first by name, as `build_topology` meets them in the sorted capture.
     modelled: dict[str, Device | BadInput] = {}
-    for f in _functions(root, os.path.join(root, "sys/devices"), notes, wanted):
+    for f in folders:
         try:
             addr = addresses[f.name] = groups.address_of.get(f.name) or cap.parse_key(f.name, origin)
             modelled[f.name] = cap.model_device(
@@ -414,7 +252,14 @@ def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Top
                 known=groups.address_of)
         except BadInput as e:
             modelled[f.name] = e
-    _note_left_out(root, names, modelled, notes)
+    return modelled
+
+
+def assemble(root: str, origin: str, modelled: dict[str, Device | BadInput], groups: cap.Groups,
+             notes: list[str]) -> Topology:
+    """The Topology of the functions `model_functions` modelled and the groups read, with the host
+    facts below `root`; the error of the first function by name that could not be modelled (as
+    `build_topology` meets them in a sorted capture), after the groups' own."""
     checked, group_notes = groups.check(modelled)
     devices: dict[PciAddress, Device] = {}
     for name in sorted(modelled):
