@@ -23,7 +23,7 @@ same machine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from vfiokit.errors import BadInput, DeviceNotFound
@@ -194,12 +194,37 @@ def resolve(words: Iterable[str], top: Topology, again: str = "") -> list[PciAdd
     """The functions all `words` name, in the order given, without repeats. A word may hold several,
     joined by `;`, `,` or spaces as in a Proxmox hostpci value (`01:00.0;02:00.0`)."""
     out: list[PciAddress] = []
-    for text in words:
-        for part in filter(None, (p.strip() for p in re.split(r"[;,\s]+", text))):
-            out.extend(a for a in resolve_word(part, top, again) if a not in out)
+    for part in _parts(words):
+        out.extend(a for a in resolve_word(part, top, again) if a not in out)
     if not out:
         raise BadInput(f"no device given (expected {FORMS})")
     return out
+
+
+def places(words: Iterable[str]) -> list[tuple[PciAddress, bool]] | None:
+    """What `words` name without reading the host: per word, its address and whether it names a
+    whole slot (`04:00`, function 0 standing for the slot); None when a word is ids or a class
+    word (only every device can say which it names) or no address at all (`resolve` says why)."""
+    from vfiokit.formats.pve_hostpci import HOST_ID_RE
+
+    out = []
+    for part in _parts(words):
+        t = part.lower()
+        m = HOST_ID_RE.fullmatch(t)
+        if m is None:
+            return None
+        try:
+            out.append((PciAddress.parse(t if m[4] is not None else t + ".0"), m[4] is None))
+        except BadInput:
+            return None
+    return out
+
+
+def _parts(words: Iterable[str]) -> Iterator[str]:
+    """The device words of `words`: a word may hold several, joined by `;`, `,` or spaces as in a
+    Proxmox hostpci value (`01:00.0;02:00.0`)."""
+    for text in words:
+        yield from filter(None, (p.strip() for p in re.split(r"[;,\s]+", text)))
 
 
 def is_slot(word: str) -> bool:

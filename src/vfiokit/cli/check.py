@@ -14,7 +14,7 @@ import click
 from vfiokit.cli import completion
 from vfiokit.cli.common import source_again, source_options, source_root
 from vfiokit.cli.output import note, print_markup, print_source_header
-from vfiokit.errors import ExitCode
+from vfiokit.errors import ExitCode, VfiokitError
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
@@ -38,15 +38,8 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
     from vfiokit.render.check import verdict_text
     from vfiokit.render.reasons import verdict_notes
 
-    # The verdict judges the targets' reset only: their reset_method files are read once they are
-    # known, not one per function of the host.
-    top = source(reset_methods=False)
+    top = _read(devices, source)
     targets = resolve(devices, top, again=source_again())
-    root = source_root()
-    if root is not None:
-        from vfiokit.sources.sysfs import with_reset_methods
-
-        top = with_reset_methods(top, root, targets)
     verdict = judge(top, targets)
     ids = PciIds.system()
     if as_json:
@@ -64,3 +57,28 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
         # Not an error: the verdict itself is the answer; the code lets a script act on it.
         raise SystemExit(int(code))
 
+
+def _read(devices: tuple[str, ...], source: Callable[..., Topology]) -> Topology:
+    """What the verdict on `devices` reads. From the live host or --root: only the functions around
+    them when the words are addresses (`sysfs_around`), else the whole host; either way the reset
+    methods of the targets only (the verdict judges no other reset). Other sources as they are."""
+    from vfiokit.analyses.device_query import places, resolve
+
+    root = source_root()
+    if root is None:
+        return source()
+    named = places(devices)
+    if named is not None:
+        from vfiokit.sources.sysfs_around import read_around
+
+        top = read_around(root, named)
+        if top is not None:
+            return top
+    from vfiokit.sources.sysfs import with_reset_methods
+
+    top = source(reset_methods=False)
+    try:
+        targets = resolve(devices, top, again=source_again())
+    except VfiokitError:
+        return top  # check says it again, from the same read
+    return with_reset_methods(top, root, targets)
