@@ -67,6 +67,43 @@ def test_a_mistyped_address_gets_the_nearest_ones_and_the_same_source():
     assert "did you mean" in hint and "04:00.1" in hint and f"vfiokit groups --sample {B550}" in hint
 
 
+def _two_domains(tmp_path: Path) -> Path:
+    """Two PCI domains with the same buses (as on a host with several PCI segments): 0000:01:00.x
+    and 0001:01:00.x are different cards, one NIC function each of 12."""
+    from vfiokit.model import PCIE_ENDPOINT, PCIE_ROOT_PORT
+    from vfiokit.sources.tree import materialize
+
+    specs = []
+    for domain in (0, 1):
+        rp = f"{domain:04x}:00:01.0"
+        specs += [Spec(rp, 0x1022, 0x1483, 0x060400, pcie_type=PCIE_ROOT_PORT, secondary_bus=1, group=10 * domain),
+                  *(Spec(f"{domain:04x}:01:00.{f}", 0x8086, 0x1521, 0x020000, parent=rp, pcie_type=PCIE_ENDPOINT,
+                         multifunction=True, group=10 * domain + 1 + f) for f in range(6))]
+    return materialize(capture_of(specs), tmp_path / "root")
+
+
+def test_a_word_naming_many_devices_lists_a_few_and_json_gives_all(tmp_path: Path) -> None:
+    root = _two_domains(tmp_path)
+    r = cli("check", "nic", "--root", str(root))
+    assert r.code == 4
+    error = r.err.splitlines()[0]
+    assert error.startswith(f"vfiokit: error: 'nic' names 12 devices in tree {root}: 0000:01:00.0 (Ethernet ")
+    assert error.count("(Ethernet controller 8086:1521)") == 8
+    assert error.endswith(f"and 4 more ('vfiokit groups --root {root}' lists them)")
+    assert "e.g. 0000:01:00.0" in r.err.splitlines()[1]
+    assert len(json.loads(cli("check", "nic", "--root", str(root), "--json").out)["candidates"]) == 12
+
+
+def test_the_nearest_addresses_keep_their_domain_when_the_host_has_several(tmp_path: Path) -> None:
+    root = _two_domains(tmp_path)
+    hint = cli("check", "01:00.7", "--root", str(root)).err.splitlines()[1]
+    near = hint.removeprefix("vfiokit: hint: did you mean ").split("?")[0].split(" or ")
+    assert len(near) == len(set(near)) == 3 and all(len(a) == 12 for a in near), hint
+    hint = cli("check", "01:01", "--root", str(root)).err.splitlines()[1]
+    slots = hint.removeprefix("vfiokit: hint: did you mean ").split("?")[0].split(" or ")
+    assert len(slots) == len(set(slots)) and {"0000:01:00", "0001:01:00"} <= set(slots), hint
+
+
 def test_simulate_takes_the_same_words():
     r = cli("simulate", "--sample", B550, "--device", "sata", "--json")
     assert r.code == 4 and json.loads(r.out)["kind"] == "error"

@@ -104,10 +104,11 @@ class Ambiguous(DeviceNotFound):
         return {**super().fields(), "candidates": [str(a) for a in self.candidates]}
 
 
-def describe(dev: Device) -> str:
-    """`04:00.0 (VGA compatible controller 10de:1430)`: enough to tell candidates apart without names."""
+def describe(dev: Device, domain: bool = False) -> str:
+    """`04:00.0 (VGA compatible controller 10de:1430)`: enough to tell candidates apart without
+    names; with the domain (`0001:04:00.0`) when `domain`, as lspci writes it on a host with several."""
     what = dev.class_name or _class_label(dev.class_id)
-    return f"{dev.address.short} ({' '.join(filter(None, [what, dev.ids]))})"
+    return f"{dev.address if domain else dev.address.short} ({' '.join(filter(None, [what, dev.ids]))})"
 
 
 def _class_label(class_id: int | None) -> str:
@@ -120,11 +121,20 @@ def _where(top: Topology) -> str:
     return f" in {top.source}" if top.source else ""
 
 
-def _nearest_addresses(text: str, top: Topology) -> list[str]:
+def _nearest(addr: PciAddress, top: Topology, slots: bool = False) -> list[str]:
+    """The three addresses (or slots) of `top` nearest to `addr`, each once, written as lspci writes
+    them: with the domain when the host has more than one (`0001:04:00.0` and `0002:04:00.0` are
+    not both "04:00.0")."""
     import difflib  # here: only a device not found pays for it
 
-    shorts = [d.address.short for d in top.devices]
-    return difflib.get_close_matches(text.removeprefix("0000:"), shorts, n=3, cutoff=0.6)
+    domains = any(d.address.domain for d in top.devices)
+
+    def written(a: PciAddress) -> str:
+        text = str(a) if domains else a.short
+        return text.rpartition(".")[0] if slots else text
+
+    return difflib.get_close_matches(written(addr), sorted({written(d.address) for d in top.devices}), n=3,
+                                     cutoff=0.6)
 
 
 def _not_found(word: str, what: str, top: Topology, again: str, near: list[str]) -> DeviceNotFound:
@@ -133,10 +143,19 @@ def _not_found(word: str, what: str, top: Topology, again: str, near: list[str])
     return DeviceNotFound(f"{what}{_where(top)}", hint=hint, device=word)
 
 
+#: How many of the devices a word names an error lists: a class word on a host with thousands of
+#: SR-IOV functions names thousands (`--json` still gives every one in `candidates`).
+_LISTED = 8
+
+
 def _many(word: str, found: list[Device], top: Topology, again: str) -> Ambiguous:
-    listed = ", ".join(describe(d) for d in found)
+    domain = any(d.address.domain for d in top.devices)
+    listed = ", ".join(describe(d, domain) for d in found[:_LISTED])
+    if len(found) > _LISTED:
+        listed += f" and {len(found) - _LISTED} more ('vfiokit groups{again}' lists them)"
     return Ambiguous(f"'{word}' names {len(found)} devices{_where(top)}: {listed}", [d.address for d in found],
-                     f"name one by its address, e.g. {found[0].address.short}", word)
+                     f"name one by its address, e.g. {found[0].address if domain else found[0].address.short}",
+                     word)
 
 
 def resolve_word(word: str, top: Topology, again: str = "") -> list[PciAddress]:
@@ -155,13 +174,11 @@ def resolve_word(word: str, top: Topology, again: str = "") -> list[PciAddress]:
             raise BadInput(f"'{word}' is not a PCI address ({ID_HINT})", device=word) from None
         if m[4] is not None:
             if addr not in top.by_address:
-                raise _not_found(word, f"no PCI device at {addr}", top, again,
-                                 _nearest_addresses(addr.short, top))
+                raise _not_found(word, f"no PCI device at {addr}", top, again, _nearest(addr, top))
             return [addr]
         found = [d.address for d in top.devices if d.address.same_slot(addr)]
         if not found:
-            near = _nearest_addresses(addr.short, top)
-            raise _not_found(word, f"no PCI device in slot {t}", top, again, sorted({a[:5] for a in near}))
+            raise _not_found(word, f"no PCI device in slot {t}", top, again, _nearest(addr, top, slots=True))
         return found
     if m := _IDS_RE.match(t):
         vendor, device = int(m["vendor"], 16), int(m["device"], 16)
