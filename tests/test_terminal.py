@@ -113,6 +113,20 @@ def test_lines_are_written_in_batches_not_one_write_each(terminal_env):
     assert terminal.writes <= 5
 
 
+class Pipe(Terminal):
+    def isatty(self) -> bool:
+        return False
+
+
+def test_piped_lines_are_written_in_batches_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under PYTHONUNBUFFERED (or python -u) each write is a system call, and a reader woken for it.
+    pipe = Pipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    output.print_lines([(f"  device {i}", None), ("  ", None), ("driver vfio-pci", "cyan")] for i in range(2000))
+    assert pipe.getvalue().splitlines() == [f"  device {i}  driver vfio-pci" for i in range(2000)]
+    assert pipe.writes <= 5
+
+
 def test_a_table_row_too_wide_goes_on_under_its_last_column(terminal_env):
     """`simulate`'s table on a narrow terminal: the group numbers stay whole on the row's first
     line, and the device's name goes on under the device column, as a table cell wraps."""

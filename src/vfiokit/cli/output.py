@@ -89,6 +89,9 @@ def console() -> Console:
 
 #: Continuation lines of a wrapped line are indented this much more than the line itself.
 HANG = 4
+#: Lines written at once, piped or on a terminal (a 10,000-line listing is about 20 writes; a
+#: million-line one is not held).
+BLOCK_LINES = 500
 
 
 def print_markup(lines: Iterable[str]) -> None:
@@ -113,7 +116,16 @@ def print_lines(lines: Iterable[list[tuple[str, str | None]]], column: int | Non
     for a table whose last column starts there); as plain text otherwise (fast, so a 10,000-device
     listing piped to grep costs no rendering)."""
     if not sys.stdout.isatty():
-        sys.stdout.writelines("".join(text for text, _ in line) + "\n" for line in lines)
+        # In blocks, as TerminalWriter writes: a write per line is a system call per line (and a
+        # reader woken for each) when Python's output is unbuffered (`python -u`, PYTHONUNBUFFERED).
+        block: list[str] = []
+        for line in lines:
+            block.append("".join(text for text, _ in line))
+            if len(block) == BLOCK_LINES:
+                sys.stdout.write("\n".join(block) + "\n")
+                block.clear()
+        if block:
+            sys.stdout.write("\n".join(block) + "\n")
         return
     from vfiokit.cli.terminal import TerminalWriter
 

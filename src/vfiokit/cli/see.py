@@ -126,6 +126,8 @@ def _next_boot(top: Topology, changes_only: bool) -> tuple[dict[PciAddress, Driv
 def _with_next_boot(marker: Marker, after: dict[PciAddress, DriverStatus]) -> Marker:
     from vfiokit.render.bind import next_boot_mark
 
+    if not after:  # nothing changes at the next boot: no mark to add to any of 10,000 lines
+        return marker
     return lambda d: [*marker(d), *next_boot_mark(after.get(d.address))]
 
 

@@ -19,10 +19,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from vfiokit.cli.output import HANG
-
-#: Lines written at once (a 10,000-line listing is about 20 writes; a million-line one is not held).
-_BATCH = 500
+from vfiokit.cli.output import BLOCK_LINES, HANG
 
 #: Rendered between a style's codes to find them; no escape sequence holds a NUL.
 _MARK = "\0"
@@ -120,5 +117,5 @@ class TerminalWriter:
 
     def _add(self, rendered: str) -> None:
         self._pending.append(rendered)
-        if len(self._pending) >= _BATCH:
+        if len(self._pending) >= BLOCK_LINES:
             self.flush()
