@@ -68,7 +68,7 @@ def test_reading_a_topology_gathers_no_doctor_facts(tmp_path: Path, monkeypatch:
         assert "doctor facts gathered" not in r.err and "Traceback" not in r.err, r.err
 
 
-def test_groups_reads_no_reset_method_and_check_its_targets_only(tmp_path: Path,
+def test_groups_reads_no_reset_method_check_and_simulate_their_targets_only(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # groups shows no reset method, so the live reader skips that file; check judges its targets'.
     tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
@@ -79,6 +79,12 @@ def test_groups_reads_no_reset_method_and_check_its_targets_only(tmp_path: Path,
     cli("check", "00:1f.2", "00:02.0", "--root", str(tree))
     assert sorted(p.rsplit("/", 2)[1] for p in opened if p.endswith("/reset_method")) == [
         "0000:00:02.0", "0000:00:1f.2"]
+    # simulate judges the reset of its --device targets only (their verdicts), else none
+    opened.clear()
+    assert cli("simulate", "--root", str(tree), "--json").code == 0
+    assert not [p for p in opened if p.endswith("/reset_method")]
+    assert cli("simulate", "--device", "nvme", "--root", str(tree), "--json").code == 0
+    assert [p.rsplit("/", 2)[1] for p in opened if p.endswith("/reset_method")] == ["0000:03:00.0"]
 
 
 @pytest.mark.parametrize("name", [n for n in samples.names()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.common import source_again, source_options, source_root
+from vfiokit.cli.common import source_again, source_options, source_root, with_target_resets
 from vfiokit.cli.output import note, print_markup, print_source_header
 from vfiokit.errors import ExitCode, VfiokitError
 from vfiokit.model import Topology
@@ -74,11 +74,9 @@ def _read(devices: tuple[str, ...], source: Callable[..., Topology]) -> Topology
         top = read_around(root, named)
         if top is not None:
             return top
-    from vfiokit.sources.sysfs import with_reset_methods
-
     top = source(reset_methods=False)
     try:
         targets = resolve(devices, top, again=source_again())
     except VfiokitError:
         return top  # check says it again, from the same read
-    return with_reset_methods(top, root, targets)
+    return with_target_resets(top, targets)

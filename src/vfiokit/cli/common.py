@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,7 +13,7 @@ from vfiokit.cli import completion
 from vfiokit.errors import NoIommu
 
 if TYPE_CHECKING:  # the model is imported by the command that loads one, not by --version or --help
-    from vfiokit.model import Topology
+    from vfiokit.model import PciAddress, Topology
 
 _AGAIN = "vfiokit.source_again"
 _ROOT = "vfiokit.source_root"
@@ -92,6 +92,18 @@ def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
         if value is not None:
             return spec.load_kind(kind, value)
     return spec.load_kind("root", root or "/", reset_methods=reset_methods)
+
+
+def with_target_resets(top: Topology, targets: Iterable[PciAddress]) -> Topology:
+    """`top`, read with `reset_methods=False`, with the reset methods of `targets` when the source
+    is the live host or --root (the only ones read without them): a command that judges the reset
+    of a few devices reads their files, not one per function of the host."""
+    root = source_root()
+    if root is None:
+        return top
+    from vfiokit.sources.sysfs import with_reset_methods
+
+    return with_reset_methods(top, root, targets)
 
 
 def no_iommu(top: Topology) -> NoIommu:

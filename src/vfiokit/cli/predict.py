@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from vfiokit.cli import completion
-from vfiokit.cli.common import source_again, source_options
+from vfiokit.cli.common import source_again, source_options, with_target_resets
 from vfiokit.cli.output import note, print_lines, print_markup, print_source_header
 from vfiokit.gc_pause import gc_paused
 from vfiokit.model import Topology
@@ -38,11 +38,13 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     from vfiokit.render import simulation as view
     from vfiokit.render.documents import run_simulate
 
-    top = source()
+    # The verdicts of --device judge those devices' reset only: no other reset method is read.
+    top = source(reset_methods=False)
     # The analysis, the document and the table make objects by the hundred thousand on a large
     # host, none in a reference cycle: the cyclic collector would only walk them again and again.
     with gc_paused():
         targets = resolve(devices, top, again=source_again()) if devices else []
+        top = with_target_resets(top, targets)
         # `--alone 01:00` asks for the whole card, as `check 01:00` judges it.
         alone_targets = [tuple(resolve([text], top, again=source_again())) for text in alone]
         ids = PciIds.system()
