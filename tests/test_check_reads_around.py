@@ -4,6 +4,7 @@ and every slot of every lab capture, and it must read far fewer folders on a lar
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,66 @@ def test_a_card_whose_functions_have_groups_of_their_own_is_read_whole(tmp_path:
         assert partial is not None
         assert _shown(partial, targets) == _shown(_whole(tree, targets), targets)
     assert "1 device" in _shown(read_around(tree, [(card[0], True)]), card)[1]  # groups of one, judged whole
+
+
+def _break(tree: Path, how: str, name: str, other: str) -> None:
+    """Damage the tree as a bad capture, a race or a hand edit would: `name` is a function's
+    folder name, `other` another's."""
+    bus = tree / "sys/bus/pci/devices"
+    folder = (bus / name).resolve()
+    link = folder / "iommu_group"
+    if how == "no group link":
+        link.unlink()
+    elif how == "group link up":  # to a folder that is no group, yet has a devices/ folder
+        link.unlink()
+        link.symlink_to("../../../../kernel/iommu_groups/..")
+        (tree / "sys/kernel/devices").mkdir()
+        (tree / "sys/kernel/devices" / name).symlink_to(f"../../devices/{folder.relative_to(tree / 'sys/devices')}")
+    elif how == "group link elsewhere":
+        target = (bus / other / "iommu_group").readlink()
+        link.unlink()
+        link.symlink_to(target)
+    elif how == "group folder gone":
+        group = link.resolve()
+        for member in (group / "devices").iterdir():
+            member.unlink()
+        (group / "devices").rmdir()
+    elif how == "stranger in the group":
+        (link.resolve() / "devices" / "0000:7f:1f.7").symlink_to("../../../../devices/pci0000:7f/0000:7f:1f.7")
+    elif how == "dangling bus link":
+        (bus / name).unlink()
+        (bus / name).symlink_to("../../../devices/pci0000:00/nowhere")
+    elif how == "bus link out of the tree":
+        (bus / name).unlink()
+        (bus / name).symlink_to("/sys/devices")
+
+
+BREAKS = ["no group link", "group link up", "group link elsewhere", "group folder gone", "stranger in the group",
+          "dangling bus link", "bus link out of the tree"]
+
+
+@pytest.mark.parametrize("how", BREAKS)
+def test_a_damaged_tree_is_read_around_or_whole_never_half(tmp_path: Path, how: str) -> None:
+    """Whatever the damage, check answers in one line or judges, and a partial read that answers
+    agrees with the whole read; when the two could disagree it reads the whole host."""
+    from hypothesis import example, given, settings
+    from hypothesis import strategies as st
+
+    raw = samples.load_raw("lab-hostuse")
+    names = sorted(raw["devices"])
+
+    @settings(max_examples=12, deadline=None)
+    @given(name=st.sampled_from(names), other=st.sampled_from(names))
+    @example(name="0000:03:00.0", other="0000:02:00.0")  # a function alone in its group, no slot mates
+    def damaged(name: str, other: str) -> None:
+        tree = materialize(raw, Path(tempfile.mkdtemp(dir=tmp_path)) / "root")
+        _break(tree, how, name, other)
+        r = cli("check", name, "--root", str(tree))
+        assert r.code in (0, 3, 4, 5, 10, 11), r.err
+        assert "Traceback" not in r.err and len(r.err.splitlines()) <= 2, r.err
+        partial = read_around(tree, [(PciAddress.parse(name), False)])
+        if partial is not None:
+            target = [PciAddress.parse(name)]
+            assert _shown(partial, target) == _shown(_whole(tree, target), target)
+
+    damaged()

@@ -88,6 +88,8 @@ def _closure(root: str, named: set[str], by_slot: dict[str, list[str]]
             number = os.readlink(f"{folder}/iommu_group").rpartition("/")[2]
         except (BadInput, OSError):
             return None
+        if not number.isdigit():  # the walk reads group folders named by a number only
+            return None
         rel = os.path.relpath(folder, sysdevices)
         parts = rel.split("/")
         # The walk reaches a folder through address-named folders below a pci* root only.
@@ -101,6 +103,8 @@ def _closure(root: str, named: set[str], by_slot: dict[str, list[str]]
             except OSError:
                 return None
             more += [m for m in groups[number] if walk.is_address(m)]
+        if name not in groups[number]:  # the link and the group folder disagree: the folders decide
+            return None
         for m in more:
             if m not in wanted:
                 wanted.add(m)
