@@ -132,7 +132,7 @@ def next_boot_changes(top: Topology, cmdline_ids: list[str], modprobe_ids: dict[
                       hook_addresses: tuple[str, ...], bound: dict[str, str | None]) -> list[DriverStatus]:
     """The rows of `driver_status` whose driver at the next boot differs from today's
     (`DriverStatus.differs`). Only a device on vfio-pci now, in the bind record or named by the
-    configuration can differ: on a host of 10,000 functions, none of the others is looked at twice."""
+    configuration can differ: on a host of 10,000 functions, the others cost a comparison each."""
     hooks = set(hook_addresses)
     listed = hooks.union(bound)
     by_ids = bool(cmdline_ids or modprobe_ids)

@@ -41,19 +41,15 @@ def read_around(root: str | os.PathLike[str], places: Iterable[tuple[PciAddress,
     named: set[str] = set()
     for addr, whole in places:
         in_slot = by_slot.get(addr.slot_id, [])
-        if whole:
-            named.update(in_slot)
-        elif str(addr) in in_slot:
-            named.add(str(addr))
-        else:
-            return None
-        if not in_slot:
-            return None
+        if not in_slot or not (whole or str(addr) in in_slot):
+            return None  # the whole read says what is there instead
+        named.update(in_slot if whole else [str(addr)])
     with gc_paused():
         return _read(root, origin, named, by_slot)
 
 
 def _read(root: str, origin: str, named: set[str], by_slot: dict[str, list[str]]) -> Topology | None:
+    """Read and model the functions `_closure` finds around `named`, as the walk reads each."""
     found = _closure(root, named, by_slot)
     if found is None:
         return None
