@@ -114,12 +114,35 @@ def test_check_judges_as_it_did_when_it_read_every_reset_method(tmp_path: Path, 
     assert any(r.code == "no-reset" for a in judged for r in judge(full, [a]).reasons)
 
 
-def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path) -> None:
-    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root")
+@pytest.mark.parametrize("name", ["zoo", *samples.names()])
+def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path, name: str) -> None:
+    """Without reset methods an endpoint's folder is not listed: its reset facts are unknown
+    (None), everything else is what the full read says, on every sample and the zoo."""
+    raw = capture_of(ZOO) if name == "zoo" else samples.load_raw(name)
+    tree = materialize(raw, tmp_path / "root")
     full, lean = sysfs.read_topology(tree), sysfs.read_topology(tree, reset_methods=False)
-    assert any(d.reset_methods for d in full.devices)
-    assert [replace(d, reset_methods=None) for d in full.devices] == list(lean.devices)
+    assert [replace(d, reset_methods=None, has_reset=d.has_reset if d.is_bridge else None)
+            for d in full.devices] == list(lean.devices)
     assert (full.groups, full.notes, full.host) == (lean.groups, lean.notes, lean.host)
+    # and the targets' facts, read afterwards, are the full read's
+    targets = [d.address for d in full.devices]
+    assert sysfs.with_reset_methods(lean, tree, targets).devices == full.devices
+
+
+def test_an_endpoint_is_read_without_listing_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path):  # type: ignore[no-untyped-def]
+        if isinstance(path, int):
+            listed.append(os.readlink(f"/proc/self/fd/{path}"))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    top = sysfs.read_topology(tree, reset_methods=False)
+    bridges = {str(tree / "sys/devices" / d.sysfs_path) for d in top.devices if d.is_bridge}
+    assert bridges and set(listed) - {str(tree / "sys/devices" / r) for r in ("pci0000:00",)} == bridges
 
 
 def _first_bridge(tree: Path) -> Path:

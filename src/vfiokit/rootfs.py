@@ -149,18 +149,33 @@ def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> 
     `read_file`."""
     if not entry.is_file(follow_symlinks=False):
         return read_file(f"{folder}/{entry.name}", cap)
+    return _read_regular(folder, dir_fd, entry.name, cap)
+
+
+def read_at(folder: str, dir_fd: int, name: str, cap: int) -> bytes:
+    """`read_listed` of `name` in the open folder `dir_fd` (`folder`) when no listing was made:
+    `fstatat` says its type instead, so a folder need not be listed to read one file of it.
+    Errors as `read_file` (FileNotFoundError when it is not there)."""
+    if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        return read_file(f"{folder}/{name}", cap)
+    return _read_regular(folder, dir_fd, name, cap)
+
+
+def _read_regular(folder: str, dir_fd: int, name: str, cap: int) -> bytes:
+    """Open, read and close `name`, a regular file of the open folder `dir_fd` as its listing or
+    `fstatat` said a moment ago."""
     try:
-        fd = os.open(entry.name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError as e:
-        if e.errno == errno.ELOOP:  # a link put there since the listing: read_file names it
-            return read_file(f"{folder}/{entry.name}", cap)
+        if e.errno == errno.ELOOP:  # a link put there since: read_file names it
+            return read_file(f"{folder}/{name}", cap)
         raise
     try:
         data = os.read(fd, cap + 1)
     finally:
         os.close(fd)
     if len(data) > cap:
-        raise _too_big(f"{folder}/{entry.name}", cap)
+        raise _too_big(f"{folder}/{name}", cap)
     return data
 
 

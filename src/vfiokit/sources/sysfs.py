@@ -202,9 +202,10 @@ def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = T
 
 
 def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: Iterable[PciAddress]) -> Topology:
-    """`top`, read below `root` with `reset_methods=False`, with the reset methods of the devices
-    at `addresses` read from their sysfs folders: a command that judges the reset of a few devices
-    (`check`, its targets) reads a file per device judged instead of one per function."""
+    """`top`, read below `root` with `reset_methods=False`, with the reset facts of the devices at
+    `addresses` read from their sysfs folders (their `reset_method` file, and whether a `reset`
+    file is there): a command that judges the reset of a few devices (`check`, its targets) reads
+    a file or two per device judged instead of listing every function's folder."""
     from dataclasses import replace
 
     root = os.path.abspath(root)
@@ -212,9 +213,13 @@ def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: I
     for a in addresses:
         dev = top.by_address.get(a)
         if dev is not None and dev.sysfs_path is not None:
-            text = rootfs.attr_under(root, f"/sys/devices/{dev.sysfs_path}/reset_method")
-            if text is not None:
-                read[a] = replace(dev, reset_methods=tuple(text.split()))
+            folder = f"/sys/devices/{dev.sysfs_path}"
+            text = rootfs.attr_under(root, f"{folder}/reset_method")
+            try:
+                has_reset = os.path.lexists(rootfs.resolve_under(root, f"{folder}/reset"))
+            except BadInput:
+                has_reset = None
+            read[a] = replace(dev, reset_methods=None if text is None else tuple(text.split()), has_reset=has_reset)
     if not read:
         return top
     return replace(top, devices=tuple(read.get(d.address, d) for d in top.devices))
@@ -226,7 +231,10 @@ def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Top
     names = walk.bus_functions(root)
     groups = cap.Groups(walk.read_groups(root), origin)
     notes: list[str] = []
-    modelled = model_functions(walk.functions(root, os.path.join(root, "sys/devices"), notes, wanted), groups, origin)
+    # Without reset methods, nothing needs the presence-only files: endpoints are not listed.
+    folders = walk.functions(root, os.path.join(root, "sys/devices"), notes, wanted,
+                             list_endpoints="reset_method" in wanted)
+    modelled = model_functions(folders, groups, origin)
     _note_left_out(root, names, modelled, notes)
     return assemble(root, origin, modelled, groups, notes)
 

@@ -4,7 +4,8 @@ below /sys/kernel/iommu_groups: the walk of every function (`functions`), one fu
 
 Cost per PCI function: its folder opened and listed once (`scandir`, file types included), then
 `config` and a few attributes opened relative to it (open, read, close) and two `readlink`s; each
-group folder is listed once.
+group folder is listed once. A command that needs no presence-only file (`cap.FILES`) has its
+endpoints read without listing their folders (`functions(list_endpoints=False)`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class FunctionFolder(NamedTuple):
     attrs: dict[str, str]
     #: basenames of the targets of `cap.LINKS`
     links: dict[str, str]
-    #: which of `cap.FILES` are there
-    files: list[str]
+    #: which of `cap.FILES` are there; None when the folder was not listed (unknown)
+    files: list[str] | None
     #: config space as read; None when it could not be (said in the notes)
     config: bytes | None
 
@@ -61,13 +62,15 @@ def _read_attr(folder: str, dir_fd: int, entry: os.DirEntry[str]) -> str | None:
 
 
 def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]], rel: str, name: str,
-                   parent: str | None, notes: list[str], wanted: tuple[str, ...]) -> FunctionFolder:
+                   parent: str | None, notes: list[str], wanted: tuple[str, ...],
+                   config: bytes | None = None) -> FunctionFolder:
     """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`, and of
-    its attributes those `wanted` (a part of `cap.ATTRS`)."""
+    its attributes those `wanted` (a part of `cap.ATTRS`); `config` when it was read already."""
     entry = entries.get("config")
-    config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
-    if entry is None:
-        notes.append(f"{name}: no config file in {folder}")
+    if config is None:
+        config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
+        if entry is None:
+            notes.append(f"{name}: no config file in {folder}")
     # The ids, class and revision are the first 64 bytes of config space, which anyone may read;
     # their sysfs attributes are read only when that failed.
     ids_from_attrs = config is None or len(config) < 64
@@ -95,21 +98,58 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
     return FunctionFolder(name, rel, parent, attrs, links, [f for f in cap.FILES if f in entries], config)
 
 
+def _header_config(folder: str, dir_fd: int) -> bytes | None:
+    """`config` of the open function folder when it is a regular file of at least the 64-byte
+    header; None otherwise (the listing then reads it again and says why)."""
+    try:
+        config = rootfs.read_at(folder, dir_fd, "config", 4096)
+    except (OSError, BadInput):
+        return None
+    return config if len(config) >= 64 else None
+
+
+def _read_endpoint(folder: str, dir_fd: int, rel: str, name: str, parent: str | None, config: bytes,
+                   wanted: tuple[str, ...]) -> FunctionFolder:
+    """A function that is no bridge (header type 0, config byte 0x0E), read without listing its
+    folder: only a bridge has a secondary bus and so functions behind it (probe.c pci_scan_bridge),
+    and the attributes are those the kernel shows: `boot_vga` on a VGA-class function only
+    (pci-sysfs.c pci_dev_attrs_are_visible), `reset_method` where a reset exists, each asked for
+    by name (`fstatat`); the links likewise. The listing's five system calls and thirty entries
+    per function were the dearest part of reading a large host. Presence-only files stay unknown."""
+    attrs = {}
+    for attr in wanted:
+        if attr == "boot_vga" and not (config[0x0B] == 0x03 and config[0x0A] == 0x00):
+            continue
+        try:
+            attrs[attr] = rootfs.read_at(folder, dir_fd, attr, rootfs.ATTR_CAP).decode("utf-8", "replace").strip()
+        except (OSError, BadInput):  # not there, or not a regular file: as a listing without it
+            continue
+    links = {}
+    for link in cap.LINKS:
+        try:
+            links[link] = os.readlink(link, dir_fd=dir_fd).rpartition("/")[2]  # its basename
+        except OSError:  # not there, or not a link
+            continue
+    return FunctionFolder(name, rel, parent, attrs, links, None, config)
+
+
 def is_address(name: str) -> bool:
     """The name is a function's address as the kernel writes it (`0000:01:00.0`)."""
     return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
 
 
-def functions(root: str, sysdevices: str, notes: list[str],
-               wanted: tuple[str, ...] = cap.ATTRS) -> Iterator[FunctionFolder]:
+def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, ...] = cap.ATTRS, *,
+              list_endpoints: bool = True) -> Iterator[FunctionFolder]:
     """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
     the functions behind it, so the walk learns each path without a readlink per device. Each
     folder is listed once (`os.scandir`: its file types come with the names, no stat per entry)
     and each function is yielded as soon as its folder is read, parents before their children.
+    With `list_endpoints=False`, a function whose config header says it is no bridge is read
+    without listing its folder (`_read_endpoint`), its `files` unknown.
 
     A folder is visited once (by device and inode): a tree whose address-named links point back
     up (`0000:7e:00.0 -> ..`) would otherwise grow without end. A linked folder is followed below
-    `root` only (`rootfs.resolve_under`), never into the live host."""
+    `root` only (`rootfs.resolve_under`), never into the live host; it is always listed."""
     try:
         with os.scandir(sysdevices) as listing:
             roots = sorted((e.name, e.is_symlink()) for e in listing if e.name.startswith("pci"))
@@ -129,17 +169,25 @@ def functions(root: str, sysdevices: str, notes: list[str],
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
+        name = rel.rpartition("/")[2]
+        entries: dict[str, os.DirEntry[str]] = {}
         try:
-            with os.scandir(dir_fd) as listing:
-                entries = {e.name: e for e in listing}
-            st = os.fstat(dir_fd)
-            if (st.st_dev, st.st_ino) in seen:
-                notes.append(f"{sysdevices}/{rel}: a link to a folder already read; left out")
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            name = rel.rpartition("/")[2]
-            function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted)
-                        if is_address(name) else None)
+            config = None
+            if not list_endpoints and not is_link and is_address(name):
+                config = _header_config(folder, dir_fd)
+            if config is not None and config[0x0E] & 0x7F == 0:
+                # A real folder with no function behind it: it cannot lead back to one already read.
+                function = _read_endpoint(folder, dir_fd, rel, name, parent, config, wanted)
+            else:
+                with os.scandir(dir_fd) as listing:
+                    entries = {e.name: e for e in listing}
+                st = os.fstat(dir_fd)
+                if (st.st_dev, st.st_ino) in seen:
+                    notes.append(f"{sysdevices}/{rel}: a link to a folder already read; left out")
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted, config)
+                            if is_address(name) else None)
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
