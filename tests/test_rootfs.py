@@ -106,6 +106,39 @@ def test_a_device_is_refused_and_nothing_is_read_past_the_cap(tmp_path: Path) ->
     assert rootfs.read_file(str(tmp_path / "big"), 5000) == b"x" * 5000
 
 
+def test_a_device_fifo_or_link_is_refused_before_any_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a device has effects of its own (a watchdog's open arms it): what a root planted
+    is told apart by its type, never opened, by every reader of a file."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "null").symlink_to("/dev/null")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder/config").symlink_to("/dev/null")
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        opened.append(os.fspath(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    for path, follow in (("fifo", False), ("null", True), ("null", False)):
+        with pytest.raises(rootfs.NotRegular):
+            rootfs.read_file(str(tmp_path / path), follow=follow)
+    with pytest.raises(rootfs.NotRegular):
+        rootfs.read_tail(str(tmp_path / "fifo"), 100)
+    folder = real_open(tmp_path / "folder", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(rootfs.NotRegular):
+            rootfs.read_at(str(tmp_path / "folder"), folder, "config", 4096)
+        with os.scandir(folder) as listing:
+            entry = next(iter(listing))
+        with pytest.raises(rootfs.NotRegular):
+            rootfs.read_listed(str(tmp_path / "folder"), folder, entry, 4096)
+    finally:
+        os.close(folder)
+    assert opened == []
+
+
 def test_read_attr_strips_and_falls_back(tmp_path: Path) -> None:
     write(tmp_path, "vendor", "0x8086\n")
     assert rootfs.read_attr(str(tmp_path / "vendor")) == "0x8086"

@@ -76,9 +76,9 @@ def test_groups_reads_no_reset_method_check_and_simulate_their_targets_only(tmp_
     opened = _count_opens(monkeypatch)
     assert cli("groups", "--root", str(tree)).code == 0
     assert not [p for p in opened if p.endswith("/reset_method")]
-    cli("check", "00:1f.2", "00:02.0", "--root", str(tree))
+    assert cli("check", "03:00.0", "05:00.0", "--root", str(tree)).code in (0, 10, 11)
     assert sorted(p.rsplit("/", 2)[1] for p in opened if p.endswith("/reset_method")) == [
-        "0000:00:02.0", "0000:00:1f.2"]
+        "0000:03:00.0", "0000:05:00.0"]
     # simulate judges the reset of its --device targets only (their verdicts), else none
     opened.clear()
     assert cli("simulate", "--root", str(tree), "--json").code == 0

@@ -106,20 +106,17 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
     `IsADirectoryError` for a folder, `BadInput` when the file is bigger than `cap`, and other `OSError`s as they are.
     """
     flags = _READ_FLAGS | (0 if follow else os.O_NOFOLLOW)
+    # The type first, from the name: opening a device has effects of its own (a watchdog is armed
+    # by its open), so a device, FIFO or socket planted under a root is refused unopened.
+    _refuse_unless_regular(os.stat(path, follow_symlinks=follow).st_mode, path)
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        if e.errno == errno.ELOOP and not follow:
+        if e.errno == errno.ELOOP and not follow:  # a link put there since the stat
             raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
         raise
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):  # as open() says it, so callers' IsADirectoryError holds
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
-            raise NotRegular(f"{path}: is {kind}, expected a regular file", file=path)
+        _refuse_unless_regular(os.fstat(fd).st_mode, path)  # what was opened, if swapped since the stat
         chunks: list[bytes] = []
         size = 0
         while True:  # sysfs and procfs files report size 4096 or 0: read until EOF, not st_size
@@ -133,6 +130,18 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _refuse_unless_regular(mode: int, path: str) -> None:
+    """Raise what `read_file` says of a file that is not regular (`mode`, from a stat)."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):  # as open() says it, so callers' IsADirectoryError holds
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if stat.S_ISLNK(mode):
+        raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path)
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise NotRegular(f"{path}: is {kind}, expected a regular file", file=path)
 
 
 def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> bytes:
@@ -234,6 +243,7 @@ def text_under(root: str, path: str, cap: int = FILE_CAP) -> str | None:
 def read_tail(path: str, size: int) -> bytes:
     """The last `size` bytes of the regular file `path` (a log that holds many boots). Errors as
     `read_file`."""
+    _refuse_unless_regular(os.stat(path, follow_symlinks=False).st_mode, path)  # unopened, as read_file
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
