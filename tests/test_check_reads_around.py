@@ -33,8 +33,13 @@ def _shown(top: Topology, targets: list[PciAddress]) -> tuple[str, ...]:
     return (*verdict_text(verdict, IDS, top, "--root T"), check_document(top, verdict, IDS))
 
 
+def _judged(top: Topology, tree: Path, targets: list[PciAddress]) -> Topology:
+    """`top` with the targets' reset facts, as check reads them once it knows its targets."""
+    return sysfs.with_reset_methods(top, tree, targets)
+
+
 def _whole(tree: Path, targets: list[PciAddress]) -> Topology:
-    return sysfs.with_reset_methods(sysfs.read_topology(tree, reset_methods=False), tree, targets)
+    return _judged(sysfs.read_topology(tree, reset_methods=False), tree, targets)
 
 
 @pytest.mark.parametrize("name", LAB)
@@ -51,7 +56,8 @@ def test_each_endpoint_and_slot_is_judged_as_from_the_whole_host(tmp_path: Path,
                 continue
             targets = [dev.address] if not places[0][1] else [
                 d.address for d in whole.devices if d.address.same_slot(dev.address)]
-            assert _shown(partial, targets) == _shown(_whole(tree, targets), targets), (dev.address, places)
+            assert _shown(_judged(partial, tree, targets), targets) == _shown(_whole(tree, targets), targets), (
+                dev.address, places)
             assert len(partial.devices) <= len(whole.devices)
             judged += 1
     assert judged or whole.groups is None
@@ -104,7 +110,7 @@ def test_a_card_whose_functions_have_groups_of_their_own_is_read_whole(tmp_path:
     for places, targets in cases:
         partial = read_around(tree, places)
         assert partial is not None
-        assert _shown(partial, targets) == _shown(_whole(tree, targets), targets)
+        assert _shown(_judged(partial, tree, targets), targets) == _shown(_whole(tree, targets), targets)
     assert "1 device" in _shown(read_around(tree, [(card[0], True)]), card)[1]  # groups of one, judged whole
 
 
@@ -166,6 +172,6 @@ def test_a_damaged_tree_is_read_around_or_whole_never_half(tmp_path: Path, how: 
         partial = read_around(tree, [(PciAddress.parse(name), False)])
         if partial is not None:
             target = [PciAddress.parse(name)]
-            assert _shown(partial, target) == _shown(_whole(tree, target), target)
+            assert _shown(_judged(partial, tree, target), target) == _shown(_whole(tree, target), target)
 
     damaged()

@@ -14,7 +14,7 @@ import click
 from vfiokit.cli import completion
 from vfiokit.cli.common import source_again, source_options, source_root, with_target_resets
 from vfiokit.cli.output import note, print_markup, print_source_header
-from vfiokit.errors import ExitCode, VfiokitError
+from vfiokit.errors import ExitCode
 from vfiokit.model import Topology
 from vfiokit.pciids import PciIds
 
@@ -40,6 +40,7 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
 
     top = _read(devices, source)
     targets = resolve(devices, top, again=source_again())
+    top = with_target_resets(top, targets)  # the verdict judges no other device's reset
     verdict = judge(top, targets)
     ids = PciIds.system()
     if as_json:
@@ -59,24 +60,17 @@ def check(devices: tuple[str, ...], source: Callable[[], Topology], as_json: boo
 
 
 def _read(devices: tuple[str, ...], source: Callable[..., Topology]) -> Topology:
-    """What the verdict on `devices` reads. From the live host or --root: only the functions around
-    them when the words are addresses (`sysfs_around`), else the whole host; either way the reset
-    methods of the targets only (the verdict judges no other reset). Other sources as they are."""
-    from vfiokit.analyses.device_query import places, resolve
+    """What the verdict on `devices` reads, without reset methods. From the live host or --root:
+    only the functions around them when the words are addresses (`sysfs_around`), else the whole
+    host. Other sources as they are."""
+    from vfiokit.analyses.device_query import places
 
     root = source_root()
-    if root is None:
-        return source()
     named = places(devices)
-    if named is not None:
+    if root is not None and named is not None:
         from vfiokit.sources.sysfs_around import read_around
 
         top = read_around(root, named)
         if top is not None:
             return top
-    top = source(reset_methods=False)
-    try:
-        targets = resolve(devices, top, again=source_again())
-    except VfiokitError:
-        return top  # check says it again, from the same read
-    return with_target_resets(top, targets)
+    return source(reset_methods=False)

@@ -51,6 +51,9 @@ VERSION = 1
 
 #: sysfs attributes read for every function that has them.
 ATTRS = ("boot_vga", "reset_method")
+#: those a read that judges no reset asks for; the judged devices' reset facts come afterwards
+#: (`sysfs.with_reset_methods`).
+NO_RESET_ATTRS = tuple(a for a in ATTRS if a != "reset_method")
 #: attributes that repeat config space bytes 0-63: read only when config space could not be.
 ID_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision")
 #: the width of the register behind each id attribute (the kernel prints them from config space), in

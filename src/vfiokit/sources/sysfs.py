@@ -196,7 +196,7 @@ def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = T
     # The read allocates some ten containers per function and makes no reference cycle: those it
     # drops are freed by their count, the rest live on in the model. The cycle collector's passes
     # over them free nothing and cost 5% of the read at 10,000 functions.
-    wanted = cap.ATTRS if reset_methods else tuple(a for a in cap.ATTRS if a != "reset_method")
+    wanted = cap.ATTRS if reset_methods else cap.NO_RESET_ATTRS
     with gc_paused():
         return _read_topology(root, wanted)
 

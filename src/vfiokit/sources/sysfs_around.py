@@ -29,9 +29,9 @@ from vfiokit.sources import sysfs_walk as walk
 
 def read_around(root: str | os.PathLike[str], places: Iterable[tuple[PciAddress, bool]]) -> Topology | None:
     """The part of the host below `root` that judging `places` reads: each an address and whether
-    the word named its whole slot (`04:00`) rather than one function (`04:00.0`). The functions
-    named get their reset methods read, the others not (the verdict judges the targets' reset).
-    None when the whole host must be read instead (see the module doc)."""
+    the word named its whole slot (`04:00`) rather than one function (`04:00.0`). No reset method
+    is read, as `read_topology(reset_methods=False)`: the caller reads its targets' with
+    `sysfs.with_reset_methods`. None when the whole host must be read instead (see the module doc)."""
     origin = sysfs.source_name(root)
     root = os.path.abspath(root)
     names = walk.bus_functions(root)
@@ -55,11 +55,9 @@ def _read(root: str, origin: str, named: set[str], by_slot: dict[str, list[str]]
         return None
     paths, groups = found
     notes: list[str] = []
-    lean = tuple(a for a in cap.ATTRS if a != "reset_method")
     # Parents before their children, as the walk yields them: a parent's path is a prefix of theirs.
-    folders = (walk.read_function(f"{root}/sys/devices/{rel}", rel, _parent(rel), notes,
-                                  cap.ATTRS if name in named else lean)
-               for name, rel in sorted(paths.items(), key=lambda item: item[1]))
+    folders = (walk.read_function(f"{root}/sys/devices/{rel}", rel, _parent(rel), notes, cap.NO_RESET_ATTRS)
+               for rel in sorted(paths.values()))
     table = cap.Groups(groups, origin)
     modelled = sysfs.model_functions(filter(None, folders), table, origin)
     if any(isinstance(d, Device) and d.is_bridge for d in map(modelled.get, named)):
