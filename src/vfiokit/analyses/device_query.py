@@ -106,9 +106,19 @@ class Ambiguous(DeviceNotFound):
 
 def describe(dev: Device, domain: bool = False) -> str:
     """`04:00.0 (VGA compatible controller 10de:1430)`: enough to tell candidates apart without
-    names; with the domain (`0001:04:00.0`) when `domain`, as lspci writes it on a host with several."""
+    names; with the domain (`0001:04:00.0`) when `domain` (`_written`)."""
     what = dev.class_name or _class_label(dev.class_id)
-    return f"{dev.address if domain else dev.address.short} ({' '.join(filter(None, [what, dev.ids]))})"
+    return f"{_written(dev.address, domain)} ({' '.join(filter(None, [what, dev.ids]))})"
+
+
+def _domains(top: Topology) -> bool:
+    """The host has a function outside domain 0: lspci then writes every address with its domain."""
+    return any(d.address.domain for d in top.devices)
+
+
+def _written(addr: PciAddress, domain: bool) -> str:
+    """`addr` as lspci writes it: `0001:04:00.0` when `domain` (`_domains`), else `04:00.0`."""
+    return str(addr) if domain else addr.short
 
 
 def _class_label(class_id: int | None) -> str:
@@ -127,10 +137,10 @@ def _nearest(addr: PciAddress, top: Topology, slots: bool = False) -> list[str]:
     not both "04:00.0")."""
     import difflib  # here: only a device not found pays for it
 
-    domains = any(d.address.domain for d in top.devices)
+    domains = _domains(top)
 
     def written(a: PciAddress) -> str:
-        text = str(a) if domains else a.short
+        text = _written(a, domains)
         return text.rpartition(".")[0] if slots else text
 
     return difflib.get_close_matches(written(addr), sorted({written(d.address) for d in top.devices}), n=3,
@@ -149,30 +159,26 @@ _LISTED = 8
 
 
 def _many(word: str, found: list[Device], top: Topology, again: str) -> Ambiguous:
-    domain = any(d.address.domain for d in top.devices)
+    domain = _domains(top)
     listed = ", ".join(describe(d, domain) for d in found[:_LISTED])
     if len(found) > _LISTED:
         listed += f" and {len(found) - _LISTED} more ('vfiokit groups{again}' lists them)"
     return Ambiguous(f"'{word}' names {len(found)} devices{_where(top)}: {listed}", [d.address for d in found],
-                     f"name one by its address, e.g. {found[0].address if domain else found[0].address.short}",
-                     word)
+                     f"name one by its address, e.g. {_written(found[0].address, domain)}", word)
 
 
 def resolve_word(word: str, top: Topology, again: str = "") -> list[PciAddress]:
     """The functions one word names (see the module doc); raises BadInput for a word of no known
     form, DeviceNotFound when it names nothing here, Ambiguous when it names several devices."""
-    from vfiokit.formats.pve_hostpci import HOST_ID_RE  # here: `groups` imports this module for its filters
-
     again = f" {again}" if again else ""
     t = word.strip().lower()
-    # Addresses and slots in Proxmox's grammar (qemu-server PVE/QemuServer/PCI.pm, two hex digits
-    # for bus and device), so what vfiokit accepts, a hostpci line accepts too.
-    if m := HOST_ID_RE.fullmatch(t):
-        try:
-            addr = PciAddress.parse(t if m[4] is not None else t + ".0")
-        except BadInput:
-            raise BadInput(f"'{word}' is not a PCI address ({ID_HINT})", device=word) from None
-        if m[4] is not None:
+    try:
+        place = _place(t)
+    except BadInput:
+        raise BadInput(f"'{word}' is not a PCI address ({ID_HINT})", device=word) from None
+    if place is not None:
+        addr, whole_slot = place
+        if not whole_slot:
             if addr not in top.by_address:
                 raise _not_found(word, f"no PCI device at {addr}", top, again, _nearest(addr, top))
             return [addr]
@@ -219,22 +225,32 @@ def resolve(words: Iterable[str], top: Topology, again: str = "") -> list[PciAdd
 
 
 def places(words: Iterable[str]) -> list[tuple[PciAddress, bool]] | None:
-    """What `words` name without reading the host: per word, its address and whether it names a
-    whole slot (`04:00`, function 0 standing for the slot); None when a word is ids or a class
-    word (only every device can say which it names) or no address at all (`resolve` says why)."""
-    from vfiokit.formats.pve_hostpci import HOST_ID_RE
-
+    """What `words` name without reading the host: per word, `_place` of it; None when a word is
+    ids or a class word (only every device can say which it names) or no address at all
+    (`resolve` says why)."""
     out = []
     for part in _parts(words):
-        t = part.lower()
-        m = HOST_ID_RE.fullmatch(t)
-        if m is None:
-            return None
         try:
-            out.append((PciAddress.parse(t if m[4] is not None else t + ".0"), m[4] is None))
+            place = _place(part.lower())
         except BadInput:
             return None
+        if place is None:
+            return None
+        out.append(place)
     return out
+
+
+def _place(word: str) -> tuple[PciAddress, bool] | None:
+    """The address a lowercase word in Proxmox's grammar names (qemu-server PVE/QemuServer/PCI.pm,
+    two hex digits for bus and device, so what vfiokit accepts a hostpci line accepts too), and
+    whether it names the whole slot (`04:00`, function 0 standing for it); None for a word of
+    another form, BadInput for one of this form that is no address."""
+    from vfiokit.formats.pve_hostpci import HOST_ID_RE  # here: `groups` imports this module for its filters
+
+    m = HOST_ID_RE.fullmatch(word)
+    if m is None:
+        return None
+    return PciAddress.parse(word if m[4] is not None else word + ".0"), m[4] is None
 
 
 def _parts(words: Iterable[str]) -> Iterator[str]:
