@@ -246,8 +246,7 @@ def read_tail(path: str, size: int) -> bytes:
     _refuse_unless_regular(os.stat(path, follow_symlinks=False).st_mode, path)  # unopened, as read_file
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegular(f"{path}: not a regular file", file=path)
+        _refuse_unless_regular(os.fstat(fd).st_mode, path)  # what was opened, if swapped since the stat
         os.lseek(fd, max(0, os.lseek(fd, 0, os.SEEK_END) - size), os.SEEK_SET)
         chunks = []
         while chunk := os.read(fd, 1 << 20):
