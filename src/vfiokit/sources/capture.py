@@ -154,45 +154,35 @@ def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: Pci
     files. Shared by the snapshot loader and the live reader, so both model a function alike.
     `known` holds addresses already parsed, by name (a reader's `Groups.address_of`)."""
     facts = pciconfig.decode(cfg) if cfg else None
-    if facts is not None and facts.subsystem_vendor_id is not None:
-        ids = (facts.vendor_id, facts.device_id, facts.subsystem_vendor_id, facts.subsystem_device_id,
-               facts.class_code, facts.revision)
-    else:
-        # Config space is what the kernel's attributes are made of; attributes fill in only where it
-        # was not readable (or, for a bridge, has no subsystem ids).
-        known = ((facts.vendor_id, facts.device_id, None, None, facts.class_code, facts.revision)
-                 if facts is not None else (None,) * len(_ID_BITS))
-        ids = tuple(value if value is not None else _attr_int(attrs, name, origin, addr)
-                    for value, name in zip(known, _ID_BITS, strict=True))
-    vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code, revision = ids
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
     physfn = links.get("physfn") if links is not None else None
-    return Device(
-        address=addr,
-        vendor_id=vendor_id,
-        device_id=device_id,
-        subsystem_vendor_id=subsystem_vendor_id,
-        subsystem_device_id=subsystem_device_id,
-        class_code=class_code,
-        revision=revision,
+    # Read once per function of a large host: one branch per case rather than a test per field.
+    common = {
         # No `driver` link means no driver bound ("").
-        driver=links.get("driver", "") if links is not None else None,
-        iommu_group=group,
-        parent=parent,
-        sysfs_path=path,
-        header_type=facts.header_type if facts else None,
-        multifunction=(facts.multifunction or addr.function > 0) if facts else None,
-        is_pcie=facts.is_pcie if facts else None,
-        pcie_type=facts.pcie_type if facts else None,
-        acs=facts.acs if facts else None,
-        acs_known=facts.acs_known if facts else False,
-        boot_vga=None if boot_vga is None else boot_vga == "1",
-        reset_methods=tuple(reset_method.split()) if reset_method is not None else None,
-        has_reset="reset" in files if files is not None else None,
-        config_size=len(cfg) if cfg is not None else None,
-        physfn=_link_address(physfn, origin, addr, known) if physfn else None,
-    )
+        "driver": links.get("driver", "") if links is not None else None,
+        "iommu_group": group,
+        "parent": parent,
+        "sysfs_path": path,
+        "boot_vga": None if boot_vga is None else boot_vga == "1",
+        "reset_methods": tuple(reset_method.split()) if reset_method is not None else None,
+        "has_reset": "reset" in files if files is not None else None,
+        "config_size": len(cfg) if cfg is not None else None,
+        "physfn": _link_address(physfn, origin, addr, known) if physfn else None,
+    }
+    if facts is None:
+        # Config space is what the kernel's attributes are made of; they fill in only where it was
+        # not readable.
+        ids = [_attr_int(attrs, name, origin, addr) for name in _ID_BITS]
+        return Device(addr, *ids, **common)
+    sub_v, sub_d = facts.subsystem_vendor_id, facts.subsystem_device_id
+    if sub_v is None:  # a bridge's header has no subsystem ids: the attributes may
+        sub_v = _attr_int(attrs, "subsystem_vendor", origin, addr)
+        sub_d = _attr_int(attrs, "subsystem_device", origin, addr)
+    return Device(addr, facts.vendor_id, facts.device_id, sub_v, sub_d, facts.class_code, facts.revision,
+                  header_type=facts.header_type, multifunction=facts.multifunction or addr.function > 0,
+                  is_pcie=facts.is_pcie, pcie_type=facts.pcie_type, acs=facts.acs, acs_known=facts.acs_known,
+                  **common)
 
 
 def _device(addr: PciAddress, raw: Mapping[str, Any], origin: str, group: int | None) -> Device:

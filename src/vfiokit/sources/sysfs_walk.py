@@ -126,6 +126,10 @@ def _read_endpoint(folder: str, dir_fd: int, rel: str, name: str, parent: str | 
             continue
     links = {}
     for link in cap.LINKS:
+        # Most functions are no virtual function: `physfn` is asked whether it is there first, as
+        # a failing readlink would raise, at twice the cost of faccessat's answer.
+        if link == "physfn" and not os.access(link, os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
+            continue
         try:
             links[link] = os.readlink(link, dir_fd=dir_fd).rpartition("/")[2]  # its basename
         except OSError:  # not there, or not a link
