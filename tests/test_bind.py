@@ -458,7 +458,7 @@ def test_the_groups_marks_are_the_rows_of_bind_status_that_change() -> None:
     def same_rows(data: st.DataObject) -> None:
         top = data.draw(st.sampled_from(tops))
         on_vfio = data.draw(st.sets(st.sampled_from(top.devices), max_size=3))
-        top = replace(top, devices=tuple(replace(d, driver=VFIO) if d in on_vfio else d for d in top.devices))
+        top = replace(top, devices=tuple(d._replace(driver=VFIO) if d in on_vfio else d for d in top.devices))
         addresses = st.sampled_from([str(d.address) for d in top.devices])
         ids = st.sampled_from([*sorted({d.ids for d in top.devices if d.ids}), "8086:ffff"])
         cmdline = data.draw(st.lists(ids, max_size=2))

@@ -175,7 +175,7 @@ def test_the_override_listing_is_what_the_group_model_predicts_for_the_sample():
     predicted = grouping.predict_groups(sample, grouping.parse_override("downstream,multifunction"))
     number = {a: g.number for g in predicted for a in g.members}
     top = replace(sample, groups=predicted, source="prediction",
-                  devices=tuple(replace(d, iommu_group=number.get(d.address)) for d in sample.devices))
+                  devices=tuple(d._replace(iommu_group=number.get(d.address)) for d in sample.devices))
     c = compare(top, listing.load(str(OVERRIDE)), common_only=True)
     assert c.identical, (c.splits, c.merges, c.renumbered, c.membership)
 

@@ -7,7 +7,6 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,7 +120,7 @@ def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path, name: s
     raw = capture_of(ZOO) if name == "zoo" else samples.load_raw(name)
     tree = materialize(raw, tmp_path / "root")
     full, lean = sysfs.read_topology(tree), sysfs.read_topology(tree, reset_methods=False)
-    assert [replace(d, reset_methods=None, has_reset=d.has_reset if d.is_bridge else None)
+    assert [d._replace(reset_methods=None, has_reset=d.has_reset if d.is_bridge else None)
             for d in full.devices] == list(lean.devices)
     assert (full.groups, full.notes, full.host) == (lean.groups, lean.notes, lean.host)
     # and the targets' facts, read afterwards, are the full read's

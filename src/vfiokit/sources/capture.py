@@ -205,8 +205,6 @@ def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
     or a PCI-to-PCIe bridge (pcie_downstream_port) is really an upstream port, and an "upstream"
     port below an upstream port is really a downstream port (some switches misreport). Parents
     come first in address order, so each sees its parent's corrected type."""
-    from dataclasses import replace
-
     for addr, dev in sorted(devices.items()):
         parent = devices.get(dev.parent) if dev.parent else None
         if parent is None or not parent.is_pcie or dev.pcie_type is None:
@@ -214,9 +212,9 @@ def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
         if dev.pcie_type == PCIE_DOWNSTREAM_PORT and parent.pcie_type in (
             PCIE_ROOT_PORT, PCIE_DOWNSTREAM_PORT, PCI_TO_PCIE_BRIDGE
         ):
-            devices[addr] = replace(dev, pcie_type=PCIE_UPSTREAM_PORT)
+            devices[addr] = dev._replace(pcie_type=PCIE_UPSTREAM_PORT)
         elif dev.pcie_type == PCIE_UPSTREAM_PORT and parent.pcie_type == PCIE_UPSTREAM_PORT:
-            devices[addr] = replace(dev, pcie_type=PCIE_DOWNSTREAM_PORT)
+            devices[addr] = dev._replace(pcie_type=PCIE_DOWNSTREAM_PORT)
 
 
 def _notes(devices: tuple[Device, ...], as_root: bool | None) -> tuple[str, ...]:

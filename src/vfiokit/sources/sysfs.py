@@ -219,7 +219,7 @@ def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: I
                 has_reset = os.path.lexists(rootfs.resolve_under(root, f"{folder}/reset"))
             except BadInput:
                 has_reset = None
-            read[a] = replace(dev, reset_methods=None if text is None else tuple(text.split()), has_reset=has_reset)
+            read[a] = dev._replace(reset_methods=None if text is None else tuple(text.split()), has_reset=has_reset)
     if not read:
         return top
     return replace(top, devices=tuple(read.get(d.address, d) for d in top.devices))
