@@ -138,7 +138,10 @@ def _link_address(target: str, origin: str, addr: PciAddress, known: Mapping[str
 
 def _attr_int(attrs: Mapping[str, str], name: str, origin: str, addr: PciAddress) -> int | None:
     """An id attribute's value (`_ID_BITS` names them), checked against its register's width."""
-    value = _int(attrs.get(name), f"{_where(origin, addr)}: attribute {name}")
+    text = attrs.get(name)
+    if text is None:  # no attribute (a bridge's subsystem ids): no message to make for it
+        return None
+    value = _int(text, f"{_where(origin, addr)}: attribute {name}")
     if value is not None and not 0 <= value < 1 << _ID_BITS[name]:
         raise BadInput(f"{_where(origin, addr)}: attribute {name}: '{attrs[name]}' does not fit its "
                        f"{_ID_BITS[name]} bits")
