@@ -22,21 +22,26 @@ def pci_device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, i
     """pci_device_group: the group `dev` joins, or None for a new one."""
     # get_pci_alias_or_group, over pci_for_each_dma_alias: the device, then the bridges that
     # take over its requester ID.
-    if dev.address in group_of:
-        return group_of[dev.address]
+    # (Each field is read once into a local: this runs twice per device in `simulate`, and a
+    # named tuple's field costs a descriptor call each time it is read.)
+    found = group_of.get(dev.address)
+    if found is not None:
+        return found
     pdev = dev
     for alias in m.tree.rid_bridges(dev):
         pdev = alias
-        if alias.address in group_of:
-            return group_of[alias.address]
+        found = group_of.get(alias.address)
+        if found is not None:
+            return found
     # Up from the point of minimum granularity to where ACS protects against peer-to-peer DMA.
     bridge = m.parent(pdev)
     while bridge is not None:
         if m.path_ok(bridge):
             break
         pdev = bridge
-        if pdev.address in group_of:
-            return group_of[pdev.address]
+        found = group_of.get(pdev.address)
+        if found is not None:
+            return found
         bridge = m.parent(pdev)
     seen: set[int] = set()
     found = _alias_group(m, pdev, seen, group_of)
@@ -48,12 +53,15 @@ def pci_device_group(m: GroupingState, dev: Device, group_of: dict[PciAddress, i
 def _alias_group(m: GroupingState, pdev: Device, seen: set[int], group_of: dict[PciAddress, int]) -> int | None:
     """get_pci_alias_group: the group of a device aliasing `pdev` (or aliased by it), if any;
     `seen` is the kernel's devfn bitmap that stops alias loops."""
-    if pdev.address.devfn in seen:
+    a = pdev.address
+    devfn = a.devfn
+    if devfn in seen:
         return None
-    seen.add(pdev.address.devfn)
-    if pdev.address in group_of:
-        return group_of[pdev.address]
-    key = (pdev.address.domain, pdev.address.bus)
+    seen.add(devfn)
+    found = group_of.get(a)
+    if found is not None:
+        return found
+    key = (a.domain, a.bus)
     if key not in m.tree.buses_with_aliases:
         return None
     for tmp in m.tree.bus[key]:

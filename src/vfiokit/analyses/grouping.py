@@ -116,7 +116,8 @@ class KernelFacts:
 def config_unknown(dev: Device) -> bool:
     """Without 256 bytes of config space the PCIe type and ACS are unknown (a non-root reader
     sees 64). With exactly 256 the kernel itself has no extended space, so no ACS: known."""
-    return dev.config_size is None or dev.config_size < 256
+    size = dev.config_size
+    return size is None or size < 256
 
 
 def _quirk_opinion(quirk: q.AcsQuirk, dev: Device, facts: KernelFacts, ctrl_flags_ok: bool) -> bool | None:
@@ -226,7 +227,7 @@ class GroupingState:
         self._path: dict[PciAddress, bool] = {}
 
     def parent(self, dev: Device) -> Device | None:
-        return self.tree.by_addr.get(dev.parent) if dev.parent is not None else None
+        return self.tree.by_addr.get(dev.parent)  # no address is None: a root bus's function gets None
 
     def multifunction(self, dev: Device) -> bool:
         # SR-IOV virtual functions are never multifunction (pci_iov_add_virtfn); for the others
@@ -245,9 +246,10 @@ class GroupingState:
         """pci_acs_enabled(dev, REQ_ACS_FLAGS). Unknown config space counts as not isolating (a
         lower bound: it can only merge more than the kernel does)."""
         a = dev.address
-        if a not in self._acs:
-            self._acs[a] = self._compute_acs(dev)
-        return self._acs[a]
+        enabled = self._acs.get(a)
+        if enabled is None:
+            enabled = self._acs[a] = self._compute_acs(dev)
+        return enabled
 
     def _compute_acs(self, dev: Device) -> bool:
         if config_unknown(dev):
@@ -277,10 +279,11 @@ class GroupingState:
     def path_ok(self, dev: Device) -> bool:
         """pci_acs_path_enabled(dev, NULL, REQ_ACS_FLAGS): dev and every bridge above it."""
         a = dev.address
-        if a not in self._path:
+        ok = self._path.get(a)
+        if ok is None:
             parent = self.parent(dev)
-            self._path[a] = self.acs_enabled(dev) and (parent is None or self.path_ok(parent))
-        return self._path[a]
+            ok = self._path[a] = self.acs_enabled(dev) and (parent is None or self.path_ok(parent))
+        return ok
 
     def are_dma_aliases(self, a: Device, b: Device) -> bool:
         """pci_devs_are_dma_aliases: one's alias mask holds the other's devfn (same bus)."""
