@@ -251,15 +251,15 @@ def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups,
     `assemble` raises once the groups have said theirs."""
     addresses: dict[str, PciAddress] = {}
     modelled: dict[str, Device | BadInput] = {}
-    for f in folders:
+    known, group_of, model_device = groups.address_of, groups.group_of, cap.model_device
+    for name, path, parent, attrs, links, files, config in folders:  # (run once per function)
         try:
-            addr = addresses[f.name] = groups.address_of.get(f.name) or cap.parse_key(f.name, origin)
-            modelled[f.name] = cap.model_device(
-                addr, origin, path=f.path, parent=addresses.get(f.parent) if f.parent else None,
-                attrs=f.attrs, links=f.links, files=f.files, cfg=f.config, group=groups.group_of.get(addr),
-                known=groups.address_of)
+            addr = addresses[name] = known.get(name) or cap.parse_key(name, origin)
+            modelled[name] = model_device(
+                addr, origin, path=path, parent=addresses.get(parent) if parent else None,
+                attrs=attrs, links=links, files=files, cfg=config, group=group_of.get(addr), known=known)
         except BadInput as e:
-            modelled[f.name] = e
+            modelled[name] = e
     return modelled
 
 

@@ -24,7 +24,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class FunctionFolder(NamedTuple):
-    """What the walk read in one PCI function's folder below /sys/devices."""
+    """What the walk read in one PCI function's folder below /sys/devices. `sysfs.model_functions`
+    unpacks it in this order."""
 
     #: The folder's name, the function's address as the kernel writes it ("0000:01:00.0").
     name: str
