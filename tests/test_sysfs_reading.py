@@ -128,6 +128,45 @@ def test_a_read_without_reset_methods_differs_only_there(tmp_path: Path, name: s
     assert sysfs.with_reset_methods(lean, tree, targets).devices == full.devices
 
 
+@pytest.mark.parametrize("name", ["zoo", *samples.names()])
+def test_a_read_without_drivers_differs_only_there(tmp_path: Path, name: str) -> None:
+    """Without drivers (plain `simulate`) no `driver` link is read: each driver is unknown (None),
+    everything else is what the read with drivers says, on every sample and the zoo."""
+    raw = capture_of(ZOO) if name == "zoo" else samples.load_raw(name)
+    tree = materialize(raw, tmp_path / "root")
+    full = sysfs.read_topology(tree, reset_methods=False)
+    bare = sysfs.read_topology(tree, reset_methods=False, drivers=False)
+    assert [d._replace(driver=None) for d in full.devices] == list(bare.devices)
+    assert (full.groups, full.notes, full.host) == (bare.groups, bare.notes, bare.host)
+
+
+def test_simulate_reads_drivers_only_for_the_verdicts_it_gives(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The groups with and without an override show no driver; --device and --alone judge them.
+    from vfiokit.pciids import PciIds
+    from vfiokit.render.documents import run_simulate
+
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
+    full = sysfs.read_topology(tree)
+    assert [d for d in full.devices if d.driver]
+    read: list[str] = []
+    real_readlink = os.readlink
+
+    def counting_readlink(path: str, *, dir_fd: int | None = None) -> str:
+        read.append(os.fspath(path))
+        return real_readlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "readlink", counting_readlink)
+    r = cli("simulate", "--root", str(tree), "--json")
+    assert r.code == 0 and "driver" not in read
+    # what it printed is what a read with every driver gives
+    assert r.out == run_simulate(full, PciIds.system(), None).document(full.source)
+    for option in ("--device", "--alone"):
+        read.clear()
+        r = cli("simulate", option, "nvme", "--root", str(tree), "--json")
+        assert r.code == 0 and "driver" in read, option
+
+
 def test_an_endpoint_is_read_without_listing_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
     listed: list[str] = []

@@ -38,8 +38,9 @@ def simulate(source: Callable[[], Topology], override_text: str | None, devices:
     from vfiokit.render import simulation as view
     from vfiokit.render.documents import run_simulate
 
-    # The verdicts of --device judge those devices' reset only: no other reset method is read.
-    top = source(reset_methods=False)
+    # The verdicts of --device judge those devices' reset only: no other reset method is read. The
+    # groups alone show no driver: drivers are read for the verdicts of --device and --alone only.
+    top = source(reset_methods=False, drivers=bool(devices or alone))
     # The analysis, the document and the table make objects by the hundred thousand on a large
     # host, none in a reference cycle: the cyclic collector would only walk them again and again.
     with gc_paused():

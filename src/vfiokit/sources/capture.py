@@ -63,6 +63,8 @@ _ID_BITS = {"vendor": 16, "device": 16, "subsystem_vendor": 16, "subsystem_devic
 #: symlinks whose target's basename is kept. A device's `iommu_group` link is not read: the
 #: group folders say the same, for one listing per group instead of one readlink per device.
 LINKS = ("driver", "physfn")
+#: those a read that shows no driver asks for (`simulate` without --device or --alone)
+NO_DRIVER_LINKS = tuple(link for link in LINKS if link != "driver")
 #: entries whose mere presence matters: `reset` (a reset exists), `pci_bus` (a bridge, which
 #: Proxmox's pci_dev_group_bind_to_vfio leaves alone).
 FILES = ("reset", "pci_bus")
@@ -151,11 +153,12 @@ def _attr_int(attrs: Mapping[str, str], name: str, origin: str, addr: PciAddress
 def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: PciAddress | None,
                  attrs: Mapping[str, str], links: Mapping[str, str] | None, files: list[str] | None,
                  cfg: bytes | None, group: int | None,
-                 known: Mapping[str, PciAddress] = MappingProxyType({})) -> Device:
+                 known: Mapping[str, PciAddress] = MappingProxyType({}), drivers: bool = True) -> Device:
     """The Device of what was read for one function: config space bytes as read (None when not
     readable), sysfs attribute text, symlink basenames (None: links not read) and presence-only
     files. Shared by the snapshot loader and the live reader, so both model a function alike.
-    `known` holds addresses already parsed, by name (a reader's `Groups.address_of`)."""
+    `known` holds addresses already parsed, by name (a reader's `Groups.address_of`); `drivers`
+    False when the `driver` link was not read (the driver is then unknown, None)."""
     facts = pciconfig.decode(cfg) if cfg else None
     reset_method = attrs.get("reset_method")
     boot_vga = attrs.get("boot_vga")
@@ -163,7 +166,7 @@ def model_device(addr: PciAddress, origin: str, *, path: str | None, parent: Pci
     # Read once per function of a large host: one branch per case rather than a test per field.
     common = {
         # No `driver` link means no driver bound ("").
-        "driver": links.get("driver", "") if links is not None else None,
+        "driver": links.get("driver", "") if links is not None and drivers else None,
         "iommu_group": group,
         "parent": parent,
         "sysfs_path": path,

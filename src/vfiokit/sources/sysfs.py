@@ -187,18 +187,21 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
     }
 
 
-def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = True) -> Topology:
+def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = True,
+                  drivers: bool = True) -> Topology:
     """Read the host below `root` into the model: the Topology of its `capture` (`build_topology`),
     without the capture. Each function is modelled as soon as its folder is read, so its config
     space is dropped at once; what only `doctor` reads is not read. `reset_methods=False` reads no
     `reset_method` file (each Device's `reset_methods` stays None, unknown): for a command that
-    judges no reset (`groups`), one file fewer per function."""
+    judges no reset (`groups`), one file fewer per function. `drivers=False` reads no `driver`
+    link (each `driver` stays None): for a command that shows and judges no driver (`simulate`
+    without --device), one readlink fewer per function."""
     # The read allocates some ten containers per function and makes no reference cycle: those it
     # drops are freed by their count, the rest live on in the model. The cycle collector's passes
     # over them free nothing and cost 5% of the read at 10,000 functions.
     wanted = cap.ATTRS if reset_methods else cap.NO_RESET_ATTRS
     with gc_paused():
-        return _read_topology(root, wanted)
+        return _read_topology(root, wanted, drivers)
 
 
 def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: Iterable[PciAddress]) -> Topology:
@@ -225,7 +228,7 @@ def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: I
     return replace(top, devices=tuple(read.get(d.address, d) for d in top.devices))
 
 
-def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Topology:
+def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...], drivers: bool) -> Topology:
     origin = source_name(root)
     root = os.path.abspath(root)
     names = walk.bus_functions(root)
@@ -233,8 +236,9 @@ def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...]) -> Top
     notes: list[str] = []
     # Without reset methods, nothing needs the presence-only files: endpoints are not listed.
     folders = walk.functions(root, os.path.join(root, "sys/devices"), notes, wanted,
-                             list_endpoints="reset_method" in wanted)
-    modelled = model_functions(folders, groups, origin)
+                             list_endpoints="reset_method" in wanted,
+                             links_wanted=cap.LINKS if drivers else cap.NO_DRIVER_LINKS)
+    modelled = model_functions(folders, groups, origin, drivers=drivers)
     _note_left_out(root, names, modelled, notes)
     return assemble(root, origin, modelled, groups, notes)
 
@@ -244,11 +248,12 @@ def source_name(root: str | os.PathLike[str]) -> str:
     return "live host" if os.path.abspath(root) == "/" else f"tree {os.path.normpath(root)}"
 
 
-def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups,
-                    origin: str) -> dict[str, Device | BadInput]:
+def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups, origin: str, *,
+                    drivers: bool = True) -> dict[str, Device | BadInput]:
     """Model each function read, by name; `folders` come parents first (a function's `parent` is
-    an address already met). A function that cannot be modelled is kept as its error, which
-    `assemble` raises once the groups have said theirs."""
+    an address already met), their `driver` links read unless `drivers` is False. A function that
+    cannot be modelled is kept as its error, which `assemble` raises once the groups have said
+    theirs."""
     addresses: dict[str, PciAddress] = {}
     modelled: dict[str, Device | BadInput] = {}
     known, group_of, model_device = groups.address_of, groups.group_of, cap.model_device
@@ -257,7 +262,8 @@ def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups,
             addr = addresses[name] = known.get(name) or cap.parse_key(name, origin)
             modelled[name] = model_device(
                 addr, origin, path=path, parent=addresses.get(parent) if parent else None,
-                attrs=attrs, links=links, files=files, cfg=config, group=group_of.get(addr), known=known)
+                attrs=attrs, links=links, files=files, cfg=config, group=group_of.get(addr), known=known,
+                drivers=drivers)
         except BadInput as e:
             modelled[name] = e
     return modelled

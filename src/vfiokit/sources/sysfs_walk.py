@@ -64,9 +64,10 @@ def _read_attr(folder: str, dir_fd: int, entry: os.DirEntry[str]) -> str | None:
 
 def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]], rel: str, name: str,
                    parent: str | None, notes: list[str], wanted: tuple[str, ...],
-                   config: bytes | None = None) -> FunctionFolder:
+                   config: bytes | None = None, links_wanted: tuple[str, ...] = cap.LINKS) -> FunctionFolder:
     """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`, and of
-    its attributes those `wanted` (a part of `cap.ATTRS`); `config` when it was read already."""
+    its attributes those `wanted` (a part of `cap.ATTRS`) and of its links those `links_wanted`
+    (a part of `cap.LINKS`); `config` when it was read already."""
     entry = entries.get("config")
     if config is None:
         config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
@@ -89,7 +90,7 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
             if required not in attrs:
                 notes.append(f"{name}: sysfs attribute '{required}' missing in {folder}")
     links = {}
-    for link in cap.LINKS:
+    for link in links_wanted:
         if link in entries:
             try:
                 target = os.readlink(link, dir_fd=dir_fd)
@@ -110,7 +111,7 @@ def _header_config(folder: str, dir_fd: int) -> bytes | None:
 
 
 def _read_endpoint(folder: str, dir_fd: int, rel: str, name: str, parent: str | None, config: bytes,
-                   wanted: tuple[str, ...]) -> FunctionFolder:
+                   wanted: tuple[str, ...], links_wanted: tuple[str, ...]) -> FunctionFolder:
     """A function that is no bridge (header type 0, config byte 0x0E), read without listing its
     folder: only a bridge has a secondary bus and so functions behind it (probe.c pci_scan_bridge),
     and the attributes are those the kernel shows: `boot_vga` on a VGA-class function only
@@ -126,7 +127,7 @@ def _read_endpoint(folder: str, dir_fd: int, rel: str, name: str, parent: str | 
         except (OSError, BadInput):  # not there, or not a regular file: as a listing without it
             continue
     links = {}
-    for link in cap.LINKS:
+    for link in links_wanted:
         # Most functions are no virtual function: `physfn` is asked whether it is there first, as
         # a failing readlink would raise, at twice the cost of faccessat's answer.
         if link == "physfn" and not os.access(link, os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
@@ -144,13 +145,14 @@ def is_address(name: str) -> bool:
 
 
 def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, ...] = cap.ATTRS, *,
-              list_endpoints: bool = True) -> Iterator[FunctionFolder]:
+              list_endpoints: bool = True, links_wanted: tuple[str, ...] = cap.LINKS) -> Iterator[FunctionFolder]:
     """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
     the functions behind it, so the walk learns each path without a readlink per device. Each
     folder is listed once (`os.scandir`: its file types come with the names, no stat per entry)
     and each function is yielded as soon as its folder is read, parents before their children.
     With `list_endpoints=False`, a function whose config header says it is no bridge is read
-    without listing its folder (`_read_endpoint`), its `files` unknown.
+    without listing its folder (`_read_endpoint`), its `files` unknown. Of the links, those
+    `links_wanted` are read.
 
     A folder is visited once (by device and inode): a tree whose address-named links point back
     up (`0000:7e:00.0 -> ..`) would otherwise grow without end. A linked folder is followed below
@@ -182,7 +184,7 @@ def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, .
                 config = _header_config(folder, dir_fd)
             if config is not None and config[0x0E] & 0x7F == 0:
                 # A real folder with no function behind it: it cannot lead back to one already read.
-                function = _read_endpoint(folder, dir_fd, rel, name, parent, config, wanted)
+                function = _read_endpoint(folder, dir_fd, rel, name, parent, config, wanted, links_wanted)
             else:
                 with os.scandir(dir_fd) as listing:
                     entries = {e.name: e for e in listing}
@@ -191,8 +193,8 @@ def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, .
                     notes.append(f"{sysdevices}/{rel}: a link to a folder already read; left out")
                     continue
                 seen.add((st.st_dev, st.st_ino))
-                function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted, config)
-                            if is_address(name) else None)
+                function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted, config,
+                                           links_wanted) if is_address(name) else None)
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
