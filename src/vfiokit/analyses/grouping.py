@@ -227,7 +227,7 @@ class GroupingState:
         self._path: dict[PciAddress, bool] = {}
 
     def parent(self, dev: Device) -> Device | None:
-        return self.tree.by_addr.get(dev.parent)  # no address is None: a root bus's function gets None
+        return self.tree.by_addr.get(dev.parent)  # on a root bus, parent None: no device has that key
 
     def multifunction(self, dev: Device) -> bool:
         # SR-IOV virtual functions are never multifunction (pci_iov_add_virtfn); for the others

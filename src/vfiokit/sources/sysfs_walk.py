@@ -34,7 +34,7 @@ class FunctionFolder(NamedTuple):
     #: The name of the function folder it sits in (its bridge); None on a root bus.
     parent: str | None
     attrs: dict[str, str]
-    #: basenames of the targets of `cap.LINKS`
+    #: basenames of the targets of the links read (`cap.LINKS`, or those `links_wanted`)
     links: dict[str, str]
     #: which of `cap.FILES` are there; None when the folder was not listed (unknown)
     files: list[str] | None
