@@ -80,6 +80,18 @@ def best(cmd: list[str], repeat: int, **kw: object) -> tuple[float, float]:
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
+#: The CPU check: a pure-Python loop, timed inside the interpreter that runs vfiokit.
+CPU_LOOP = ("import time\nt = time.perf_counter()\ns = 0\nfor i in range(5_000_000):\n    s += i\n"
+            "print(time.perf_counter() - t)")
+
+
+def cpu_check(python: str) -> float:
+    """Seconds for 5,000,000 additions in `python`, best of 3: how fast this shared machine runs
+    now. The figures with a fixed budget move with it; those against an anchor run beside it."""
+    return min(float(subprocess.run([python, "-c", CPU_LOOP], capture_output=True, text=True, check=True,
+                                    env=ENV).stdout) for _ in range(3))
+
+
 def settled(tree: Path) -> Path:
     """`tree`, just written, with its writeback done: the disk's flush of 50,000 folders does not
     run beside the timed commands."""
@@ -157,7 +169,8 @@ def main() -> int:
         VFIOKIT[:] = [python, "-m", "vfiokit"]
         ENV.update(environment(python, tmp / "pycache"))
         print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, {os.cpu_count()} CPUs, "
-              f"best of {rep}, vfiokit on {python} (bytecode compiled)", flush=True)
+              f"best of {rep}, vfiokit on {python} (bytecode compiled); CPU check {cpu_check(python):.3f} s",
+              flush=True)
         tree = settled(materialize(capture_of(bench_groups.machine(big)), tmp / "big"))
         lspci = ["lspci", "-nn", *lspci_args(tree)]
         l_time, l_mb = best(lspci, rep)
@@ -219,7 +232,7 @@ def main() -> int:
                 "budget 15 s", li_time / 15, "<= 1", li_time < 15)
         t.ratio(f"listing peak memory, {lines:,} lines", f"{li_mb:.0f} MB", "budget 300 MB", li_mb / 300, "<= 1",
                 li_mb < 300)
-    print(f"load average after {os.getloadavg()[0]:.2f}")
+        print(f"load average after {os.getloadavg()[0]:.2f}; CPU check after {cpu_check(python):.3f} s")
     t.print()
     return 0
 
