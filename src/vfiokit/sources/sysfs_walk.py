@@ -3,9 +3,11 @@ below /sys/kernel/iommu_groups: the walk of every function (`functions`), one fu
 (`read_function`), the group folders (`read_groups`). No model here: `sysfs` models what these read.
 
 Cost per PCI function: its folder opened and listed once (`scandir`, file types included), then
-`config` and a few attributes opened relative to it (open, read, close) and two `readlink`s; each
-group folder is listed once. A command that needs no presence-only file (`cap.FILES`) has its
-endpoints read without listing their folders (`functions(list_endpoints=False)`).
+`config` and a few attributes opened relative to it (open, read, close) and a `readlink` per link
+there (`cap.LINKS`, or those a command asks for); each group folder is listed once. A command that
+needs no presence-only file (`cap.FILES`) has its endpoints read without listing their folders
+(`functions(list_endpoints=False)`), each attribute asked for by name and `physfn` probed before it
+is read.
 """
 
 from __future__ import annotations
