@@ -4,6 +4,7 @@ JSON for scripts, and what a host without IOMMU groups is told."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -166,6 +167,7 @@ def test_seed_format_with_json_or_predict_is_refused_not_silently_ignored(other)
     (bytes(range(256)) * 4, "no pci.ids entries"),
     (b"", "no pci.ids entries"),
     (None, "cannot read"),
+    ("fifo", "is a FIFO"),  # read with O_NONBLOCK after a stat: no hang waiting for a writer
 ])
 def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, monkeypatch, content, says):
     from vfiokit.pciids import PciIds
@@ -173,6 +175,8 @@ def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, mo
     ids = tmp_path / "pci.ids"
     if content is None:
         ids.mkdir()
+    elif content == "fifo":
+        os.mkfifo(ids)
     else:
         ids.write_bytes(content)
     monkeypatch.setenv("VFIOKIT_PCI_IDS", str(ids))
@@ -182,6 +186,23 @@ def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, mo
     assert "00:00.0 Class [0600]: Device [8086:29c0]" in r.out or "Intel Corporation" in r.out
     note = next(line for line in r.err.splitlines() if str(ids) in line)
     assert note.startswith("vfiokit: note: ") and says in note
+
+
+def test_a_damaged_pci_ids_line_is_said_once_it_may_have_cost_a_name(tmp_path):
+    from vfiokit.pciids import PciIds
+
+    ids_file = tmp_path / "pci.ids"
+    ids_file.write_bytes(b"# pci.ids\n1022  AMD\n\t1450  Root Complex\n\t14xx  damaged\n"
+                         b"8086  Intel Corporation\n\t29c0  DRAM Controller\n\n# end\nC 06  Bridge\n")
+    ids = PciIds(str(ids_file))
+    assert ids.vendor_device(0x1022, 0x1450) == "AMD Root Complex"
+    assert ids.vendor_device(0x8086, 0x29c0) == "Intel Corporation DRAM Controller"
+    assert ids.missing_note is None  # every name asked for was found: the damaged line cost none
+    assert ids.vendor_device(0x1022, 0x1451) == "AMD Device 1451"
+    assert ids.missing_note == (f"{ids_file} line 4: not pci.ids syntax, skipped: devices it does not name are "
+                                "shown by number")
+    assert ids.vendor_device(0x8086, 0x1234) == "Intel Corporation Device 1234"  # Intel's block is whole
+    assert ids.class_name(0x0604) == "Bridge [0604]" and ids.class_name(0x0700) == "Class 0700"
 
 
 def test_every_command_is_listed_and_has_help():

@@ -6,11 +6,12 @@ numbers, as lspci does, and `PciIds.missing_note` says so.
 
 The file (about 1.3 MB, 36,000 lines) is read on the first lookup but parsed only where lookups
 need it: parsing all of it took 20-25 ms, more than the rest of a 9-device `groups`. A vendor's
-block (its line and its device lines) is found with `bytes.find` of "\\n<vendor>  " and checked on
-its first lookup, the class section is parsed on the first class lookup, and only `vendor_names()`
-(for pasted listings) reads every vendor line. So a damaged line is said by `missing_note` only
-once a lookup has reached it (its vendor's block, or the class section): read the note after the
-names it should vouch for.
+block (its line and its device lines) is found with `bytes.find` of "\\n<vendor>" on its first
+lookup and checked for damaged lines only when a device lookup in it fails; the class section is
+parsed on the first class lookup, and only `vendor_names()` (for pasted listings) reads every
+vendor line. So a damaged line is said by `missing_note` only once it may have cost a name (a
+device of its vendor unnamed, or any class lookup): read the note after the names it should
+vouch for.
 
 The formatting mirrors pciutils lib/names.c: `format_name_pair` for "vendor device",
 `pci_lookup_name(PCI_LOOKUP_CLASS)` for the class (subclass name, else class name with the number,
@@ -23,20 +24,37 @@ import os
 import re
 from functools import cached_property
 
+from vfiokit import rootfs
+from vfiokit.errors import BadInput
 from vfiokit.model import Device
 
 SEARCH_PATH = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 
-#: A vendor's block from its line on, up to the next unindented line (another vendor, a class) or
-#: the first damaged device line: device lines (a tab, 4 hex digits, two spaces), subsystem lines
-#: (two tabs), comments and empty lines. Possessive: Intel's 8,000 lines are one pass, no backtracking.
-_BLOCK = re.compile(rb".*(?:\n(?:\t[0-9a-f]{4}  .*|\t\t.*|#.*)?)*+")
+#: Where a vendor's block ends: at the next line that is not indented, a comment or empty
+#: (another vendor, a class), as pciutils lib/names-parse.c reads the nesting.
+_BLOCK_END = re.compile(rb"\n[^\t#\n]")
+#: A damaged line in a vendor's block: indented once, but no device line (4 hex digits, two
+#: spaces) and no subsystem line (two tabs). lspci refuses the whole file for one; here it costs
+#: the names it held.
+_BAD_DEVICE_LINE = re.compile(rb"\n\t(?![0-9a-f]{4}  |\t)")
 #: A vendor line: 4 hex digits, two spaces, the name.
 _VENDOR_LINE = re.compile(rb"([0-9a-f]{4})  (.*)")
 
 
 def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").strip()
+
+
+def _line_start(data: bytes, key: bytes, then: bytes) -> int:
+    """Where the first line that starts with `key` + `then` starts; -1 when none does. Only
+    "\\n" + `key` is looked for: `then` (spaces, common in names) slows `bytes.find` twofold."""
+    if data.startswith(key + then):
+        return 0
+    at = -1
+    while True:
+        at = data.find(b"\n" + key, at + 1)
+        if at < 0 or data.startswith(then, at + 1 + len(key)):
+            return at + 1 if at >= 0 else -1
 
 
 class PciIds:
@@ -52,6 +70,8 @@ class PciIds:
         self._bad: set[int] = set()
         #: Each vendor looked up: its name (None: not in the file) and its block's (start, end).
         self._vendors: dict[int, tuple[str | None, tuple[int, int]]] = {}
+        #: The vendors whose blocks were searched for damaged lines.
+        self._checked: set[int] = set()
         #: Each device looked up: its name, None when the vendor's block does not list it.
         self._devices: dict[tuple[int, int], str | None] = {}
 
@@ -65,18 +85,19 @@ class PciIds:
 
     @cached_property
     def _data(self) -> bytes:
-        """The whole file behind a newline, so that every line, the first too, follows one (line N
-        starts after the Nth); empty without a readable file. Bytes: only the names shown are
-        decoded (UTF-8, a bad byte shown as U+FFFD)."""
+        """The whole file, empty without a readable one; read as every reader here reads (a FIFO
+        named by VFIOKIT_PCI_IDS does not block). Bytes: only the names shown are decoded (UTF-8,
+        a bad byte shown as U+FFFD)."""
         if self.path is None:
             return b""
         try:
-            with open(self.path, "rb") as f:
-                return b"\n" + f.read()
+            return rootfs.read_file(self.path, follow=True)
         except OSError as e:
             self._problem = f"cannot read {self.path}: {e.strerror}; "
-            self.path = None
-            return b""
+        except BadInput as e:
+            self._problem = f"{e}; "
+        self.path = None
+        return b""
 
     def _vendor(self, vendor_id: int) -> tuple[str | None, tuple[int, int]]:
         """The vendor's name and where its block is, found on its first lookup. A vendor listed
@@ -87,23 +108,23 @@ class PciIds:
         if found is not None:
             return found
         data = self._data
-        at = data.find(b"\n%04x  " % vendor_id)
-        if at < 0:
+        start = _line_start(data, b"%04x" % vendor_id, b"  ")
+        if start < 0:
             self._vendors[vendor_id] = (None, (0, 0))
         else:
-            start = end = at + 1
-            while True:
-                end = _BLOCK.match(data, end).end()  # type: ignore[union-attr] # matches anything
-                if data[end:end + 1] != b"\t":
-                    break
-                self._bad.add(end)  # a device line that is not "<4 hex digits>  <name>": skipped
-                end = data.find(b"\n", end)
-                if end < 0:
-                    end = len(data)
-                    break
+            after = _BLOCK_END.search(data, start)
+            end = len(data) if after is None else after.start() + 1
             line_end = data.find(b"\n", start, end)
             self._vendors[vendor_id] = (_name(data[start + 6:line_end if line_end >= 0 else end]), (start, end))
         return self._vendors[vendor_id]
+
+    def _check_block(self, vendor_id: int) -> None:
+        """Note the damaged lines of the vendor's block (once): a device it does not name may
+        have been on one."""
+        if vendor_id not in self._checked:
+            self._checked.add(vendor_id)
+            start, end = self._vendor(vendor_id)[1]
+            self._bad.update(m.start() + 1 for m in _BAD_DEVICE_LINE.finditer(self._data, start, end))
 
     @cached_property
     def _classes(self) -> tuple[dict[int, str], dict[int, str]]:
@@ -112,14 +133,11 @@ class PciIds:
         classes: dict[int, str] = {}
         subclasses: dict[int, str] = {}
         data = self._data
-        at = data.find(b"\nC")
-        while at >= 0 and data[at + 2:at + 3] != b" ":
-            at = data.find(b"\nC", at + 1)
-        if at < 0:
+        start = _line_start(data, b"C", b" ")
+        if start < 0:
             return classes, subclasses
         cls = -1
         in_classes = False
-        start = at + 1
         for line in data[start:].split(b"\n"):
             try:
                 if not line or line[:1] == b"#":
@@ -155,7 +173,7 @@ class PciIds:
         if not self._holds_entries:
             return f"{self.path} holds no pci.ids entries: devices it does not name are shown by number"
         if self._bad:
-            first = self._data.count(b"\n", 0, min(self._bad))
+            first = self._data.count(b"\n", 0, min(self._bad)) + 1
             more = len(self._bad) - 1
             return (f"{self.path} line {first}: not pci.ids syntax"
                     + (f" (and {more} more lines)" if more else "")
@@ -195,6 +213,7 @@ class PciIds:
         at = self._data.find(b"\n\t%04x  " % device_id, start, end)  # listed twice: the first, as above
         if at < 0:
             name = None
+            self._check_block(vendor_id)
         else:
             line_end = self._data.find(b"\n", at + 1, end)
             name = _name(self._data[at + 8:line_end if line_end >= 0 else end])

@@ -116,11 +116,16 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
             raise NotRegular(f"{path}: is a symbolic link, expected a regular file", file=path) from None
         raise
     try:
-        _refuse_unless_regular(os.fstat(fd).st_mode, path)  # what was opened, if swapped since the stat
+        st = os.fstat(fd)
+        _refuse_unless_regular(st.st_mode, path)  # what was opened, if swapped since the stat
         chunks: list[bytes] = []
         size = 0
-        while True:  # sysfs and procfs files report size 4096 or 0: read until EOF, not st_size
-            chunk = os.read(fd, min(65536, cap + 1 - size))
+        # A file on disk is read whole in its first read, into one buffer (pci.ids is 1.3 MB). sysfs
+        # and procfs files report size 4096 or 0: they are read on to end of file, not st_size.
+        want = max(st.st_size, 65535) + 1
+        while True:
+            chunk = os.read(fd, min(want, cap + 1 - size))
+            want = 65536
             if not chunk:
                 break
             chunks.append(chunk)
