@@ -167,7 +167,7 @@ def test_seed_format_with_json_or_predict_is_refused_not_silently_ignored(other)
     (bytes(range(256)) * 4, "no pci.ids entries"),
     (b"", "no pci.ids entries"),
     (None, "cannot read"),
-    ("fifo", "is a FIFO"),  # read with O_NONBLOCK after a stat: no hang waiting for a writer
+    ("fifo", "not a regular file"),  # refused after a stat: no hang waiting for a writer
 ])
 def test_unusable_pci_ids_named_by_the_user_is_said_not_a_traceback(tmp_path, monkeypatch, content, says):
     from vfiokit.pciids import PciIds

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from functools import cached_property
 
-from vfiokit import rootfs
-from vfiokit.errors import BadInput
 from vfiokit.model import Device
 
 SEARCH_PATH = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
@@ -85,17 +84,19 @@ class PciIds:
 
     @cached_property
     def _data(self) -> bytes:
-        """The whole file, empty without a readable one; read as every reader here reads (a FIFO
-        named by VFIOKIT_PCI_IDS does not block). Bytes: only the names shown are decoded (UTF-8,
-        a bad byte shown as U+FFFD)."""
+        """The whole file, in one read (FileIO sizes its buffer from fstat), empty without a
+        readable one. Only a regular file is opened, and without blocking: a FIFO or device named
+        by VFIOKIT_PCI_IDS is refused, as `rootfs.read_file` (which this layer may not import)
+        refuses one. Bytes: only the names shown are decoded (UTF-8, a bad byte shown as U+FFFD)."""
         if self.path is None:
             return b""
         try:
-            return rootfs.read_file(self.path, follow=True)
+            if stat.S_ISREG(os.stat(self.path).st_mode):
+                with open(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0) as f:
+                    return f.readall()
+            self._problem = f"cannot read {self.path}: not a regular file; "
         except OSError as e:
             self._problem = f"cannot read {self.path}: {e.strerror}; "
-        except BadInput as e:
-            self._problem = f"{e}; "
         self.path = None
         return b""
 

@@ -120,7 +120,7 @@ def read_file(path: str, cap: int = FILE_CAP, *, follow: bool = False) -> bytes:
         _refuse_unless_regular(st.st_mode, path)  # what was opened, if swapped since the stat
         chunks: list[bytes] = []
         size = 0
-        # A file on disk is read whole in its first read, into one buffer (pci.ids is 1.3 MB). sysfs
+        # A file on disk is read whole in its first read, into one buffer (a snapshot of MBs). sysfs
         # and procfs files report size 4096 or 0: they are read on to end of file, not st_size.
         want = max(st.st_size, 65535) + 1
         while True:
