@@ -164,7 +164,7 @@ def test_simulate_reports_exactly_what_its_groups_say(top, booted, asked):
     override), on hosts booted with or without an override."""
     if booted is not None:
         top = replace(with_groups(top, predict_groups(top, parse_override(booted))),
-                      host=replace(top.host, cmdline=f"pcie_acs_override={booted}"))
+                      host=top.host._replace(cmdline=f"pcie_acs_override={booted}"))
     sim = simulate(top, parse_override(asked))
     now, then = _members(sim.current), _members(sim.predicted)
     expected = []

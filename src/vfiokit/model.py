@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
@@ -196,8 +196,7 @@ class Group(NamedTuple):
     members: tuple[PciAddress, ...]
 
 
-@dataclass(frozen=True)
-class HostInfo:
+class HostInfo(NamedTuple):
     """Facts about the machine around the PCI tree (all optional)."""
 
     kernel_release: str | None = None
@@ -216,6 +215,10 @@ class HostInfo:
     dmesg_source: str | None = None
 
 
+#: The facts of a source that tells none (a record: one value serves every topology).
+NO_HOST_FACTS = HostInfo()
+
+
 @dataclass(frozen=True)
 class Topology:
     """Everything a source knows: devices in address order, IOMMU groups, host facts."""
@@ -223,7 +226,7 @@ class Topology:
     devices: tuple[Device, ...]
     #: None when the source has no IOMMU groups at all (IOMMU off); () is "enabled, but empty".
     groups: tuple[Group, ...] | None
-    host: HostInfo = field(default_factory=HostInfo)
+    host: HostInfo = NO_HOST_FACTS
     #: Where this came from, for messages: "live host", "snapshot foo.json", "sample asus-...".
     source: str = ""
     #: What the source could not read, said once for the whole topology.

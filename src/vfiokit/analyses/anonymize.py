@@ -225,8 +225,8 @@ def anonymize_topology(top: Topology) -> tuple[Topology, str]:
     an = _Anonymizer()
     an.value("hostname", top.host.hostname)
     _fields(an, {"host_usage": top.host_usage})
-    host = HostInfo(**{f.name: _deep_tuple(an, getattr(top.host, f.name)) for f in dataclasses.fields(HostInfo)})
-    host = dataclasses.replace(host, hostname=an.value("hostname", top.host.hostname))
+    host = HostInfo(*(_deep_tuple(an, value) for value in top.host))
+    host = host._replace(hostname=an.value("hostname", top.host.hostname))
     # the source names the host too ("snapshot host.json taken ... on pve1")
     return (dataclasses.replace(top, host=host, host_usage=_usage(an, top.host_usage), source=an.text(top.source),
                                 notes=tuple(an.text(n) for n in top.notes)), an.summary())

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from vfiokit.errors import BadInput, DeviceNotFound
 from vfiokit.model import Device, PciAddress, Topology
@@ -43,8 +44,7 @@ PCI_CLASS_NAMES: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
-class ClassWord:
+class ClassWord(NamedTuple):
     """A word for a set of PCI classes: `codes` are class ids (base<<8 | sub, as lspci's `[0300]`)
     or, when below 0x100, whole base classes."""
 
@@ -273,8 +273,7 @@ def matching(top: Topology, word: str) -> list[Device]:
     return [d for d in top.devices if CLASS_WORDS[word].matches(d)]
 
 
-@dataclass(frozen=True)
-class GroupFilter:
+class GroupFilter(NamedTuple):
     """`groups` filters, as ls-iommu users expect them. A group is kept when one member matches
     every device filter given (class word, ids, driver) and the group filters (numbers, shared);
     it is then shown whole: what leaves the host with a device is its whole group."""

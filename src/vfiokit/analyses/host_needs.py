@@ -7,8 +7,7 @@ this is their interpreter, kept apart so that analyses never import a source.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vfiokit.formats.pve_hostpci import parse_host_id
 from vfiokit.model import PciAddress, Topology
@@ -26,8 +25,7 @@ PLATFORM_CLASSES = {
 _STORAGE_LOSS = {"root": "root", "boot": "boot", "efi": "efi", "swap": "swap", "mount": "disks"}
 
 
-@dataclass(frozen=True)
-class HostNeed:
+class HostNeed(NamedTuple):
     """One reason the host (or a VM) needs a PCI function, as codes and facts (`render` words it)."""
 
     address: PciAddress

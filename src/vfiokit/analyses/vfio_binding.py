@@ -4,7 +4,7 @@ and how a persistent bind must name them (by ids or by address). Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.analyses.host_needs import HostNeed, needs
 from vfiokit.model import Device, PciAddress, Topology
@@ -28,8 +28,7 @@ def id_matches(dev: Device, pci_id: str) -> bool:
     return len(parts) == 2 or dev.subsystem_ids == ":".join(parts[2:])
 
 
-@dataclass(frozen=True)
-class IdsCatch:
+class IdsCatch(NamedTuple):
     """What an `ids=` list does on this host: every device it catches, and the host's critical
     needs among them."""
 
@@ -58,8 +57,7 @@ def bind_functions(top: Topology, targets: list[PciAddress]) -> list[PciAddress]
     return sorted(out)
 
 
-@dataclass(frozen=True)
-class Persistent:
+class Persistent(NamedTuple):
     """How `bind --persistent` names the devices at boot."""
 
     #: "ids" (modprobe.d `options vfio-pci ids=`) or "address" (initramfs hook, driver_override).
@@ -105,8 +103,7 @@ def framebuffer_release(kernel_release: str | None) -> str:
     return "initcall_blacklist=sysfb_init" if (major, minor) >= (5, 15) else "video=efifb:off"
 
 
-@dataclass(frozen=True)
-class DriverStatus:
+class DriverStatus(NamedTuple):
     """A function's driver now and at the next boot, and what decides the latter."""
 
     device: Device

@@ -6,7 +6,7 @@ nor the writer. Pure: no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.formats import grub_default as grub
 from vfiokit.formats import kernel_cmdline_file
@@ -14,8 +14,7 @@ from vfiokit.formats.host_paths import shown_path
 from vfiokit.model import HostInfo
 
 
-@dataclass(frozen=True)
-class BootSetup:
+class BootSetup(NamedTuple):
     """What decides the next boot's kernel command line, with the texts of the files involved."""
 
     root: str
@@ -53,8 +52,7 @@ class BootSetup:
         return f"GRUB{via} ({firmware})"
 
 
-@dataclass(frozen=True)
-class Configured:
+class Configured(NamedTuple):
     """The configured command line: the file and line that decide it and its value."""
 
     #: File on disk (below the root).

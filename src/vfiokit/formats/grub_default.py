@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.errors import Refused
 
@@ -27,8 +27,7 @@ VAR = "GRUB_CMDLINE_LINUX_DEFAULT"
 _UNQUOTED_BAD = set("$`\\\"';&|<>()")
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One assignment vfiokit can edit: where its value's text sits in the file."""
 
     path: str
@@ -42,8 +41,7 @@ class Setting:
     end: int
 
 
-@dataclass(frozen=True)
-class Unfollowable:
+class Unfollowable(NamedTuple):
     """An assignment (or unset) vfiokit cannot read safely."""
 
     path: str

@@ -13,7 +13,7 @@ in a module name (`underscores()`), so `vfio-pci` and `vfio_pci` are one module.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.errors import BadInput
 
@@ -48,8 +48,7 @@ def parse_ids(value: str, where: str = "vfio-pci.ids") -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One logical line of a modprobe.d file (continuations joined)."""
 
     #: 1-based number of its first physical line.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit.errors import BadInput
 from vfiokit.model import PciAddress
@@ -69,8 +69,7 @@ HOSTPCI_OPTIONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class HostPci:
+class HostPci(NamedTuple):
     """One `hostpciN` value: host ids or a mapping id.
 
     `host=a;b` is ONE device made of every id it lists, all passed to the VM together (qemu-server

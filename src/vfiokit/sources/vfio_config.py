@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfiokit import rootfs
 from vfiokit.formats import bind_state, initramfs_hook, modprobe
 
 
-@dataclass(frozen=True)
-class VfioConfig:
+class VfioConfig(NamedTuple):
     #: id -> the file that lists it (modprobe.d `options vfio-pci ids=`).
     modprobe_ids: dict[str, str]
     #: Addresses vfiokit's initramfs script hands to vfio-pci.
