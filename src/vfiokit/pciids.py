@@ -49,11 +49,10 @@ def _line_start(data: bytes, key: bytes, then: bytes) -> int:
     "\\n" + `key` is looked for: `then` (spaces, common in names) slows `bytes.find` twofold."""
     if data.startswith(key + then):
         return 0
-    at = -1
-    while True:
+    at = data.find(b"\n" + key)
+    while at >= 0 and not data.startswith(then, at + 1 + len(key)):
         at = data.find(b"\n" + key, at + 1)
-        if at < 0 or data.startswith(then, at + 1 + len(key)):
-            return at + 1 if at >= 0 else -1
+    return -1 if at < 0 else at + 1
 
 
 class PciIds:
@@ -93,7 +92,7 @@ class PciIds:
         try:
             if stat.S_ISREG(os.stat(self.path).st_mode):
                 with open(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0) as f:
-                    return f.readall()
+                    return f.readall() or b""  # None: a FIFO put there since the stat, with nothing to read
             self._problem = f"cannot read {self.path}: not a regular file; "
         except OSError as e:
             self._problem = f"cannot read {self.path}: {e.strerror}; "
