@@ -140,6 +140,61 @@ def test_a_read_without_drivers_differs_only_there(tmp_path: Path, name: str) ->
     assert (full.groups, full.notes, full.host) == (bare.groups, bare.notes, bare.host)
 
 
+@pytest.mark.parametrize("name", ["zoo", *samples.names()])
+def test_a_read_of_config_headers_differs_only_in_what_lies_past_them(tmp_path: Path, name: str) -> None:
+    """Without capabilities (plain `groups`) each config space is read to its 64-byte header:
+    PCIe type and ACS are unknown, as for a reader that is not root, and everything else is what
+    the full read says, on every sample and the zoo; no note calls the rest unreadable."""
+    raw = capture_of(ZOO) if name == "zoo" else samples.load_raw(name)
+    tree = materialize(raw, tmp_path / "root")
+    full = sysfs.read_topology(tree, reset_methods=False)
+    header = sysfs.read_topology(tree, reset_methods=False, capabilities=False)
+    assert [d._replace(is_pcie=None, pcie_type=None, acs=None, acs_known=False,
+                       config_size=None if d.config_size is None else min(d.config_size, 64))
+            for d in full.devices] == list(header.devices)
+    assert [n for n in full.notes if "beyond 64 bytes" not in n] == list(header.notes)
+    assert (full.groups, full.host) == (header.groups, header.host)
+
+
+def _config_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes asked of every read of a `config` file, from now on."""
+    sizes: list[int] = []
+    configs: set[int] = set()
+    real_open, real_read = os.open, os.read
+
+    def opening(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        (configs.add if os.path.basename(os.fspath(path)) == "config" else configs.discard)(fd)
+        return fd
+
+    def reading(fd: int, n: int) -> bytes:
+        if fd in configs:
+            sizes.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "read", reading)
+    return sizes
+
+
+def test_groups_reads_config_headers_and_shows_what_a_full_read_shows(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from vfiokit.sources import sysfs_walk
+
+    tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
+    full = sysfs.read_topology(tree, reset_methods=False)
+    sizes = _config_reads(monkeypatch)
+    r = cli("groups", "--root", str(tree), "--json")
+    assert r.code == 0 and len(sizes) == len(full.devices) and set(sizes) == {64}
+    with monkeypatch.context() as m:  # what it printed is what a read of all of config space shows
+        m.setattr(sysfs_walk, "HEADER", sysfs_walk.CONFIG_SPACE)
+        sizes.clear()
+        assert cli("groups", "--root", str(tree), "--json").out == r.out and set(sizes) == {4097}
+    sizes.clear()
+    assert cli("groups", "--root", str(tree), "--predict").code == 0
+    assert len(sizes) == len(full.devices) and set(sizes) == {4097}  # all of it, and proof it ended
+
+
 def test_simulate_reads_drivers_only_for_the_verdicts_it_gives(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # The groups with and without an override show no driver; --device and --alone judge them.

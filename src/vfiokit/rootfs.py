@@ -149,7 +149,7 @@ def _refuse_unless_regular(mode: int, path: str) -> None:
     raise NotRegular(f"{path}: is {kind}, expected a regular file", file=path)
 
 
-def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> bytes:
+def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int, *, head: bool = False) -> bytes:
     """`read_file` of `entry`, met by `os.scandir(dir_fd)` in `folder` (the open folder `dir_fd`),
     in three system calls instead of five when the listing says the entry is a regular file.
 
@@ -160,24 +160,25 @@ def read_listed(folder: str, dir_fd: int, entry: os.DirEntry[str], cap: int) -> 
     open stays `O_NOFOLLOW | O_NONBLOCK`, relative to the folder already resolved: a link put there
     since the listing is refused, a FIFO answers at once, and nothing is read past `cap`. Anything
     else (a link, FIFO, device, folder) goes through `read_file`, which names what it is. Errors as
-    `read_file`."""
+    `read_file`. With `head`, only the file's first `cap` bytes are read, and a longer file is no
+    error (the 64-byte header of a `config` whose capabilities nobody asked for)."""
     if not entry.is_file(follow_symlinks=False):
         return read_file(f"{folder}/{entry.name}", cap)
-    return _read_regular(folder, dir_fd, entry.name, cap)
+    return _read_regular(folder, dir_fd, entry.name, cap, head)
 
 
-def read_at(folder: str, dir_fd: int, name: str, cap: int) -> bytes:
+def read_at(folder: str, dir_fd: int, name: str, cap: int, *, head: bool = False) -> bytes:
     """`read_listed` of `name` in the open folder `dir_fd` (`folder`) when no listing was made:
     `fstatat` says its type instead, so a folder need not be listed to read one file of it.
     Errors as `read_file` (FileNotFoundError when it is not there)."""
     if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
         return read_file(f"{folder}/{name}", cap)
-    return _read_regular(folder, dir_fd, name, cap)
+    return _read_regular(folder, dir_fd, name, cap, head)
 
 
-def _read_regular(folder: str, dir_fd: int, name: str, cap: int) -> bytes:
+def _read_regular(folder: str, dir_fd: int, name: str, cap: int, head: bool = False) -> bytes:
     """Open, read and close `name`, a regular file of the open folder `dir_fd` as its listing or
-    `fstatat` said a moment ago."""
+    `fstatat` said a moment ago: all of it, or with `head` its first `cap` bytes."""
     try:
         fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError as e:
@@ -185,7 +186,7 @@ def _read_regular(folder: str, dir_fd: int, name: str, cap: int) -> bytes:
             return read_file(f"{folder}/{name}", cap)
         raise
     try:
-        data = os.read(fd, cap + 1)
+        data = os.read(fd, cap if head else cap + 1)
     finally:
         os.close(fd)
     if len(data) > cap:

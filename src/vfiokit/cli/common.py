@@ -82,17 +82,19 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def load_source(root: str | None, snapshot_file: str | None, sample: str | None,
                 listing_file: str | None = None, board: str | None = None, *,
-                reset_methods: bool = True, drivers: bool = True) -> Topology:
+                reset_methods: bool = True, drivers: bool = True, capabilities: bool = True) -> Topology:
     """The topology the chosen option names, through the one source registry (`sources.spec`);
     `reset_methods=False` when the command judges no reset, `drivers=False` when it shows and
-    judges no driver (see `spec.load_kind`)."""
+    judges no driver, `capabilities=False` when it shows no PCIe type or ACS (see
+    `spec.load_kind`)."""
     from vfiokit.sources import spec
 
     for kind, value in (("board", board), ("listing", listing_file), ("snapshot", snapshot_file),
                         ("sample", sample)):
         if value is not None:
             return spec.load_kind(kind, value)
-    return spec.load_kind("root", root or "/", reset_methods=reset_methods, drivers=drivers)
+    return spec.load_kind("root", root or "/", reset_methods=reset_methods, drivers=drivers,
+                          capabilities=capabilities)
 
 
 def with_target_resets(top: Topology, targets: Iterable[PciAddress]) -> Topology:

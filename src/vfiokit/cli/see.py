@@ -60,7 +60,9 @@ def groups(source: Callable[..., Topology], as_json: bool, fmt: str, predict: bo
     wanted = GroupFilter(class_word, numbers, None if ids_filter is None else parse_ids(ids_filter), driver, shared)
     if predict and not wanted.empty:
         raise click.UsageError("--predict compares every group: it cannot be combined with a filter")
-    top = source(reset_methods=False)  # groups shows no reset method: one file fewer per device
+    # groups shows no reset method (one file fewer per device), and without --predict no PCIe type
+    # or ACS: each config space is read to its header, as lspci -nn reads it.
+    top = source(reset_methods=False, capabilities=predict)
     ids = PciIds.system()
     if top.groups is None:
         _devices_without_groups(top, ids, as_json, fmt)

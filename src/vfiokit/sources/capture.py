@@ -223,9 +223,9 @@ def _correct_port_types(devices: dict[PciAddress, Device]) -> None:
             devices[addr] = dev._replace(pcie_type=PCIE_DOWNSTREAM_PORT)
 
 
-def _notes(devices: tuple[Device, ...], as_root: bool | None) -> tuple[str, ...]:
+def _notes(devices: tuple[Device, ...], as_root: bool | None, capabilities: bool) -> tuple[str, ...]:
     notes = []
-    short = [d for d in devices if d.config_size is not None and d.config_size <= 64]
+    short = [d for d in devices if capabilities and d.config_size is not None and d.config_size <= 64]
     missing = [d for d in devices if d.config_size is None]
     if short:
         who = "not read as root" if as_root is False else "only 64 bytes readable"
@@ -378,9 +378,11 @@ def host_info(host_raw: Mapping[str, Any]) -> HostInfo:
 
 
 def topology(devices: dict[PciAddress, Device], groups: tuple[Group, ...] | None, notes: list[str], *,
-             host: HostInfo, origin: str, as_root: bool | None, host_usage: Mapping[str, Any] | None) -> Topology:
+             host: HostInfo, origin: str, as_root: bool | None, host_usage: Mapping[str, Any] | None,
+             capabilities: bool = True) -> Topology:
     """The Topology of modelled devices and checked groups; `notes` are what the reader and the
-    groups said (the notes about config space are added here)."""
+    groups said (the notes about config space are added here; with `capabilities` False the
+    reader read each config header alone on purpose: no note says the rest is unreadable)."""
     _correct_port_types(devices)
     ordered = tuple(devices[a] for a in sorted(devices))
     return Topology(
@@ -388,7 +390,7 @@ def topology(devices: dict[PciAddress, Device], groups: tuple[Group, ...] | None
         groups=groups,
         host=host,
         source=origin,
-        notes=(*notes, *_notes(ordered, as_root)),
+        notes=(*notes, *_notes(ordered, as_root, capabilities)),
         host_usage=host_usage,
     )
 

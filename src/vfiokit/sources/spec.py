@@ -28,15 +28,17 @@ KINDS = ("live", *LOADERS)
 STDIN = ("-", "listing:-")
 
 
-def load_kind(kind: str, arg: str, *, reset_methods: bool = True, drivers: bool = True) -> Topology:
+def load_kind(kind: str, arg: str, *, reset_methods: bool = True, drivers: bool = True,
+              capabilities: bool = True) -> Topology:
     """The topology of source `kind` (a key of `LOADERS`) read from `arg`: the one dispatcher
     behind both `compare`'s specs and the --root/--snapshot/--sample/--listing options.
-    `reset_methods=False`, `drivers=False`: the caller needs no reset methods, no drivers, which
-    the live reader then skips (`sysfs.read_topology`); the other sources hold them at no cost."""
+    `reset_methods=False`, `drivers=False`, `capabilities=False`: the caller needs no reset
+    methods, no drivers, no PCIe type or ACS, which the live reader then skips
+    (`sysfs.read_topology`); the other sources hold them at no cost."""
     module, function = LOADERS[kind]
     loader: Callable[..., Topology] = getattr(importlib.import_module(module), function)
-    if kind == "root" and not (reset_methods and drivers):
-        return loader(arg, reset_methods=reset_methods, drivers=drivers)
+    if kind == "root" and not (reset_methods and drivers and capabilities):
+        return loader(arg, reset_methods=reset_methods, drivers=drivers, capabilities=capabilities)
     return loader(arg)
 
 

@@ -188,20 +188,23 @@ def capture(root: str | os.PathLike[str] = "/") -> dict[str, Any]:
 
 
 def read_topology(root: str | os.PathLike[str] = "/", *, reset_methods: bool = True,
-                  drivers: bool = True) -> Topology:
+                  drivers: bool = True, capabilities: bool = True) -> Topology:
     """Read the host below `root` into the model: the Topology of its `capture` (`build_topology`),
     without the capture. Each function is modelled as soon as its folder is read, so its config
     space is dropped at once; what only `doctor` reads is not read. `reset_methods=False` reads no
     `reset_method` file (each Device's `reset_methods` stays None, unknown): for a command that
     judges no reset (`groups`), one file fewer per function. `drivers=False` reads no `driver`
     link (each `driver` stays None): for a command that shows and judges no driver (`simulate`
-    without --device), one readlink fewer per function."""
+    without --device), one readlink fewer per function. `capabilities=False` reads only each
+    function's 64-byte config header (its PCIe type and ACS stay unknown, as for a reader that is
+    not root, but no note says so): for a command that shows neither (`groups`), 16 accesses to
+    each device instead of 1,024 (`sysfs_walk.HEADER`)."""
     # The read allocates some ten containers per function and makes no reference cycle: those it
     # drops are freed by their count, the rest live on in the model. The cycle collector's passes
     # over them free nothing and cost 5% of the read at 10,000 functions.
     wanted = cap.ATTRS if reset_methods else cap.NO_RESET_ATTRS
     with gc_paused():
-        return _read_topology(root, wanted, drivers)
+        return _read_topology(root, wanted, drivers, capabilities)
 
 
 def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: Iterable[PciAddress]) -> Topology:
@@ -228,7 +231,8 @@ def with_reset_methods(top: Topology, root: str | os.PathLike[str], addresses: I
     return replace(top, devices=tuple(read.get(d.address, d) for d in top.devices))
 
 
-def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...], drivers: bool) -> Topology:
+def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...], drivers: bool,
+                   capabilities: bool) -> Topology:
     origin = source_name(root)
     root = os.path.abspath(root)
     names = walk.bus_functions(root)
@@ -237,10 +241,11 @@ def _read_topology(root: str | os.PathLike[str], wanted: tuple[str, ...], driver
     # Without reset methods, nothing needs the presence-only files: endpoints are not listed.
     folders = walk.functions(root, os.path.join(root, "sys/devices"), notes, wanted,
                              list_endpoints="reset_method" in wanted,
-                             links_wanted=cap.LINKS if drivers else cap.NO_DRIVER_LINKS)
+                             links_wanted=cap.LINKS if drivers else cap.NO_DRIVER_LINKS,
+                             config_bytes=walk.CONFIG_SPACE if capabilities else walk.HEADER)
     modelled = model_functions(folders, groups, origin, drivers=drivers)
     _note_left_out(root, names, modelled, notes)
-    return assemble(root, origin, modelled, groups, notes)
+    return assemble(root, origin, modelled, groups, notes, capabilities=capabilities)
 
 
 def source_name(root: str | os.PathLike[str]) -> str:
@@ -270,10 +275,11 @@ def model_functions(folders: Iterable[walk.FunctionFolder], groups: cap.Groups, 
 
 
 def assemble(root: str, origin: str, modelled: dict[str, Device | BadInput], groups: cap.Groups,
-             notes: list[str]) -> Topology:
+             notes: list[str], *, capabilities: bool = True) -> Topology:
     """The Topology of the functions `model_functions` modelled and the groups read, with the host
     facts below `root`; the error of the first function by name that could not be modelled (as
-    `build_topology` meets them in a sorted capture), after the groups' own."""
+    `build_topology` meets them in a sorted capture), after the groups' own. `capabilities`
+    False: config space was read to its header on purpose (no note about the rest)."""
     checked, group_notes = groups.check(modelled)
     devices: dict[PciAddress, Device] = {}
     for name in sorted(modelled):
@@ -282,4 +288,4 @@ def assemble(root: str, origin: str, modelled: dict[str, Device | BadInput], gro
             raise device
         devices[device.address] = device
     return cap.topology(devices, checked, [*notes, *group_notes], host=cap.host_info(_host(root)), origin=origin,
-                        as_root=os.geteuid() == 0, host_usage=host_usage.gather(root))
+                        as_root=os.geteuid() == 0, host_usage=host_usage.gather(root), capabilities=capabilities)

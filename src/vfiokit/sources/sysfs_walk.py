@@ -24,6 +24,16 @@ from vfiokit.sources import capture as cap
 #: any open of it; the folder's files are then opened relative to it (no path walked again).
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
+#: How much of each function's `config` a walk reads: all of config space (4096 bytes as root, the
+#: kernel gives others 64), or its standard header alone, which holds all that names a function
+#: (ids, class, revision, header type), as `lspci -nn` reads it (pciutils lib/sysfs.c reads 64
+#: bytes). Each 4-byte word of a real device's config space is one access to the device
+#: (pci-sysfs.c pci_read_config): the header is 16 of them, the whole space 1,024. On a virtual
+#: machine each is a trap to the hypervisor: 2.4 ms per function for all of it, 0.25 ms for the
+#: header, on the one this was measured on.
+CONFIG_SPACE = 4096
+HEADER = 64
+
 
 class FunctionFolder(NamedTuple):
     """What the walk read in one PCI function's folder below /sys/devices. `sysfs.model_functions`
@@ -44,9 +54,10 @@ class FunctionFolder(NamedTuple):
     config: bytes | None
 
 
-def _read_config(folder: str, dir_fd: int, entry: os.DirEntry[str], notes: list[str], addr: str) -> bytes | None:
+def _read_config(folder: str, dir_fd: int, entry: os.DirEntry[str], notes: list[str], addr: str,
+                 size: int) -> bytes | None:
     try:
-        return rootfs.read_listed(folder, dir_fd, entry, 4096)
+        return rootfs.read_listed(folder, dir_fd, entry, size, head=size < CONFIG_SPACE)
     except PermissionError:
         notes.append(f"{addr}: config space not readable (permission denied)")
     except OSError as e:
@@ -66,13 +77,14 @@ def _read_attr(folder: str, dir_fd: int, entry: os.DirEntry[str]) -> str | None:
 
 def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]], rel: str, name: str,
                    parent: str | None, notes: list[str], wanted: tuple[str, ...],
-                   config: bytes | None = None, links_wanted: tuple[str, ...] = cap.LINKS) -> FunctionFolder:
+                   config: bytes | None = None, links_wanted: tuple[str, ...] = cap.LINKS,
+                   config_bytes: int = CONFIG_SPACE) -> FunctionFolder:
     """Read the function whose folder `folder` is open as `dir_fd` and listed as `entries`, and of
-    its attributes those `wanted` (a part of `cap.ATTRS`) and of its links those `links_wanted`
-    (a part of `cap.LINKS`); `config` when it was read already."""
+    its attributes those `wanted` (a part of `cap.ATTRS`), of its links those `links_wanted` (a
+    part of `cap.LINKS`) and of its `config` `config_bytes`; `config` when it was read already."""
     entry = entries.get("config")
     if config is None:
-        config = _read_config(folder, dir_fd, entry, notes, name) if entry is not None else None
+        config = _read_config(folder, dir_fd, entry, notes, name, config_bytes) if entry is not None else None
         if entry is None:
             notes.append(f"{name}: no config file in {folder}")
     # The ids, class and revision are the first 64 bytes of config space, which anyone may read;
@@ -102,11 +114,11 @@ def _read_function(folder: str, dir_fd: int, entries: dict[str, os.DirEntry[str]
     return FunctionFolder(name, rel, parent, attrs, links, [f for f in cap.FILES if f in entries], config)
 
 
-def _header_config(folder: str, dir_fd: int) -> bytes | None:
-    """`config` of the open function folder when it is a regular file of at least the 64-byte
-    header; None otherwise (the listing then reads it again and says why)."""
+def _header_config(folder: str, dir_fd: int, size: int) -> bytes | None:
+    """`size` bytes of the open function folder's `config` when it is a regular file of at least
+    the 64-byte header; None otherwise (the listing then reads it again and says why)."""
     try:
-        config = rootfs.read_at(folder, dir_fd, "config", 4096)
+        config = rootfs.read_at(folder, dir_fd, "config", size, head=size < CONFIG_SPACE)
     except (OSError, BadInput):
         return None
     return config if len(config) >= 64 else None
@@ -147,14 +159,15 @@ def is_address(name: str) -> bool:
 
 
 def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, ...] = cap.ATTRS, *,
-              list_endpoints: bool = True, links_wanted: tuple[str, ...] = cap.LINKS) -> Iterator[FunctionFolder]:
+              list_endpoints: bool = True, links_wanted: tuple[str, ...] = cap.LINKS,
+              config_bytes: int = CONFIG_SPACE) -> Iterator[FunctionFolder]:
     """Read every PCI function by walking /sys/devices/pci*: a function's folder holds those of
     the functions behind it, so the walk learns each path without a readlink per device. Each
     folder is listed once (`os.scandir`: its file types come with the names, no stat per entry)
     and each function is yielded as soon as its folder is read, parents before their children.
     With `list_endpoints=False`, a function whose config header says it is no bridge is read
     without listing its folder (`_read_endpoint`), its `files` unknown. Of the links, those
-    `links_wanted` are read.
+    `links_wanted` are read; of each `config`, `config_bytes` (`CONFIG_SPACE` or `HEADER`).
 
     A folder is visited once (by device and inode): a tree whose address-named links point back
     up (`0000:7e:00.0 -> ..`) would otherwise grow without end. A linked folder is followed below
@@ -183,7 +196,7 @@ def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, .
         try:
             config = None
             if not list_endpoints and not is_link and is_address(name):
-                config = _header_config(folder, dir_fd)
+                config = _header_config(folder, dir_fd, config_bytes)
             if config is not None and config[0x0E] & 0x7F == 0:
                 # A real folder with no function behind it: it cannot lead back to one already read.
                 function = _read_endpoint(folder, dir_fd, rel, name, parent, config, wanted, links_wanted)
@@ -196,7 +209,7 @@ def functions(root: str, sysdevices: str, notes: list[str], wanted: tuple[str, .
                     continue
                 seen.add((st.st_dev, st.st_ino))
                 function = (_read_function(folder, dir_fd, entries, rel, name, parent, notes, wanted, config,
-                                           links_wanted) if is_address(name) else None)
+                                           links_wanted, config_bytes) if is_address(name) else None)
         except OSError as e:
             notes.append(f"{folder}: cannot list ({e.strerror})")
             continue
