@@ -26,11 +26,12 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
 #: How much of each function's `config` a walk reads: all of config space (4096 bytes as root, the
 #: kernel gives others 64), or its standard header alone, which holds all that names a function
-#: (ids, class, revision, header type), as `lspci -nn` reads it (pciutils lib/sysfs.c reads 64
-#: bytes). Each 4-byte word of a real device's config space is one access to the device
-#: (pci-sysfs.c pci_read_config): the header is 16 of them, the whole space 1,024. On a virtual
-#: machine each is a trap to the hypervisor: 2.4 ms per function for all of it, 0.25 ms for the
-#: header, on the one this was measured on.
+#: (ids, class, revision, header type), as `lspci -nn` reads it (pciutils lspci.c scan_device: 64
+#: bytes; 128 for a CardBus bridge, whose subsystem ids a header read leaves unknown). Each 4-byte
+#: word of a real device's config space is one access to the device (pci-sysfs.c
+#: pci_read_config): the header is 16 of them, the whole space 1,024. On a virtual machine each is
+#: a trap to the hypervisor: 2.4 ms per function for all of it, 0.25 ms for the header, on the one
+#: this was measured on.
 CONFIG_SPACE = 4096
 HEADER = 64
 
