@@ -222,20 +222,32 @@ def test_simulate_reads_drivers_only_for_the_verdicts_it_gives(tmp_path: Path,
         assert r.code == 0 and "driver" in read, option
 
 
-def test_an_endpoint_is_read_without_listing_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_endpoint_is_read_without_opening_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tree = materialize(samples.load_raw("lab-hostuse"), tmp_path / "root").resolve()
     listed: list[str] = []
-    real_scandir = os.scandir
+    opened: list[str] = []
+    real_scandir, real_open = os.scandir, os.open
 
     def counting_scandir(path):  # type: ignore[no-untyped-def]
         if isinstance(path, int):
             listed.append(os.readlink(f"/proc/self/fd/{path}"))
         return real_scandir(path)
 
+    def counting_open(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        if flags & os.O_DIRECTORY:
+            opened.append(os.fspath(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
     monkeypatch.setattr(os, "scandir", counting_scandir)
+    monkeypatch.setattr(os, "open", counting_open)
     top = sysfs.read_topology(tree, reset_methods=False)
     bridges = {str(tree / "sys/devices" / d.sysfs_path) for d in top.devices if d.is_bridge}
-    assert bridges and set(listed) - {str(tree / "sys/devices" / r) for r in ("pci0000:00",)} == bridges
+    # the root bus's folder and the bridges' are listed, each once; no endpoint's is even opened
+    assert bridges and sorted(listed) == sorted(opened) == sorted({str(tree / "sys/devices/pci0000:00"), *bridges})
+    # and what was read is what listing every folder reads, but for the files only a listing sees
+    full = sysfs.read_topology(tree)
+    assert [d._replace(reset_methods=None, has_reset=d.has_reset if d.is_bridge else None)
+            for d in full.devices] == list(top.devices)
 
 
 def _first_bridge(tree: Path) -> Path:
